@@ -1,0 +1,83 @@
+"""Service configuration, read once from the environment (and `.env`) by the entry point."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Backend(StrEnum):
+    NEONIZE = "neonize"
+    SIMULATED = "simulated"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Field names are the environment variable names (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Where the stateful services are. Unset: the local run starts embedded ones.
+    database_url: str | None = None
+    redis_url: str | None = None
+    ray_address: str | None = None
+
+    whatsapp_bridge_api_key: SecretStr | None = None
+    whatsapp_bridge_host: str = "127.0.0.1"
+    whatsapp_bridge_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    whatsapp_bridge_data_dir: Path = Path(".data")
+
+    max_sessions_per_user: Annotated[int, Field(ge=1, le=32)] = 3
+    wa_backend: Backend = Backend.NEONIZE
+    max_media_bytes: Annotated[int, Field(ge=1)] = 16 * MB
+
+    # Ray placement and supervision.
+    ray_namespace: str = "whatsapp-bridge"
+    wa_sessions_per_node: Annotated[int, Field(ge=1)] = 150
+    session_reload_per_s: Annotated[float, Field(gt=0)] = 2.0
+    reconcile_interval_s: Annotated[float, Field(gt=0)] = 10.0
+
+    # Pairing: a QR round that ends unpaired starts a fresh one, at most this many, then `qr_timeout`.
+    qr_max_rounds: Annotated[int, Field(ge=1)] = 3
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+
+    # Message store: messages older than this are deleted (0 keeps everything).
+    message_retention_days: Annotated[int, Field(ge=0)] = 0
+
+    ws_token_ttl_s: Annotated[int, Field(ge=10, le=86400)] = 300
+
+    # The simulated network's QR timings (whatsmeow: 60 s, then 20 s each, ~6 codes per round).
+    sim_qr_first_s: Annotated[float, Field(gt=0)] = 60.0
+    sim_qr_next_s: Annotated[float, Field(gt=0)] = 20.0
+    sim_qr_codes: Annotated[int, Field(ge=1)] = 6
+
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    def api_key(self) -> str:
+        """The API key in clear, for the one place that compares it."""
+        if self.whatsapp_bridge_api_key is None:
+            raise RuntimeError("WHATSAPP_BRIDGE_API_KEY is not set")
+        return self.whatsapp_bridge_api_key.get_secret_value()
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A libpq-style URL (what asyncpg, lib/pq and psql take) from any postgres URL we accept."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith("postgres"):
+        raise ValueError("DATABASE_URL must be a postgresql:// URL")
+    return f"postgresql://{rest}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy async URL (asyncpg driver) for a postgres URL."""
+    return "postgresql+asyncpg://" + asyncpg_dsn(url).partition("://")[2]

@@ -1,0 +1,150 @@
+"""Domain values shared by the actors, the API and persistence. Import-light: stdlib only.
+
+Everything here is a frozen slotted dataclass: cheap in a session process, picklable across Ray.
+Timestamps are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class SessionStatus(StrEnum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    QR_READY = "qr_ready"
+    CONNECTED = "connected"
+
+
+class Reason(StrEnum):
+    """Why a session is not connected. Stable codes: the web inbox switches on them."""
+
+    LOGGED_OUT = "logged_out"  # the phone unlinked this device: a new scan is needed
+    QR_TIMEOUT = "qr_timeout"  # every pairing round ended unscanned
+    NETWORK = "network"  # WhatsApp unreachable; retrying by itself
+    REPLACED = "replaced"  # another client took over this device's stream
+    BANNED = "banned"  # temporary ban
+    OUTDATED = "outdated"  # WhatsApp refused this client version
+    ERROR = "error"  # anything else
+
+
+# Reasons after which the session stays down until the user acts (a scan, a pairing code, a delete).
+TERMINAL_REASONS = frozenset({Reason.LOGGED_OUT, Reason.QR_TIMEOUT, Reason.BANNED, Reason.OUTDATED})
+
+
+class MessageType(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    OTHER = "other"
+
+
+class MessageStatus(StrEnum):
+    """Ordered: a receipt only ever moves a message forward (FAILED is terminal and separate)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    PLAYED = "played"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        return _STATUS_RANK[self]
+
+
+_STATUS_RANK = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.PLAYED: 4,
+    MessageStatus.FAILED: 5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    mimetype: str
+    file_name: str | None = None
+    size: int | None = None
+    seconds: int | None = None
+    ptt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    chat_id: str
+    sender: str  # JID of the author (our own JID for fromMe)
+    from_me: bool
+    timestamp: datetime
+    type: MessageType = MessageType.TEXT
+    text: str | None = None
+    sender_name: str | None = None
+    sender_alt: str | None = None  # the other identity of the sender (phone JID for an @lid sender)
+    media: Media | None = None
+    quoted_id: str | None = None
+    status: MessageStatus = MessageStatus.SENT
+    # Opaque to everything but the adapter that produced it: what it needs to download the media later.
+    media_ref: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    id: str
+    name: str | None
+    is_group: bool
+    unread_count: int
+    timestamp: datetime | None
+    last_message: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    id: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """What a client sees of a session (the contract's `Session`)."""
+
+    id: str
+    user_id: str
+    slot: int
+    status: SessionStatus
+    reason: Reason | None
+    phone: str | None
+    display_name: str | None
+    profile_pic_url: str | None
+    last_seen: datetime | None
+    qr: str | None = None
+    qr_expires_at: datetime | None = None
+    pairing_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a session's actor runs, as the registry sees it."""
+
+    session_id: str
+    node_id: str | None
+    pid: int | None
+    status: SessionStatus | None
+    alive: bool

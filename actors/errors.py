@@ -1,0 +1,182 @@
+"""The domain error tree. Each class has a stable `code` and an `http_status`; `api/errors.py` renders them.
+
+Errors cross process boundaries (Ray re-raises an actor's exception in the caller), so every class
+pickles with its message and data intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class WaError(Exception):
+    """Base of every error the bridge reports to a client."""
+
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal error"
+
+    def __init__(self, message: str | None = None, **data: Any) -> None:
+        self.message = message or self.default_message
+        self.data = data
+        super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, self.data))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+def _rebuild(cls: type[WaError], message: str, data: dict[str, Any]) -> WaError:
+    return cls(message, **data)
+
+
+class BadRequest(WaError):
+    code = "bad_request"
+    http_status = 400
+    default_message = "Bad request"
+
+
+class MissingUserId(BadRequest):
+    code = "missing_user_id"
+    default_message = "The X-User-Id header is required"
+
+
+class MaxSessionsReached(BadRequest):
+    code = "max_sessions_reached"
+    default_message = "This user already has the maximum number of WhatsApp numbers"
+
+
+class InvalidSlot(BadRequest):
+    code = "invalid_slot"
+    default_message = "Slot is out of range"
+
+
+class Unauthorized(WaError):
+    code = "unauthorized"
+    http_status = 401
+    default_message = "Missing or invalid API key"
+
+
+class NotFound(WaError):
+    code = "not_found"
+    http_status = 404
+    default_message = "Not found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+    default_message = "No such session"
+
+
+class MessageNotFound(NotFound):
+    code = "message_not_found"
+    default_message = "No such message"
+
+
+class MediaNotAvailable(NotFound):
+    code = "media_not_available"
+    default_message = "This message has no downloadable media"
+
+
+class Conflict(WaError):
+    code = "conflict"
+    http_status = 409
+    default_message = "Conflict"
+
+
+class SlotTaken(Conflict):
+    code = "slot_taken"
+    default_message = "This slot already holds a WhatsApp number"
+
+
+class PhoneAlreadyPaired(Conflict):
+    code = "phone_already_paired"
+    default_message = "This phone number is already paired to another session"
+
+
+class SessionNotConnected(Conflict):
+    code = "session_not_connected"
+    default_message = "The session is not connected to WhatsApp"
+
+
+class AlreadyConnected(Conflict):
+    code = "already_connected"
+    default_message = "The session is already connected"
+
+
+class NoQrShowing(Conflict):
+    code = "no_qr_showing"
+    default_message = "The session is not showing a QR code"
+
+
+class MediaTooLarge(WaError):
+    code = "media_too_large"
+    http_status = 413
+    default_message = "The file is larger than the media limit"
+
+
+class UnsupportedAudio(WaError):
+    code = "unsupported_audio"
+    http_status = 415
+    default_message = "The audio could not be decoded"
+
+
+class UnsupportedMedia(WaError):
+    code = "unsupported_media"
+    http_status = 415
+    default_message = "The file type is not supported"
+
+
+class InvalidInput(WaError):
+    code = "invalid_request"
+    http_status = 422
+    default_message = "The request is not valid"
+
+
+class InvalidRecipient(InvalidInput):
+    code = "invalid_recipient"
+    default_message = "Not a phone number or WhatsApp JID"
+
+
+class InvalidPhone(InvalidInput):
+    code = "invalid_phone"
+    default_message = "Not a valid phone number"
+
+
+class NotOnWhatsApp(InvalidInput):
+    code = "not_on_whatsapp"
+    default_message = "This number is not on WhatsApp"
+
+
+class SendFailed(WaError):
+    code = "send_failed"
+    http_status = 502
+    default_message = "WhatsApp did not accept the message"
+
+
+class SessionUnavailable(WaError):
+    """The owning actor is starting or restarting: the client should retry after `retry_after` seconds."""
+
+    code = "session_unavailable"
+    http_status = 503
+    default_message = "The session is restarting, try again shortly"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.data.get("retry_after", 2))
+
+
+class ServiceUnavailable(WaError):
+    code = "service_unavailable"
+    http_status = 503
+    default_message = "A backing service is unavailable"
+
+
+class ClientError(WaError):
+    """A WhatsApp client adapter failed in a way the caller cannot fix (translated at the boundary)."""
+
+    code = "client_error"
+    http_status = 502
+    default_message = "The WhatsApp client failed"

@@ -1,0 +1,103 @@
+"""Events a WhatsApp client adapter emits. Frozen, adapter-neutral: no neonize or Ray type leaks in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from actors.domain import Message, MessageStatus, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class QrCode:
+    """A fresh QR payload to show; valid until `expires_at`. A round is several codes, then silence."""
+
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PairingCode:
+    """An 8-character code the user types on the phone (Linked devices → Link with phone number)."""
+
+    code: str
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """The phone accepted this device. `device_jid` (user:device@server) is what later starts resume."""
+
+    device_jid: str
+    phone: str
+    push_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Logged in and online (after pairing or on a resumed start)."""
+
+    push_name: str | None = None
+    profile_pic_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection dropped. `retrying`: the client reconnects by itself; otherwise it is done."""
+
+    reason: Reason
+    retrying: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOut:
+    """The device credentials are gone (unlinked, banned, ...): only a new pairing brings it back."""
+
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A live message: incoming, or sent from the user's phone (`message.from_me`)."""
+
+    message: Message
+    chat_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConversation:
+    chat_id: str
+    name: str | None
+    is_group: bool
+    unread_count: int
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryChunk:
+    """One chunk of the history sync WhatsApp pushes after pairing."""
+
+    conversations: tuple[HistoryConversation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Messages we sent reached a new status (delivered, read, played)."""
+
+    chat_id: str
+    message_ids: tuple[str, ...]
+    status: MessageStatus
+    timestamp: datetime
+
+
+ClientEvent = (
+    QrCode
+    | PairingCode
+    | Paired
+    | Connected
+    | Disconnected
+    | LoggedOut
+    | MessageReceived
+    | HistoryChunk
+    | Receipt
+)

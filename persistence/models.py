@@ -1,0 +1,141 @@
+"""The bridge's tables (SQLModel). Alembic migrations in `persistence/migrations` create exactly these.
+
+Schemas: the bridge's tables live in `public`; whatsmeow's auth tables in `whatsmeow` (created empty by
+our migration, filled by whatsmeow itself); the simulated network's device store in `wa_sim`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Column, Field, SQLModel
+
+AUTH_SCHEMA = "whatsmeow"
+SIM_SCHEMA = "wa_sim"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(sa.DateTime(timezone=True), **kw))
+
+
+class WhatsAppSession(SQLModel, table=True):
+    """One WhatsApp number of one user. `device_jid` is set once paired and cleared on logout."""
+
+    __tablename__ = "whatsapp_session"
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "slot", name="uq_session_user_slot"),
+        sa.UniqueConstraint("phone", name="uq_session_phone"),
+        sa.CheckConstraint("slot >= 1", name="ck_session_slot_positive"),
+        sa.Index("ix_session_user_id", "user_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: str = Field(max_length=128, nullable=False)
+    slot: int = Field(sa_column=Column(sa.SmallInteger, nullable=False))
+    phone: str | None = Field(default=None, max_length=20)  # E.164 with "+"
+    display_name: str | None = Field(default=None, max_length=256)
+    profile_pic_url: str | None = Field(default=None)
+    status: str = Field(default="disconnected", max_length=16, nullable=False)
+    reason: str | None = Field(default=None, max_length=16)
+    device_jid: str | None = Field(default=None, max_length=128)
+    # Pairing rounds used since the last pairing request; bounded by QR_MAX_ROUNDS across restarts.
+    qr_rounds: int = Field(default=0, sa_column=Column(sa.SmallInteger, nullable=False, server_default="0"))
+    last_seen: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+    updated_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+
+
+class AppUser(SQLModel, table=True):
+    """A user of the web inbox, known by the X-User-Id it sends; holds the onboarding phone."""
+
+    __tablename__ = "app_user"
+
+    id: str = Field(primary_key=True, max_length=128)
+    whatsapp_phone: str | None = Field(default=None, max_length=20)  # E.164
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+    updated_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+
+
+class Chat(SQLModel, table=True):
+    __tablename__ = "chat"
+    __table_args__ = (
+        sa.Index("ix_chat_recency", "session_id", sa.text("last_message_at DESC NULLS LAST"), sa.text("id DESC")),
+    )
+
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
+    )
+    id: str = Field(primary_key=True, max_length=128)  # chat JID
+    name: str | None = None
+    is_group: bool = Field(default=False, nullable=False)
+    unread_count: int = Field(default=0, nullable=False)
+    last_message_at: datetime | None = _ts(nullable=True)
+    last_message_id: str | None = Field(default=None, max_length=128)
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+    __table_args__ = (
+        sa.Index("ix_message_page", "session_id", "chat_id", sa.text("ts DESC"), sa.text("id DESC")),
+        sa.Index("ix_message_retention", "ts"),
+    )
+
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
+    )
+    chat_id: str = Field(primary_key=True, max_length=128)
+    id: str = Field(primary_key=True, max_length=128)
+    sender: str = Field(max_length=128, nullable=False)
+    sender_alt: str | None = Field(default=None, max_length=128)
+    sender_name: str | None = None
+    from_me: bool = Field(default=False, nullable=False)
+    ts: datetime = _ts(nullable=False)
+    type: str = Field(default="text", max_length=16, nullable=False)
+    text: str | None = None
+    media: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    media_ref: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    quoted_id: str | None = Field(default=None, max_length=128)
+    status: str = Field(default="sent", max_length=16, nullable=False)
+
+
+class SimDevice(SQLModel, table=True):
+    """The simulated network's device credentials (its stand-in for `whatsmeow_device`)."""
+
+    __tablename__ = "device"
+    __table_args__ = ({"schema": SIM_SCHEMA},)
+
+    jid: str = Field(primary_key=True, max_length=128)
+    session_id: uuid.UUID = Field(sa_column=Column(sa.Uuid, nullable=False, index=True))
+    phone: str = Field(max_length=20, nullable=False)
+    push_name: str | None = None
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+
+
+class SimSent(SQLModel, table=True):
+    """What the simulated network received from a session (served by GET /simulator/.../sent)."""
+
+    __tablename__ = "sent"
+    __table_args__ = (sa.Index("ix_sim_sent_session", "session_id", "seq"), {"schema": SIM_SCHEMA})
+
+    seq: int | None = Field(default=None, sa_column=Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    session_id: uuid.UUID = Field(sa_column=Column(sa.Uuid, nullable=False))
+    message_id: str = Field(max_length=128)
+    to: str = Field(max_length=128)
+    type: str = Field(max_length=16)
+    mimetype: str | None = None
+    ptt: bool = False
+    size: int | None = None
+    seconds: int | None = None
+    file_name: str | None = None
+    text: str | None = None  # text, or the caption of media
+    quoted_id: str | None = None
+    data: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary, nullable=True))  # media bytes
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
