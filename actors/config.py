@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from actors.domain import Backend
+
 MB = 1024 * 1024
-
-
-class Backend(StrEnum):
-    NEONIZE = "neonize"
-    SIMULATED = "simulated"
 
 
 class Settings(BaseSettings):

@@ -14,6 +14,13 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
+class Backend(StrEnum):
+    """Which WhatsApp the sessions talk to (WA_BACKEND)."""
+
+    NEONIZE = "neonize"
+    SIMULATED = "simulated"
+
+
 class SessionStatus(StrEnum):
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"

@@ -48,6 +48,10 @@ class WhatsAppSession(SQLModel, table=True):
     device_jid: str | None = Field(default=None, max_length=128)
     # Pairing rounds used since the last pairing request; bounded by QR_MAX_ROUNDS across restarts.
     qr_rounds: int = Field(default=0, sa_column=Column(sa.SmallInteger, nullable=False, server_default="0"))
+    # Failed dials in a row (reset when connected); sets the backoff before the next process retries.
+    connect_failures: int = Field(
+        default=0, sa_column=Column(sa.SmallInteger, nullable=False, server_default="0")
+    )
     last_seen: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     updated_at: datetime = _ts(nullable=False, server_default=sa.func.now())

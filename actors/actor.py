@@ -1,0 +1,107 @@
+"""`SessionActor`: the Ray shell around one `SessionCore`. One actor = one OS process = one client.
+
+The registry creates it detached, named `session-<id>`, `num_cpus=0`, one `wa_session` unit,
+`max_restarts=-1`. `__init__` only wires objects and schedules the start (Ray does not retry a failed
+constructor), so a process Ray restarts after a crash resumes by itself, without the supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import ray
+
+from actors.bus import EventBus
+from actors.clients import make_client
+from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
+from actors.ports import ClientOptions, WhatsAppClient
+from actors.session import SessionConfig, SessionCore
+from persistence.session_store import SessionStore
+
+log = logging.getLogger(__name__)
+
+
+def _exit_process(why: str) -> None:
+    """Leave so Ray starts a fresh process (an unexpected exit counts as a failure: it restarts us)."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class SessionActor:
+    def __init__(self, session_id: str, config: SessionConfig) -> None:
+        _configure_logging()
+        self._session_id = session_id
+
+        def factory(options: ClientOptions) -> WhatsAppClient:
+            return make_client(config.backend, options)
+
+        self._core = SessionCore(
+            session_id,
+            config,
+            client_factory=factory,
+            store=SessionStore(config.database_dsn, session_id),
+            bus=EventBus(config.redis_url, session_id),
+            exit_process=_exit_process,
+        )
+        self._core.start()
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            log.warning("session %s: restarted by Ray in a fresh process (pid %d)", session_id, os.getpid())
+
+    async def ping(self) -> Placement:
+        view = self._core.current()
+        return Placement(
+            session_id=self._session_id,
+            node_id=ray.get_runtime_context().get_node_id(),
+            pid=os.getpid(),
+            status=view.status if view else None,
+            alive=True,
+        )
+
+    async def status(self) -> SessionView:
+        return await self._core.view()
+
+    async def pairing_code(self, phone: str) -> str:
+        return await self._core.request_pairing_code(phone)
+
+    async def restart_pairing(self) -> None:
+        await self._core.restart_pairing()
+
+    async def send_text(self, to: str, text: str, quoted_id: str | None = None) -> SendResult:
+        return await self._core.send_text(to, text, quoted_id)
+
+    async def send_media(
+        self, to: str, data: bytes, file_name: str | None, mimetype: str | None, caption: str | None
+    ) -> SendResult:
+        return await self._core.send_media(to, data, file_name=file_name, mimetype=mimetype, caption=caption)
+
+    async def send_voice_note(self, to: str, data: bytes) -> SendResult:
+        return await self._core.send_voice_note(to, data)
+
+    async def chats(self, limit: int, cursor: str | None) -> Page[Chat]:
+        return await self._core.chats(limit, cursor)
+
+    async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]:
+        return await self._core.messages(chat_id, limit, cursor)
+
+    async def media(self, chat_id: str, message_id: str) -> tuple[bytes, str]:
+        return await self._core.media(chat_id, message_id)
+
+    async def mark_read(self, chat_id: str) -> None:
+        await self._core.mark_read(chat_id)
+
+    async def simulate(self, op: str, kwargs: dict[str, Any]) -> Any:
+        return await self._core.simulate(op, **kwargs)
+
+    async def close(self, purge: bool) -> None:
+        """Stop the client (and with purge: unlink, delete stored messages); the registry kills us next."""
+        await self._core.close(purge=purge)

@@ -1,0 +1,100 @@
+"""The JSON shapes of the contract (camelCase), built from domain values.
+
+Redis channels carry exactly the WebSocket frames' bodies, so the bus and the API both render through
+these functions: one definition of `Session`, `Chat`, `Message` and the event payloads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from actors.domain import Chat, Media, Message, SessionView
+
+JSON = dict[str, Any]
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 UTC with a `Z`, millisecond precision."""
+    if ts is None:
+        return None
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def media_json(media: Media | None) -> JSON | None:
+    if media is None:
+        return None
+    return {
+        "mimetype": media.mimetype,
+        "fileName": media.file_name,
+        "size": media.size,
+        "seconds": media.seconds,
+        "ptt": media.ptt,
+    }
+
+
+def message_json(message: Message) -> JSON:
+    return {
+        "id": message.id,
+        "chatId": message.chat_id,
+        "sender": message.sender,
+        "senderName": message.sender_name,
+        "fromMe": message.from_me,
+        "timestamp": iso(message.timestamp),
+        "type": message.type.value,
+        "text": message.text,
+        "media": media_json(message.media),
+        "quotedId": message.quoted_id,
+        "status": message.status.value,
+    }
+
+
+def chat_json(chat: Chat) -> JSON:
+    return {
+        "id": chat.id,
+        "name": chat.name,
+        "isGroup": chat.is_group,
+        "unreadCount": chat.unread_count,
+        "timestamp": iso(chat.timestamp),
+        "lastMessage": message_json(chat.last_message) if chat.last_message else None,
+    }
+
+
+def session_json(view: SessionView) -> JSON:
+    return {
+        "id": view.id,
+        "slot": view.slot,
+        "status": view.status.value,
+        "reason": view.reason.value if view.reason else None,
+        "phone": view.phone,
+        "displayName": view.display_name,
+        "profilePicUrl": view.profile_pic_url,
+        "lastSeen": iso(view.last_seen),
+        "qr": view.qr,
+        "pairingCode": view.pairing_code,
+    }
+
+
+def status_payload(view: SessionView) -> JSON:
+    """Body of `wa:status:{id}` and of a `status` frame."""
+    return {
+        "status": view.status.value,
+        "reason": view.reason.value if view.reason else None,
+        "phone": view.phone,
+        "displayName": view.display_name,
+    }
+
+
+def qr_payload(code: str, expires_at: datetime) -> JSON:
+    """Body of `wa:qr:{id}` and of a `qr` frame."""
+    return {"qr": code, "expiresAt": iso(expires_at)}
+
+
+def msg_payload(message: Message) -> JSON:
+    """Body of `wa:msg:{id}` and of a `message` frame."""
+    return {"chatId": message.chat_id, "message": message_json(message)}
+
+
+def channel(kind: str, session_id: str) -> str:
+    """Redis channel name: kind is `qr`, `status` or `msg`."""
+    return f"wa:{kind}:{session_id}"

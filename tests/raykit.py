@@ -1,0 +1,194 @@
+"""Helpers for tests that run real Ray: session configs, waiting for states, Redis frame collection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+import ray
+from redis.asyncio import Redis
+
+from actors.config import asyncpg_dsn
+from actors.domain import SessionStatus, SessionView
+from actors.ids import actor_name, new_session_id
+from actors.registry import RegistryConfig
+from actors.session import SessionConfig
+from persistence.migrate import sim_dsn
+
+T = TypeVar("T")
+
+# Scaled-down whatsmeow timings: a QR round is 0.8 + 5 × 0.3 = 2.3 s.
+FAST = {"qr_first_s": 0.8, "qr_next_s": 0.3, "qr_codes": 6}
+
+
+def session_config(database_url: str, redis_url: str, **overrides: Any) -> SessionConfig:
+    values: dict[str, Any] = {
+        "backend": "simulated",
+        "database_dsn": asyncpg_dsn(database_url),
+        "auth_dsn": sim_dsn(database_url),
+        "redis_url": redis_url,
+        "qr_max_rounds": 2,
+        "connect_timeout_s": 8.0,
+        "backoff_base_s": 0.5,
+        **FAST,
+    }
+    values.update(overrides)
+    return SessionConfig(**values)
+
+
+def registry_config(database_url: str, redis_url: str, namespace: str, **overrides: Any) -> RegistryConfig:
+    session = session_config(database_url, redis_url, **overrides.pop("session", {}))
+    values: dict[str, Any] = {"reload_per_s": 5.0, "reconcile_interval_s": 1.0, **overrides}
+    return RegistryConfig(asyncpg_dsn(database_url), namespace, session, **values)
+
+
+def unique_namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+async def insert_session(database_url: str, user_id: str = "user-1", slot: int = 1) -> str:
+    """A session row as POST /sessions creates it."""
+    sid = new_session_id()
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute(
+            "INSERT INTO whatsapp_session (id, user_id, slot, status) VALUES ($1::uuid, $2, $3, 'disconnected')",
+            sid,
+            user_id,
+            slot,
+        )
+    finally:
+        await conn.close()
+    return sid
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout: float = 20.0, every: float = 0.2
+) -> T:
+    """Poll `probe` until `ok(value)`; fail with the last value (or error) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = await probe()
+            if ok(last):
+                return last
+        except Exception as err:
+            last = err
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
+        await asyncio.sleep(every)
+
+
+def handle(session_id: str, namespace: str) -> Any:
+    return ray.get_actor(actor_name(session_id), namespace=namespace)
+
+
+async def status_of(session_id: str, namespace: str) -> SessionView:
+    view: SessionView = await handle(session_id, namespace).status.remote()
+    return view
+
+
+async def wait_status(
+    session_id: str, namespace: str, status: SessionStatus, timeout: float = 30.0
+) -> SessionView:
+    return await eventually(lambda: status_of(session_id, namespace), lambda v: v.status == status, timeout)
+
+
+async def pid_of(session_id: str, namespace: str) -> int:
+    placement = await handle(session_id, namespace).ping.remote()
+    return int(placement.pid)
+
+
+async def pair(session_id: str, namespace: str, phone: str) -> SessionView:
+    """Scan the QR with `phone` on the simulated network and wait for `connected`."""
+    await wait_status(session_id, namespace, SessionStatus.QR_READY)
+    await handle(session_id, namespace).simulate.remote("scan", {"phone": phone, "display_name": "Tester"})
+    return await wait_status(session_id, namespace, SessionStatus.CONNECTED)
+
+
+@dataclass
+class Frames:
+    """Everything published on `wa:*:{session}` channels, decoded, in arrival order."""
+
+    items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    stamps: list[tuple[str, str, float]] = field(default_factory=list)  # (kind, session id, monotonic time)
+
+    def first_status_times(self) -> dict[str, float]:
+        """When each session published its first status frame."""
+        first: dict[str, float] = {}
+        for kind, sid, at in self.stamps:
+            if kind == "status":
+                first.setdefault(sid, at)
+        return first
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [body for k, body in self.items if k == kind]
+
+    async def wait_for(
+        self, kind: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for k, body in self.items:
+                if k == kind and pred(body):
+                    return body
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {kind} frame matched within {timeout}s; got {self.items[-10:]}")
+
+
+@asynccontextmanager
+async def frames(redis_url: str, session_id: str) -> Any:
+    """Collect a session's Redis frames (`*`: every session's) while the block runs."""
+    client = Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.psubscribe(f"wa:*:{session_id}")
+    got = Frames()
+
+    async def reader() -> None:
+        async for msg in pubsub.listen():
+            if msg["type"] == "pmessage":
+                _, kind, sid = msg["channel"].decode().split(":", 2)
+                got.items.append((kind, json.loads(msg["data"])))
+                got.stamps.append((kind, sid, time.monotonic()))
+
+    task = asyncio.create_task(reader())
+    try:
+        yield got
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pubsub.aclose()
+        await client.aclose()
+
+
+def kill_namespace_actors(namespace: str) -> None:
+    """Kill every actor a test left in its namespace (sessions and registry), for good."""
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == namespace:
+            try:
+                ray.kill(ray.get_actor(entry["name"], namespace=namespace), no_restart=True)
+            except ValueError:
+                pass
+
+
+def ray_init_local(wa_sessions: int = 50) -> None:
+    """A local single-node Ray for tests, with the session capacity resource."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray.init(
+        num_cpus=2,
+        resources={"wa_session": wa_sessions},
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=100 * 1024 * 1024,
+        logging_level="WARNING",
+        configure_logging=False,
+    )

@@ -1,0 +1,142 @@
+"""Placement and failover on a real multi-node Ray (`ray.cluster_utils.Cluster`: a head and two workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from actors.domain import SessionStatus
+from actors.registry import start_registry
+from tests.raykit import (
+    eventually,
+    frames,
+    insert_session,
+    kill_namespace_actors,
+    pair,
+    registry_config,
+    status_of,
+    unique_namespace,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+
+# Node death noticed in ~5 s instead of ~20 s (notes/ray.md).
+FAST_HEALTH = {
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 1000,
+    "health_check_failure_threshold": 5,
+}
+
+
+def _start_cluster() -> tuple[Cluster, list[Any]]:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "resources": {"wa_session": 0},
+            "node_ip_address": "127.0.0.1",
+            "include_dashboard": False,
+            "object_store_memory": 80 * 1024 * 1024,
+            "_system_config": FAST_HEALTH,
+        },
+    )
+    workers = [
+        cluster.add_node(num_cpus=1, resources={"wa_session": 10}, object_store_memory=80 * 1024 * 1024)
+        for _ in range(2)
+    ]
+    ray.init(address=cluster.address, logging_level="WARNING", configure_logging=False)
+    cluster.wait_for_nodes()
+    return cluster, workers
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[Cluster, list[Any]]]:
+    started = _start_cluster()
+    yield started
+    ray.shutdown()
+    started[0].shutdown()
+
+
+async def _placements(namespace: str) -> dict[str, str]:
+    from actors.registry import REGISTRY_NAME
+
+    registry = ray.get_actor(REGISTRY_NAME, namespace=namespace)
+    return {p.session_id: p.node_id for p in await registry.placements.remote() if p.alive}
+
+
+async def test_sessions_spread_and_survive_a_lost_worker(
+    cluster: tuple[Cluster, list[Any]], database_url: str, redis_url: str
+) -> None:
+    head_cluster, workers = cluster
+    namespace = unique_namespace()
+    sids = [await insert_session(database_url, f"u{i}") for i in range(6)]
+    start_registry(registry_config(database_url, redis_url, namespace))
+    for i, sid in enumerate(sids):
+        await pair(sid, namespace, f"+1555124000{i}")
+    where = await eventually(lambda: _placements(namespace), lambda p: len(p) == 6)
+    per_node = Counter(where.values())
+    worker_ids = {w.node_id for w in workers}
+    assert set(per_node) == worker_ids, (
+        "sessions run only on nodes that advertise wa_session, all of them used"
+    )
+    assert max(per_node.values()) <= 4
+
+    lost = workers[0]
+    moved = [sid for sid, node in where.items() if node == lost.node_id]
+    started = time.monotonic()
+    head_cluster.remove_node(lost, allow_graceful=False)
+    for sid in moved:
+        view = await wait_status(sid, namespace, SessionStatus.CONNECTED, timeout=60)
+        assert view.phone is not None
+    elapsed = time.monotonic() - started
+    after = await eventually(lambda: _placements(namespace), lambda p: len(p) == 6, timeout=30)
+    assert set(after.values()) == {workers[1].node_id}
+    print(f"failover: {len(moved)} sessions connected again on the other worker after {elapsed:.1f}s")
+    kill_namespace_actors(namespace)
+
+
+async def test_full_cluster_restart_brings_every_paired_session_back(
+    database_url: str, redis_url: str
+) -> None:
+    namespace = unique_namespace()
+    cluster, _ = _start_cluster()
+    try:
+        sids = [await insert_session(database_url, f"u{i}") for i in range(4)]
+        start_registry(registry_config(database_url, redis_url, namespace))
+        for i, sid in enumerate(sids):
+            await pair(sid, namespace, f"+1555125000{i}")
+        phones = {sid: (await status_of(sid, namespace)).phone for sid in sids}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+    cluster, _ = _start_cluster()  # a new cluster: no actor survives, only PostgreSQL
+    try:
+        reload_per_s = 2.0
+        first_seen: dict[str, float] = {}
+        async with frames(redis_url, "*") as got:
+            start_registry(registry_config(database_url, redis_url, namespace, reload_per_s=reload_per_s))
+            for sid in sids:
+                view = await wait_status(sid, namespace, SessionStatus.CONNECTED, timeout=60)
+                assert view.phone == phones[sid]
+            await asyncio.sleep(0.2)
+        assert got.of("qr") == [], "no session asked for a scan"
+        for kind, body in got.items:
+            assert body.get("status") != "qr_ready", (kind, body)
+        first_seen = {sid: t for sid, t in got.first_status_times().items() if sid in sids}
+        starts = sorted(first_seen.values())
+        assert len(starts) == 4
+        # Staggered: creations are 1/rate apart (process start-up jitter eats a little of that).
+        assert starts[-1] - starts[0] >= 0.6 * (len(starts) - 1) / reload_per_s
+    finally:
+        kill_namespace_actors(namespace)
+        ray.shutdown()
+        cluster.shutdown()

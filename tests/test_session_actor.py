@@ -1,0 +1,231 @@
+"""A session's whole life on the simulated network, through a real detached Ray actor, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+import ray
+
+from actors.config import asyncpg_dsn
+from actors.domain import MessageStatus, Reason, SessionStatus
+from actors.errors import NoQrShowing, PhoneAlreadyPaired, SessionNotConnected
+from actors.registry import create_session_actor, start_registry
+from tests.raykit import (
+    eventually,
+    frames,
+    handle,
+    insert_session,
+    kill_namespace_actors,
+    pair,
+    pid_of,
+    ray_init_local,
+    registry_config,
+    status_of,
+    unique_namespace,
+    wait_status,
+)
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray_init_local()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def namespace(local_ray: None) -> Iterator[str]:
+    ns = unique_namespace()
+    yield ns
+    kill_namespace_actors(ns)
+
+
+async def _count(database_url: str, sql: str, *args: Any) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return int(await conn.fetchval(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def test_full_life_of_a_session(database_url: str, redis_url: str, namespace: str) -> None:
+    config = registry_config(database_url, redis_url, namespace)
+    registry = start_registry(config)
+    sid = await insert_session(database_url)
+    async with frames(redis_url, sid) as got:
+        await registry.ensure_session.remote(sid)
+
+        # QR codes rotate on the WebSocket channel.
+        await got.wait_for("qr", lambda b: True)
+        await eventually(
+            lambda: asyncio.sleep(0, got.of("qr")), lambda qrs: len({q["qr"] for q in qrs}) >= 3, 10
+        )
+        qrs = got.of("qr")
+        assert all(q["qr"].startswith("2@") and q["expiresAt"].endswith("Z") for q in qrs)
+        view = await status_of(sid, namespace)
+        assert view.status == SessionStatus.QR_READY and view.qr == qrs[-1]["qr"]
+
+        # A pairing code, then the phone enters it.
+        actor = handle(sid, namespace)
+        code = await actor.pairing_code.remote("+15551230001")
+        assert len(code) == 8 and code.isalnum()
+        await actor.simulate.remote("scan", {"phone": "+15551230001", "display_name": "Alice"})
+        connected = await got.wait_for("status", lambda b: b["status"] == "connected")
+        assert connected["phone"] == "+15551230001" and connected["displayName"] == "Alice"
+        view = await status_of(sid, namespace)
+        assert (view.status, view.qr, view.pairing_code) == (SessionStatus.CONNECTED, None, None)
+        assert await _count(
+            database_url, "SELECT count(*) FROM whatsapp_session WHERE phone=$1", "+15551230001"
+        )
+
+        # The pairing-time history sync lands in the store.
+        chats = await eventually(lambda: actor.chats.remote(50, None), lambda p: len(p.items) >= 2)
+        assert all(c.timestamp is not None for c in chats.items)
+
+        # An incoming message is stored and published.
+        incoming = await actor.simulate.remote(
+            "incoming", {"from_": "+15557770001", "text": "hello bridge", "push_name": "Bob", "media": None}
+        )
+        frame = await got.wait_for("msg", lambda b: b["message"]["id"] == incoming.id)
+        assert frame["chatId"] == "15557770001@s.whatsapp.net" and frame["message"]["text"] == "hello bridge"
+        page = await actor.messages.remote("15557770001@s.whatsapp.net", 10, None)
+        assert [m.text for m in page.items] == ["hello bridge"]
+        chats = await actor.chats.remote(1, None)
+        assert chats.items[0].id == "15557770001@s.whatsapp.net" and chats.items[0].unread_count == 1
+
+        # A send goes out and its receipts move its status forward.
+        sent = await actor.send_text.remote("+15557770001", "hi Bob", incoming.id)
+        await got.wait_for(
+            "msg", lambda b: b["message"]["id"] == sent.id and b["message"]["status"] == "read"
+        )
+        page = await actor.messages.remote("15557770001@s.whatsapp.net", 10, None)
+        mine = next(m for m in page.items if m.id == sent.id)
+        assert mine.from_me and mine.quoted_id == incoming.id and mine.status == MessageStatus.READ
+        on_network = await actor.simulate.remote("sent", {})
+        assert [(s.to, s.text) for s in on_network] == [("15557770001@s.whatsapp.net", "hi Bob")]
+
+        # The phone unlinks the device.
+        await actor.simulate.remote("unlink", {})
+        down = await got.wait_for("status", lambda b: b["status"] == "disconnected")
+        assert down["reason"] == "logged_out"
+        with pytest.raises(SessionNotConnected):
+            await actor.send_text.remote("+15557770001", "still there?")
+
+    # Delete purges the actor, the row, the store and the keys.
+    await registry.destroy_session.remote(sid)
+    with pytest.raises(ValueError, match="Failed to look up actor"):
+        handle(sid, namespace)
+    for table in ("whatsapp_session WHERE id", "chat WHERE session_id", "message WHERE session_id"):
+        assert await _count(database_url, f"SELECT count(*) FROM {table} = $1::uuid", sid) == 0
+    assert (
+        await _count(database_url, "SELECT count(*) FROM wa_sim.device WHERE session_id = $1::uuid", sid) == 0
+    )
+
+
+async def test_scan_without_qr_and_phone_paired_twice(
+    database_url: str, redis_url: str, namespace: str
+) -> None:
+    config = registry_config(database_url, redis_url, namespace)
+    first, second = await insert_session(database_url, "u1"), await insert_session(database_url, "u2")
+    for sid in (first, second):
+        create_session_actor(config, sid)
+    await pair(first, namespace, "+15551230002")
+    with pytest.raises(NoQrShowing):
+        await handle(first, namespace).simulate.remote(
+            "scan", {"phone": "+15551230002", "display_name": None}
+        )
+    await wait_status(second, namespace, SessionStatus.QR_READY)
+    with pytest.raises(PhoneAlreadyPaired):
+        await handle(second, namespace).simulate.remote(
+            "scan", {"phone": "+15551230002", "display_name": None}
+        )
+    # The second session stays unpaired and offers a fresh QR; the first keeps its phone.
+    view = await wait_status(second, namespace, SessionStatus.QR_READY)
+    assert view.phone is None
+    assert (await status_of(first, namespace)).phone == "+15551230002"
+
+
+async def test_unscanned_rounds_end_in_qr_timeout(database_url: str, redis_url: str, namespace: str) -> None:
+    config = registry_config(database_url, redis_url, namespace)
+    sid = await insert_session(database_url)
+    async with frames(redis_url, sid) as got:
+        create_session_actor(config, sid)
+        first_pid = await eventually(lambda: pid_of(sid, namespace), lambda p: p > 0)
+        down = await got.wait_for("status", lambda b: b["status"] == "disconnected", timeout=40)
+    assert down["reason"] == Reason.QR_TIMEOUT
+    # Two bounded rounds: the second ran in a fresh process, each showed its own codes.
+    assert await pid_of(sid, namespace) != first_pid
+    assert len({q["qr"] for q in got.of("qr")}) == 2 * 6
+    # Asking again starts a fresh round.
+    with pytest.raises(Exception, match="retry"):
+        await handle(sid, namespace).restart_pairing.remote()
+    await wait_status(sid, namespace, SessionStatus.QR_READY)
+
+
+async def test_sigkill_restores_the_session_and_spares_the_others(
+    database_url: str, redis_url: str, namespace: str
+) -> None:
+    config = registry_config(database_url, redis_url, namespace)
+    victim, bystander = await insert_session(database_url, "u1"), await insert_session(database_url, "u2")
+    for sid in (victim, bystander):
+        create_session_actor(config, sid)
+    await pair(victim, namespace, "+15551230003")
+    await pair(bystander, namespace, "+15551230004")
+    actor = handle(victim, namespace)
+    msg = await actor.simulate.remote(
+        "incoming", {"from_": "+15557770002", "text": "keep me", "push_name": None, "media": None}
+    )
+    await eventually(
+        lambda: actor.messages.remote("15557770002@s.whatsapp.net", 5, None), lambda p: len(p.items) == 1
+    )
+    victim_pid, bystander_pid = await pid_of(victim, namespace), await pid_of(bystander, namespace)
+
+    os.kill(victim_pid, signal.SIGKILL)
+
+    async with frames(redis_url, victim) as got:
+        view = await wait_status(victim, namespace, SessionStatus.CONNECTED)
+        assert view.phone == "+15551230003"
+        assert await pid_of(victim, namespace) != victim_pid
+        page = await handle(victim, namespace).messages.remote("15557770002@s.whatsapp.net", 5, None)
+        assert [m.id for m in page.items] == [msg.id]
+        assert got.of("qr") == []  # no scan asked
+    assert await pid_of(bystander, namespace) == bystander_pid
+    assert (await status_of(bystander, namespace)).status == SessionStatus.CONNECTED
+
+
+async def test_a_hung_reconnect_is_abandoned_for_a_fresh_process(
+    database_url: str, redis_url: str, namespace: str
+) -> None:
+    config = registry_config(database_url, redis_url, namespace, session={"connect_timeout_s": 2.0})
+    sid = await insert_session(database_url)
+    create_session_actor(config, sid)
+    await pair(sid, namespace, "+15551230005")
+    pid = await pid_of(sid, namespace)
+    await handle(sid, namespace).simulate.remote("drop", {"hang_reconnect": True})
+    await wait_status(sid, namespace, SessionStatus.CONNECTING, timeout=5)
+    await eventually(lambda: pid_of(sid, namespace), lambda p: p != pid, timeout=20)
+    view = await wait_status(sid, namespace, SessionStatus.CONNECTED)
+    assert view.phone == "+15551230005"
+
+
+async def test_a_transient_drop_reconnects_in_place(
+    database_url: str, redis_url: str, namespace: str
+) -> None:
+    config = registry_config(database_url, redis_url, namespace)
+    sid = await insert_session(database_url)
+    create_session_actor(config, sid)
+    await pair(sid, namespace, "+15551230006")
+    pid = await pid_of(sid, namespace)
+    async with frames(redis_url, sid) as got:
+        await handle(sid, namespace).simulate.remote("drop", {})
+        await got.wait_for("status", lambda b: b["status"] == "connecting" and b["reason"] == "network")
+        await got.wait_for("status", lambda b: b["status"] == "connected")
+    assert await pid_of(sid, namespace) == pid
