@@ -28,17 +28,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import ray
 from ray.actor import ActorHandle
 
 from actors.actor import SessionActor
 from actors.config import Settings, asyncpg_dsn
 from actors.domain import Placement
+from actors.errors import SessionNotFound
 from actors.ids import actor_name, session_id_of_actor
 from actors.session import SessionConfig
 from actors.tasks import TaskGroup
-from persistence import fleet
+from persistence import repo
+from persistence.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class SessionRegistry:
         self._misses: dict[str, int] = {}
         self._creating: set[str] = set()
         self._passes = 0
+        self._engine = create_engine(config.database_dsn, pool_size=2, max_overflow=2, application_name="registry")
+        self._db = session_factory(self._engine)
         self._tasks.spawn(self._loop(), "reconcile loop")
 
     # ------------------------------------------------------------------ public calls
@@ -150,15 +153,14 @@ class SessionRegistry:
             try:
                 await asyncio.wait_for(handle.close.remote(True), 15.0)
             except Exception:
-                log.warning(
-                    "registry: session %s did not close cleanly; killing it", session_id, exc_info=True
-                )
+                log.warning("registry: session %s did not close cleanly; killing it", session_id, exc_info=True)
             ray.kill(handle, no_restart=True)
-        conn = await asyncpg.connect(self._config.database_dsn)
-        try:
-            existed = await fleet.delete_session(conn, session_id)
-        finally:
-            await conn.close()
+        existed = True
+        async with self._db() as db:
+            try:
+                await repo.delete_session(db, session_id)
+            except SessionNotFound:
+                existed = False
         self._misses.pop(session_id, None)
         log.info("registry: session %s destroyed", session_id)
         return existed
@@ -175,12 +177,9 @@ class SessionRegistry:
 
     async def reconcile(self) -> dict[str, int]:
         """One pass: create what is missing, stop what has no row, replace what stopped answering."""
-        conn = await asyncpg.connect(self._config.database_dsn)
-        try:
-            rows = await fleet.sessions_to_run(conn)
-        finally:
-            await conn.close()
-        wanted = [r.session_id for r in rows]
+        async with self._db() as db:
+            rows = await repo.sessions_to_run(db)
+        wanted = [r.id for r in rows]
         running = self._session_handles()
         created = stopped = replaced = 0
         missing = [sid for sid in wanted if sid not in running and sid not in self._creating]
@@ -203,9 +202,7 @@ class SessionRegistry:
                 continue
             self._misses[sid] = self._misses.get(sid, 0) + 1
             if self._misses[sid] >= self._config.unresponsive_passes:
-                log.warning(
-                    "registry: session %s unresponsive for %d passes; replacing it", sid, self._misses[sid]
-                )
+                log.warning("registry: session %s unresponsive for %d passes; replacing it", sid, self._misses[sid])
                 ray.kill(running[sid], no_restart=True)
                 self._misses.pop(sid, None)
                 replaced += 1

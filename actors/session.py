@@ -62,6 +62,7 @@ from actors.ids import jid_user, to_jid
 from actors.ports import ClientOptions, OutgoingMedia, WhatsAppClient
 from actors.tasks import TaskGroup
 from actors.wire import msg_payload, qr_payload, status_payload
+from persistence.session_store import StoredSession
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +87,6 @@ class SessionConfig:
     backoff_base_s: float = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSession:
-    """A session row as the store loads it."""
-
-    view: SessionView
-    device_jid: str | None
-    qr_rounds: int
-    connect_failures: int
-
-
 class Store(Protocol):
     """What the session needs of `persistence.session_store.SessionStore`."""
 
@@ -110,12 +101,10 @@ class Store(Protocol):
         device_jid: str | None,
     ) -> None: ...
     async def clear_device(self) -> None: ...
-    async def set_counters(
-        self, *, qr_rounds: int | None = None, connect_failures: int | None = None
-    ) -> None: ...
+    async def set_counters(self, *, qr_rounds: int | None = None, connect_failures: int | None = None) -> None: ...
     async def touch_last_seen(self) -> datetime: ...
     async def apply_history(self, chunk: HistoryChunk) -> None: ...
-    async def add_message(self, message: Message, *, chat_name: str | None, count_unread: bool) -> None: ...
+    async def add_message(self, message: Message, *, chat_name: str | None, count_unread: bool) -> bool: ...
     async def apply_receipt(
         self, chat_id: str, message_ids: tuple[str, ...], status: MessageStatus
     ) -> list[Message]: ...
@@ -196,7 +185,7 @@ class SessionCore:
 
     def _backoff(self, failures: int) -> float:
         ceiling = min(BACKOFF_CAP_S, self._config.backoff_base_s * 2 ** min(failures - 1, 16))
-        return ceiling * random.uniform(0.5, 1.0)
+        return float(ceiling * random.uniform(0.5, 1.0))
 
     async def _connect(self, device_jid: str | None) -> None:
         options = ClientOptions(
@@ -385,9 +374,7 @@ class SessionCore:
             await self._store.set_counters(connect_failures=0)
             self._row = replace(self._row, connect_failures=0)
         last_seen = await self._store.touch_last_seen()
-        self._update(
-            display_name=name, profile_pic_url=picture, last_seen=last_seen, qr=None, pairing_code=None
-        )
+        self._update(display_name=name, profile_pic_url=picture, last_seen=last_seen, qr=None, pairing_code=None)
         await self._set_state(SessionStatus.CONNECTED, None)
 
     async def _on_disconnected(self, reason: Reason, retrying: bool) -> None:
@@ -475,9 +462,7 @@ class SessionCore:
     async def _own_message(self, sent: SendResult, to: str, **fields: Any) -> Message:
         me = self._row.device_jid if self._row and self._row.device_jid else None
         sender = f"{jid_user(me)}@s.whatsapp.net" if me else "me"
-        message = Message(
-            id=sent.id, chat_id=to, sender=sender, from_me=True, timestamp=sent.timestamp, **fields
-        )
+        message = Message(id=sent.id, chat_id=to, sender=sender, from_me=True, timestamp=sent.timestamp, **fields)
         await self._store.add_message(message, chat_name=None, count_unread=False)
         await self._bus.publish("msg", msg_payload(message))
         return message
@@ -547,11 +532,7 @@ class SessionCore:
     async def mark_read(self, chat_id: str) -> None:
         jid = to_jid(chat_id)
         await self._store.mark_chat_read(jid)
-        if (
-            self._client is not None
-            and self._view is not None
-            and self._view.status == SessionStatus.CONNECTED
-        ):
+        if self._client is not None and self._view is not None and self._view.status == SessionStatus.CONNECTED:
             page = await self._store.messages(jid, 20, None)
             unread = [m for m in page.items if not m.from_me]
             if unread:

@@ -1,0 +1,19 @@
+"""The simulated network: a stand-in for WhatsApp that behaves like whatsmeow (tests, demos, benchmarks).
+
+Device credentials live in `wa_sim.device` and what sessions send in `wa_sim.sent` (PostgreSQL), so a
+paired session survives restarts exactly like a real one. The network's rules:
+- QR rounds rotate like whatsmeow's (first code `qr_first_s`, then `qr_next_s` each, `qr_codes` codes),
+  then go silent; pairing codes are 8 characters of whatsmeow's alphabet.
+- A phone number whose digits end in `0000` is not on WhatsApp (sends raise `NotOnWhatsApp`); every
+  other number, and every group, exists.
+- Sends get a delivered receipt ~0.1 s later and a read receipt ~0.3 s later (voice notes: played ~0.5 s).
+- Incoming media downloads as deterministic bytes of the declared size, starting with the mimetype's magic.
+"""
+
+from __future__ import annotations
+
+from actors.clients.simulated.client import Phase, SimulatedClient, not_on_whatsapp
+from actors.clients.simulated.content import PAIRING_ALPHABET, HistoryPlan
+from actors.clients.simulated.store import SentMessage
+
+__all__ = ["PAIRING_ALPHABET", "HistoryPlan", "Phase", "SentMessage", "SimulatedClient", "not_on_whatsapp"]

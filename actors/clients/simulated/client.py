@@ -1,0 +1,441 @@
+"""`SimulatedClient`: the WhatsAppClient of the simulated network, behaving like whatsmeow does.
+
+State transitions (one client per process, never reused after `stop`):
+- `connect()` without a device → a QR round (`qr_codes` codes, first valid `qr_first_s`, then `qr_next_s`
+  each), then silence: no event, like neonize spinning in FetchMe. `scan()` during the round pairs:
+  `Paired`, `Connected`, then the pairing-time history sync.
+- `connect()` with a device → `Connected` if its `wa_sim.device` row exists, else `LoggedOut`.
+- `drop()` → `Disconnected(network, retrying)` then `Connected` after a short delay (never, with
+  `hang_reconnect`); messages and receipts that arrive meanwhile are delivered after the reconnect.
+- `unlink()` → `LoggedOut`; `logout()` deletes the device silently; both leave the client done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from actors.clients.simulated.content import (
+    HistoryPlan,
+    group_participant,
+    incoming_media,
+    make_history,
+    media_bytes,
+    message_id,
+    now,
+    pairing_code,
+    qr_keys,
+    qr_payload,
+)
+from actors.clients.simulated.store import SentMessage, SimStore
+from actors.domain import Message, MessageStatus, MessageType, Reason, SendResult
+from actors.errors import (
+    AlreadyConnected,
+    ClientError,
+    InvalidInput,
+    InvalidPhone,
+    InvalidRecipient,
+    NoQrShowing,
+    NotOnWhatsApp,
+    SessionNotConnected,
+)
+from actors.events import (
+    ClientEvent,
+    Connected,
+    Disconnected,
+    HistoryChunk,
+    LoggedOut,
+    MessageReceived,
+    Paired,
+    PairingCode,
+    QrCode,
+    Receipt,
+)
+from actors.ids import USER_SERVER, is_group, jid_user, phone_digits, to_jid
+from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
+from actors.tasks import TaskGroup
+
+log = logging.getLogger(__name__)
+
+CONNECT_DELAY_S = 0.03  # a resumed device logs in this long after connect()
+RECONNECT_DELAY_S = 0.3  # whatsmeow waits 2 s × errors; scaled down
+HISTORY_STEP_S = 0.05  # between the pairing and each history chunk
+RECEIPTS_AFTER_S = {MessageStatus.DELIVERED: 0.1, MessageStatus.READ: 0.3, MessageStatus.PLAYED: 0.5}
+MAX_HISTORY_CHATS = 100
+MAX_HISTORY_MESSAGES = 500
+
+
+class Phase(StrEnum):
+    NEW = "new"
+    PAIRING = "pairing"  # a QR round is running
+    SILENT = "silent"  # the QR round ended unscanned
+    LINKING = "linking"  # scanned; the device row is being written
+    RESUMING = "resuming"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    LOGGED_OUT = "logged_out"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+_PAIRED = (Phase.CONNECTED, Phase.RECONNECTING)
+
+
+def not_on_whatsapp(jid: str) -> bool:
+    """The network's one rule for unknown numbers: a phone whose digits end in `0000` has no account."""
+    return jid.endswith("@" + USER_SERVER) and jid_user(jid).endswith("0000")
+
+
+class SimulatedClient:
+    """A whatsmeow look-alike. Besides the port, its control methods are what /simulator routes drive."""
+
+    def __init__(self, options: ClientOptions, *, pairing_history: HistoryPlan | None = None) -> None:
+        self._opts = options
+        self._sid = options.session_id
+        self._store = SimStore(options.auth_dsn, options.session_id)
+        self._history_plan = pairing_history or HistoryPlan()
+        self._tasks = TaskGroup(f"session {options.session_id} (simulated)")
+        self._queue: asyncio.Queue[ClientEvent | None] = asyncio.Queue()
+        self._online = asyncio.Event()
+        self._phase = Phase.NEW
+        self._round: asyncio.Task[None] | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self._qr: str | None = None
+        self._code: tuple[str, str] | None = None  # (pairing code, phone digits it was issued for)
+        self._device_jid = options.device_jid
+        self._push_name: str | None = None
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def session_id(self) -> str:
+        return self._sid
+
+    # ------------------------------------------------------------------ the port
+
+    async def connect(self) -> None:
+        """Start the dial; the outcome (QR codes, Connected or LoggedOut) arrives as events."""
+        if self._phase is Phase.STOPPED:
+            raise ClientError("this client was stopped; a new session process makes a new one")
+        if self._phase is not Phase.NEW:
+            raise AlreadyConnected("connect() was already called on this client")
+        if self._device_jid is None:
+            self._phase = Phase.PAIRING
+            self._round = self._tasks.spawn(self._qr_round(), "QR round")
+        else:
+            self._phase = Phase.RESUMING
+            self._tasks.spawn(self._resume(self._device_jid), "resume")
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        """The events in order; ends after `stop()`."""
+        while not (self._phase is Phase.STOPPED and self._queue.empty()):
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
+
+    async def request_pairing_code(self, phone: str) -> str:
+        """An 8-character code for `phone`, valid while the QR round runs; also emitted as `PairingCode`."""
+        digits = _digits(phone)
+        if self._phase in (*_PAIRED, Phase.LINKING, Phase.RESUMING):
+            raise AlreadyConnected("this client is already paired")
+        if self._phase is not Phase.PAIRING:
+            raise SessionNotConnected(f"no pairing round is running (client {self.phase})")
+        code = pairing_code()
+        self._code = (code, digits)
+        self._emit(PairingCode(code, f"+{digits}"))
+        log.info("session %s: pairing code issued for +%s", self._sid, digits)
+        return code
+
+    async def send_text(self, to: str, text: str, *, quoted: Message | None = None) -> SendResult:
+        return await self._send(
+            SentMessage(message_id(), self._recipient(to), MessageType.TEXT, text=text), quoted
+        )
+
+    async def send_media(self, to: str, media: OutgoingMedia, *, quoted: Message | None = None) -> SendResult:
+        jid = self._recipient(to)
+        sent = SentMessage(
+            message_id(),
+            jid,
+            media.kind,
+            mimetype=media.mimetype,
+            size=len(media.data),
+            file_name=media.file_name,
+            text=media.caption,
+            data=media.data,
+        )
+        return await self._send(sent, quoted)
+
+    async def send_voice_note(self, to: str, note: VoiceNote, *, quoted: Message | None = None) -> SendResult:
+        jid = self._recipient(to)
+        sent = SentMessage(
+            message_id(),
+            jid,
+            MessageType.AUDIO,
+            mimetype=note.mimetype,
+            ptt=True,
+            size=len(note.ogg),
+            seconds=note.seconds,
+            data=note.ogg,
+        )
+        return await self._send(sent, quoted)
+
+    async def download_media(self, message: Message) -> bytes:
+        """The media bytes `message.media_ref` describes; MediaNotAvailable if it has none."""
+        return media_bytes(message.media_ref)
+
+    async def mark_read(self, chat_id: str, messages: Sequence[Message]) -> None:
+        self._require_connected()
+        chat = to_jid(chat_id)
+        if any(m.chat_id != chat for m in messages):
+            raise InvalidInput(f"every message marked read must belong to {chat}")
+        log.debug("session %s: %d messages in %s marked read", self._sid, len(messages), chat)
+
+    async def logout(self) -> None:
+        """Unlink this device and forget what it sent. No event: whatsmeow's own Logout dispatches none."""
+        if self._phase is Phase.STOPPED:
+            raise ClientError("this client was stopped")
+        await self._store.forget()
+        self._done(Phase.LOGGED_OUT)
+        log.info("session %s: logged out; device %s deleted", self._sid, self._device_jid)
+
+    async def stop(self) -> None:
+        """Cancel every background task, end `events()`, close the connection. Idempotent."""
+        if self._phase is Phase.STOPPED:
+            return
+        self._phase = Phase.STOPPED
+        self._online.clear()
+        await self._tasks.cancel_all()
+        self._queue.put_nowait(None)
+        await self._store.close()
+        log.info("session %s: simulated client stopped", self._sid)
+
+    # ------------------------------------------------------------------ control surface (/simulator)
+
+    async def scan(self, phone: str, display_name: str | None = None) -> str:
+        """The phone scans the QR or enters the pairing code: pair, connect, sync history; the device JID."""
+        digits = _digits(phone)
+        if self._phase is not Phase.PAIRING or (self._qr is None and self._code is None):
+            raise NoQrShowing()
+        if self._code is not None and self._code[1] != digits:
+            raise InvalidPhone(f"the pairing code was issued for +{self._code[1]}, not +{digits}")
+        self._cancel_round()
+        self._phase = Phase.LINKING
+        try:
+            jid = await self._store.add_device(digits, display_name)
+        except BaseException:
+            if self._phase is Phase.LINKING:
+                self._phase = Phase.SILENT  # the round is gone: like a failed pairing, only a restart helps
+            raise
+        if self._phase is not Phase.LINKING:  # stopped meanwhile
+            return jid
+        self._device_jid, self._push_name = jid, display_name
+        log.info("session %s: +%s scanned; paired as %s", self._sid, digits, jid)
+        self._emit(Paired(jid, f"+{digits}", display_name))
+        self._go_online()
+        self._tasks.spawn(self._pairing_history(), "history sync")
+        return jid
+
+    async def incoming(
+        self,
+        from_: str,
+        text: str | None = None,
+        push_name: str | None = None,
+        media: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """A message from `from_` (phone, user or group JID); delivered now, or after the reconnect."""
+        if self._phase not in _PAIRED:
+            raise SessionNotConnected()
+        chat = to_jid(from_)
+        if text is None and media is None:
+            raise InvalidInput("an incoming message needs text or media")
+        mid = message_id()
+        kind, info, ref = (MessageType.TEXT, None, None) if media is None else incoming_media(mid, media)
+        message = Message(
+            id=mid,
+            chat_id=chat,
+            sender=group_participant(chat) if is_group(chat) else chat,
+            from_me=False,
+            timestamp=now(),
+            type=kind,
+            text=text,
+            sender_name=push_name,
+            media=info,
+            media_ref=ref,
+        )
+        event = MessageReceived(message, chat_name=None if is_group(chat) else push_name)
+        if self._online.is_set():
+            self._emit(event)
+        else:
+            self._tasks.spawn(self._when_online(event), f"deliver {mid}")
+        log.info("session %s: incoming %s %s from %s", self._sid, kind, mid, chat)
+        return message
+
+    async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk:
+        """One more history chunk of `chats` conversations, each `messages_per_chat` long."""
+        self._require_connected()
+        if not (1 <= chats <= MAX_HISTORY_CHATS and 1 <= messages_per_chat <= MAX_HISTORY_MESSAGES):
+            raise InvalidInput(
+                f"history is 1..{MAX_HISTORY_CHATS} chats of 1..{MAX_HISTORY_MESSAGES} messages"
+            )
+        chunk = HistoryChunk(make_history(self._own_jid(), chats, messages_per_chat))
+        self._emit(chunk)
+        return chunk
+
+    async def drop(self, hang_reconnect: bool = False) -> None:
+        """A transient network drop; reconnects by itself unless `hang_reconnect` (then never)."""
+        self._require_connected()
+        self._phase = Phase.RECONNECTING
+        self._online.clear()
+        self._emit(Disconnected(Reason.NETWORK, retrying=True))
+        log.info("session %s: network dropped%s", self._sid, " (reconnect hangs)" if hang_reconnect else "")
+        if not hang_reconnect:
+            self._reconnect = self._tasks.spawn(self._reconnect_later(), "reconnect")
+
+    async def unlink(self) -> None:
+        """The phone removes this linked device: its row goes, `LoggedOut` follows; the client is done."""
+        if self._phase not in _PAIRED:
+            raise SessionNotConnected("no device is linked")
+        await self._store.delete_devices()
+        self._done(Phase.LOGGED_OUT)
+        self._emit(LoggedOut(Reason.LOGGED_OUT))
+        log.info("session %s: the phone unlinked %s", self._sid, self._device_jid)
+
+    async def sent(self) -> list[SentMessage]:
+        """What the network received from this session, oldest first."""
+        try:
+            return await self._store.sent()
+        finally:
+            if self._phase is Phase.STOPPED:
+                await self._store.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _emit(self, event: ClientEvent) -> None:
+        if self._phase is not Phase.STOPPED:
+            self._queue.put_nowait(event)
+
+    def _go_online(self) -> None:
+        self._phase = Phase.CONNECTED
+        self._emit(Connected(push_name=self._push_name))
+        self._online.set()
+
+    def _done(self, phase: Phase) -> None:
+        self._cancel_round()
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+        self._online.clear()
+        self._qr = self._code = None
+        self._phase = phase
+
+    def _cancel_round(self) -> None:
+        if self._round is not None:
+            self._round.cancel()
+            self._round = None
+        self._qr = self._code = None
+
+    def _require_connected(self) -> None:
+        if self._phase is not Phase.CONNECTED:
+            raise SessionNotConnected()
+
+    def _recipient(self, to: str) -> str:
+        self._require_connected()
+        jid = to_jid(to)
+        if not jid.endswith("@" + USER_SERVER) and not is_group(jid) and not jid.endswith("@lid"):
+            raise InvalidRecipient(f"cannot send to {jid}")
+        if not_on_whatsapp(jid):
+            raise NotOnWhatsApp(f"+{jid_user(jid)} is not on WhatsApp")
+        return jid
+
+    def _own_jid(self) -> str:
+        return f"{jid_user(self._device_jid or '')}@{USER_SERVER}"
+
+    async def _send(self, sent: SentMessage, quoted: Message | None) -> SendResult:
+        if quoted is not None:
+            sent = replace(sent, quoted_id=quoted.id)
+        result = SendResult(sent.message_id, now())
+        await self._store.record_sent(sent)
+        played = sent.ptt
+        self._tasks.spawn(self._receipts(sent.to, sent.message_id, played), f"receipts {sent.message_id}")
+        log.info("session %s: sent %s %s to %s", self._sid, sent.type, sent.message_id, sent.to)
+        return result
+
+    async def _receipts(self, chat: str, mid: str, played: bool) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for status, after in RECEIPTS_AFTER_S.items():
+            if status is MessageStatus.PLAYED and not played:
+                return
+            await asyncio.sleep(max(0.0, start + after - loop.time()))
+            await self._online.wait()
+            self._emit(Receipt(chat, (mid,), status, now()))
+
+    async def _when_online(self, event: ClientEvent) -> None:
+        await self._online.wait()
+        self._emit(event)
+
+    async def _qr_round(self) -> None:
+        keys = qr_keys()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        for i in range(self._opts.qr_codes):
+            deadline += self._opts.qr_first_s if i == 0 else self._opts.qr_next_s
+            self._qr = qr_payload(keys)
+            self._emit(QrCode(self._qr, now() + timedelta(seconds=deadline - loop.time())))
+            log.debug("session %s: QR code %d of %d", self._sid, i + 1, self._opts.qr_codes)
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+        self._qr = self._code = None
+        self._round = None
+        self._phase = Phase.SILENT
+        log.info("session %s: QR round ended unscanned; the network stays silent", self._sid)
+
+    async def _resume(self, jid: str) -> None:
+        await asyncio.sleep(CONNECT_DELAY_S)
+        try:
+            device = await self._store.device(jid)
+        except ClientError:
+            log.warning("session %s: could not look up device %s", self._sid, jid, exc_info=True)
+            self._phase = Phase.FAILED
+            self._emit(Disconnected(Reason.ERROR, retrying=False))
+            return
+        if device is None:
+            log.info("session %s: device %s is gone: logged out", self._sid, jid)
+            self._done(Phase.LOGGED_OUT)
+            self._emit(LoggedOut(Reason.LOGGED_OUT))
+            return
+        self._push_name = device.push_name
+        log.info("session %s: resumed %s", self._sid, jid)
+        self._go_online()
+
+    async def _reconnect_later(self) -> None:
+        await asyncio.sleep(RECONNECT_DELAY_S)
+        self._reconnect = None
+        if self._phase is Phase.RECONNECTING:
+            log.info("session %s: reconnected", self._sid)
+            self._go_online()
+
+    async def _pairing_history(self) -> None:
+        plan = self._history_plan
+        conversations = make_history(self._own_jid(), plan.chats, plan.messages_per_chat)
+        size = -(-len(conversations) // max(1, plan.chunks))
+        for start in range(0, len(conversations), max(1, size)):
+            await asyncio.sleep(HISTORY_STEP_S)
+            await self._online.wait()
+            self._emit(HistoryChunk(conversations[start : start + size]))
+
+
+def _digits(phone: str) -> str:
+    try:
+        return phone_digits(phone)
+    except InvalidRecipient as err:
+        raise InvalidPhone(f"{phone!r} is not a phone number") from err
+
+
+_: type[WhatsAppClient] = SimulatedClient

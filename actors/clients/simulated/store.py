@@ -1,0 +1,203 @@
+"""The simulated network's tables (`wa_sim.device`, `wa_sim.sent`) over one lazily opened connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+
+from actors.domain import MessageType
+from actors.errors import ClientError
+from actors.ids import USER_SERVER
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 10.0
+# A connection the server closed (restart, pg_terminate_backend) surfaces as any of these, some only
+# on the next statement (InternalClientError when the FATAL notice arrived while idle).
+_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+_SENT_COLUMNS = 'message_id, "to", type, mimetype, ptt, size, seconds, file_name, text, quoted_id, data'
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """One message the network received from a session (a row of `wa_sim.sent`)."""
+
+    message_id: str
+    to: str
+    type: MessageType
+    mimetype: str | None = None
+    ptt: bool = False
+    size: int | None = None
+    seconds: int | None = None
+    file_name: str | None = None
+    text: str | None = None  # the text, or the caption of media
+    quoted_id: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    jid: str
+    phone: str
+    push_name: str | None
+
+
+class SimStore:
+    """The device and sent rows of one session. One connection at most: it shares the process's budget."""
+
+    def __init__(self, dsn: str, session_id: str) -> None:
+        self._dsn = dsn
+        self._sid = session_id
+        self._uuid = uuid.UUID(session_id)
+        self._conn: Any = None  # asyncpg.Connection, opened on first use
+        self._lock = asyncio.Lock()
+        # Names the connection in pg_stat_activity (at most 63 bytes: "wa_sim " + a UUID fits).
+        self.app_name = f"wa_sim {session_id}"
+
+    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `op` on the connection, reopening it once if it was lost (at worst a row is written twice)."""
+        async with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or self._conn.is_closed():
+                        self._conn = await asyncpg.connect(
+                            self._dsn,
+                            timeout=CONNECT_TIMEOUT_S,
+                            server_settings={"application_name": self.app_name},
+                        )
+                    return await op(self._conn)
+                except _LOST as err:
+                    await self._discard()
+                    if attempt == 2:
+                        raise ClientError("the simulated network's database is unreachable") from err
+                    log.warning(
+                        "session %s: simulated network lost its database connection: %s", self._sid, err
+                    )
+                except asyncpg.PostgresError as err:
+                    raise ClientError("the simulated network's database failed") from err
+        raise AssertionError("unreachable")
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def close(self) -> None:
+        """Close the connection if one is open; the next call opens a new one."""
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and not conn.is_closed():
+                try:
+                    await asyncio.wait_for(conn.close(), 2.0)
+                except (TimeoutError, *_LOST):
+                    conn.terminate()
+
+    async def device(self, jid: str) -> Device | None:
+        row = await self._run(
+            lambda c: c.fetchrow("SELECT jid, phone, push_name FROM wa_sim.device WHERE jid = $1", jid)
+        )
+        return None if row is None else Device(row["jid"], row["phone"], row["push_name"])
+
+    async def add_device(self, digits: str, push_name: str | None) -> str:
+        """Link a new device of phone `digits` to this session: `<digits>:<1..99>@s.whatsapp.net`."""
+
+        async def insert(c: Any) -> str | None:
+            used = {
+                r["jid"]
+                for r in await c.fetch("SELECT jid FROM wa_sim.device WHERE jid LIKE $1", f"{digits}:%")
+            }
+            free = [n for n in range(1, 100) if f"{digits}:{n}@{USER_SERVER}" not in used]
+            if not free:
+                raise ClientError(f"phone +{digits} already has 99 linked devices")
+            jid = f"{digits}:{random.choice(free)}@{USER_SERVER}"
+            status = await c.execute(
+                "INSERT INTO wa_sim.device (jid, session_id, phone, push_name) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (jid) DO NOTHING",
+                jid,
+                self._uuid,
+                f"+{digits}",
+                push_name,
+            )
+            return jid if status.endswith(" 1") else None
+
+        for _ in range(5):
+            jid = await self._run(insert)
+            if jid is not None:
+                return jid
+        raise ClientError("could not allocate a device number")
+
+    async def delete_devices(self) -> int:
+        """Delete this session's devices; how many there were."""
+        status = await self._run(
+            lambda c: c.execute("DELETE FROM wa_sim.device WHERE session_id = $1", self._uuid)
+        )
+        return int(status.split()[-1])
+
+    async def forget(self) -> None:
+        """Delete this session's devices and everything it sent, in one transaction."""
+
+        async def purge(c: Any) -> None:
+            async with c.transaction():
+                await c.execute("DELETE FROM wa_sim.device WHERE session_id = $1", self._uuid)
+                await c.execute("DELETE FROM wa_sim.sent WHERE session_id = $1", self._uuid)
+
+        await self._run(purge)
+
+    async def record_sent(self, sent: SentMessage) -> None:
+        await self._run(
+            lambda c: c.execute(
+                f"INSERT INTO wa_sim.sent (session_id, {_SENT_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                self._uuid,
+                sent.message_id,
+                sent.to,
+                str(sent.type),
+                sent.mimetype,
+                sent.ptt,
+                sent.size,
+                sent.seconds,
+                sent.file_name,
+                sent.text,
+                sent.quoted_id,
+                sent.data,
+            )
+        )
+
+    async def sent(self) -> list[SentMessage]:
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"SELECT {_SENT_COLUMNS} FROM wa_sim.sent WHERE session_id = $1 ORDER BY seq",
+                self._uuid,
+            )
+        )
+        return [
+            SentMessage(
+                message_id=r["message_id"],
+                to=r["to"],
+                type=MessageType(r["type"]),
+                mimetype=r["mimetype"],
+                ptt=r["ptt"],
+                size=r["size"],
+                seconds=r["seconds"],
+                file_name=r["file_name"],
+                text=r["text"],
+                quoted_id=r["quoted_id"],
+                data=r["data"],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,131 @@
+"""Shared fixtures: real PostgreSQL and Redis, started once per test session and only when a test asks.
+
+`TEST_DATABASE_URL` / `TEST_REDIS_URL` point at running servers (CI); an unreachable one fails the
+tests that need it, it never skips them. Without them, embedded PostgreSQL and Valkey are started under
+a temporary folder (`api.localstack`). Migrations run once per session. Per test, `database_url` comes
+with every bridge, simulator and whatsmeow table emptied, and `redis_url` with its database flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import pytest
+import redis
+
+from actors.config import asyncpg_dsn
+from persistence.migrate import upgrade
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 10.0
+# Tables that describe the schema rather than hold test data.
+_KEEP = ("alembic_version", "whatsmeow_version")
+_SCHEMAS = ("public", "wa_sim", "whatsmeow")
+
+
+def run_in_thread(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion on a private loop, clear of pytest-asyncio's loops."""
+
+    async def main() -> T:
+        return await factory()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+@pytest.fixture(scope="session")
+def _servers() -> Iterator[ExitStack]:
+    """Holds the embedded servers (if any) until the session ends."""
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def _data_dir(_servers: ExitStack) -> Path:
+    # Not under pytest's tmp (mode 700): an embedded server running as its own user must reach it.
+    path = Path(tempfile.mkdtemp(prefix="wab-test-"))
+    path.chmod(0o755)
+    _servers.callback(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+async def _check_postgres(url: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url), timeout=CONNECT_TIMEOUT_S)
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(_servers: ExitStack, _data_dir: Path) -> str:
+    """The test PostgreSQL (libpq URL), migrated to head."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        given = url
+        try:
+            run_in_thread(lambda: _check_postgres(given))
+        except Exception as err:
+            pytest.fail(f"TEST_DATABASE_URL={url} is not reachable: {err!r}", pytrace=False)
+    else:
+        from api.localstack import embedded_postgres
+
+        url = _servers.enter_context(embedded_postgres(_data_dir / "postgres"))
+    url = asyncpg_dsn(url)
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_server(_servers: ExitStack, _data_dir: Path) -> str:
+    """The test Redis URL."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S) as client:
+                client.ping()
+        except Exception as err:
+            pytest.fail(f"TEST_REDIS_URL={url} is not reachable: {err!r}", pytrace=False)
+        return url
+    from api.localstack import embedded_valkey
+
+    return str(_servers.enter_context(embedded_valkey(_data_dir / "valkey")))
+
+
+async def _empty_tables(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+    try:
+        # Bounded: a test that left a transaction open fails the next setup instead of hanging it.
+        await conn.execute("SET lock_timeout = '15s'")
+        tables = await conn.fetch(
+            "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables"
+            " WHERE schemaname = ANY($1::text[]) AND NOT tablename = ANY($2::text[])",
+            list(_SCHEMAS),
+            list(_KEEP),
+        )
+        if tables:
+            await conn.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> str:
+    """A libpq URL of the migrated test database, emptied for this test."""
+    run_in_thread(lambda: _empty_tables(postgres_server))
+    return postgres_server
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The test Redis URL, its database flushed for this test."""
+    with redis.Redis.from_url(redis_server, socket_connect_timeout=CONNECT_TIMEOUT_S) as client:
+        client.flushdb()
+    return redis_server

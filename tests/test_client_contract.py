@@ -1,0 +1,228 @@
+"""One contract for the `WhatsAppClient` port, run over every adapter in `ADAPTERS`.
+
+Two groups of tests:
+- offline: hold for any adapter on a machine with no route to WhatsApp (errors before `connect`,
+  `stop`, conformance, resuming a device whose credentials are gone: checked in the store, no dial);
+- network: need the adapter's network to be reachable. They take the `online` fixture, which skips the
+  adapters not in `REACHABLE` (the simulated network always is; real WhatsApp is not from CI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from actors.domain import Media, Message, MessageType, Reason
+from actors.errors import MediaNotAvailable, SessionNotConnected, WaError
+from actors.events import ClientEvent, LoggedOut, PairingCode, QrCode
+from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
+from persistence.migrate import sim_dsn
+
+pytestmark = pytest.mark.timeout(60)
+
+# An adapter factory: a new, unconnected client for one fresh session of the test database.
+AdapterFactory = Callable[[str, str | None], Awaitable[WhatsAppClient]]
+
+
+async def simulated(database_url: str, device_jid: str | None) -> WhatsAppClient:
+    from actors.clients.simulated import SimulatedClient
+
+    options = ClientOptions(
+        session_id=str(uuid.uuid4()),
+        device_jid=device_jid,
+        auth_dsn=sim_dsn(database_url),
+        qr_first_s=2.0,
+        qr_next_s=1.0,
+        qr_codes=3,
+    )
+    return SimulatedClient(options)
+
+
+ADAPTERS: dict[str, AdapterFactory] = {"simulated": simulated}
+# Adapters whose network the tests can reach.
+REACHABLE = frozenset({"simulated"})
+
+PORT_METHODS = (
+    "connect",
+    "events",
+    "request_pairing_code",
+    "send_text",
+    "send_media",
+    "send_voice_note",
+    "download_media",
+    "mark_read",
+    "logout",
+    "stop",
+)
+PAIRING_ALPHABET = set("123456789ABCDEFGHJKLMNPQRSTVWXYZ")
+CHAT = "15557770001@s.whatsapp.net"
+GONE_DEVICE = "15557770002:7@s.whatsapp.net"
+
+
+@pytest.fixture(params=sorted(ADAPTERS))
+def adapter(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make(adapter: str, database_url: str) -> AsyncIterator[Callable[..., Awaitable[WhatsAppClient]]]:
+    """Builds clients of the adapter under test and stops every one afterwards."""
+    made: list[WhatsAppClient] = []
+
+    async def factory(device_jid: str | None = None) -> WhatsAppClient:
+        client = await ADAPTERS[adapter](database_url, device_jid)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        await asyncio.wait_for(client.stop(), 10)
+
+
+@pytest.fixture
+async def client(make: Callable[..., Awaitable[WhatsAppClient]]) -> WhatsAppClient:
+    """A new client, not connected."""
+    return await make()
+
+
+@pytest.fixture
+def online(adapter: str) -> None:
+    """Skips adapters whose network is not reachable from here."""
+    if adapter not in REACHABLE:
+        pytest.skip(f"the {adapter} network is not reachable from the test machine")
+
+
+async def next_event(events: AsyncIterator[ClientEvent], timeout: float = 5.0) -> ClientEvent:
+    """The next event, within `timeout` seconds."""
+    return await asyncio.wait_for(anext(events), timeout)
+
+
+def _message(media: Media | None = None) -> Message:
+    return Message("3EB0000000000000000A", CHAT, CHAT, False, datetime.now(UTC), media=media)
+
+
+# ------------------------------------------------------------------------------------------ offline
+
+
+async def test_adapter_conforms_to_the_port(client: WhatsAppClient) -> None:
+    for name in PORT_METHODS:
+        port, impl = getattr(WhatsAppClient, name), getattr(type(client), name)
+        if name == "events":
+            assert inspect.isasyncgenfunction(impl) or not inspect.iscoroutinefunction(impl), name
+        else:
+            assert inspect.iscoroutinefunction(impl), name
+        want = [(p.name, p.kind) for p in inspect.signature(port).parameters.values()]
+        got = [(p.name, p.kind) for p in inspect.signature(impl).parameters.values()]
+        assert got[: len(want)] == want, name
+        extra = list(inspect.signature(impl).parameters.values())[len(want) :]
+        assert all(p.default is not inspect.Parameter.empty for p in extra), name
+
+
+async def test_sends_before_connect_raise_session_not_connected(client: WhatsAppClient) -> None:
+    with pytest.raises(SessionNotConnected):
+        await client.send_text(CHAT, "hello")
+    with pytest.raises(SessionNotConnected):
+        await client.send_media(
+            CHAT, OutgoingMedia(b"%PDF-1.7\n", MessageType.DOCUMENT, "application/pdf", "a.pdf")
+        )
+    with pytest.raises(SessionNotConnected):
+        await client.send_voice_note(CHAT, VoiceNote(b"OggS", seconds=1))
+    with pytest.raises(SessionNotConnected):
+        await client.mark_read(CHAT, [_message()])
+
+
+async def test_pairing_code_before_connect_fails_with_our_error(client: WhatsAppClient) -> None:
+    with pytest.raises(WaError):
+        await client.request_pairing_code("+15551230001")
+
+
+async def test_a_message_without_media_cannot_be_downloaded(client: WhatsAppClient) -> None:
+    with pytest.raises(MediaNotAvailable):
+        await client.download_media(_message())
+    with pytest.raises(MediaNotAvailable):
+        await client.download_media(_message(Media("image/jpeg", size=10)))  # media but no ref
+
+
+async def test_stop_is_idempotent_and_ends_events(client: WhatsAppClient) -> None:
+    seen: list[ClientEvent] = []
+
+    async def consume() -> None:
+        seen.extend([event async for event in client.events()])
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    assert not consumer.done()
+    await asyncio.wait_for(client.stop(), 5)
+    await asyncio.wait_for(client.stop(), 5)
+    await asyncio.wait_for(consumer, 2)
+    assert seen == []
+    assert await asyncio.wait_for(_drain(client.events()), 2) == []
+
+
+async def test_a_stopped_client_cannot_connect_again(client: WhatsAppClient) -> None:
+    await client.stop()
+    with pytest.raises(WaError):
+        await client.connect()
+
+
+async def test_resuming_a_device_whose_credentials_are_gone_is_logged_out(
+    make: Callable[..., Awaitable[WhatsAppClient]],
+) -> None:
+    client = await make(GONE_DEVICE)
+    events = client.events()
+    await client.connect()
+    assert await next_event(events) == LoggedOut(Reason.LOGGED_OUT)
+    with pytest.raises(SessionNotConnected):
+        await client.send_text(CHAT, "hello")
+
+
+# ------------------------------------------------------------------------------------------ network
+
+
+@pytest.mark.usefixtures("online")
+async def test_an_unpaired_connect_shows_a_qr_code(client: WhatsAppClient) -> None:
+    events = client.events()
+    await client.connect()
+    qr = await next_event(events)
+    assert isinstance(qr, QrCode)
+    assert qr.code.startswith("2@") and qr.code.count(",") == 3
+    assert qr.expires_at > datetime.now(UTC)
+
+
+@pytest.mark.usefixtures("online")
+async def test_a_pairing_code_while_pairing(client: WhatsAppClient) -> None:
+    events = client.events()
+    await client.connect()
+    assert isinstance(await next_event(events), QrCode)
+    code = await client.request_pairing_code("+15551230001")
+    assert len(code) == 8 and set(code) <= PAIRING_ALPHABET
+    while not isinstance(event := await next_event(events), PairingCode):
+        assert isinstance(event, QrCode)
+    assert event == PairingCode(code, "+15551230001")
+
+
+@pytest.mark.usefixtures("online")
+async def test_connect_twice_fails_with_our_error(client: WhatsAppClient) -> None:
+    await client.connect()
+    with pytest.raises(WaError):
+        await client.connect()
+
+
+@pytest.mark.usefixtures("online")
+async def test_stop_while_connecting_ends_events(client: WhatsAppClient) -> None:
+    events = client.events()
+    await client.connect()
+    assert isinstance(await next_event(events), QrCode)
+    await asyncio.wait_for(client.stop(), 5)
+    assert all(isinstance(e, QrCode) for e in await asyncio.wait_for(_drain(events), 2))
+    with pytest.raises(SessionNotConnected):
+        await client.send_text(CHAT, "hello")
+
+
+async def _drain(events: AsyncIterator[ClientEvent]) -> list[ClientEvent]:
+    return [event async for event in events]
