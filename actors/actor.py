@@ -54,8 +54,7 @@ class SessionActor:
             exit_process=_exit_process,
         )
         self._core.start()
-        if ray.get_runtime_context().was_current_actor_reconstructed:
-            log.warning("session %s: restarted by Ray in a fresh process (pid %d)", session_id, os.getpid())
+        log.info("session %s: process %d started", session_id, os.getpid())
 
     async def ping(self) -> Placement:
         view = self._core.current()

@@ -42,7 +42,6 @@ def _start_cluster() -> tuple[Cluster, list[Any]]:
         head_node_args={
             "num_cpus": 1,
             "resources": {"wa_session": 0},
-            "node_ip_address": "127.0.0.1",
             "include_dashboard": False,
             "object_store_memory": 80 * 1024 * 1024,
             "_system_config": FAST_HEALTH,
