@@ -136,7 +136,9 @@ class SessionRegistry:
         self._misses: dict[str, int] = {}
         self._creating: set[str] = set()
         self._passes = 0
-        self._engine = create_engine(config.database_dsn, pool_size=2, max_overflow=2, application_name="registry")
+        self._engine = create_engine(
+            config.database_dsn, pool_size=2, max_overflow=2, application_name="registry"
+        )
         self._db = session_factory(self._engine)
         self._tasks.spawn(self._loop(), "reconcile loop")
 
@@ -153,7 +155,9 @@ class SessionRegistry:
             try:
                 await asyncio.wait_for(handle.close.remote(True), 15.0)
             except Exception:
-                log.warning("registry: session %s did not close cleanly; killing it", session_id, exc_info=True)
+                log.warning(
+                    "registry: session %s did not close cleanly; killing it", session_id, exc_info=True
+                )
             ray.kill(handle, no_restart=True)
         existed = True
         async with self._db() as db:
@@ -202,7 +206,9 @@ class SessionRegistry:
                 continue
             self._misses[sid] = self._misses.get(sid, 0) + 1
             if self._misses[sid] >= self._config.unresponsive_passes:
-                log.warning("registry: session %s unresponsive for %d passes; replacing it", sid, self._misses[sid])
+                log.warning(
+                    "registry: session %s unresponsive for %d passes; replacing it", sid, self._misses[sid]
+                )
                 ray.kill(running[sid], no_restart=True)
                 self._misses.pop(sid, None)
                 replaced += 1

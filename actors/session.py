@@ -101,7 +101,9 @@ class Store(Protocol):
         device_jid: str | None,
     ) -> None: ...
     async def clear_device(self) -> None: ...
-    async def set_counters(self, *, qr_rounds: int | None = None, connect_failures: int | None = None) -> None: ...
+    async def set_counters(
+        self, *, qr_rounds: int | None = None, connect_failures: int | None = None
+    ) -> None: ...
     async def touch_last_seen(self) -> datetime: ...
     async def apply_history(self, chunk: HistoryChunk) -> None: ...
     async def add_message(self, message: Message, *, chat_name: str | None, count_unread: bool) -> bool: ...
@@ -245,7 +247,7 @@ class SessionCore:
             log.warning("session %s: the client did not stop cleanly", self.session_id, exc_info=True)
 
     async def close(self, *, purge: bool) -> None:
-        """Stop for good (the registry kills the actor next). With purge: unlink the device, drop the store."""
+        """Stop for good (the registry kills the actor next); purge also unlinks and drops the store."""
         self._closing = True
         self._disarm()
         if purge and self._client is not None and self._client_running:
@@ -374,7 +376,9 @@ class SessionCore:
             await self._store.set_counters(connect_failures=0)
             self._row = replace(self._row, connect_failures=0)
         last_seen = await self._store.touch_last_seen()
-        self._update(display_name=name, profile_pic_url=picture, last_seen=last_seen, qr=None, pairing_code=None)
+        self._update(
+            display_name=name, profile_pic_url=picture, last_seen=last_seen, qr=None, pairing_code=None
+        )
         await self._set_state(SessionStatus.CONNECTED, None)
 
     async def _on_disconnected(self, reason: Reason, retrying: bool) -> None:
@@ -462,7 +466,9 @@ class SessionCore:
     async def _own_message(self, sent: SendResult, to: str, **fields: Any) -> Message:
         me = self._row.device_jid if self._row and self._row.device_jid else None
         sender = f"{jid_user(me)}@s.whatsapp.net" if me else "me"
-        message = Message(id=sent.id, chat_id=to, sender=sender, from_me=True, timestamp=sent.timestamp, **fields)
+        message = Message(
+            id=sent.id, chat_id=to, sender=sender, from_me=True, timestamp=sent.timestamp, **fields
+        )
         await self._store.add_message(message, chat_name=None, count_unread=False)
         await self._bus.publish("msg", msg_payload(message))
         return message
@@ -532,7 +538,11 @@ class SessionCore:
     async def mark_read(self, chat_id: str) -> None:
         jid = to_jid(chat_id)
         await self._store.mark_chat_read(jid)
-        if self._client is not None and self._view is not None and self._view.status == SessionStatus.CONNECTED:
+        if (
+            self._client is not None
+            and self._view is not None
+            and self._view.status == SessionStatus.CONNECTED
+        ):
             page = await self._store.messages(jid, 20, None)
             unread = [m for m in page.items if not m.from_me]
             if unread:

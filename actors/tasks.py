@@ -1,4 +1,4 @@
-"""The one way background tasks are started: referenced until done, failures logged, cancelled with the owner."""
+"""The one way to start background tasks: referenced until done, failures logged, cancelled with the owner."""
 
 from __future__ import annotations
 

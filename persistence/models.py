@@ -71,7 +71,9 @@ class AppUser(SQLModel, table=True):
 class Chat(SQLModel, table=True):
     __tablename__ = "chat"
     __table_args__ = (
-        sa.Index("ix_chat_recency", "session_id", sa.text("last_message_at DESC NULLS LAST"), sa.text("id DESC")),
+        sa.Index(
+            "ix_chat_recency", "session_id", sa.text("last_message_at DESC NULLS LAST"), sa.text("id DESC")
+        ),
     )
 
     session_id: uuid.UUID = Field(

@@ -60,7 +60,8 @@ async def insert_session(database_url: str, user_id: str = "user-1", slot: int =
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await conn.execute(
-            "INSERT INTO whatsapp_session (id, user_id, slot, status) VALUES ($1::uuid, $2, $3, 'disconnected')",
+            "INSERT INTO whatsapp_session (id, user_id, slot, status)"
+            " VALUES ($1::uuid, $2, $3, 'disconnected')",
             sid,
             user_id,
             slot,

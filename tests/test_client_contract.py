@@ -3,8 +3,8 @@
 Two groups of tests:
 - offline: hold for any adapter on a machine with no route to WhatsApp (errors before `connect`,
   `stop`, conformance, resuming a device whose credentials are gone: checked in the store, no dial);
-- network: need the adapter's network to be reachable. They take the `online` fixture, which skips the
-  adapters not in `REACHABLE` (the simulated network always is; real WhatsApp is not from CI).
+- network: need the adapter's network to be reachable, so they run over `REACHABLE` only (the
+  simulated network always is; real WhatsApp is not from this machine or CI).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from actors.domain import Media, Message, MessageType, Reason
 from actors.errors import MediaNotAvailable, SessionNotConnected, WaError
 from actors.events import ClientEvent, LoggedOut, PairingCode, QrCode
 from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
-from persistence.migrate import sim_dsn
+from persistence.migrate import auth_dsn, sim_dsn
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,7 +43,16 @@ async def simulated(database_url: str, device_jid: str | None) -> WhatsAppClient
     return SimulatedClient(options)
 
 
-ADAPTERS: dict[str, AdapterFactory] = {"simulated": simulated}
+async def neonize(database_url: str, device_jid: str | None) -> WhatsAppClient:
+    from actors.clients.neonize import NeonizeClient
+
+    options = ClientOptions(
+        session_id=str(uuid.uuid4()), device_jid=device_jid, auth_dsn=auth_dsn(database_url)
+    )
+    return NeonizeClient(options)
+
+
+ADAPTERS: dict[str, AdapterFactory] = {"simulated": simulated, "neonize": neonize}
 # Adapters whose network the tests can reach.
 REACHABLE = frozenset({"simulated"})
 
@@ -90,11 +99,8 @@ async def client(make: Callable[..., Awaitable[WhatsAppClient]]) -> WhatsAppClie
     return await make()
 
 
-@pytest.fixture
-def online(adapter: str) -> None:
-    """Skips adapters whose network is not reachable from here."""
-    if adapter not in REACHABLE:
-        pytest.skip(f"the {adapter} network is not reachable from the test machine")
+# Network tests run over the reachable adapters only (parametrizing `adapter` overrides its fixture).
+online = pytest.mark.parametrize("adapter", sorted(REACHABLE))
 
 
 async def next_event(events: AsyncIterator[ClientEvent], timeout: float = 5.0) -> ClientEvent:
@@ -184,7 +190,7 @@ async def test_resuming_a_device_whose_credentials_are_gone_is_logged_out(
 # ------------------------------------------------------------------------------------------ network
 
 
-@pytest.mark.usefixtures("online")
+@online
 async def test_an_unpaired_connect_shows_a_qr_code(client: WhatsAppClient) -> None:
     events = client.events()
     await client.connect()
@@ -194,7 +200,7 @@ async def test_an_unpaired_connect_shows_a_qr_code(client: WhatsAppClient) -> No
     assert qr.expires_at > datetime.now(UTC)
 
 
-@pytest.mark.usefixtures("online")
+@online
 async def test_a_pairing_code_while_pairing(client: WhatsAppClient) -> None:
     events = client.events()
     await client.connect()
@@ -206,14 +212,14 @@ async def test_a_pairing_code_while_pairing(client: WhatsAppClient) -> None:
     assert event == PairingCode(code, "+15551230001")
 
 
-@pytest.mark.usefixtures("online")
+@online
 async def test_connect_twice_fails_with_our_error(client: WhatsAppClient) -> None:
     await client.connect()
     with pytest.raises(WaError):
         await client.connect()
 
 
-@pytest.mark.usefixtures("online")
+@online
 async def test_stop_while_connecting_ends_events(client: WhatsAppClient) -> None:
     events = client.events()
     await client.connect()

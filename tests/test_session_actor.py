@@ -1,4 +1,4 @@
-"""A session's whole life on the simulated network, through a real detached Ray actor, PostgreSQL and Redis."""
+"""A session's whole life on the simulated network: a real detached Ray actor, PostgreSQL and Redis."""
 
 from __future__ import annotations
 

@@ -1,0 +1,13 @@
+"""The neonize adapter: real WhatsApp through neonize 0.5.2 (whatsmeow in Go). The only code that imports
+neonize, and protobuf never leaves it. Importing this package is cheap: neonize itself is imported when
+the first `NeonizeClient` is built (after `NEONIZE_BOT_TAG=off` is set).
+
+- `client`: `NeonizeClient` (the port) and the invariants that keep the process alive.
+- `convert`: protobuf → domain events (identities, timestamps, message types).
+- `outgoing`: domain → the waE2E messages we send.
+- `runtime`: once-per-process concerns (lazy import, logging, Go's stdout, the one-client guard).
+"""
+
+from actors.clients.neonize.client import NeonizeClient
+
+__all__ = ["NeonizeClient"]

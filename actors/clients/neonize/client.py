@@ -1,0 +1,527 @@
+"""`NeonizeClient`: the WhatsAppClient for real WhatsApp, on neonize's async client (whatsmeow in Go).
+
+Invariants (each one keeps the whole process alive; see /work/shared/notes/neonize.md):
+- One client per process, never the same Go uuid twice (`runtime.claim`). The uuid is the session id for
+  a new device, the phone number (`jid.User`, neonize's rule) when resuming.
+- Never start with neither `jid` nor `new_device` (whatsmeow would resume another account), and never
+  with a `jid` whose `whatsmeow_device` row is missing (segfault): `connect()` checks the row first and
+  emits `LoggedOut` without touching Go.
+- No FFI call before Go has registered the uuid or after `stop()` (nil dereference in Go). Go registers
+  the uuid early inside `Neonize()`; the first callback from Go (a QR code or any event) is the proof.
+  Calls without that proof raise `SessionNotConnected` instead of calling into Go.
+- `stop()` never runs Go's `Stop` while another FFI call is in flight or while `Neonize()` is still
+  creating the client: Go's client maps are unlocked, and a concurrent write aborts the process.
+- `connect()` is one-shot (each call leaks a DB pool in Go). Whatever it ends with is an event; recovery
+  is the session actor starting a fresh process.
+- Go callbacks only enqueue: neonize parses the protobuf on Go's thread and schedules our handler on the
+  loop (`run_coroutine_threadsafe`), which appends it to a queue; `events()` converts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from actors.clients.neonize import authstore, convert, outgoing, runtime
+from actors.clients.neonize.convert import enum_name
+from actors.domain import Message, Reason, SendResult
+from actors.errors import (
+    AlreadyConnected,
+    ClientError,
+    InvalidInput,
+    InvalidPhone,
+    InvalidRecipient,
+    MediaNotAvailable,
+    SendFailed,
+    SessionNotConnected,
+)
+from actors.events import (
+    ClientEvent,
+    Connected,
+    Disconnected,
+    LoggedOut,
+    MessageReceived,
+    Paired,
+    PairingCode,
+    QrCode,
+)
+from actors.ids import USER_SERVER, is_group, phone_digits, to_jid
+from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
+
+log = logging.getLogger(__name__)
+
+DEVICE_OS = "WhatsApp Bridge"  # the name the phone lists under Linked devices
+QR_FIRST_S, QR_NEXT_S = 60.0, 20.0
+PROFILE_TIMEOUT_S = 10.0
+PAIRING_READY_S = 30.0  # how long request_pairing_code waits for the socket (first QR) after connect()
+STOP_BUDGET_S = 2.5  # the session actor gives stop() 3 s
+_DEVICE_JID = re.compile(r"^(?P<user>[0-9]{5,20}):(?P<device>[0-9]{1,3})@(?P<server>s\.whatsapp\.net|lid)$")
+# neonize event class name (in neonize.events) → our kind.
+_SUBSCRIPTIONS = {
+    "PairStatusEv": "pair",
+    "ConnectedEv": "connected",
+    "DisconnectedEv": "disconnected",
+    "LoggedOutEv": "logged_out",
+    "StreamReplacedEv": "replaced",
+    "TemporaryBanEv": "banned",
+    "ConnectFailureEv": "connect_failure",
+    "ClientOutdatedEv": "outdated",
+    "StreamErrorEv": "stream_error",
+    "KeepAliveTimeoutEv": "keepalive_timeout",
+    "KeepAliveRestoredEv": "keepalive_restored",
+    "MessageEv": "message",
+    "ReceiptEv": "receipt",
+    "HistorySyncEv": "history",
+}
+_OFFLINE_KINDS = frozenset(
+    {"disconnected", "logged_out", "replaced", "banned", "connect_failure", "outdated"}
+)
+# Events that map to one fixed domain event, with what the log says about them.
+_FIXED = {
+    # whatsmeow reconnects by itself after a drop (not after a failed first dial).
+    "disconnected": (Disconnected(Reason.NETWORK, retrying=True), "connection lost; whatsmeow reconnects"),
+    "replaced": (Disconnected(Reason.REPLACED, retrying=False), "stream replaced by another client"),
+    # whatsmeow keeps the device keys on a temporary ban (no Store.Delete): not a logout.
+    "banned": (Disconnected(Reason.BANNED, retrying=False), "temporarily banned"),
+    "outdated": (Disconnected(Reason.OUTDATED, retrying=False), "WhatsApp refused this client version"),
+}
+
+
+class NeonizeClient:
+    """One WhatsApp account through neonize. Construct it in the session process, inside its event loop."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        if not options.auth_dsn.startswith("postgres"):
+            # Anything else would make whatsmeow create a SQLite file named after the string.
+            raise ClientError("the neonize auth store must be a postgres:// DSN")
+        device = _DEVICE_JID.match(options.device_jid) if options.device_jid else None
+        if options.device_jid and device is None:
+            raise ClientError(f"not a device JID: {options.device_jid!r}")
+        self._sid = options.session_id
+        self._dsn = options.auth_dsn
+        self._lib = lib = runtime.load()
+        runtime.claim(device["user"] if device else options.session_id, self, options.session_id)
+        try:
+            self._native = self._build(lib, device)
+        except BaseException:
+            runtime.release(self)
+            raise
+        self._device_jid = options.device_jid
+        self._own_jid = f"{device['user']}@{USER_SERVER}" if device else None
+        self._queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._connect_task: asyncio.Future[Any] | None = None
+        self._connect_called = self._connect_started = False
+        self._go_live = False  # Go has registered our uuid (proof: a callback came from inside Neonize())
+        self._online = False
+        self._qr_seen = asyncio.Event()
+        self._dial_over = asyncio.Event()  # the dial failed or a terminal event came
+        self._qr_count = 0
+        self._stopped = False
+        for name, kind in _SUBSCRIPTIONS.items():
+            self._native.event(getattr(lib.events, name))(self._handler(kind))
+        self._native.event.qr(self._handler("qr"))
+        try:
+            runtime.bind_loop(lib, asyncio.get_running_loop())
+        except RuntimeError:
+            pass  # bound in connect()
+        log.info("session %s: neonize client for %s", self._sid, options.device_jid or "a new device")
+
+    def _build(self, lib: runtime.Lib, device: re.Match[str] | None) -> Any:
+        runtime.route_go_output(lib)
+        props = lib.companion.DeviceProps(os=DEVICE_OS, platformType=lib.companion.DeviceProps.CHROME)
+        if device is None:
+            # Never neither jid nor new_device: whatsmeow would resume the store's first device.
+            native = lib.client.NewAClient(self._dsn, props=props, uuid=self._sid, new_device=True)
+        else:
+            jid = lib.proto.JID(
+                User=device["user"],
+                Device=int(device["device"]),
+                Server=device["server"],
+                RawAgent=0,
+                Integrator=0,
+            )
+            native = lib.client.NewAClient(self._dsn, jid=jid, props=props)
+        runtime.keep(native)
+        return native
+
+    @property
+    def native(self) -> Any:
+        """The wrapped neonize client. Calling into it directly bypasses every guard above."""
+        return self._native
+
+    # ------------------------------------------------------------------ the port
+
+    async def connect(self) -> None:
+        """Start the dial; the outcome (QR codes, Connected, Disconnected or LoggedOut) arrives as events."""
+        if self._stopped:
+            raise ClientError("this client was stopped; a new session process makes a new one")
+        if self._connect_called:
+            raise AlreadyConnected("connect() was already called on this client")
+        self._connect_called = True
+        runtime.bind_loop(self._lib, asyncio.get_running_loop())
+        if self._device_jid is not None:
+            try:
+                exists = await authstore.device_exists(self._dsn, self._device_jid)
+            except Exception:
+                log.warning("session %s: could not look up the device row", self._sid, exc_info=True)
+                self._emit(Disconnected(Reason.ERROR, retrying=False))
+                return
+            if not exists:
+                log.info(
+                    "session %s: device %s is gone from the auth store: logged out",
+                    self._sid,
+                    self._device_jid,
+                )
+                self._emit(LoggedOut(Reason.LOGGED_OUT))
+                return
+        runtime.go_log_level(self._lib)
+        self._connect_started = True
+        try:
+            task = await self._native.connect()
+        except Exception as err:
+            self._on_connect_error(err)
+            return
+        self._connect_task = task
+        task.add_done_callback(self._connect_done)
+        log.info("session %s: connect started", self._sid)
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        """The client's events in order; ends after `stop()`."""
+        while True:
+            if self._stopped and self._queue.empty():
+                return
+            item = await self._queue.get()
+            if item is None:
+                self._queue.put_nowait(None)  # every later reader ends too
+                return
+            kind, payload = item
+            try:
+                converted = await self._convert(kind, payload)
+            except Exception:
+                log.exception("session %s: dropped a %s event that could not be converted", self._sid, kind)
+                continue
+            for event in converted:
+                yield event
+
+    async def request_pairing_code(self, phone: str) -> str:
+        """An 8-character code for `phone` (digits, no dash), once the socket is up; also emitted."""
+        try:
+            digits = phone_digits(phone)
+        except InvalidRecipient as err:
+            raise InvalidPhone(f"{phone!r} is not a phone number") from err
+        if self._online or self._device_jid is not None:
+            raise AlreadyConnected("this client is already paired")
+        if not self._connect_started or self._stopped:
+            raise SessionNotConnected("no pairing round is running")
+        if not self._qr_seen.is_set():
+            waiters = {
+                asyncio.ensure_future(self._qr_seen.wait()),
+                asyncio.ensure_future(self._dial_over.wait()),
+            }
+            _, pending = await asyncio.wait(
+                waiters, timeout=PAIRING_READY_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+        if not self._qr_seen.is_set() or self._dial_over.is_set():
+            raise SessionNotConnected("the connection to WhatsApp is not up")
+        enums = self._lib.enums
+        try:
+            code = await self._call(
+                self._native.PairPhone,
+                digits,
+                True,
+                client_name=enums.ClientName.LINUX,
+                client_type=enums.ClientType.CHROME,
+            )
+        except self._lib.exc.PairPhoneError as err:
+            if "phone number" in str(err).lower():
+                raise InvalidPhone(str(err)) from err
+            raise ClientError(f"pairing code refused: {err}") from err
+        code = str(code).replace("-", "")
+        self._emit(PairingCode(code, f"+{digits}"))
+        log.info("session %s: pairing code issued for +%s", self._sid, digits)
+        return code
+
+    async def send_text(self, to: str, text: str, *, quoted: Message | None = None) -> SendResult:
+        jid = self._recipient(to)
+        return await self._send(jid, outgoing.text_message(self._lib, text, self._context(quoted)), "text")
+
+    async def send_media(self, to: str, media: OutgoingMedia, *, quoted: Message | None = None) -> SendResult:
+        jid = self._recipient(to)
+        up = await self._upload(media.data, outgoing.media_type(self._lib, media.kind))
+        message = outgoing.media_message(self._lib, media, up, self._context(quoted))
+        return await self._send(jid, message, str(media.kind))
+
+    async def send_voice_note(self, to: str, note: VoiceNote, *, quoted: Message | None = None) -> SendResult:
+        jid = self._recipient(to)
+        up = await self._upload(note.ogg, self._lib.enums.MediaType.MediaAudio)
+        message = outgoing.voice_message(self._lib, note, up, self._context(quoted))
+        return await self._send(jid, message, "voice note")
+
+    async def download_media(self, message: Message) -> bytes:
+        """The decrypted media of a message this adapter produced (its `media_ref`)."""
+        ref = message.media_ref
+        if not ref or "message" not in ref:
+            raise MediaNotAvailable()
+        self._require_online()
+        wa_message = self._lib.e2e.Message.FromString(base64.b64decode(ref["message"]))
+        try:
+            data = await self._call(self._native.download_any, wa_message)
+        except self._lib.exc.DownloadError as err:
+            if any(code in str(err) for code in ("404", "410")):
+                raise MediaNotAvailable("WhatsApp no longer has this media") from err
+            raise ClientError(f"media download failed: {err}") from err
+        return bytes(data)
+
+    async def mark_read(self, chat_id: str, messages: Sequence[Message]) -> None:
+        self._require_online()
+        chat = to_jid(chat_id)
+        if any(m.chat_id != chat for m in messages):
+            raise InvalidInput(f"every message marked read must belong to {chat}")
+        by_sender: dict[str, list[str]] = {}
+        for message in messages:
+            if not message.from_me:
+                by_sender.setdefault(message.sender if is_group(chat) else chat, []).append(message.id)
+        for sender, ids in by_sender.items():
+            try:
+                await self._call(
+                    self._native.mark_read,
+                    *ids,
+                    chat=outgoing.jid_proto(self._lib, chat),
+                    sender=outgoing.jid_proto(self._lib, sender),
+                    receipt=self._lib.enums.ReceiptType.READ,
+                )
+            except self._lib.exc.MarkReadError as err:
+                raise ClientError(f"mark read failed: {err}") from err
+
+    async def logout(self) -> None:
+        """Unlink the device (whatsmeow deletes its row); offline, delete the row ourselves. No event."""
+        if self._stopped:
+            raise ClientError("this client was stopped")
+        if self._go_live and self._device_jid is not None:
+            try:
+                await self._call(self._native.logout)
+                self._online = False
+                log.info("session %s: logged out; whatsmeow deleted device %s", self._sid, self._device_jid)
+                return
+            except Exception:
+                log.warning(
+                    "session %s: unlink failed; deleting the credentials only", self._sid, exc_info=True
+                )
+        if self._device_jid is None:
+            log.info("session %s: logout with no device: nothing to delete", self._sid)
+            return
+        await authstore.delete_device(self._dsn, self._device_jid)
+        self._online = False
+        log.warning(
+            "session %s: device %s deleted locally; the phone may still list it", self._sid, self._device_jid
+        )
+
+    async def stop(self) -> None:
+        """Stop Go's client (bounded: it blocks on a black-holed network), end `events()`. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped, self._online = True, False
+        runtime.release(self)
+        self._queue.put_nowait(None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_BUDGET_S
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=STOP_BUDGET_S / 3)
+        task = self._connect_task
+        if not self._connect_started or (task is None and not self._go_live):
+            log.info("session %s: client stopped (Go never started)", self._sid)
+            return
+        if task is not None and not task.done() and not self._go_live:
+            await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()) / 2)
+            if not task.done() and not self._go_live:
+                log.warning("session %s: Go is still creating the client; not stopping it mid-way", self._sid)
+                return
+        stopping = asyncio.ensure_future(self._native.stop())
+        stopping.add_done_callback(_retrieve)
+        done, _ = await asyncio.wait({stopping}, timeout=max(0.1, deadline - loop.time()))
+        if not done:
+            log.warning("session %s: Go's stop did not return in time; the process must exit", self._sid)
+            return
+        log.info("session %s: client stopped", self._sid)
+
+    # ------------------------------------------------------------------ Go → us (on the loop, cheap)
+
+    def _handler(self, kind: str) -> Callable[[Any, Any], Awaitable[None]]:
+        async def handle(_client: Any, payload: Any) -> None:
+            self._accept(kind, payload)
+
+        return handle
+
+    def _accept(self, kind: str, payload: Any) -> None:
+        if self._stopped:
+            return
+        if self._connect_started:
+            self._go_live = True
+        if kind == "qr":
+            self._qr_seen.set()
+        elif kind == "connected":
+            self._online = True
+        elif kind in _OFFLINE_KINDS:
+            self._online = False
+            if kind != "disconnected":
+                self._dial_over.set()
+        self._queue.put_nowait((kind, payload))
+
+    def _connect_done(self, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            return
+        err = task.exception()
+        if err is not None:
+            self._on_connect_error(err)
+        elif not self._stopped:
+            log.warning("session %s: Go's client loop ended by itself", self._sid)
+
+    def _on_connect_error(self, err: BaseException) -> None:
+        if self._stopped:
+            return
+        self._online = False
+        self._dial_over.set()
+        reason = convert.connect_error_reason(err)
+        log.warning("session %s: connect failed (%s): %s", self._sid, reason, err)
+        self._emit(Disconnected(reason, retrying=False))
+
+    def _emit(self, event: ClientEvent) -> None:
+        if not self._stopped:
+            self._queue.put_nowait(("event", event))
+
+    # ------------------------------------------------------------------ conversion (in events())
+
+    async def _convert(self, kind: str, payload: Any) -> list[ClientEvent]:
+        if kind == "event":
+            return [payload]
+        if kind in _FIXED:
+            event, text = _FIXED[kind]
+            if kind == "banned":
+                log.warning(
+                    "session %s: %s (%s, %d s)", self._sid, text, enum_name(payload, "Code"), payload.Expire
+                )
+            else:
+                log.warning("session %s: %s", self._sid, text)
+            return [event]
+        match kind:
+            case "qr":
+                return [self._qr(payload)]
+            case "pair":
+                return self._paired(payload)
+            case "connected":
+                return [await self._connected()]
+            case "logged_out":
+                self._device_jid = None  # whatsmeow deleted the device row
+                reason = convert.logged_out_reason(enum_name(payload, "Reason"))
+                log.warning("session %s: logged out by WhatsApp (%s)", self._sid, reason)
+                return [LoggedOut(reason)]
+            case "connect_failure":
+                name = enum_name(payload, "Reason")
+                log.warning("session %s: connect failure %s: %s", self._sid, name, payload.Message)
+                return [Disconnected(convert.connect_failure_reason(name), retrying=False)]
+            case "message":
+                got = convert.message_from_event(payload, self._own_jid)
+                return [MessageReceived(*got)] if got else []
+            case "receipt":
+                receipt = convert.receipt_from_event(payload)
+                return [receipt] if receipt else []
+            case "history":
+                # Chunks hold thousands of messages: convert them off the event loop.
+                chunk = await asyncio.to_thread(convert.history_chunk, payload, self._own_jid)
+                return [chunk] if chunk else []
+        log.info("session %s: %s %s", self._sid, kind, str(payload).replace("\n", " ")[:200])
+        return []
+
+    def _qr(self, payload: bytes) -> QrCode:
+        ttl = QR_FIRST_S if self._qr_count == 0 else QR_NEXT_S
+        self._qr_count += 1
+        return QrCode(payload.decode(), datetime.now(UTC) + timedelta(seconds=ttl))
+
+    def _paired(self, ev: Any) -> list[ClientEvent]:
+        if enum_name(ev, "Status") != "SUCCESS":
+            log.warning("session %s: pairing failed: %s", self._sid, ev.Error)
+            return [Disconnected(Reason.ERROR, retrying=False)]
+        self._device_jid = convert.device_jid_str(ev.ID)
+        self._own_jid = f"{ev.ID.User}@{ev.ID.Server}"
+        log.info("session %s: paired as %s", self._sid, self._device_jid)
+        return [Paired(self._device_jid, f"+{ev.ID.User}", None)]
+
+    async def _connected(self) -> Connected:
+        """Connected, with our push name and profile picture when Go can tell (guarded, bounded)."""
+        log.info("session %s: connected", self._sid)
+        if not self._go_live or self._stopped:
+            return Connected()
+        push_name = picture = None
+        try:
+            me = await asyncio.wait_for(self._call(self._native.get_me), PROFILE_TIMEOUT_S)
+            push_name = str(me.PushName) or None
+            if me.HasField("JID") and me.JID.User:
+                self._own_jid = f"{me.JID.User}@{me.JID.Server}"
+            if self._own_jid:
+                params = self._lib.proto.GetProfilePictureParams(Preview=False)
+                own = outgoing.jid_proto(self._lib, self._own_jid)
+                call = self._call(self._native.get_profile_picture, own, params)
+                info = await asyncio.wait_for(call, PROFILE_TIMEOUT_S)
+                picture = str(info.URL) or None
+        except (TimeoutError, SessionNotConnected, self._lib.exc.NeonizeError) as err:
+            log.info("session %s: profile not available: %r", self._sid, err)
+        return Connected(push_name, picture)
+
+    # ------------------------------------------------------------------ us → Go
+
+    async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """One FFI call, tracked until its thread returns even if the caller gives up (stop() waits)."""
+        if self._stopped or not self._go_live:
+            raise SessionNotConnected()
+        future = asyncio.ensure_future(fn(*args, **kwargs))
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
+        future.add_done_callback(_retrieve)
+        return await asyncio.shield(future)
+
+    def _require_online(self) -> None:
+        if self._stopped or not self._go_live or not self._online:
+            raise SessionNotConnected()
+
+    def _recipient(self, to: str) -> Any:
+        self._require_online()
+        return outgoing.jid_proto(self._lib, to)
+
+    def _context(self, quoted: Message | None) -> Any | None:
+        return outgoing.reply_context(self._lib, quoted, self._own_jid) if quoted is not None else None
+
+    async def _upload(self, data: bytes, media_type: Any) -> Any:
+        try:
+            return await self._call(self._native.upload, data, media_type)
+        except self._lib.exc.UploadError as err:
+            raise SendFailed(f"media upload failed: {err}") from err
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"media upload failed: {err}") from err
+
+    async def _send(self, jid: Any, message: Any, what: str) -> SendResult:
+        try:
+            resp = await self._call(self._native.send_message, jid, message)
+        except self._lib.exc.SendMessageError as err:
+            raise SendFailed(str(err)) from err
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"send failed: {err}") from err
+        sent_at = convert.from_s(resp.Timestamp) if resp.Timestamp else datetime.now(UTC)
+        log.info("session %s: sent %s %s to %s@%s", self._sid, what, resp.ID, jid.User, jid.Server)
+        return SendResult(str(resp.ID), sent_at)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a Go call's outcome as seen: its caller may have stopped waiting (timeout, cancellation)."""
+    if not future.cancelled():
+        future.exception()
+
+
+_: type[WhatsAppClient] = NeonizeClient
