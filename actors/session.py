@@ -7,8 +7,8 @@ State transitions (status / reason, see DESIGN.md):
 - a QR round that ends unscanned → a fresh round in a fresh process, at most `qr_max_rounds`, then
   `disconnected` / `qr_timeout` until the user asks again (pairing code or reconnect).
 - a dial or reconnect that does not finish within `connect_timeout_s` → the process is recycled.
-- a failed dial (`Disconnected(retrying=False)`) → `disconnected` / reason, then a fresh process after
-  a capped, jittered backoff (counted in `connect_failures` across processes).
+- a failed dial (`Disconnected(retrying=False)`) → `disconnected` / reason and a fresh process, which
+  waits a capped, jittered backoff before dialling (`connect_failures` counts across processes).
 - `LoggedOut` → `disconnected` / reason, device forgotten; stays down until the user pairs again.
 Recovery is always a fresh process (`exit_process`), never a second client in this one: neonize leaks a
 DB pool per `connect()` and aborts with two clients in a process.
@@ -395,9 +395,9 @@ class SessionCore:
         if reason in TERMINAL_REASONS:
             await self._stop_client()
             return
-        delay = self._backoff(failures)
-        log.info("session %s: disconnected (%s); fresh process in %.1fs", self.session_id, reason, delay)
-        self._arm(delay, f"retry after {reason}")
+        # The fresh process waits the backoff before dialling (see _boot): one place, and a process that
+        # crashes at connect is slowed down the same way.
+        self._tasks.spawn(self.recycle(f"dial failed ({reason})"), "recycle")
 
     async def _on_logged_out(self, reason: Reason) -> None:
         self._disarm()

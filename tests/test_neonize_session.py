@@ -1,0 +1,80 @@
+"""A real neonize session in a Ray actor with WhatsApp unreachable: it reports it and retries, boundedly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+import ray
+
+from actors.config import asyncpg_dsn
+from actors.domain import Reason, SessionStatus
+from actors.registry import create_session_actor
+from persistence.migrate import auth_dsn
+from tests.raykit import (
+    eventually,
+    insert_session,
+    kill_namespace_actors,
+    pid_of,
+    ray_init_local,
+    registry_config,
+    status_of,
+    unique_namespace,
+)
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray_init_local()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def namespace(local_ray: None) -> Iterator[str]:
+    ns = unique_namespace()
+    yield ns
+    kill_namespace_actors(ns)
+
+
+async def _failures(database_url: str, sid: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return int(
+            await conn.fetchval("SELECT connect_failures FROM whatsapp_session WHERE id=$1::uuid", sid)
+        )
+    finally:
+        await conn.close()
+
+
+async def test_unreachable_whatsapp_is_network_and_retried_in_fresh_processes(
+    database_url: str, redis_url: str, namespace: str
+) -> None:
+    config = registry_config(
+        database_url,
+        redis_url,
+        namespace,
+        session={"backend": "neonize", "auth_dsn": auth_dsn(database_url), "backoff_base_s": 0.5},
+    )
+    sid = await insert_session(database_url)
+    create_session_actor(config, sid)
+    view = await eventually(
+        lambda: status_of(sid, namespace), lambda v: v.status == SessionStatus.DISCONNECTED, timeout=60
+    )
+    assert view.reason == Reason.NETWORK
+    # Each retry is a fresh process (no connect() loop in one: neonize leaks a DB pool per connect).
+    pids: set[int] = set()
+
+    async def watch() -> int:
+        pids.add(await pid_of(sid, namespace))
+        return len(pids)
+
+    await eventually(watch, lambda n: n >= 3, timeout=60, every=0.1)
+    assert await _failures(database_url, sid) >= 2
+    view = await status_of(sid, namespace)
+    assert view.status in (SessionStatus.DISCONNECTED, SessionStatus.CONNECTING)
+    assert view.reason == Reason.NETWORK or view.status == SessionStatus.CONNECTING
+    assert view.qr is None
