@@ -1,0 +1,195 @@
+"""The FastAPI application: `create_app(settings)`. For now the lifespan and `GET /health`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel, ConfigDict
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from actors.config import Settings
+from persistence import repo
+from persistence.db import create_engine, session_factory
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Each component gets this long to answer /health; they are checked concurrently.
+HEALTH_TIMEOUT_S = 2.0
+
+ComponentState = Literal["ok", "error"]
+
+
+class SessionCountsOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    total: int
+    connected: int
+
+
+class ComponentsOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    database: ComponentState
+    redis: ComponentState
+    ray: ComponentState
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["ok", "degraded"]
+    sessions: SessionCountsOut
+    components: ComponentsOut
+
+
+class RayProbe:
+    """Asks the GCS whether a node is alive, in a daemon thread.
+
+    A Ray call can block far longer than any timeout of ours when the GCS is gone, and cannot be
+    cancelled: the probe runs at most one such call at a time, reports `error` while it hangs, and
+    never keeps the process from exiting.
+    """
+
+    def __init__(self) -> None:
+        self._pending: Future[bool] | None = None
+
+    async def check(self, timeout: float) -> bool:
+        if self._pending is None or self._pending.done():
+            self._pending = Future()
+            threading.Thread(target=_settle, args=(self._pending,), name="ray-health", daemon=True).start()
+        # Shielded: a timeout here must not cancel the call that is still running in the thread.
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._pending)), timeout)
+
+
+def _settle(future: Future[bool]) -> None:
+    try:
+        future.set_result(_ray_alive())
+    except Exception as err:
+        future.set_exception(err)
+
+
+def _ray_alive() -> bool:
+    import ray  # lazily: the API is usable (and testable) without Ray loaded
+
+    if not ray.is_initialized():
+        return False
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]  # untyped in Ray 2.60
+    return any(node.get("Alive") for node in nodes)
+
+
+@dataclass(slots=True)
+class AppState:
+    """What the lifespan opens and closes; routes reach it through `state(request)`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    ray_probe: RayProbe = field(default_factory=RayProbe)
+    # Last known health per component: a change is logged once, not on every poll.
+    healthy: dict[str, bool] = field(default_factory=dict)
+
+    def note(self, component: str, *, ok: bool, why: str = "") -> None:
+        if self.healthy.get(component, True) != ok:
+            if ok:
+                log.info("%s is available again", component)
+            else:
+                log.warning("%s is unavailable (%s)", component, why)
+        self.healthy[component] = ok
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def state(request: Request) -> AppState:
+    app_state: AppState = request.app.state.bridge
+    return app_state
+
+
+State = Annotated[AppState, Depends(state)]
+
+
+def _open_state(settings: Settings) -> AppState:
+    if settings.database_url is None or settings.redis_url is None:
+        raise ValueError("create_app needs DATABASE_URL and REDIS_URL (the CLI fills them in)")
+    engine = create_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=HEALTH_TIMEOUT_S)
+    return AppState(settings=settings, engine=engine, sessions=session_factory(engine), redis=redis)
+
+
+async def _bounded(coro: Awaitable[T], name: str, app_state: AppState) -> T | None:
+    """The result, or None when the component failed or did not answer in time."""
+    try:
+        result = await asyncio.wait_for(coro, HEALTH_TIMEOUT_S)
+    except Exception as err:
+        app_state.note(name, ok=False, why=type(err).__name__)
+        return None
+    app_state.note(name, ok=True)
+    return result
+
+
+async def _count_sessions(app_state: AppState) -> repo.SessionCounts:
+    async with app_state.sessions() as db:
+        return await repo.session_counts(db)
+
+
+async def _ping_redis(app_state: AppState) -> bool:
+    return bool(await app_state.redis.ping())
+
+
+async def _ray_ok(app_state: AppState) -> bool:
+    if await app_state.ray_probe.check(HEALTH_TIMEOUT_S):
+        return True
+    raise ConnectionError("no live Ray node")
+
+
+def _component(ok: bool) -> ComponentState:
+    return "ok" if ok else "error"
+
+
+async def health(app_state: State) -> HealthOut:
+    """Each backing service checked concurrently, each within HEALTH_TIMEOUT_S: health never hangs."""
+    counts, redis_ok, ray_ok = await asyncio.gather(
+        _bounded(_count_sessions(app_state), "database", app_state),
+        _bounded(_ping_redis(app_state), "redis", app_state),
+        _bounded(_ray_ok(app_state), "ray", app_state),
+    )
+    db_ok = counts is not None
+    components = ComponentsOut(
+        database=_component(db_ok), redis=_component(bool(redis_ok)), ray=_component(bool(ray_ok))
+    )
+    counts = counts or repo.SessionCounts(total=0, connected=0)
+    return HealthOut(
+        status="ok" if db_ok and redis_ok and ray_ok else "degraded",
+        sessions=SessionCountsOut(total=counts.total, connected=counts.connected),
+        components=components,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The bridge's HTTP application; its lifespan opens the database engine and the Redis client."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app_state = _open_state(settings)
+        app.state.bridge = app_state
+        try:
+            yield
+        finally:
+            await app_state.aclose()
+
+    app = FastAPI(title="WhatsApp bridge", version="0.1.0", lifespan=lifespan)
+    app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut, tags=["ops"])
+    return app
