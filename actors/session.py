@@ -40,6 +40,7 @@ from actors.domain import (
 from actors.errors import (
     AlreadyConnected,
     InvalidInput,
+    MediaNotAvailable,
     MediaTooLarge,
     PhoneAlreadyPaired,
     SessionNotConnected,
@@ -528,8 +529,6 @@ class SessionCore:
 
     async def media(self, chat_id: str, message_id: str) -> tuple[bytes, str]:
         message = await self._store.get_message(to_jid(chat_id), message_id)
-        from actors.errors import MediaNotAvailable
-
         if message.media is None:
             raise MediaNotAvailable()
         data = await self._client_if_connected().download_media(message)
