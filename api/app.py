@@ -1,4 +1,4 @@
-"""The FastAPI application: `create_app(settings)`. For now the lifespan and `GET /health`."""
+"""The FastAPI application: `create_app(settings)`: lifespan resources, `GET /health`, and the routes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from actors.config import Settings
+from api.frontend import install, serving
 from persistence import repo
 from persistence.db import create_engine, session_factory
 
@@ -186,10 +187,12 @@ def create_app(settings: Settings) -> FastAPI:
         app_state = _open_state(settings)
         app.state.bridge = app_state
         try:
-            yield
+            async with serving(app, settings, app_state.sessions):
+                yield
         finally:
             await app_state.aclose()
 
     app = FastAPI(title="WhatsApp bridge", version="0.1.0", lifespan=lifespan)
     app.add_api_route("/health", health, methods=["GET"], response_model=HealthOut, tags=["ops"])
+    install(app, settings)
     return app

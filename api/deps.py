@@ -1,0 +1,65 @@
+"""FastAPI dependencies: the shared resources, the API key, the calling user, and session ownership."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Security
+from fastapi.security import APIKeyHeader
+from starlette.requests import HTTPConnection
+
+from actors.domain import SessionView
+from actors.errors import InvalidInput, MissingUserId, Unauthorized
+from api.auth import api_key_matches
+from api.resources import ApiResources
+from persistence import repo
+
+MAX_USER_ID = 128
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="WHATSAPP_BRIDGE_API_KEY", scheme_name="ApiKey"
+)
+
+
+def resources(conn: HTTPConnection) -> ApiResources:
+    found: ApiResources = conn.app.state.api
+    return found
+
+
+Resources = Annotated[ApiResources, Depends(resources)]
+
+
+async def require_api_key(res: Resources, key: Annotated[str | None, Security(api_key_header)]) -> None:
+    """401 unless X-API-Key is the configured key (compared in constant time)."""
+    if not api_key_matches(res.settings, key):
+        raise Unauthorized()
+
+
+def check_user_id(value: str | None) -> str:
+    """The user id of an X-User-Id header: MissingUserId if absent, InvalidInput if unusable."""
+    if value is None or not value.strip():
+        raise MissingUserId()
+    if len(value) > MAX_USER_ID or not value.isprintable():
+        raise InvalidInput(f"X-User-Id must be 1..{MAX_USER_ID} printable characters")
+    return value
+
+
+async def user_id(
+    x_user_id: Annotated[
+        str | None, Header(alias="X-User-Id", description="The web inbox user making the request")
+    ] = None,
+) -> str:
+    return check_user_id(x_user_id)
+
+
+UserId = Annotated[str, Depends(user_id)]
+
+
+async def owned_session(
+    res: Resources, user: UserId, session_id: Annotated[str, Path(alias="id")]
+) -> SessionView:
+    """The user's session as the database has it; 404 session_not_found for a missing or foreign one."""
+    return await res.db.run(repo.get_session, user, session_id)
+
+
+OwnedSession = Annotated[SessionView, Depends(owned_session)]

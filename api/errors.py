@@ -1,0 +1,112 @@
+"""Every error leaves the API as `{"error": {"code", "message"}}`: domain errors, bad input, HTTP errors,
+and whatever else went wrong (never a bare 500 page). Also the error responses each route documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from actors.errors import SessionUnavailable, WaError
+from api.schemas import ErrorOut
+
+log = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying a 503 that carries no better estimate.
+DEFAULT_RETRY_AFTER = 2
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+_DESCRIPTIONS = {
+    400: "Bad request (`missing_user_id`, `max_sessions_reached`, `invalid_slot`)",
+    401: "Missing or wrong X-API-Key (`unauthorized`)",
+    404: "No such session for this user, or no such message (`session_not_found`, `message_not_found`)",
+    409: "Conflict with the session's state (`slot_taken`, `phone_already_paired`, `session_not_connected`)",
+    413: "Upload larger than MAX_MEDIA_BYTES (`media_too_large`)",
+    415: "File that cannot be sent (`unsupported_audio`, `unsupported_media`)",
+    422: "Invalid input (`invalid_request`, `invalid_recipient`, `invalid_phone`)",
+    502: "WhatsApp refused or failed the operation (`send_failed`, `client_error`)",
+    503: "The session's actor is (re)starting or a backing service is down; see Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses (401, 422 and 503 are always possible)."""
+    wanted = sorted({401, 422, 503, *statuses})
+    return {
+        status: {"model": ErrorOut, "description": _DESCRIPTIONS.get(status, "Error")} for status in wanted
+    }
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _retry_after(err: WaError) -> dict[str, str] | None:
+    if isinstance(err, SessionUnavailable):
+        return {"Retry-After": str(err.retry_after)}
+    if err.http_status == 503:
+        return {"Retry-After": str(DEFAULT_RETRY_AFTER)}
+    return None
+
+
+async def wa_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, WaError)
+    if exc.http_status >= 500:
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, exc.code, exc.message)
+    return error_response(exc.http_status, exc.code, exc.message, _retry_after(exc))
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "invalid_request", describe_validation(exc.errors()))
+
+
+def describe_validation(errors: Any) -> str:
+    """What was wrong, by location; never the input itself (it could be large, or a secret)."""
+    parts = []
+    for error in list(errors)[:3]:
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(loc) or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "The request is not valid"
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
+
+
+async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "Internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(WaError, wa_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,64 @@
+"""The front end's part of the app: routes, error handlers, middleware, and the resources it serves with.
+
+`api.app.create_app` calls `install` once and enters `serving` in its lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from actors.config import Settings
+from actors.domain import Backend
+from api.deps import require_api_key
+from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
+from api.metrics import Metrics, MetricsMiddleware
+from api.resources import open_resources
+from api.routes import events, inbox, messages, ops, send, sessions, users
+
+DESCRIPTION = """\
+REST and WebSocket API of the WhatsApp bridge for a web inbox.
+
+Every route but `/health`, `/metrics`, `/docs` and `/openapi.json` needs `X-API-Key`; user routes also
+need `X-User-Id`. Errors are `{"error": {"code", "message"}}`; a 503 carries `Retry-After`.
+
+**WebSocket `/ws`**: authenticate with the `X-API-Key` and `X-User-Id` headers, or `?token=` from
+`POST /ws-token`; `?sessionId=` limits the frames to one session. Frames are JSON
+`{"type": "qr" | "status" | "message", "sessionId", ...}` with the bodies of the Redis channels:
+`qr` `{qr, expiresAt}`, `status` `{status, reason, phone, displayName}`, `message` `{chatId, message}`.
+On open the socket gets one `status` frame per session (and the `qr` showing). A refused socket is
+closed with 1008; a client too slow to keep up is closed with 1013 and should reconnect.
+"""
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the routes, error handlers and middleware (metrics outermost, then body limits)."""
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.description = DESCRIPTION
+    keyed = [Depends(require_api_key)]
+    for module in (sessions, messages, send, inbox, users, events):
+        app.include_router(module.router, dependencies=keyed)
+    if settings.wa_backend == Backend.SIMULATED:
+        from api.routes import simulator
+
+        app.include_router(simulator.router, dependencies=keyed)
+    app.include_router(events.socket_router)
+    app.include_router(ops.router)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_media_bytes=settings.max_media_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+
+@asynccontextmanager
+async def serving(
+    app: FastAPI, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[None]:
+    """The front end's resources (event hub, actor handles, ...) for the lifetime of the app."""
+    async with open_resources(settings, sessions, app.state.metrics) as resources:
+        app.state.api = resources
+        yield

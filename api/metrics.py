@@ -1,0 +1,86 @@
+"""Prometheus metrics of one API process, in a registry of its own (several apps can share a process).
+
+Requests are labelled by route template (`/sessions/{id}/status`), never by raw path, so that the
+number of series stays bounded whatever clients send.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "wab_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "wab_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sessions = Gauge(
+            "wab_sessions", "Sessions by status, as recorded in the database", ["status"], registry=r
+        )
+        self.actor_calls = Counter(
+            "wab_actor_calls", "Calls to session actors and the registry", ["method", "outcome"], registry=r
+        )
+        self.ws_clients = Gauge("wab_ws_clients", "Open WebSocket connections", registry=r)
+        self.ws_frames = Counter("wab_ws_frames", "Frames queued to WebSocket clients", ["type"], registry=r)
+        self.ws_dropped = Counter(
+            "wab_ws_dropped", "WebSocket clients dropped for being too slow", registry=r
+        )
+        self.events = Counter("wab_events_received", "Events received from Redis", ["type"], registry=r)
+        self.event_subscription = Gauge(
+            "wab_event_subscription_up", "1 while the Redis event subscription is live", registry=r
+        )
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    if isinstance(route, BaseRoute):
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            return path
+    return "unmatched"
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            method = scope.get("method", "")
+            method = method if method in _METHODS else "other"
+            self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
+            self.metrics.latency.labels(method=method, route=route).observe(time.perf_counter() - started)

@@ -1,0 +1,48 @@
+"""What the front end's routes share, opened by the app's lifespan: database calls, actor handles, the
+event hub, WebSocket tokens and metrics. None of it is session state: any number of API processes can
+run side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from actors.config import Settings
+from api.auth import WsTokens
+from api.database import Database
+from api.handles import SessionActors
+from api.hub import EventHub
+from api.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResources:
+    settings: Settings
+    db: Database
+    actors: SessionActors
+    hub: EventHub
+    tokens: WsTokens
+    metrics: Metrics
+
+
+@asynccontextmanager
+async def open_resources(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], metrics: Metrics
+) -> AsyncIterator[ApiResources]:
+    """Start the event hub and the handle cache for the lifetime of the app; stop them after."""
+    if settings.redis_url is None:
+        raise ValueError("REDIS_URL must be set")
+    db = Database(sessions)
+    actors = SessionActors(settings.ray_namespace, metrics)
+    hub = EventHub(settings.redis_url, db, actors, metrics)
+    resources = ApiResources(settings, db, actors, hub, WsTokens.from_settings(settings), metrics)
+    hub.start()
+    try:
+        yield resources
+    finally:
+        await hub.stop()
+        actors.close()

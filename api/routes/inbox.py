@@ -1,0 +1,28 @@
+"""The merged inbox: chats of all the user's connected numbers, most recent first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from actors.domain import SessionStatus
+from actors.wire import JSON, chat_json
+from api.deps import Resources, UserId
+from api.errors import error_responses
+from api.schemas import InboxOut
+from persistence import repo
+from persistence.session_store import MAX_PAGE
+
+router = APIRouter(tags=["messages"])
+
+
+@router.get("/inbox/chats", response_model=InboxOut, responses=error_responses(400))
+async def inbox_chats(
+    res: Resources, user: UserId, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
+) -> JSON:
+    """Chats of every connected number of the user, merged by recency, each with its `sessionId`."""
+    sessions = await res.db.run(repo.list_sessions, user)
+    connected = [s.id for s in sessions if s.status == SessionStatus.CONNECTED]
+    chats = await res.db.run(repo.inbox_chats, user, connected, limit) if connected else []
+    return {"items": [{**chat_json(c.chat), "sessionId": c.session_id} for c in chats]}

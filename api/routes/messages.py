@@ -1,0 +1,71 @@
+"""Reading a session's chats, messages and media (served by the session's actor from its store)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from actors.domain import Chat, Message, Page
+from actors.ids import to_jid
+from actors.wire import JSON, chat_json, message_json
+from api.deps import OwnedSession, Resources
+from api.errors import error_responses
+from api.schemas import MAX_ID, RECIPIENT_PATTERN, ChatPage, MessagePage
+from persistence.session_store import MAX_PAGE
+
+router = APIRouter(tags=["messages"])
+
+MEDIA_TIMEOUT_S = 60.0
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page")]
+Cursor = Annotated[str | None, Query(max_length=512, description="`nextCursor` of the previous page")]
+ChatId = Annotated[
+    str,
+    Path(
+        alias="chatId",
+        max_length=MAX_ID,
+        description="A chat JID or a phone number",
+        json_schema_extra={"pattern": RECIPIENT_PATTERN},
+    ),
+]
+MessageId = Annotated[str, Path(alias="messageId", max_length=MAX_ID)]
+
+
+@router.get("/sessions/{id}/chats", response_model=ChatPage, responses=error_responses(400, 404))
+async def chats(session: OwnedSession, res: Resources, limit: Limit = 50, cursor: Cursor = None) -> JSON:
+    """The session's chats, most recent first."""
+    page: Page[Chat] = await res.actors.call(session.id, "chats", limit, cursor)
+    return {"items": [chat_json(c) for c in page.items], "nextCursor": page.next_cursor}
+
+
+@router.get(
+    "/sessions/{id}/chats/{chatId}/messages", response_model=MessagePage, responses=error_responses(400, 404)
+)
+async def messages(
+    session: OwnedSession, res: Resources, chat_id: ChatId, limit: Limit = 50, cursor: Cursor = None
+) -> JSON:
+    """A chat's messages, newest first."""
+    page: Page[Message] = await res.actors.call(session.id, "messages", to_jid(chat_id), limit, cursor)
+    return {"items": [message_json(m) for m in page.items], "nextCursor": page.next_cursor}
+
+
+@router.get(
+    "/sessions/{id}/chats/{chatId}/messages/{messageId}/media",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The media bytes, with their Content-Type",
+        },
+        **error_responses(400, 404, 409),
+    },
+)
+async def media(session: OwnedSession, res: Resources, chat_id: ChatId, message_id: MessageId) -> Response:
+    """Download a message's media (409 while the session is not connected)."""
+    data, mimetype = await res.actors.call(
+        session.id, "media", to_jid(chat_id), message_id, timeout_s=MEDIA_TIMEOUT_S
+    )
+    # Attachment + nosniff: a sender chooses the mimetype; it must never render as a page of ours.
+    headers = {"Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff"}
+    return Response(content=data, media_type=mimetype, headers=headers)

@@ -1,0 +1,104 @@
+"""Sending text, files and voice notes through a session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from actors.domain import SendResult
+from actors.errors import InvalidInput
+from actors.ids import to_jid
+from actors.session import MAX_TEXT
+from actors.wire import JSON, iso
+from api.deps import OwnedSession, Resources
+from api.errors import error_responses
+from api.schemas import MAX_ID, RECIPIENT_PATTERN, SendResultOut, SendTextIn
+from api.uploads import Upload, read_upload
+
+router = APIRouter(tags=["send"])
+
+SEND_TIMEOUT_S = 30.0
+MEDIA_SEND_TIMEOUT_S = 90.0
+
+
+def _result(sent: SendResult) -> JSON:
+    return {"id": sent.id, "timestamp": iso(sent.timestamp)}
+
+
+def _multipart(*, caption: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "to": {
+            "type": "string",
+            "description": "A phone number (+15551234567) or a JID",
+            "maxLength": MAX_ID,
+            "pattern": RECIPIENT_PATTERN,
+        },
+        "file": {"type": "string", "format": "binary"},
+    }
+    if caption:
+        properties["caption"] = {"type": "string", "maxLength": MAX_TEXT}
+    schema = {"type": "object", "properties": properties, "required": ["to", "file"]}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def _recipient(upload: Upload) -> str:
+    to = upload.text("to")
+    if to is None:
+        raise InvalidInput("to is required")
+    return to_jid(to)
+
+
+def _file(upload: Upload) -> tuple[bytes, str | None, str | None]:
+    if upload.file is None:
+        raise InvalidInput("file is required")
+    return upload.file.data, upload.file.file_name, upload.file.content_type
+
+
+@router.post(
+    "/sessions/{id}/send/text", response_model=SendResultOut, responses=error_responses(400, 404, 409, 502)
+)
+async def send_text(body: SendTextIn, session: OwnedSession, res: Resources) -> JSON:
+    """Send a text message (optionally quoting a message of that chat)."""
+    jid = to_jid(body.to)
+    sent: SendResult = await res.actors.call(
+        session.id, "send_text", jid, body.text, body.quoted_id, timeout_s=SEND_TIMEOUT_S
+    )
+    return _result(sent)
+
+
+@router.post(
+    "/sessions/{id}/send/media",
+    response_model=SendResultOut,
+    responses=error_responses(400, 404, 409, 413, 415, 502),
+    openapi_extra=_multipart(caption=True),
+)
+async def send_media(request: Request, session: OwnedSession, res: Resources) -> JSON:
+    """Send a file: images and videos WhatsApp shows inline go as such, anything else as a document."""
+    upload = await read_upload(request, res.settings.max_media_bytes)
+    jid = _recipient(upload)
+    caption = upload.text("caption") or None
+    if caption is not None and len(caption) > MAX_TEXT:
+        raise InvalidInput(f"caption must be at most {MAX_TEXT} characters")
+    data, file_name, mimetype = _file(upload)
+    sent: SendResult = await res.actors.call(
+        session.id, "send_media", jid, data, file_name, mimetype, caption, timeout_s=MEDIA_SEND_TIMEOUT_S
+    )
+    return _result(sent)
+
+
+@router.post(
+    "/sessions/{id}/send/audio",
+    response_model=SendResultOut,
+    responses=error_responses(400, 404, 409, 413, 415, 502),
+    openapi_extra=_multipart(caption=False),
+)
+async def send_audio(request: Request, session: OwnedSession, res: Resources) -> JSON:
+    """Send a voice note: any common audio file (WAV, WebM, MP3, M4A...) is converted to OGG/Opus."""
+    upload = await read_upload(request, res.settings.max_media_bytes)
+    jid = _recipient(upload)
+    data, _, _ = _file(upload)
+    sent: SendResult = await res.actors.call(
+        session.id, "send_voice_note", jid, data, timeout_s=MEDIA_SEND_TIMEOUT_S
+    )
+    return _result(sent)

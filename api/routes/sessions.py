@@ -1,0 +1,95 @@
+"""The user's WhatsApp numbers: list, create, status, delete, pairing by code, reconnect."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from actors.domain import SessionView
+from actors.errors import SessionUnavailable, WaError
+from actors.wire import JSON, session_json
+from api.deps import OwnedSession, Resources, UserId
+from api.errors import error_responses
+from api.handles import ActorUnreachable
+from api.pairing import code_when_ready
+from api.schemas import CreateSessionIn, PairingCodeIn, PairingCodeOut, ReconnectOut, SessionOut
+from persistence import repo
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["sessions"])
+
+ENSURE_TIMEOUT_S = 10.0
+DESTROY_TIMEOUT_S = 40.0
+
+
+@router.get("/sessions", response_model=list[SessionOut], responses=error_responses(400))
+async def list_sessions(res: Resources, user: UserId) -> list[JSON]:
+    """The user's sessions by slot, as last recorded (`qr` and `pairingCode` are in the status route)."""
+    return [session_json(view) for view in await res.db.run(repo.list_sessions, user)]
+
+
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionOut,
+    responses=error_responses(400, 409),
+)
+async def create_session(body: CreateSessionIn, res: Resources, user: UserId) -> JSON:
+    """Add a WhatsApp number in a slot; its actor starts and shows a QR (or issues a pairing code)."""
+    phone = repo.normalize_phone(body.pairing_phone) if body.pairing_phone is not None else None
+    settings = res.settings
+    view = await res.db.run(repo.create_session, user, body.slot, settings.max_sessions_per_user)
+    try:
+        await res.actors.registry("ensure_session", view.id, timeout_s=ENSURE_TIMEOUT_S)
+    except WaError as err:
+        # The row exists: the registry's next reconcile pass starts the actor anyway.
+        log.warning("session %s: registry not reached (%s); reconcile will start it", view.id, err.code)
+    if phone is not None:
+        code = await code_when_ready(res.actors, view.id, phone)
+        view = dataclasses.replace(view, pairing_code=code)
+    return session_json(view)
+
+
+@router.get("/sessions/{id}/status", response_model=SessionOut, responses=error_responses(400, 404))
+async def session_status(session: OwnedSession, res: Resources) -> JSON:
+    """The session as its actor sees it now, with the QR code showing and the pairing code."""
+    live: SessionView = await res.actors.call(session.id, "status")
+    return session_json(live)
+
+
+@router.delete("/sessions/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 404))
+async def delete_session(session: OwnedSession, res: Resources) -> Response:
+    """Unlink the device, stop the actor, delete its keys and stored messages."""
+    await res.actors.registry("destroy_session", session.id, timeout_s=DESTROY_TIMEOUT_S)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/sessions/{id}/pairing-code", response_model=PairingCodeOut, responses=error_responses(400, 404, 409)
+)
+async def pairing_code(body: PairingCodeIn, session: OwnedSession, res: Resources) -> dict[str, Any]:
+    """An 8-character code to type on the phone (Linked devices → Link with phone number)."""
+    phone = repo.normalize_phone(body.phone)
+    code: str = await res.actors.call(session.id, "pairing_code", phone)
+    return {"code": code}
+
+
+@router.post(
+    "/sessions/{id}/reconnect",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReconnectOut,
+    responses=error_responses(400, 404, 409),
+)
+async def reconnect(session: OwnedSession, res: Resources) -> dict[str, Any]:
+    """Start pairing afresh after `logged_out` or `qr_timeout`; new QR codes follow as events."""
+    try:
+        await res.actors.call(session.id, "restart_pairing")
+    except ActorUnreachable:
+        raise
+    except SessionUnavailable:
+        pass  # the actor's way of saying "a fresh process is starting"
+    return {"status": "connecting"}

@@ -1,0 +1,98 @@
+"""Control routes of the simulated network (only with WA_BACKEND=simulated): what a phone would do.
+
+API key needed, no user: these stand in for the phone and the network, not for a web inbox user.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response, status
+
+from actors.clients.simulated import SentMessage
+from actors.domain import Message, MessageType
+from actors.errors import SessionNotFound
+from actors.events import HistoryChunk
+from actors.wire import JSON, message_json
+from api.deps import Resources
+from api.errors import error_responses
+from api.schemas import HistoryIn, HistoryOut, IncomingIn, MessageOut, ScanIn, ScanOut, SentOut
+from persistence import api_queries
+
+router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
+
+SCAN_TIMEOUT_S = 20.0
+
+SessionIdParam = Annotated[str, Path(alias="id")]
+
+
+async def _simulate(res: Resources, session_id: str, op: str, **kwargs: Any) -> Any:
+    if await res.db.run(api_queries.session_owner, session_id) is None:
+        raise SessionNotFound()
+    return await res.actors.call(session_id, "simulate", op, kwargs, timeout_s=SCAN_TIMEOUT_S)
+
+
+@router.post("/scan", response_model=ScanOut, responses=error_responses(404, 409))
+async def scan(session_id: SessionIdParam, body: ScanIn, res: Resources) -> JSON:
+    """The phone scans the QR showing (or enters the pairing code): the session connects."""
+    jid: str = await _simulate(res, session_id, "scan", phone=body.phone, display_name=body.display_name)
+    return {"deviceJid": jid}
+
+
+@router.post("/incoming", response_model=MessageOut, responses=error_responses(404, 409))
+async def incoming(session_id: SessionIdParam, body: IncomingIn, res: Resources) -> JSON:
+    """A message arrives from `from` (a phone number, user or group JID)."""
+    media = body.media.model_dump(by_alias=True, exclude_none=True) if body.media is not None else None
+    message: Message = await _simulate(
+        res, session_id, "incoming", from_=body.from_, text=body.text, push_name=body.push_name, media=media
+    )
+    return message_json(message)
+
+
+@router.post("/history", response_model=HistoryOut, responses=error_responses(404, 409))
+async def history(session_id: SessionIdParam, body: HistoryIn, res: Resources) -> JSON:
+    """A history sync chunk arrives."""
+    chunk: HistoryChunk = await _simulate(
+        res, session_id, "history", chats=body.chats, messages_per_chat=body.messages_per_chat
+    )
+    messages = sum(len(c.messages) for c in chunk.conversations)
+    return {"chats": len(chunk.conversations), "messages": messages}
+
+
+@router.post("/drop", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
+async def drop(session_id: SessionIdParam, res: Resources) -> Response:
+    """A transient network drop; the session reconnects by itself."""
+    await _simulate(res, session_id, "drop")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/unlink", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
+async def unlink(session_id: SessionIdParam, res: Resources) -> Response:
+    """The phone removes the linked device: the session becomes `disconnected` / `logged_out`."""
+    await _simulate(res, session_id, "unlink")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/sent", response_model=list[SentOut], responses=error_responses(404))
+async def sent(session_id: SessionIdParam, res: Resources) -> list[JSON]:
+    """What the network received from this session, oldest first."""
+    items: list[SentMessage] = await _simulate(res, session_id, "sent")
+    return [_sent_json(item) for item in items]
+
+
+def _sent_json(item: SentMessage) -> JSON:
+    kind = MessageType(item.type)
+    is_text = kind == MessageType.TEXT
+    return {
+        "id": item.message_id,
+        "to": item.to,
+        "type": kind.value,
+        "mimetype": item.mimetype,
+        "ptt": item.ptt,
+        "size": item.size,
+        "seconds": item.seconds,
+        "fileName": item.file_name,
+        "text": item.text if is_text else None,
+        "caption": None if is_text else item.text,
+        "quotedId": item.quoted_id,
+    }

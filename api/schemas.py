@@ -1,0 +1,268 @@
+"""The HTTP contract's request and response bodies (camelCase on the wire, DESIGN.md).
+
+Responses are rendered by `actors.wire` (the one definition of the JSON shapes, shared with Redis) and
+validated against these models, which also document them in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from actors.domain import MessageStatus, MessageType, Reason, SessionStatus
+from actors.session import MAX_TEXT
+
+MAX_ID = 128  # ids and JIDs: the database columns' width
+MAX_PHONE = 32
+# Documented, not enforced by the schema: a recipient that does not parse is 422 `invalid_recipient`
+# (actors.ids.to_jid decides), a phone that is no number 422 `invalid_phone`.
+RECIPIENT_PATTERN = (
+    r"^(\+?[0-9][0-9 ()\-.]{5,24}|[0-9]{5,20}(-[0-9]{5,20})?(:[0-9]{1,3})?@(s\.whatsapp\.net|g\.us|lid))$"
+)
+PHONE_PATTERN = r"^\+?[0-9][0-9 ()\-.]{5,30}$"
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail deep in a store.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID), AfterValidator(_no_nul)]
+Phone = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_PHONE,
+        examples=["+14155552671"],
+        json_schema_extra={"pattern": PHONE_PATTERN},
+    ),
+]
+Recipient = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_ID,
+        description="A phone number (+15551234567, digits) or a JID (…@s.whatsapp.net, …@g.us, …@lid)",
+        examples=["+15551234567"],
+        json_schema_extra={"pattern": RECIPIENT_PATTERN},
+    ),
+    AfterValidator(_no_nul),
+]
+Timestamp = Annotated[
+    str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-01-31T12:00:00.000Z"])
+]
+MessageText = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(_no_nul), AfterValidator(_not_blank)
+]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        frozen=True,
+    )
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+
+class ErrorDetail(ApiModel):
+    code: str = Field(examples=["session_not_found"], description="Stable machine-readable code")
+    message: str = Field(description="Human-readable explanation")
+
+
+class ErrorOut(ApiModel):
+    """Every error response: `{"error": {"code", "message"}}`."""
+
+    error: ErrorDetail
+
+
+# --- sessions ----------------------------------------------------------------------------------------------
+
+
+class SessionOut(ApiModel):
+    """A WhatsApp number of the user (the contract's `Session`)."""
+
+    id: str
+    slot: int
+    status: SessionStatus
+    reason: Reason | None
+    phone: str | None
+    display_name: str | None
+    profile_pic_url: str | None
+    last_seen: Timestamp | None
+    qr: str | None = Field(
+        description="The QR payload to show while `status` is qr_ready (status route only)"
+    )
+    pairing_code: str | None = Field(description="The 8-character code to type on the phone, once issued")
+
+
+class CreateSessionIn(ApiModel):
+    slot: int | None = Field(None, description="1..MAX_SESSIONS_PER_USER; the lowest free slot when omitted")
+    pairing_phone: Phone | None = Field(
+        None, description="Pair by phone-number code instead of QR: the code appears as `pairingCode`"
+    )
+
+
+class PairingCodeIn(ApiModel):
+    phone: Phone
+
+
+class PairingCodeOut(ApiModel):
+    code: str = Field(examples=["ABCD-EFGH"])
+
+
+class ReconnectOut(ApiModel):
+    status: Literal["connecting"]
+
+
+# --- chats and messages ------------------------------------------------------------------------------------
+
+
+class MediaOut(ApiModel):
+    mimetype: str
+    file_name: str | None
+    size: int | None
+    seconds: int | None
+    ptt: bool
+
+
+class MessageOut(ApiModel):
+    id: str
+    chat_id: str
+    sender: str
+    sender_name: str | None
+    from_me: bool
+    timestamp: Timestamp
+    type: MessageType
+    text: str | None
+    media: MediaOut | None
+    quoted_id: str | None
+    status: MessageStatus
+
+
+class ChatOut(ApiModel):
+    id: str
+    name: str | None
+    is_group: bool
+    unread_count: int
+    timestamp: Timestamp | None
+    last_message: MessageOut | None
+
+
+class ChatPage(ApiModel):
+    items: list[ChatOut]
+    next_cursor: str | None
+
+
+class MessagePage(ApiModel):
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+class InboxChatOut(ChatOut):
+    session_id: str
+
+
+class InboxOut(ApiModel):
+    items: list[InboxChatOut]
+
+
+# --- sending -----------------------------------------------------------------------------------------------
+
+
+class SendTextIn(ApiModel):
+    to: Recipient
+    text: MessageText
+    quoted_id: Id | None = None
+
+
+class SendResultOut(ApiModel):
+    id: str
+    timestamp: Timestamp
+
+
+# --- users -------------------------------------------------------------------------------------------------
+
+
+class UserOut(ApiModel):
+    id: str
+    whatsapp_phone: str | None
+
+
+class PhoneIn(ApiModel):
+    phone: Phone
+
+
+class PhoneOut(ApiModel):
+    phone: str = Field(examples=["+14155552671"])
+
+
+class WsTokenOut(ApiModel):
+    token: str
+    expires_at: Timestamp
+
+
+# --- the simulated network ---------------------------------------------------------------------------------
+
+
+class ScanIn(ApiModel):
+    phone: Phone
+    display_name: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
+
+
+class ScanOut(ApiModel):
+    device_jid: str
+
+
+class IncomingMediaIn(ApiModel):
+    type: Literal["image", "video", "audio", "document", "sticker", "other"] = "document"
+    mimetype: Annotated[str, Field(max_length=128), AfterValidator(_no_nul)] | None = None
+    file_name: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
+    size: int | None = Field(None, ge=1, le=16 * 1024 * 1024)
+
+
+class IncomingIn(ApiModel):
+    from_: Recipient = Field(alias="from")
+    text: Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)] | None = None
+    push_name: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
+    media: IncomingMediaIn | None = None
+
+
+class HistoryIn(ApiModel):
+    chats: int = Field(ge=1, le=100)
+    messages_per_chat: int = Field(ge=1, le=500)
+
+
+class HistoryOut(ApiModel):
+    chats: int
+    messages: int
+
+
+class SentOut(ApiModel):
+    """One message the simulated network received from the session."""
+
+    id: str
+    to: str
+    type: MessageType
+    mimetype: str | None
+    ptt: bool
+    size: int | None
+    seconds: int | None
+    file_name: str | None
+    text: str | None
+    caption: str | None
+    quoted_id: str | None
