@@ -25,6 +25,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,7 @@ class SessionRegistry:
         self._tasks = TaskGroup("registry")
         self._misses: dict[str, int] = {}
         self._creating: set[str] = set()
+        self._created: deque[tuple[str, float]] = deque(maxlen=1000)
         self._passes = 0
         self._engine = create_engine(
             config.database_dsn, pool_size=2, max_overflow=2, application_name="registry"
@@ -214,6 +216,10 @@ class SessionRegistry:
                 replaced += 1
         return {"wanted": len(wanted), "created": created, "stopped": stopped, "replaced": replaced}
 
+    async def creations(self) -> list[tuple[str, float]]:
+        """The last 1000 actors this registry created: (session id, unix time), oldest first."""
+        return list(self._created)
+
     async def ready(self) -> int:
         """Number of reconcile passes completed (callers wait for >= 1 after a cold start)."""
         return self._passes
@@ -242,8 +248,9 @@ class SessionRegistry:
             if self._handle(session_id) is not None:
                 return
             await self._pacer.wait()
+            self._created.append((session_id, time.time()))
             create_session_actor(self._config, session_id)
-            log.info("registry: session %s actor created", session_id)
+            log.info("registry: session %s actor created (%d so far)", session_id, len(self._created))
         finally:
             self._creating.discard(session_id)
 

@@ -121,15 +121,6 @@ class Frames:
     """Everything published on `wa:*:{session}` channels, decoded, in arrival order."""
 
     items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    stamps: list[tuple[str, str, float]] = field(default_factory=list)  # (kind, session id, monotonic time)
-
-    def first_status_times(self) -> dict[str, float]:
-        """When each session published its first status frame."""
-        first: dict[str, float] = {}
-        for kind, sid, at in self.stamps:
-            if kind == "status":
-                first.setdefault(sid, at)
-        return first
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [body for k, body in self.items if k == kind]
@@ -157,9 +148,8 @@ async def frames(redis_url: str, session_id: str) -> Any:
     async def reader() -> None:
         async for msg in pubsub.listen():
             if msg["type"] == "pmessage":
-                _, kind, sid = msg["channel"].decode().split(":", 2)
+                kind = msg["channel"].decode().split(":", 2)[1]
                 got.items.append((kind, json.loads(msg["data"])))
-                got.stamps.append((kind, sid, time.monotonic()))
 
     task = asyncio.create_task(reader())
     try:
