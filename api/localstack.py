@@ -53,6 +53,9 @@ RAY_NODE_ENV: Mapping[str, str] = {
     "REPORTER_UPDATE_INTERVAL_MS": "60000",
     "RAY_worker_register_timeout_seconds": "60",
     "RAY_USAGE_STATS_ENABLED": "0",
+    # Go reads the environment the worker process started with, not later os.environ changes: without
+    # this in the node's environment, 1:1 messages carry WhatsApp's "AI" badge (neonize issue #196).
+    "NEONIZE_BOT_TAG": "off",
 }
 # Node death noticed in ~6 s instead of ~20 s, so sessions move off a lost node sooner.
 RAY_SYSTEM_CONFIG: Mapping[str, int] = {
