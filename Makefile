@@ -25,5 +25,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks (tests/benchmarks/README.md): every one at full size, or one of them with its options, e.g.
+# `make bench BENCH_ARGS="memory --sizes 10 --idle-s 10"`; `BENCH_ARGS=--quick` runs all at trial size.
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -78,6 +78,10 @@ _MODULES = {
     "logs": "utils.log",
 }
 
+# What neonize pulls in but a session never runs: httpx's command-line client (rich, click, pygments),
+# ~4 MB of private memory per session process (bench_levers). httpx imports fine without it.
+_UNUSED_MODULES = ("httpx._main",)
+
 _lock = threading.Lock()
 _lib: Lib | None = None
 _session = "-"  # the session this process serves, for log lines written from Go's threads
@@ -98,7 +102,17 @@ def load() -> Lib:
             log.error(
                 "neonize was imported before %s=off was set: 1:1 messages carry the AI badge", BOT_TAG_ENV
             )
+        if not _started_with(BOT_TAG_ENV, "off"):
+            # Go reads the environment block the process was started with, never os.environ changes
+            # (measured: GODEBUG set here is ignored). Only the node's environment reaches Go.
+            log.error(
+                "%s=off is not in this process's start environment: Go never sees it, and 1:1 messages"
+                " carry the AI badge; set it in every Ray node's environment",
+                BOT_TAG_ENV,
+            )
         os.environ[BOT_TAG_ENV] = "off"
+        for name in _UNUSED_MODULES:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
         root = logging.getLogger()
         handlers, level = list(root.handlers), root.level
         started = time.perf_counter()
@@ -117,6 +131,15 @@ def load() -> Lib:
         _lib = Lib(**mod, version=version, import_s=took)
         log.info("neonize %s loaded in %.2f s", version, took)
         return _lib
+
+
+def _started_with(name: str, value: str) -> bool:
+    """Whether the process's start environment (/proc/self/environ, what Go reads) has name=value."""
+    try:
+        with open("/proc/self/environ", "rb") as env:
+            return f"{name}={value}".encode() in env.read().split(b"\0")
+    except OSError:
+        return True  # not Linux: cannot tell, do not cry wolf
 
 
 def claim(uuid: str, owner: object, session_id: str) -> None:
