@@ -211,6 +211,8 @@ class SessionCore:
 
     async def _pump(self, client: WhatsAppClient) -> None:
         async for event in client.events():
+            if self._closing:
+                continue  # this process is going away: nothing more it hears may change the state
             try:
                 await self._handle(event)
             except Exception:
@@ -343,6 +345,7 @@ class SessionCore:
         except PhoneAlreadyPaired as err:
             log.warning("session %s: %s is paired to another session; unlinking", self.session_id, phone)
             self._settle_pairing(err)
+            self._closing = True  # e.g. the Connected that follows Paired must not show this session up
             if self._client is not None:
                 await self._client.logout()
             # Let the scan's 409 reach the caller before this process goes.

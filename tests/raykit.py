@@ -175,6 +175,7 @@ def ray_init_local(wa_sessions: int = 50) -> None:
     """A local single-node Ray for tests, with the session capacity resource."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     ray.init(
+        address="local",  # never join a cluster another process recorded in /tmp/ray
         num_cpus=2,
         resources={"wa_session": wa_sessions},
         include_dashboard=False,

@@ -143,13 +143,17 @@ async def test_scan_without_qr_and_phone_paired_twice(
             "scan", {"phone": "+15551230002", "display_name": None}
         )
     await wait_status(second, namespace, SessionStatus.QR_READY)
-    with pytest.raises(PhoneAlreadyPaired):
-        await handle(second, namespace).simulate.remote(
-            "scan", {"phone": "+15551230002", "display_name": None}
-        )
-    # The second session stays unpaired and offers a fresh QR; the first keeps its phone.
-    view = await wait_status(second, namespace, SessionStatus.QR_READY)
+    async with frames(redis_url, second) as got:
+        with pytest.raises(PhoneAlreadyPaired):
+            await handle(second, namespace).simulate.remote(
+                "scan", {"phone": "+15551230002", "display_name": None}
+            )
+        # The second session stays unpaired and offers a fresh QR; the first keeps its phone.
+        await eventually(lambda: pid_of(second, namespace), lambda p: p > 0)
+        await got.wait_for("qr", lambda b: True, timeout=15)
+        view = await wait_status(second, namespace, SessionStatus.QR_READY)
     assert view.phone is None
+    assert [s for s in got.of("status") if s["status"] == "connected"] == [], "never shown as connected"
     assert (await status_of(first, namespace)).phone == "+15551230002"
 
 

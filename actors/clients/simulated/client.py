@@ -275,7 +275,7 @@ class SimulatedClient:
             self._emit(event)
         else:
             self._tasks.spawn(self._when_online(event), f"deliver {mid}")
-        log.info("session %s: incoming %s %s from %s", self._sid, kind, mid, chat)
+        log.debug("session %s: incoming %s %s from %s", self._sid, kind, mid, chat)
         return message
 
     async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk:
@@ -364,7 +364,7 @@ class SimulatedClient:
         await self._store.record_sent(sent)
         played = sent.ptt
         self._tasks.spawn(self._receipts(sent.to, sent.message_id, played), f"receipts {sent.message_id}")
-        log.info("session %s: sent %s %s to %s", self._sid, sent.type, sent.message_id, sent.to)
+        log.debug("session %s: sent %s %s to %s", self._sid, sent.type, sent.message_id, sent.to)
         return result
 
     async def _receipts(self, chat: str, mid: str, played: bool) -> None:
