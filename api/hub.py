@@ -31,7 +31,7 @@ from actors.wire import JSON, qr_payload, status_payload
 from api.database import Database
 from api.handles import SessionActors
 from api.metrics import Metrics
-from persistence import api_queries, repo
+from persistence import repo
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class EventHub:
         if self._unknown.get(session_id, 0.0) > time.monotonic():
             return None
         try:
-            owner = await self._db.run(api_queries.session_owner, session_id)
+            owner = await self._db.run(repo.session_owner, session_id)
         except WaError:
             return None
         if owner is None:

@@ -273,17 +273,28 @@ async def sessions_to_run(db: AsyncSession) -> list[SessionToRun]:
     ]
 
 
+async def session_status_counts(db: AsyncSession) -> dict[str, int]:
+    """How many sessions are in each status (as last recorded by their actors)."""
+    rows = await db.execute(sa.select(SESSION.c.status, sa.func.count()).group_by(SESSION.c.status))
+    return {str(status): int(count) for status, count in rows.tuples()}
+
+
 async def session_counts(db: AsyncSession) -> SessionCounts:
     """How many sessions exist and how many are connected (as last recorded)."""
-    row = (
-        await db.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.count().filter(SESSION.c.status == SessionStatus.CONNECTED.value),
-            ).select_from(SESSION)
-        )
-    ).one()
-    return SessionCounts(total=row[0], connected=row[1])
+    by_status = await session_status_counts(db)
+    return SessionCounts(
+        total=sum(by_status.values()), connected=by_status.get(SessionStatus.CONNECTED.value, 0)
+    )
+
+
+async def session_owner(db: AsyncSession, session_id: str) -> str | None:
+    """The user id owning the session, or None when there is no such session."""
+    try:
+        sid = uuid.UUID(session_id)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    owner = (await db.execute(sa.select(SESSION.c.user_id).where(SESSION.c.id == sid))).scalar_one_or_none()
+    return str(owner) if owner is not None else None
 
 
 # --- users -------------------------------------------------------------------------------------------------

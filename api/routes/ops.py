@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.domain import SessionStatus
 from actors.errors import WaError
 from api.deps import Resources
-from persistence import api_queries
+from persistence import repo
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ router = APIRouter(tags=["ops"])
 async def metrics(res: Resources) -> Response:
     """Requests by route and status, latency, sessions by status, events fanned out, WebSocket clients."""
     try:
-        counts = await res.db.run(api_queries.session_status_counts)
+        counts = await res.db.run(repo.session_status_counts)
     except WaError:
         counts = None  # keep the last values: a scrape must not fail because the database did
     if counts is not None:
