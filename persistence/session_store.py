@@ -7,7 +7,6 @@ shared with `persistence.repo` so both sides read chats and messages the same wa
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -41,6 +40,7 @@ from actors.errors import (
     SessionNotFound,
 )
 from actors.events import HistoryChunk, HistoryConversation
+from persistence.connection import DatabaseUnreachable, OneConnection
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,6 @@ MESSAGE_COLUMNS = (
     "status",
 )
 _STATUS_ORDER = ", ".join(f"'{s.value}'" for s in sorted(MessageStatus, key=lambda s: s.rank))
-_LOST = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    OSError,
-)
 
 
 def _rank(expr: str) -> str:
@@ -308,12 +302,13 @@ class SessionStore:
     ) -> None:
         self.session_id = str(uuid.UUID(session_id))
         self._sid = uuid.UUID(session_id)
-        self._dsn = _pg_dsn(dsn)
-        self._application_name = (application_name or f"wa-session-{self.session_id}")[:63]
-        self._connect_timeout = connect_timeout
-        self._command_timeout = command_timeout
-        self._conn: Any = None
-        self._lock = asyncio.Lock()
+        self._db = OneConnection(
+            _pg_dsn(dsn),
+            application_name=application_name or f"wa-session-{self.session_id}",
+            label=f"session {self.session_id}",
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -325,54 +320,17 @@ class SessionStore:
 
     async def close(self) -> None:
         """Close the connection (the store reopens one if used again)."""
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None and not conn.is_closed():
-                try:
-                    await asyncio.wait_for(conn.close(), timeout=5)
-                except (TimeoutError, *_LOST):
-                    conn.terminate()
-
-    # --- connection handling ---
-
-    async def _connection(self) -> Any:
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
-        self._discard()
-        try:
-            self._conn = await asyncpg.connect(
-                self._dsn,
-                timeout=self._connect_timeout,
-                command_timeout=self._command_timeout,
-                server_settings={"application_name": self._application_name},
-            )
-        except (TimeoutError, asyncpg.PostgresError, *_LOST) as err:
-            raise ServiceUnavailable("The database is unreachable") from err
-        return self._conn
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.terminate()
+        await self._db.close()
 
     async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        async with self._lock:
-            for attempt in (1, 2):
-                conn = await self._connection()
-                try:
-                    return await op(conn)
-                except asyncpg.ForeignKeyViolationError as err:
-                    raise SessionNotFound() from err
-                except TimeoutError as err:
-                    raise ServiceUnavailable("The database did not answer in time") from err
-                except _LOST as err:
-                    if isinstance(err, asyncpg.InterfaceError) and not conn.is_closed():
-                        raise  # a misuse, not a lost connection
-                    self._discard()
-                    if attempt == 2:
-                        raise ServiceUnavailable("Lost the database connection") from err
-                    log.warning("session %s: lost the database connection (%r)", self.session_id, err)
-        raise AssertionError("unreachable")
+        try:
+            return await self._db.run(op)
+        except asyncpg.ForeignKeyViolationError as err:
+            raise SessionNotFound() from err
+        except TimeoutError as err:
+            raise ServiceUnavailable("The database did not answer in time") from err
+        except DatabaseUnreachable as err:
+            raise ServiceUnavailable(str(err)) from err
 
     async def _update_row(self, sql: str, *args: Any) -> None:
         async def op(conn: Any) -> Any:

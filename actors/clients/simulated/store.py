@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import uuid
@@ -15,21 +14,12 @@ import asyncpg
 from actors.domain import MessageType
 from actors.errors import ClientError
 from actors.ids import USER_SERVER
+from persistence.connection import DatabaseUnreachable, OneConnection
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-CONNECT_TIMEOUT_S = 10.0
-# A connection the server closed (restart, pg_terminate_backend) surfaces as any of these, some only
-# on the next statement (InternalClientError when the FATAL notice arrived while idle).
-_LOST = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.exceptions.AdminShutdownError,
-)
 _SENT_COLUMNS = 'message_id, "to", type, mimetype, ptt, size, seconds, file_name, text, quoted_id, data'
 
 
@@ -61,51 +51,23 @@ class SimStore:
     """The device and sent rows of one session. One connection at most: it shares the process's budget."""
 
     def __init__(self, dsn: str, session_id: str) -> None:
-        self._dsn = dsn
         self._sid = session_id
         self._uuid = uuid.UUID(session_id)
-        self._conn: Any = None  # asyncpg.Connection, opened on first use
-        self._lock = asyncio.Lock()
         # Names the connection in pg_stat_activity (at most 63 bytes: "wa_sim " + a UUID fits).
         self.app_name = f"wa_sim {session_id}"
+        self._db = OneConnection(dsn, application_name=self.app_name, label=f"session {session_id} (wa_sim)")
 
     async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        """Run `op` on the connection, reopening it once if it was lost (at worst a row is written twice)."""
-        async with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None or self._conn.is_closed():
-                        self._conn = await asyncpg.connect(
-                            self._dsn,
-                            timeout=CONNECT_TIMEOUT_S,
-                            server_settings={"application_name": self.app_name},
-                        )
-                    return await op(self._conn)
-                except _LOST as err:
-                    await self._discard()
-                    if attempt == 2:
-                        raise ClientError("the simulated network's database is unreachable") from err
-                    log.warning(
-                        "session %s: simulated network lost its database connection: %s", self._sid, err
-                    )
-                except asyncpg.PostgresError as err:
-                    raise ClientError("the simulated network's database failed") from err
-        raise AssertionError("unreachable")
-
-    async def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.terminate()
+        try:
+            return await self._db.run(op)
+        except DatabaseUnreachable as err:
+            raise ClientError("the simulated network's database is unreachable") from err
+        except asyncpg.PostgresError as err:
+            raise ClientError("the simulated network's database failed") from err
 
     async def close(self) -> None:
         """Close the connection if one is open; the next call opens a new one."""
-        async with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None and not conn.is_closed():
-                try:
-                    await asyncio.wait_for(conn.close(), 2.0)
-                except (TimeoutError, *_LOST):
-                    conn.terminate()
+        await self._db.close(timeout_s=2.0)
 
     async def device(self, jid: str) -> Device | None:
         row = await self._run(
