@@ -295,21 +295,26 @@ def _remote_session_actor() -> Any:
     return ray.remote(SessionActor)
 
 
+def session_actor_options(config: RegistryConfig, session_id: str) -> dict[str, Any]:
+    """How every session actor is created: detached, named, restarted forever, placed by capacity."""
+    return {
+        "name": actor_name(session_id),
+        "namespace": config.namespace,
+        "lifetime": "detached",
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "num_cpus": 0,
+        "resources": {CAPACITY_RESOURCE: 1},
+        "scheduling_strategy": "SPREAD",
+        "get_if_exists": True,
+    }
+
+
 def create_session_actor(config: RegistryConfig, session_id: str) -> ActorHandle[Any]:
     """Create (or find: `get_if_exists`) the detached actor of one session."""
     handle: ActorHandle[Any] = (
         _remote_session_actor()
-        .options(
-            name=actor_name(session_id),
-            namespace=config.namespace,
-            lifetime="detached",
-            max_restarts=-1,
-            max_task_retries=0,
-            num_cpus=0,
-            resources={CAPACITY_RESOURCE: 1},
-            scheduling_strategy="SPREAD",
-            get_if_exists=True,
-        )
+        .options(**session_actor_options(config, session_id))
         .remote(session_id, config.session)
     )
     return handle

@@ -87,18 +87,7 @@ def create_probe_actor(config: RegistryConfig, session_id: str) -> Any:
     """Like `actors.registry.create_session_actor`, with the probe class."""
     import ray
 
-    from actors.ids import actor_name
-    from actors.registry import CAPACITY_RESOURCE
+    from actors.registry import session_actor_options
 
     remote: Any = ray.remote(ProbeSessionActor)
-    return remote.options(
-        name=actor_name(session_id),
-        namespace=config.namespace,
-        lifetime="detached",
-        max_restarts=-1,
-        max_task_retries=0,
-        num_cpus=0,
-        resources={CAPACITY_RESOURCE: 1},
-        scheduling_strategy="SPREAD",
-        get_if_exists=True,
-    ).remote(session_id, config.session)
+    return remote.options(**session_actor_options(config, session_id)).remote(session_id, config.session)
