@@ -21,7 +21,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import ray
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -30,20 +29,11 @@ from actors.config import Settings, asyncpg_dsn
 from actors.registry import start_registry
 from api.app import create_app
 from api.localstack import free_port
-from tests.raykit import kill_namespace_actors, ray_init_local, registry_config, unique_namespace
+from tests.raykit import kill_namespace_actors, registry_config, unique_namespace
 
 # QR rounds long enough to scan in a test, short enough to see codes rotate: 1.5 s, then 1 s each.
 SESSION_TIMINGS = {"qr_first_s": 1.5, "qr_next_s": 1.0, "qr_codes": 10, "qr_max_rounds": 3}
 START_TIMEOUT_S = 30.0
-
-
-@contextmanager
-def local_ray() -> Iterator[None]:
-    ray_init_local()
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def reset_database(database_url: str) -> None:

@@ -129,3 +129,22 @@ def redis_url(redis_server: str) -> str:
     with redis.Redis.from_url(redis_server, socket_connect_timeout=CONNECT_TIMEOUT_S) as client:
         client.flushdb()
     return redis_server
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local single-node Ray for one test module (modules that never ask never start one)."""
+    from tests.raykit import local_ray as started
+
+    with started():
+        yield
+
+
+@pytest.fixture
+def namespace(local_ray: None) -> Iterator[str]:
+    """A fresh Ray namespace for one test; every actor left in it is killed for good afterwards."""
+    from tests.raykit import kill_namespace_actors, unique_namespace
+
+    ns = unique_namespace()
+    yield ns
+    kill_namespace_actors(ns)

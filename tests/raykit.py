@@ -7,8 +7,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -184,3 +184,13 @@ def ray_init_local(wa_sessions: int = 50) -> None:
         logging_level="WARNING",
         configure_logging=False,
     )
+
+
+@contextmanager
+def local_ray() -> Iterator[None]:
+    """A local Ray for the block (see ray_init_local), shut down afterwards."""
+    ray_init_local()
+    try:
+        yield
+    finally:
+        ray.shutdown()

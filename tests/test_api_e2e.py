@@ -19,8 +19,8 @@ import ray
 
 from actors.registry import REGISTRY_NAME, start_registry
 from tests import media_samples
-from tests.apikit import SESSION_TIMINGS, Stack, api_stack, local_ray, new_user, websocket
-from tests.raykit import eventually, handle, insert_session, registry_config
+from tests.apikit import SESSION_TIMINGS, Stack, api_stack, new_user, websocket
+from tests.raykit import eventually, handle, insert_session, local_ray, registry_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 

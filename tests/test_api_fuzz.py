@@ -21,7 +21,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from tests.apikit import Stack, api_stack, local_ray, new_user
+from tests.apikit import Stack, api_stack, new_user
+from tests.raykit import local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
 

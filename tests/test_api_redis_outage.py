@@ -12,8 +12,8 @@ import pytest
 
 from api.hub import POLL_INTERVAL_S
 from api.localstack import EmbeddedValkey
-from tests.apikit import Stack, api_stack, local_ray, new_user, websocket
-from tests.raykit import eventually
+from tests.apikit import Stack, api_stack, new_user, websocket
+from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import asyncpg
 import pytest
-import ray
 
 from actors.config import asyncpg_dsn
 from actors.domain import Reason, SessionStatus
@@ -15,29 +12,12 @@ from persistence.migrate import auth_dsn
 from tests.raykit import (
     eventually,
     insert_session,
-    kill_namespace_actors,
     pid_of,
-    ray_init_local,
     registry_config,
     status_of,
-    unique_namespace,
 )
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray_init_local()
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def namespace(local_ray: None) -> Iterator[str]:
-    ns = unique_namespace()
-    yield ns
-    kill_namespace_actors(ns)
 
 
 async def _failures(database_url: str, sid: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,31 +15,14 @@ from tests.raykit import (
     frames,
     handle,
     insert_session,
-    kill_namespace_actors,
     pair,
     pid_of,
-    ray_init_local,
     registry_config,
     status_of,
-    unique_namespace,
     wait_status,
 )
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray_init_local()
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def namespace(local_ray: None) -> Iterator[str]:
-    ns = unique_namespace()
-    yield ns
-    kill_namespace_actors(ns)
 
 
 def _names(namespace: str) -> set[str]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
-import ray
 
 from actors.config import asyncpg_dsn
 from actors.domain import MessageStatus, Reason, SessionStatus
@@ -21,31 +19,14 @@ from tests.raykit import (
     frames,
     handle,
     insert_session,
-    kill_namespace_actors,
     pair,
     pid_of,
-    ray_init_local,
     registry_config,
     status_of,
-    unique_namespace,
     wait_status,
 )
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray_init_local()
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def namespace(local_ray: None) -> Iterator[str]:
-    ns = unique_namespace()
-    yield ns
-    kill_namespace_actors(ns)
 
 
 async def _count(database_url: str, sql: str, *args: Any) -> int:
