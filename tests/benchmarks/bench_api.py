@@ -138,19 +138,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", default="1,10,100")
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=3.0)
-    p.add_argument("--timeout", type=float, default=600.0)
-    p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
-    p.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for Ray's processes")
+    bk.ray_options(p, timeout_s=600.0)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    machine = bk.machine_info()
-    bk.migrate(bk.Services.from_env())
-    out = asyncio.run(run(args))
-    report(out)
-    bk.write_result("api", vars(args), out, machine)
+    bk.run_benchmark("api", parser().parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

@@ -155,19 +155,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--health-rate", type=float, default=5.0)
     p.add_argument("--send-rate", type=float, default=10.0)
     p.add_argument("--min-free-gib", type=float, default=2.0)
-    p.add_argument("--timeout", type=float, default=900.0)
-    p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
-    p.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for Ray's processes")
+    bk.ray_options(p, timeout_s=900.0)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    machine = bk.machine_info()
-    bk.migrate(bk.Services.from_env())
-    out = asyncio.run(run(args))
-    report(out)
-    bk.write_result("capacity", vars(args), out, machine)
+    bk.run_benchmark("capacity", parser().parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

@@ -136,12 +136,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    machine = bk.machine_info()
-    bk.migrate(bk.Services.from_env())
-    results = asyncio.run(run(args))
-    report(results)
-    bk.write_result("failover", vars(args), results, machine)
+    bk.run_benchmark("failover", parser().parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

@@ -256,13 +256,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-s", type=float, default=60.0)
     p.add_argument("--settle-s", type=float, default=20.0)
     p.add_argument("--rate", type=float, default=2.0, help="session starts per second")
-    p.add_argument("--timeout", type=float, default=900.0, help="bring-up limit per size, seconds")
     p.add_argument("--backoff-base", type=float, default=3600.0)
     p.add_argument("--no-dial", dest="dial", action="store_false", help="neonize: build the client only")
     p.add_argument("--block", action="append", default=[], help="neonize: module to keep out (lever)")
     p.add_argument("--trim", action="store_true", help="also measure PSS after gc + malloc_trim(0)")
-    p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
-    p.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for Ray's processes")
+    bk.ray_options(p, timeout_s=900.0, timeout_help="bring-up limit per size, seconds")
     p.add_argument("--name", default="memory", help="result file prefix")
     return p
 
@@ -287,11 +285,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    machine = bk.machine_info()
-    bk.migrate(bk.Services.from_env())
-    results = asyncio.run(run(args))
-    report(results)
-    bk.write_result(args.name, vars(args), results, machine)
+    bk.run_benchmark(args.name, args, run, report)
 
 
 if __name__ == "__main__":

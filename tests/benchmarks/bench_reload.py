@@ -15,7 +15,6 @@ Full size (50 and 200): about 12 min on 2 cores. Target: 200 sessions back in <=
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -126,9 +125,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_reload", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="50,200")
     p.add_argument("--rate", type=float, default=2.0, help="session starts per second (SESSION_RELOAD_PER_S)")
-    p.add_argument("--timeout", type=float, default=900.0)
-    p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
-    p.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for Ray's processes")
+    bk.ray_options(p, timeout_s=900.0)
     return p
 
 
@@ -140,12 +137,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    machine = bk.machine_info()
-    bk.migrate(bk.Services.from_env())
-    results = asyncio.run(run(args))
-    report(results)
-    bk.write_result("reload", vars(args), results, machine)
+    bk.run_benchmark("reload", parser().parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -25,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -767,3 +768,24 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
         else:
             env.pop(key, None)
     return env
+
+
+def ray_options(p: argparse.ArgumentParser, *, timeout_s: float, timeout_help: str | None = None) -> None:
+    """The options every benchmark that starts Ray takes."""
+    p.add_argument("--timeout", type=float, default=timeout_s, help=timeout_help)
+    p.add_argument("--no-dashboard", dest="dashboard", action="store_false")
+    p.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for Ray's processes")
+
+
+def run_benchmark(
+    name: str,
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], Coroutine[Any, Any, Any]],
+    report: Callable[[Any], None],
+) -> None:
+    """Migrate the services, run, print the table, write the JSON with the machine it ran on."""
+    machine = machine_info()
+    migrate(Services.from_env())
+    out = asyncio.run(run(args))
+    report(out)
+    write_result(name, vars(args), out, machine)
