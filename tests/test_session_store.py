@@ -23,6 +23,7 @@ from actors.errors import (
 )
 from actors.events import HistoryChunk, HistoryConversation
 from persistence.session_store import SessionStore
+from tests.raykit import insert_session
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 ALICE = "15550000001@s.whatsapp.net"
@@ -42,22 +43,6 @@ def msg(
     return Message(
         id=mid, chat_id=chat_id, sender=chat_id, from_me=from_me, timestamp=at, text=text, status=status
     )
-
-
-async def insert_session(database_url: str, user_id: str = "alice", slot: int = 1) -> str:
-    sid = str(uuid.uuid4())
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            "INSERT INTO whatsapp_session (id, user_id, slot, status)"
-            " VALUES ($1::uuid, $2, $3, 'disconnected')",
-            sid,
-            user_id,
-            slot,
-        )
-    finally:
-        await conn.close()
-    return sid
 
 
 @pytest.fixture
