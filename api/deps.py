@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Security
 from fastapi.security import APIKeyHeader
 from starlette.requests import HTTPConnection
 
-from actors.domain import SessionView
-from actors.errors import InvalidInput, MissingUserId, Unauthorized
+from actors.errors import InvalidInput, MissingUserId, SessionNotFound, Unauthorized
 from api.auth import api_key_matches
+from api.handles import ActorUnreachable
 from api.resources import ApiResources
-from persistence import repo
 
 MAX_USER_ID = 128
 
@@ -57,9 +57,20 @@ UserId = Annotated[str, Depends(user_id)]
 
 async def owned_session(
     res: Resources, user: UserId, session_id: Annotated[str, Path(alias="id")]
-) -> SessionView:
-    """The user's session as the database has it; 404 session_not_found for a missing or foreign one."""
-    return await res.db.run(repo.get_session, user, session_id)
+) -> AsyncIterator[str]:
+    """The id of the path's session if the user owns it; 404 session_not_found for a missing or foreign one.
+
+    Ownership is remembered (`api.owners`). A session deleted through another API process is still
+    remembered here until its actor is found gone: the database then decides between 404 and 503.
+    """
+    if await res.owners.owner(session_id) != user:
+        raise SessionNotFound()
+    try:
+        yield session_id
+    except ActorUnreachable:
+        if await res.owners.recheck(session_id) != user:
+            raise SessionNotFound() from None
+        raise
 
 
-OwnedSession = Annotated[SessionView, Depends(owned_session)]
+OwnedSession = Annotated[str, Depends(owned_session, scope="function")]

@@ -1,7 +1,7 @@
 """Live events for WebSocket clients: one Redis subscription per API process, fanned out in-process.
 
 - One pattern subscription (`wa:*`) per process. Each event is routed to the sockets of the session's
-  owner (session → user from the database, cached; refreshed on a miss) that may see that session.
+  owner (`api.owners`) that may see that session.
 - Each socket has a bounded queue. Queuing never blocks: a socket whose queue is full is dropped (it
   reconnects and gets a fresh snapshot), so one slow or dead client never delays the others.
 - While Redis is down, the hub polls the actors of the sessions somebody watches every
@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +30,7 @@ from actors.wire import JSON, qr_payload, status_payload
 from api.database import Database
 from api.handles import SessionActors
 from api.metrics import Metrics
+from api.owners import SessionOwners
 from persistence import repo
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ FRAME_TYPES = {"qr": "qr", "status": "status", "msg": "message"}
 QUEUE_FRAMES = 256
 POLL_INTERVAL_S = 2.0
 STATUS_TIMEOUT_S = 2.0
-UNKNOWN_SESSION_TTL_S = 5.0
 # WebSocket close codes.
 NORMAL_CLOSURE, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
 BACKOFF_MAX_S = 5.0
@@ -86,6 +85,7 @@ class EventHub:
         self,
         redis_url: str,
         db: Database,
+        owners: SessionOwners,
         actors: SessionActors,
         metrics: Metrics,
         *,
@@ -94,13 +94,12 @@ class EventHub:
     ) -> None:
         self._redis_url = redis_url
         self._db = db
+        self._owners = owners
         self._actors = actors
         self._metrics = metrics
         self._poll_interval_s = poll_interval_s
         self._queue_frames = queue_frames
         self._by_user: dict[str, set[Subscriber]] = {}
-        self._owners: dict[str, str] = {}
-        self._unknown: dict[str, float] = {}  # session id -> monotonic time until which it is "not ours"
         self._user_sessions: dict[str, list[SessionView]] = {}
         self._tasks = TaskGroup("event hub")
         self._redis_up = False
@@ -137,8 +136,7 @@ class EventHub:
         views = list(sessions)
         self._user_sessions[user_id] = views
         for view in views:
-            self._owners[view.id] = user_id
-            self._unknown.pop(view.id, None)
+            self._owners.learn(view.id, user_id)
         self._metrics.ws_clients.inc()
         return sub
 
@@ -150,7 +148,6 @@ class EventHub:
         if not subs:
             del self._by_user[sub.user_id]
             self._user_sessions.pop(sub.user_id, None)
-            self._owners = {sid: user for sid, user in self._owners.items() if user != sub.user_id}
         self._metrics.ws_clients.dec()
 
     async def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
@@ -263,28 +260,16 @@ class EventHub:
             self._deliver(owner, frame_type, session_id, payload, changes_only=False)
 
     async def _owner(self, session_id: str) -> str | None:
-        owner = self._owners.get(session_id)
-        if owner is not None:
-            return owner
-        if self._unknown.get(session_id, 0.0) > time.monotonic():
-            return None
         try:
-            owner = await self._db.run(repo.session_owner, session_id)
+            return await self._owners.owner(session_id)
         except WaError:
             return None
-        if owner is None:
-            self._unknown[session_id] = time.monotonic() + UNKNOWN_SESSION_TTL_S
-            return None
-        self._owners[session_id] = owner
-        return owner
 
     # ------------------------------------------------------------------ polling while Redis is down
 
     async def _poll_loop(self) -> None:
         while True:
             await asyncio.sleep(self._poll_interval_s)
-            now = time.monotonic()
-            self._unknown = {sid: until for sid, until in self._unknown.items() if until > now}
             if self._redis_up and not self._catch_up:
                 continue
             self._catch_up = False
@@ -307,7 +292,6 @@ class EventHub:
     async def _poll_user(self, user_id: str) -> None:
         watched = [v for v in self._user_sessions.get(user_id, []) if self._watched(user_id, v.id)]
         for view in await self._live_views(watched):
-            self._owners[view.id] = user_id
             self._deliver(user_id, "status", view.id, status_payload(view), changes_only=True)
             qr = _qr_of(view)
             if qr is not None:

@@ -17,12 +17,14 @@ from api.database import Database
 from api.handles import SessionActors
 from api.hub import EventHub
 from api.metrics import Metrics
+from api.owners import SessionOwners
 
 
 @dataclass(frozen=True, slots=True)
 class ApiResources:
     settings: Settings
     db: Database
+    owners: SessionOwners
     actors: SessionActors
     hub: EventHub
     tokens: WsTokens
@@ -37,9 +39,10 @@ async def open_resources(
     if settings.redis_url is None:
         raise ValueError("REDIS_URL must be set")
     db = Database(sessions)
+    owners = SessionOwners(db)
     actors = SessionActors(settings.ray_namespace, metrics)
-    hub = EventHub(settings.redis_url, db, actors, metrics)
-    resources = ApiResources(settings, db, actors, hub, WsTokens.from_settings(settings), metrics)
+    hub = EventHub(settings.redis_url, db, owners, actors, metrics)
+    resources = ApiResources(settings, db, owners, actors, hub, WsTokens.from_settings(settings), metrics)
     hub.start()
     try:
         yield resources

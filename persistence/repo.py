@@ -177,18 +177,6 @@ async def create_session(
     return session_view_from_row(row._mapping)
 
 
-async def get_session(db: AsyncSession, user_id: str, session_id: str) -> SessionView:
-    """The user's session; SessionNotFound if it is missing or belongs to someone else."""
-    row = (
-        await db.execute(
-            sa.select(SESSION).where(SESSION.c.id == _uuid(session_id), SESSION.c.user_id == user_id)
-        )
-    ).one_or_none()
-    if row is None:
-        raise SessionNotFound()
-    return session_view_from_row(row._mapping)
-
-
 async def list_sessions(db: AsyncSession, user_id: str) -> list[SessionView]:
     """The user's sessions by slot."""
     rows = await db.execute(sa.select(SESSION).where(SESSION.c.user_id == user_id).order_by(SESSION.c.slot))

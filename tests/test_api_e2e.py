@@ -18,8 +18,9 @@ import pytest
 import ray
 
 from actors.registry import REGISTRY_NAME, start_registry
+from api.app import create_app
 from tests import media_samples
-from tests.apikit import SESSION_TIMINGS, Stack, api_stack, new_user, websocket
+from tests.apikit import SESSION_TIMINGS, ServerThread, Stack, api_stack, new_user, websocket
 from tests.raykit import eventually, handle, insert_session, local_ray, registry_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
@@ -505,6 +506,26 @@ async def test_delete_unlinks_and_forgets_the_session(stack: Stack) -> None:
         again = await create(client)  # the slot and the phone are free again
         assert again["slot"] == 1
         await pair(client, again["id"], phone)
+
+
+async def test_a_session_deleted_through_another_api_process_is_404_here(stack: Stack) -> None:
+    """This process remembers who owns the session; the other one deleting it must not make it a 503."""
+    user = new_user()
+    async with stack.client(user) as client:
+        sid = (await create(client))["id"]
+        await wait_status(client, sid, "qr_ready")
+        with ServerThread(create_app(stack.settings)) as other:
+            other_url = f"http://127.0.0.1:{other.port}"
+            async with httpx.AsyncClient(base_url=other_url, headers=stack.headers(user)) as elsewhere:
+                assert (await elsewhere.delete(f"/sessions/{sid}")).status_code == 204
+                assert (await elsewhere.delete(f"/sessions/{sid}")).status_code == 404
+        for response in (
+            await client.get(f"/sessions/{sid}/status"),
+            await client.get(f"/sessions/{sid}/chats"),
+            await client.post(f"/sessions/{sid}/send/text", json={"to": new_phone(), "text": "hi"}),
+        ):
+            assert response.status_code == 404, response.text
+            assert response.json()["error"]["code"] == "session_not_found"
 
 
 async def test_a_missing_actor_is_503_with_retry_after_never_500(stack: Stack, postgres_server: str) -> None:

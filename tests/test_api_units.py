@@ -30,6 +30,7 @@ from api.database import Database
 from api.handles import SessionActors
 from api.hub import EventHub, frame_text
 from api.metrics import Metrics
+from api.owners import SessionOwners
 from api.schemas import ChatOut, MessageOut, SessionOut
 from api.uploads import read_upload
 from persistence.db import create_engine, session_factory
@@ -294,7 +295,8 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 
 def _hub(redis_url: str, database: Database, **kw: Any) -> EventHub:
     metrics = Metrics()
-    return EventHub(redis_url, database, SessionActors("nowhere", metrics), metrics, **kw)
+    actors = SessionActors("nowhere", metrics)
+    return EventHub(redis_url, database, SessionOwners(database), actors, metrics, **kw)
 
 
 async def test_a_slow_client_is_dropped_and_never_delays_the_others(

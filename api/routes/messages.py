@@ -33,9 +33,9 @@ MessageId = Annotated[str, Path(alias="messageId", max_length=MAX_ID)]
 
 
 @router.get("/sessions/{id}/chats", response_model=ChatPage, responses=error_responses(400, 404))
-async def chats(session: OwnedSession, res: Resources, limit: Limit = 50, cursor: Cursor = None) -> JSON:
+async def chats(session_id: OwnedSession, res: Resources, limit: Limit = 50, cursor: Cursor = None) -> JSON:
     """The session's chats, most recent first."""
-    page: Page[Chat] = await res.actors.call(session.id, "chats", limit, cursor)
+    page: Page[Chat] = await res.actors.call(session_id, "chats", limit, cursor)
     return {"items": [chat_json(c) for c in page.items], "nextCursor": page.next_cursor}
 
 
@@ -43,10 +43,10 @@ async def chats(session: OwnedSession, res: Resources, limit: Limit = 50, cursor
     "/sessions/{id}/chats/{chatId}/messages", response_model=MessagePage, responses=error_responses(400, 404)
 )
 async def messages(
-    session: OwnedSession, res: Resources, chat_id: ChatId, limit: Limit = 50, cursor: Cursor = None
+    session_id: OwnedSession, res: Resources, chat_id: ChatId, limit: Limit = 50, cursor: Cursor = None
 ) -> JSON:
     """A chat's messages, newest first."""
-    page: Page[Message] = await res.actors.call(session.id, "messages", to_jid(chat_id), limit, cursor)
+    page: Page[Message] = await res.actors.call(session_id, "messages", to_jid(chat_id), limit, cursor)
     return {"items": [message_json(m) for m in page.items], "nextCursor": page.next_cursor}
 
 
@@ -61,10 +61,10 @@ async def messages(
         **error_responses(400, 404, 409),
     },
 )
-async def media(session: OwnedSession, res: Resources, chat_id: ChatId, message_id: MessageId) -> Response:
+async def media(session_id: OwnedSession, res: Resources, chat_id: ChatId, message_id: MessageId) -> Response:
     """Download a message's media (409 while the session is not connected)."""
     data, mimetype = await res.actors.call(
-        session.id, "media", to_jid(chat_id), message_id, timeout_s=MEDIA_TIMEOUT_S
+        session_id, "media", to_jid(chat_id), message_id, timeout_s=MEDIA_TIMEOUT_S
     )
     # Attachment + nosniff: a sender chooses the mimetype; it must never render as a page of ours.
     headers = {"Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff"}

@@ -58,11 +58,11 @@ def _file(upload: Upload) -> tuple[bytes, str | None, str | None]:
 @router.post(
     "/sessions/{id}/send/text", response_model=SendResultOut, responses=error_responses(400, 404, 409, 502)
 )
-async def send_text(body: SendTextIn, session: OwnedSession, res: Resources) -> JSON:
+async def send_text(body: SendTextIn, session_id: OwnedSession, res: Resources) -> JSON:
     """Send a text message (optionally quoting a message of that chat)."""
     jid = to_jid(body.to)
     sent: SendResult = await res.actors.call(
-        session.id, "send_text", jid, body.text, body.quoted_id, timeout_s=SEND_TIMEOUT_S
+        session_id, "send_text", jid, body.text, body.quoted_id, timeout_s=SEND_TIMEOUT_S
     )
     return _result(sent)
 
@@ -73,7 +73,7 @@ async def send_text(body: SendTextIn, session: OwnedSession, res: Resources) -> 
     responses=error_responses(400, 404, 409, 413, 415, 502),
     openapi_extra=_multipart(caption=True),
 )
-async def send_media(request: Request, session: OwnedSession, res: Resources) -> JSON:
+async def send_media(request: Request, session_id: OwnedSession, res: Resources) -> JSON:
     """Send a file: images and videos WhatsApp shows inline go as such, anything else as a document."""
     upload = await read_upload(request, res.settings.max_media_bytes)
     jid = _recipient(upload)
@@ -82,7 +82,7 @@ async def send_media(request: Request, session: OwnedSession, res: Resources) ->
         raise InvalidInput(f"caption must be at most {MAX_TEXT} characters")
     data, file_name, mimetype = _file(upload)
     sent: SendResult = await res.actors.call(
-        session.id, "send_media", jid, data, file_name, mimetype, caption, timeout_s=MEDIA_SEND_TIMEOUT_S
+        session_id, "send_media", jid, data, file_name, mimetype, caption, timeout_s=MEDIA_SEND_TIMEOUT_S
     )
     return _result(sent)
 
@@ -93,12 +93,12 @@ async def send_media(request: Request, session: OwnedSession, res: Resources) ->
     responses=error_responses(400, 404, 409, 413, 415, 502),
     openapi_extra=_multipart(caption=False),
 )
-async def send_audio(request: Request, session: OwnedSession, res: Resources) -> JSON:
+async def send_audio(request: Request, session_id: OwnedSession, res: Resources) -> JSON:
     """Send a voice note: any common audio file (WAV, WebM, MP3, M4A...) is converted to OGG/Opus."""
     upload = await read_upload(request, res.settings.max_media_bytes)
     jid = _recipient(upload)
     data, _, _ = _file(upload)
     sent: SendResult = await res.actors.call(
-        session.id, "send_voice_note", jid, data, timeout_s=MEDIA_SEND_TIMEOUT_S
+        session_id, "send_voice_note", jid, data, timeout_s=MEDIA_SEND_TIMEOUT_S
     )
     return _result(sent)

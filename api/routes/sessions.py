@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from actors.domain import SessionView
-from actors.errors import SessionUnavailable, WaError
+from actors.errors import SessionNotFound, SessionUnavailable, WaError
 from actors.wire import JSON, session_json
 from api.deps import OwnedSession, Resources, UserId
 from api.errors import error_responses
@@ -55,26 +55,29 @@ async def create_session(body: CreateSessionIn, res: Resources, user: UserId) ->
 
 
 @router.get("/sessions/{id}/status", response_model=SessionOut, responses=error_responses(400, 404))
-async def session_status(session: OwnedSession, res: Resources) -> JSON:
+async def session_status(session_id: OwnedSession, res: Resources) -> JSON:
     """The session as its actor sees it now, with the QR code showing and the pairing code."""
-    live: SessionView = await res.actors.call(session.id, "status")
+    live: SessionView = await res.actors.call(session_id, "status")
     return session_json(live)
 
 
 @router.delete("/sessions/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 404))
-async def delete_session(session: OwnedSession, res: Resources) -> Response:
+async def delete_session(session_id: OwnedSession, res: Resources) -> Response:
     """Unlink the device, stop the actor, delete its keys and stored messages."""
-    await res.actors.registry("destroy_session", session.id, timeout_s=DESTROY_TIMEOUT_S)
+    existed: bool = await res.actors.registry("destroy_session", session_id, timeout_s=DESTROY_TIMEOUT_S)
+    res.owners.forget(session_id)
+    if not existed:  # deleted meanwhile, e.g. through another API process
+        raise SessionNotFound()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(
     "/sessions/{id}/pairing-code", response_model=PairingCodeOut, responses=error_responses(400, 404, 409)
 )
-async def pairing_code(body: PairingCodeIn, session: OwnedSession, res: Resources) -> dict[str, Any]:
+async def pairing_code(body: PairingCodeIn, session_id: OwnedSession, res: Resources) -> dict[str, Any]:
     """An 8-character code to type on the phone (Linked devices → Link with phone number)."""
     phone = repo.normalize_phone(body.phone)
-    code: str = await res.actors.call(session.id, "pairing_code", phone)
+    code: str = await res.actors.call(session_id, "pairing_code", phone)
     return {"code": code}
 
 
@@ -84,10 +87,10 @@ async def pairing_code(body: PairingCodeIn, session: OwnedSession, res: Resource
     response_model=ReconnectOut,
     responses=error_responses(400, 404, 409),
 )
-async def reconnect(session: OwnedSession, res: Resources) -> dict[str, Any]:
+async def reconnect(session_id: OwnedSession, res: Resources) -> dict[str, Any]:
     """Start pairing afresh after `logged_out` or `qr_timeout`; new QR codes follow as events."""
     try:
-        await res.actors.call(session.id, "restart_pairing")
+        await res.actors.call(session_id, "restart_pairing")
     except ActorUnreachable:
         raise
     except SessionUnavailable:

@@ -17,7 +17,6 @@ from actors.wire import JSON, message_json
 from api.deps import Resources
 from api.errors import error_responses
 from api.schemas import HistoryIn, HistoryOut, IncomingIn, MessageOut, ScanIn, ScanOut, SentOut
-from persistence import repo
 
 router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
 
@@ -27,7 +26,7 @@ SessionIdParam = Annotated[str, Path(alias="id")]
 
 
 async def _simulate(res: Resources, session_id: str, op: str, **kwargs: Any) -> Any:
-    if await res.db.run(repo.session_owner, session_id) is None:
+    if await res.owners.owner(session_id) is None:
         raise SessionNotFound()
     return await res.actors.call(session_id, "simulate", op, kwargs, timeout_s=SCAN_TIMEOUT_S)
 
