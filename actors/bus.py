@@ -12,11 +12,7 @@ import json
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
-
+from actors.publisher import Publisher
 from actors.tasks import TaskGroup
 from actors.wire import channel
 
@@ -32,13 +28,7 @@ class EventBus:
     ) -> None:
         self._session_id = session_id
         self._retry_s = retry_s
-        self._redis: Redis = Redis.from_url(
-            redis_url,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+        self._redis = Publisher(redis_url, timeout_s=timeout_s)
         self._latest: dict[str, str] = {}
         self._down = False
         self._tasks = TaskGroup(f"bus {session_id}")
@@ -60,7 +50,7 @@ class EventBus:
         try:
             await self._redis.publish(channel(kind, self._session_id), body)
             self.published += 1
-        except (RedisError, OSError) as err:
+        except OSError as err:
             self._went_down(err)
 
     def _went_down(self, err: BaseException) -> None:
@@ -75,7 +65,7 @@ class EventBus:
             await asyncio.sleep(self._retry_s)
             try:
                 await self._redis.ping()
-            except (RedisError, OSError):
+            except OSError:
                 continue
             self._down = False
             log.info("session %s: Redis is back; publishing resumed", self._session_id)
@@ -83,7 +73,7 @@ class EventBus:
                 try:
                     await self._redis.publish(channel(kind, self._session_id), body)
                     self.published += 1
-                except (RedisError, OSError) as err:
+                except OSError as err:
                     self._down = True
                     log.debug("session %s: Redis lost again while catching up: %s", self._session_id, err)
                     break
@@ -94,5 +84,5 @@ class EventBus:
         await self._tasks.cancel_all()
         try:
             await self._redis.aclose()
-        except (RedisError, OSError):
+        except OSError:
             log.debug("session %s: error closing the Redis client", self._session_id)

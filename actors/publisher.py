@@ -1,0 +1,135 @@
+"""A Redis connection that only PUBLISHes and PINGs (RESP2), for the session processes.
+
+A session never subscribes or reads keys, and redis-py costs each session process 7.4 MiB of private
+memory (124 modules, the OpenTelemetry SDK among them) and a third of a send's publishing time
+(tests/benchmarks/README.md). This speaks the three commands a session needs over one asyncio stream:
+`AUTH` when the URL carries credentials, `PUBLISH`, `PING`. The API keeps redis-py for its subscription.
+
+URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS, verified unless
+`?ssl_cert_reqs=none`), `unix://[[user]:password@]/path/to/socket`; `?password=` works too. The database
+number is ignored: pub/sub channels are server-wide.
+
+One command at a time; a failure or a timeout closes the connection (a reply may still be in flight), and
+the next command connects anew. Every failure is a `PublishError`, an `OSError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_PORT = 6379
+# What a lost, slow or confused connection raises (ValueError: an unparsable reply).
+_FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
+
+
+class PublishError(ConnectionError):
+    """Redis could not be reached, refused us, or answered out of protocol."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str | None
+    port: int
+    path: str | None
+    username: str | None
+    password: str | None
+    tls: ssl.SSLContext | None
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        password = unquote(parts.password) if parts.password else next(iter(query.get("password", [])), None)
+        username = unquote(parts.username) if parts.username else None
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("a unix:// Redis URL needs a socket path")
+            return cls(None, 0, parts.path, username, password, None)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+        tls = None
+        if parts.scheme == "rediss":
+            tls = ssl.create_default_context()
+            if (query.get("ssl_cert_reqs") or [""])[0].lower() in ("none", "cert_none"):
+                tls.check_hostname = False
+                tls.verify_mode = ssl.CERT_NONE
+        return cls(parts.hostname or "localhost", parts.port or DEFAULT_PORT, None, username, password, tls)
+
+
+def _command(*args: str | bytes) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class Publisher:
+    def __init__(self, url: str, *, timeout_s: float = 0.5) -> None:
+        self._endpoint = Endpoint.from_url(url)
+        self._timeout_s = timeout_s
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def publish(self, channel: str, message: str) -> int:
+        """PUBLISH; the number of subscribers that got it."""
+        reply = await self._call(_command("PUBLISH", channel, message))
+        if not reply.startswith(b":"):
+            raise PublishError(f"unexpected reply to PUBLISH: {reply[:40]!r}")
+        return int(reply[1:])
+
+    async def ping(self) -> None:
+        reply = await self._call(_command("PING"))
+        if reply != b"+PONG":
+            raise PublishError(f"unexpected reply to PING: {reply[:40]!r}")
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            self._drop()
+
+    async def _call(self, command: bytes) -> bytes:
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    if self._writer is None:
+                        await self._connect()
+                    return await self._roundtrip(command)
+            except PublishError:
+                self._drop()
+                raise
+            except _FAILURES as err:
+                self._drop()
+                raise PublishError(f"{type(err).__name__}: {err}".rstrip(": ")) from err
+            except asyncio.CancelledError:
+                self._drop()  # a reply may be in flight: the stream is out of step
+                raise
+
+    async def _roundtrip(self, command: bytes) -> bytes:
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(command)
+        await self._writer.drain()
+        line = await self._reader.readuntil(b"\r\n")
+        reply = line[:-2]
+        if reply.startswith(b"-"):
+            raise PublishError(reply[1:].decode(errors="replace"))
+        return reply
+
+    async def _connect(self) -> None:
+        ep = self._endpoint
+        if ep.path is not None:
+            self._reader, self._writer = await asyncio.open_unix_connection(ep.path)
+        else:
+            self._reader, self._writer = await asyncio.open_connection(ep.host, ep.port, ssl=ep.tls)
+        if ep.password is not None:
+            credentials = (ep.username, ep.password) if ep.username else (ep.password,)
+            if await self._roundtrip(_command("AUTH", *credentials)) != b"+OK":
+                raise PublishError("AUTH was not accepted")
+
+    def _drop(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
