@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from actors.domain import Backend
+from actors.publisher import Endpoint
 
 MB = 1024 * 1024
 
@@ -53,6 +54,13 @@ class Settings(BaseSettings):
     sim_qr_codes: Annotated[int, Field(ge=1)] = 6
 
     log_level: str = "INFO"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            Endpoint.from_url(value)  # what the sessions will connect with: refuse it here, not in each one
+        return value
 
     @field_validator("log_level")
     @classmethod

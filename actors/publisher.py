@@ -5,9 +5,10 @@ memory (124 modules, the OpenTelemetry SDK among them) and a third of a send's p
 (tests/benchmarks/README.md). This speaks the three commands a session needs over one asyncio stream:
 `AUTH` when the URL carries credentials, `PUBLISH`, `PING`. The API keeps redis-py for its subscription.
 
-URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS, verified unless
-`?ssl_cert_reqs=none`), `unix://[[user]:password@]/path/to/socket`; `?password=` works too. The database
-number is ignored: pub/sub channels are server-wide.
+URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS, verified against the system's
+CAs or `?ssl_ca_certs=/path/ca.pem`, not at all with `?ssl_cert_reqs=none`),
+`unix://[[user]:password@]/path/to/socket`; `?password=` works too. Other query parameters are ignored,
+and so is the database number: pub/sub channels are server-wide.
 
 One command at a time; a failure or a timeout closes the connection (a reply may still be in flight), and
 the next command connects anew. Every failure is a `PublishError`, an `OSError`.
@@ -52,7 +53,11 @@ class Endpoint:
             raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
         tls = None
         if parts.scheme == "rediss":
-            tls = ssl.create_default_context()
+            cafile = next(iter(query.get("ssl_ca_certs", [])), None)
+            try:
+                tls = ssl.create_default_context(cafile=cafile)
+            except OSError as err:
+                raise ValueError(f"ssl_ca_certs {cafile}: {err.strerror or err}") from err
             if (query.get("ssl_cert_reqs") or [""])[0].lower() in ("none", "cert_none"):
                 tls.check_hostname = False
                 tls.verify_mode = ssl.CERT_NONE

@@ -47,6 +47,15 @@ def test_help_explains_the_command() -> None:
         assert variable in result.stdout
 
 
+def test_an_unusable_redis_url_stops_the_start_without_showing_its_password() -> None:
+    env = _clean_env(REDIS_URL="http://:hunter2-secret@cache:6379/0")
+    result = subprocess.run(_command(), capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "REDIS_URL" in output and "scheme" in output, output
+    assert "hunter2" not in output
+
+
 @pytest.mark.parametrize("document", [".env.example", "README.md"])
 def test_every_setting_is_documented(document: str) -> None:
     text = (Path(__file__).resolve().parents[1] / document).read_text()

@@ -135,6 +135,8 @@ def test_urls(tmp_path: Path) -> None:
     assert (tls.host, tls.port, tls.username, tls.password) == ("cache", 6380, "u", "p@ss")
     assert tls.tls is not None and not tls.tls.check_hostname
     assert Endpoint.from_url("rediss://cache").tls.check_hostname  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="ssl_ca_certs"):
+        Endpoint.from_url(f"rediss://cache?ssl_ca_certs={tmp_path}/missing.pem")
     sock = Endpoint.from_url(f"unix://{tmp_path}/redis.sock")
     assert (sock.path, sock.host) == (f"{tmp_path}/redis.sock", None)
     for bad, why in (("http://cache", "scheme"), ("unix://", "socket path")):
