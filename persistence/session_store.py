@@ -212,10 +212,10 @@ _CHAT_SELECT = (
     " ON m.session_id = c.session_id AND m.chat_id = c.id AND m.id = c.last_message_id"
 )
 
-# Upsert of a chat; `last_message_*` only ever moves to a newer (ts, id). {unread} differs by caller.
+# Upsert of a chat; `last_message_*` only ever moves to a newer (ts, id). {rows}, {unread} differ by caller.
 _CHAT_UPSERT = """
 INSERT INTO chat (session_id, id, name, is_group, unread_count, last_message_at, last_message_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+{rows}
 ON CONFLICT (session_id, id) DO UPDATE SET
     name = COALESCE(EXCLUDED.name, chat.name),
     is_group = EXCLUDED.is_group,
@@ -227,8 +227,11 @@ _NEWER = (
     "(EXCLUDED.last_message_at IS NOT NULL AND (chat.last_message_at IS NULL OR "
     "(EXCLUDED.last_message_at, EXCLUDED.last_message_id) >= (chat.last_message_at, chat.last_message_id)))"
 )
-_CHAT_ADD = _CHAT_UPSERT.format(unread="chat.unread_count + EXCLUDED.unread_count", newer=_NEWER)
-_CHAT_HISTORY = _CHAT_UPSERT.format(unread="GREATEST(chat.unread_count, EXCLUDED.unread_count)", newer=_NEWER)
+_CHAT_HISTORY = _CHAT_UPSERT.format(
+    rows="VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    unread="GREATEST(chat.unread_count, EXCLUDED.unread_count)",
+    newer=_NEWER,
+)
 
 _MESSAGE_VALUES = (
     "INSERT INTO message (session_id, " + ", ".join(MESSAGE_COLUMNS) + ")"
@@ -246,6 +249,21 @@ ON CONFLICT (session_id, chat_id, id) DO UPDATE SET
     status = CASE WHEN {new} > {old} THEN EXCLUDED.status ELSE message.status END
 RETURNING (xmax = 0) AS inserted
 """.format(new=_rank("EXCLUDED.status"), old=_rank("message.status"))
+)
+
+# A live message and its chat in one statement (one round trip instead of BEGIN, two, COMMIT): the chat
+# upsert reads whether the message was new. $15 chat name, $16 is_group, $17 "count it as unread".
+_MESSAGE_AND_CHAT_ADD = (
+    "WITH m AS ("
+    + _MESSAGE_ADD
+    + "), c AS ("
+    + _CHAT_UPSERT.format(
+        rows="SELECT $1, $3, $15::text, $16::boolean,"
+        " CASE WHEN m.inserted AND $17::boolean THEN 1 ELSE 0 END, $8, $2 FROM m",
+        unread="chat.unread_count + EXCLUDED.unread_count",
+        newer=_NEWER,
+    )
+    + ") SELECT inserted FROM m"
 )
 
 
@@ -476,21 +494,10 @@ class SessionStore:
         """
         group = message.chat_id.endswith("@g.us") if is_group is None else is_group
 
+        args = (*_message_args(self._sid, message), chat_name, group, count_unread and not message.from_me)
+
         async def op(conn: Any) -> bool:
-            async with conn.transaction():
-                inserted = bool(await conn.fetchval(_MESSAGE_ADD, *_message_args(self._sid, message)))
-                unread = int(inserted and count_unread and not message.from_me)
-                await conn.execute(
-                    _CHAT_ADD,
-                    self._sid,
-                    message.chat_id,
-                    chat_name,
-                    group,
-                    unread,
-                    _utc(message.timestamp),
-                    message.id,
-                )
-            return inserted
+            return bool(await conn.fetchval(_MESSAGE_AND_CHAT_ADD, *args))
 
         return await self._run(op)
 
