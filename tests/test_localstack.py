@@ -24,6 +24,7 @@ from api.localstack import (
     embedded_postgres,
     embedded_valkey,
     pg_bin,
+    pg_max_connections,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +65,9 @@ def test_postgres_keeps_its_data_across_restarts(data_dir: Path) -> None:
         server = postmaster(pg_dir)
     assert gone(server), "the server must stop with the context"
 
-    with embedded_postgres(pg_dir) as url:
+    with embedded_postgres(pg_dir, max_connections=pg_max_connections(200)) as url:
         assert psql(url, "SELECT body FROM note") == "kept"
+        assert psql(url, "SHOW max_connections") == "700"  # 3 per session + 100
 
 
 def test_postgres_stops_when_the_block_raises(data_dir: Path) -> None:
