@@ -21,7 +21,8 @@ api_key_header = APIKeyHeader(
 )
 
 
-def resources(conn: HTTPConnection) -> ApiResources:
+async def resources(conn: HTTPConnection) -> ApiResources:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request.
     found: ApiResources = conn.app.state.api
     return found
 

@@ -28,4 +28,4 @@ socket_router = APIRouter()
 @socket_router.websocket("/ws")
 async def events(socket: WebSocket) -> None:
     """Frames `{type: qr|status|message, sessionId, ...}`; one `status` per session (and the `qr`) on open."""
-    await ws.serve(socket, resources(socket))
+    await ws.serve(socket, await resources(socket))

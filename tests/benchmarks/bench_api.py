@@ -25,13 +25,15 @@ from typing import Any
 
 import httpx
 
-from tests.benchmarks import apistack
+from tests.benchmarks import apistack, wrk
 from tests.benchmarks import benchkit as bk
 
 
 async def level(
-    api: apistack.Api, client: httpx.AsyncClient, sids: list[str], clients: int, seconds: float
+    api: apistack.Api, client: httpx.AsyncClient, sids: list[str], clients: int, seconds: float, loadgen: str
 ) -> dict[str, Any]:
+    if loadgen == "wrk":
+        return await wrk.closed_loop(api, sids, clients, seconds)
     counter = itertools.count()
     lat = apistack.Latencies()
     stop_at = time.monotonic() + seconds
@@ -52,7 +54,7 @@ async def level(
 
     started = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return lat.summary(time.monotonic() - started)
+    return {**lat.summary(time.monotonic() - started), "load_generator": "httpx"}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,19 +72,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 sids = await apistack.connect_sessions(api, client, args.sessions, args.timeout)
                 for clients in bk.parse_sizes(args.clients):
                     print(f"\n== {clients} clients", flush=True)
-                    await level(api, client, sids, clients, args.warmup)
+                    await level(api, client, sids, clients, args.warmup, args.loadgen)
                     placements = await bk.ping_all(sids, namespace)
                     session_pids = {p.pid for p in placements.values()}
                     others = bk.ray_processes(exclude={*session_pids, api.pid})
-                    window = bk.CpuWindow([api.pid, os.getpid(), *session_pids, *others])
+                    servers = bk.service_processes()
+                    window = bk.CpuWindow([api.pid, os.getpid(), *session_pids, *others, *servers])
                     window.start()
-                    result = await level(api, client, sids, clients, args.duration)
-                    _, shares = window.stop()
+                    result = await level(api, client, sids, clients, args.duration, args.loadgen)
+                    wall_s, shares = window.stop()
+                    loadgen_share = (
+                        shares.get(os.getpid(), 0.0) + result.pop("load_generator_cpu_s", 0.0) / wall_s
+                    )
                     cpu_pct = {
                         "api": 100 * shares.get(api.pid, 0.0),
-                        "load_generator": 100 * shares.get(os.getpid(), 0.0),
+                        "load_generator": 100 * loadgen_share,
                         "sessions": 100 * sum(shares.get(p, 0.0) for p in session_pids),
                         "ray_other": 100 * sum(shares.get(p, 0.0) for p in others),
+                        **bk.cpu_by_role(shares, servers),
                     }
                     per_s = result["per_s"] or float("nan")
                     result.update(
@@ -96,12 +103,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     ms = result["ms"]
                     print(f"  {result['per_s']}/s, p50 {bk.fmt(ms['p50'])} ms, p99 {bk.fmt(ms['p99'])} ms")
         bk.kill_actors(namespace)
-    return {"sessions": args.sessions, "levels": results}
+    return {"sessions": args.sessions, "load_generator": args.loadgen, "levels": results}
 
 
 def report(out: dict[str, Any]) -> None:
     bk.print_table(
-        f"POST /sessions/{{id}}/send/text over {out['sessions']} sessions (ms; CPU in % of one core)",
+        f"POST /sessions/{{id}}/send/text over {out['sessions']} sessions, load from {out['load_generator']}"
+        " (ms; CPU in % of one core)",
         [
             "clients",
             "sends/s",
@@ -112,6 +120,8 @@ def report(out: dict[str, Any]) -> None:
             "API CPU",
             "sessions CPU",
             "Ray CPU",
+            "PG CPU",
+            "Redis CPU",
             "loadgen CPU",
         ],
         [
@@ -125,6 +135,8 @@ def report(out: dict[str, Any]) -> None:
                 r["cpu_pct"]["api"],
                 r["cpu_pct"]["sessions"],
                 r["cpu_pct"]["ray_other"],
+                r["cpu_pct"].get("postgresql"),
+                r["cpu_pct"].get("redis"),
                 r["cpu_pct"]["load_generator"],
             ]
             for r in out["levels"]
@@ -138,6 +150,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", default="1,10,100")
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument(
+        "--loadgen",
+        choices=("wrk", "httpx"),
+        default="wrk" if wrk.available() else "httpx",
+        help="wrk when installed (apt-get install wrk): it costs the shared CPU ~20x less than httpx",
+    )
     bk.ray_options(p, timeout_s=600.0)
     return p
 

@@ -451,6 +451,19 @@ def ray_processes(exclude: Set[int] = frozenset()) -> dict[int, str]:
     return {p.pid: role_of(p) for p in _ray_tree() if p.pid not in exclude and _running(p)}
 
 
+SERVICE_NAMES = {"postgres": "postgresql", "redis-server": "redis", "valkey-server": "redis"}
+
+
+def service_processes() -> dict[int, str]:
+    """pid → "postgresql" or "redis" for every such server process on this machine (they share the CPU)."""
+    found = {}
+    for proc in psutil.process_iter(["name"]):
+        role = SERVICE_NAMES.get(proc.info["name"] or "")
+        if role is not None:
+            found[proc.pid] = role
+    return found
+
+
 def cpu_by_role(shares: Mapping[int, float], roles: Mapping[int, str]) -> dict[str, float]:
     """% of one core per role (several processes of a role added up), busiest first."""
     total: dict[str, float] = {}
