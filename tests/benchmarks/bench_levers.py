@@ -26,7 +26,8 @@ HTTPX_CLI = "httpx._main"  # httpx's command-line client: rich, click, pygments
 # (label, module, imported first, kept out)
 IMPORTS: list[tuple[str, str, list[str], list[str]]] = [
     ("pydantic (Ray's serializer registry)", PYDANTIC_VIA_RAY, [], []),
-    ("redis.asyncio (actors.bus)", "redis.asyncio", [PYDANTIC_VIA_RAY], []),
+    ("redis.asyncio (what actors.bus used before)", "redis.asyncio", [PYDANTIC_VIA_RAY], []),
+    ("actors.publisher (what actors.bus uses now)", "actors.publisher", [PYDANTIC_VIA_RAY], []),
     ("asyncpg (session store)", "asyncpg", [PYDANTIC_VIA_RAY], []),
     ("actors.actor (whole session shell)", "actors.actor", [PYDANTIC_VIA_RAY], []),
     ("+ simulated client", "actors.clients.simulated", [PYDANTIC_VIA_RAY, "actors.actor"], []),
