@@ -1,6 +1,6 @@
 """Run the benchmarks: all of them at full size, one of them with its own options, or all in a quick pass.
 
-    .venv/bin/python -m tests.benchmarks                      # every benchmark, full size (~1.5 h)
+    .venv/bin/python -m tests.benchmarks                      # every benchmark, full size (~55 min)
     .venv/bin/python -m tests.benchmarks memory --sizes 10    # one, with its options (see its --help)
     .venv/bin/python -m tests.benchmarks --quick              # every one at trial size (~15 min)
     .venv/bin/python -m tests.benchmarks --list

@@ -5,12 +5,14 @@
 The service runs as it does in production (`whatsapp-bridge` in its own process: one uvicorn worker, the
 registry, session actors) on the simulated network. N sessions are created and paired through the API;
 then for each concurrency level, after `--warmup` seconds, `--duration` seconds of closed-loop clients
-(each sends, waits for the answer, sends again) spread round-robin over the sessions. Measured:
+(each sends, waits for the answer, sends again) spread round-robin over the sessions, from `wrk` when
+it is installed (`--loadgen`; an httpx loop otherwise, which costs the shared CPU ~20x more). Measured:
 throughput, p50/p90/p99 latency, errors, and the CPU each side used (API process, session processes, the
-rest of Ray, this load generator: all on the same 2 cores). Each send also writes the message to
-PostgreSQL, publishes it, and gets two receipts from the simulated network (more writes and publishes).
+rest of Ray, PostgreSQL, Redis, the load generator: all on the same 2 cores). Each send also writes the
+message to PostgreSQL, publishes it, and gets two receipts from the simulated network (more writes and
+publishes).
 
-Full size: about 4 min. Targets: >= 600 sends/s; p50 <= 5 ms and p99 <= 20 ms at 10 clients.
+Full size: about 1.5 min. Targets: >= 600 sends/s; p50 <= 5 ms and p99 <= 20 ms at 10 clients.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ when both p99s are within target and nothing failed; the run stops at the first 
 less than `--min-free-gib` of memory is left). Also recorded: node memory in use and the CPU of the
 session processes, of the rest of Ray and of the API during the probe.
 
-Full size: about 25 min to 300 sessions on 2 cores. PostgreSQL needs max_connections >= 2 x N + 50.
+Full size: about 8 min to 250 sessions on 2 cores (it stops at the first failing step). PostgreSQL needs
+max_connections >= 2 x N + 50.
 Target: >= 200 sessions.
 """
 

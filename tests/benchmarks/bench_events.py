@@ -9,7 +9,7 @@ Messages arrive through POST /simulator/sessions/{id}/incoming (open loop at `--
 over the sessions), each with a unique text. The path measured: API → session actor → simulated network
 → session stores the message (PostgreSQL) → publishes on Redis → the API's subscriber → the WebSocket.
 Latency runs from the injection request's start to the frame's arrival; frames that never come count
-as lost. Full size: about 2 min. Target: p99 <= 50 ms.
+as lost. Full size: about 1 min. Target: p99 <= 50 ms.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ on a surviving node and the session resumes from PostgreSQL with its stored devi
 the kill: when the GCS marks the node dead, and when each moved session publishes `connected` (p50, max).
 Sessions on the other nodes must not restart. Target: every moved session connected within 15 s.
 
-Full size: about 2 min per round on 2 cores.
+Full size: about 30 s per round on 2 cores.
 """
 
 from __future__ import annotations

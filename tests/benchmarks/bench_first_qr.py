@@ -8,7 +8,7 @@ the row and asks the registry, which creates the session actor (a new Ray worker
 which loads its row, dials the simulated network and publishes the code through Redis to the WebSocket.
 Each session is deleted again before the next one (DELETE /sessions/{id}), so every measurement starts
 from the same node. `--idle N` first brings up N other connected sessions, to see the effect of a busy node.
-Full size: about 2 min. Target: p50 <= 3 s.
+Full size: about 1 min. Target: p50 <= 3 s.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ Then, after `--settle-s`, for `--idle-s` seconds: PSS/USS/RSS of every session p
 delta over the window), and the same for Ray's own processes (gcs_server, raylet, dashboard, agents,
 log_monitor, the registry, idle workers). A process that restarted during the window is reported.
 
-Full size: about 15-25 min per backend on 2 cores (start-up runs at ~1-2 processes/s). PostgreSQL needs
-max_connections >= 3 x N + 50 (each session keeps its own connections; neonize adds whatsmeow's pool).
+Full size: about 10 min (bare), 12 (simulated), 14 (neonize) on 2 cores (start-up runs at ~1.5-2
+processes/s). PostgreSQL needs max_connections >= 3 x N + 50 (each session keeps its own connections;
+neonize adds whatsmeow's pool).
 """
 
 from __future__ import annotations
