@@ -32,10 +32,17 @@ from tests.benchmarks import benchkit as bk
 
 
 async def level(
-    api: apistack.Api, client: httpx.AsyncClient, sids: list[str], clients: int, seconds: float, loadgen: str
+    api: apistack.Api,
+    client: httpx.AsyncClient,
+    sids: list[str],
+    clients: int,
+    seconds: float,
+    loadgen: str,
+    *,
+    status_only: bool = False,
 ) -> dict[str, Any]:
     if loadgen == "wrk":
-        return await wrk.closed_loop(api, sids, clients, seconds)
+        return await wrk.closed_loop(api, sids, clients, seconds, status_only=status_only)
     counter = itertools.count()
     lat = apistack.Latencies()
     stop_at = time.monotonic() + seconds
@@ -59,6 +66,47 @@ async def level(
     return {**lat.summary(time.monotonic() - started), "load_generator": "httpx"}
 
 
+async def measure(
+    api: apistack.Api,
+    client: httpx.AsyncClient,
+    sids: list[str],
+    clients: int,
+    args: argparse.Namespace,
+    *,
+    status_only: bool,
+) -> dict[str, Any]:
+    """One level after its warm-up, with the CPU every process on the machine spent meanwhile."""
+    what = "GET status" if status_only else "send/text"
+    print(f"\n== {what}, {clients} clients", flush=True)
+    await level(api, client, sids, clients, args.warmup, args.loadgen, status_only=status_only)
+    placements = await bk.ping_all(sids, api.namespace)
+    session_pids = {p.pid for p in placements.values()}
+    others = bk.ray_processes(exclude={*session_pids, api.pid})
+    servers = bk.service_processes()
+    window = bk.CpuWindow([api.pid, os.getpid(), *session_pids, *others, *servers])
+    window.start()
+    result = await level(api, client, sids, clients, args.duration, args.loadgen, status_only=status_only)
+    wall_s, shares = window.stop()
+    loadgen_share = shares.get(os.getpid(), 0.0) + result.pop("load_generator_cpu_s", 0.0) / wall_s
+    cpu_pct = {
+        "api": 100 * shares.get(api.pid, 0.0),
+        "load_generator": 100 * loadgen_share,
+        "sessions": 100 * sum(shares.get(p, 0.0) for p in session_pids),
+        "ray_other": 100 * sum(shares.get(p, 0.0) for p in others),
+        **bk.cpu_by_role(shares, servers),
+    }
+    per_s = result["per_s"] or float("nan")
+    return {
+        **result,
+        "request": what,
+        "clients": clients,
+        "cpu_pct": cpu_pct,
+        # CPU time one request costs each side (10 x % of a core / requests per second).
+        "cpu_ms_per_request": {k: 10 * v / per_s for k, v in cpu_pct.items()},
+        "ray_cpu_pct_by_role": bk.cpu_by_role(shares, others),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     services = bk.Services.from_env()
     env = bk.parse_env(args.worker_env)
@@ -72,35 +120,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with apistack.api_server(node, services) as api:
             async with api.client(connections=max(bk.parse_sizes(args.clients))) as client:
                 sids = await apistack.connect_sessions(api, client, args.sessions, args.timeout)
-                for clients in bk.parse_sizes(args.clients):
-                    print(f"\n== {clients} clients", flush=True)
-                    await level(api, client, sids, clients, args.warmup, args.loadgen)
-                    placements = await bk.ping_all(sids, namespace)
-                    session_pids = {p.pid for p in placements.values()}
-                    others = bk.ray_processes(exclude={*session_pids, api.pid})
-                    servers = bk.service_processes()
-                    window = bk.CpuWindow([api.pid, os.getpid(), *session_pids, *others, *servers])
-                    window.start()
-                    result = await level(api, client, sids, clients, args.duration, args.loadgen)
-                    wall_s, shares = window.stop()
-                    loadgen_share = (
-                        shares.get(os.getpid(), 0.0) + result.pop("load_generator_cpu_s", 0.0) / wall_s
-                    )
-                    cpu_pct = {
-                        "api": 100 * shares.get(api.pid, 0.0),
-                        "load_generator": 100 * loadgen_share,
-                        "sessions": 100 * sum(shares.get(p, 0.0) for p in session_pids),
-                        "ray_other": 100 * sum(shares.get(p, 0.0) for p in others),
-                        **bk.cpu_by_role(shares, servers),
-                    }
-                    per_s = result["per_s"] or float("nan")
-                    result.update(
-                        clients=clients,
-                        cpu_pct=cpu_pct,
-                        # CPU time one send costs each side (10 x % of a core / sends per second).
-                        cpu_ms_per_send={k: 10 * v / per_s for k, v in cpu_pct.items()},
-                        ray_cpu_pct_by_role=bk.cpu_by_role(shares, others),
-                    )
+                # The sends, then (wrk only) the floor: GET status, an actor call with no storage behind it.
+                plan = [(clients, False) for clients in bk.parse_sizes(args.clients)]
+                if args.loadgen == "wrk":
+                    plan.append((FLOOR_CLIENTS, True))
+                for clients, status_only in plan:
+                    result = await measure(api, client, sids, clients, args, status_only=status_only)
                     results.append(result)
                     ms = result["ms"]
                     print(f"  {result['per_s']}/s, p50 {bk.fmt(ms['p50'])} ms, p99 {bk.fmt(ms['p99'])} ms")
@@ -108,13 +133,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"sessions": args.sessions, "load_generator": args.loadgen, "levels": results}
 
 
+FLOOR_CLIENTS = 10
+
+
 def report(out: dict[str, Any]) -> None:
     bk.print_table(
         f"POST /sessions/{{id}}/send/text over {out['sessions']} sessions, load from {out['load_generator']}"
+        " (GET status: the same path with no storage behind it)"
         " (ms; CPU in % of one core)",
         [
+            "request",
             "clients",
-            "sends/s",
+            "per s",
             "p50",
             "p90",
             "p99",
@@ -128,6 +158,7 @@ def report(out: dict[str, Any]) -> None:
         ],
         [
             [
+                r.get("request", "send/text"),
                 r["clients"],
                 r["per_s"],
                 r["ms"]["p50"],

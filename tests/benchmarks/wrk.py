@@ -32,8 +32,12 @@ end
 request = function()
   counter = counter + 1
   local s = sessions[((counter * 7 + thread_id) %% #sessions) + 1]
+  local headers = {["X-API-Key"] = key, ["X-User-Id"] = s[2]}
+  if %(status_only)s then
+    return wrk.format("GET", "/sessions/" .. s[1] .. "/status", headers)
+  end
+  headers["Content-Type"] = "application/json"
   local body = '{"to":"+15551230001","text":"bench ' .. thread_id .. '-' .. counter .. '"}'
-  local headers = {["X-API-Key"] = key, ["X-User-Id"] = s[2], ["Content-Type"] = "application/json"}
   return wrk.format("POST", "/sessions/" .. s[1] .. "/send/text", headers, body)
 end
 
@@ -56,13 +60,20 @@ def _lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid Lua string literal for these characters
 
 
-async def closed_loop(api: Api, sids: list[str], clients: int, seconds: float) -> dict[str, Any]:
+async def closed_loop(
+    api: Api, sids: list[str], clients: int, seconds: float, *, status_only: bool = False
+) -> dict[str, Any]:
     """`clients` connections for `seconds`: the same summary as `apistack.Latencies.summary`, plus the
-    CPU seconds wrk used."""
+    CPU seconds wrk used. `status_only`: GET /sessions/{id}/status instead (an actor call, no storage)."""
     sessions = ", ".join(f"{{{_lua_string(sid)}, {_lua_string(user_of(k))}}}" for k, sid in enumerate(sids))
     with tempfile.TemporaryDirectory(prefix="wab-wrk-") as tmp:
         script = Path(tmp) / "send.lua"
-        script.write_text(SCRIPT % {"sessions": sessions, "key": _lua_string(api.api_key)})
+        values = {
+            "sessions": sessions,
+            "key": _lua_string(api.api_key),
+            "status_only": str(status_only).lower(),
+        }
+        script.write_text(SCRIPT % values)
         threads = min(2, clients)
         cmd = [
             "wrk",
