@@ -11,7 +11,9 @@ CAs or `?ssl_ca_certs=/path/ca.pem`, not at all with `?ssl_cert_reqs=none`),
 and so is the database number: pub/sub channels are server-wide.
 
 One command at a time; a failure or a timeout closes the connection (a reply may still be in flight), and
-the next command connects anew. Every failure is a `PublishError`, an `OSError`.
+the next command connects anew. A kept connection the server has closed meanwhile (an idle `timeout`, a
+proxy, a restart) is replaced before use, or, if that shows only as the command is sent, the command is
+sent once more on a fresh connection. Every failure is a `PublishError`, an `OSError`.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class Endpoint:
         return cls(parts.hostname or "localhost", parts.port or DEFAULT_PORT, None, username, password, tls)
 
 
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".rstrip(": ")
+
+
 def _command(*args: str | bytes) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -98,20 +104,31 @@ class Publisher:
 
     async def _call(self, command: bytes) -> bytes:
         async with self._lock:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    if self._writer is None:
-                        await self._connect()
-                    return await self._roundtrip(command)
-            except PublishError:
-                self._drop()
-                raise
-            except _FAILURES as err:
-                self._drop()
-                raise PublishError(f"{type(err).__name__}: {err}".rstrip(": ")) from err
-            except asyncio.CancelledError:
-                self._drop()  # a reply may be in flight: the stream is out of step
-                raise
+            if self._reader is not None and self._reader.at_eof():
+                self._drop()  # the server closed it while idle (its `timeout`, a proxy, a restart)
+            for attempt in (1, 2):
+                reused = self._writer is not None
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        if not reused:
+                            await self._connect()
+                        return await self._roundtrip(command)
+                except PublishError:  # Redis answered with an error
+                    self._drop()
+                    raise
+                except (asyncio.IncompleteReadError, ConnectionError) as err:
+                    self._drop()
+                    if reused and attempt == 1:
+                        # A kept connection found closed as we used it: once more on a fresh one.
+                        continue
+                    raise PublishError(_describe(err)) from err
+                except _FAILURES as err:
+                    self._drop()
+                    raise PublishError(_describe(err)) from err
+                except asyncio.CancelledError:
+                    self._drop()  # a reply may be in flight: the stream is out of step
+                    raise
+            raise AssertionError("unreachable")
 
     async def _roundtrip(self, command: bytes) -> bytes:
         assert self._reader is not None and self._writer is not None

@@ -97,6 +97,36 @@ async def test_an_outage_fails_fast_and_the_next_publish_reconnects(valkey: Embe
         await publisher.aclose()
 
 
+async def test_a_connection_the_server_closed_while_idle_is_replaced_and_nothing_is_lost(
+    valkey: EmbeddedValkey,
+) -> None:
+    admin, listener = Redis.from_url(valkey.url), Redis.from_url(valkey.url)
+    pubsub = listener.pubsub()  # Redis never times out a subscriber
+    await pubsub.subscribe("wa:msg:idle")
+    publisher = Publisher(valkey.url)
+    try:
+        assert await publisher.publish("wa:msg:idle", "first") == 1
+        await admin.config_set("timeout", "1")  # the server drops clients idle for a second
+        await asyncio.sleep(2.5)
+        assert await publisher.publish("wa:msg:idle", "after idle") == 1
+        await admin.aclose()  # it was idle too
+        admin = Redis.from_url(valkey.url)
+        await admin.config_set("timeout", "0")
+        for client in await admin.client_list():
+            if client.get("cmd") == "publish":  # the publisher's connection, killed under it
+                await admin.client_kill_filter(_id=client["id"])
+        assert await publisher.publish("wa:msg:idle", "after kill") == 1
+        got = [(await next_message(pubsub))["data"] for _ in range(3)]
+        assert got == [b"first", b"after idle", b"after kill"]
+    finally:
+        await admin.aclose()
+        async with Redis.from_url(valkey.url) as fresh:  # `admin` may have been dropped while idle
+            await fresh.config_set("timeout", "0")
+        await publisher.aclose()
+        await pubsub.aclose()
+        await listener.aclose()
+
+
 async def test_a_server_that_never_answers_times_out_and_its_late_reply_is_never_read(
     redis_url: str,
 ) -> None:
