@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import psutil
@@ -142,7 +143,7 @@ def test_a_stopped_valkeys_leftovers_never_stop_the_next_one_on_the_same_data(da
     # collected later must not shut down the server a new instance started there.
     with embedded_valkey(data_dir / "valkey") as url:
         pass
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    port = urlsplit(url).port
     with embedded_valkey(data_dir / "valkey", port=port) as again:
         gc.collect()
         assert redis.Redis.from_url(again, socket_connect_timeout=2).ping()

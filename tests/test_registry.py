@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import ray
@@ -98,7 +99,7 @@ async def test_redis_outage_never_stops_a_session(database_url: str, namespace: 
     assert await pid_of(sid, namespace) == pid
 
     # Redis returns on the same port: events flow again.
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    port = urlsplit(redis_url).port
     with embedded_valkey(tmp_path / "valkey", port=port) as again:
         assert again == redis_url
         async with frames(redis_url, sid) as got:
