@@ -155,3 +155,9 @@ class Placement:
     pid: int | None
     status: SessionStatus | None
     alive: bool
+    # False while the session has not loaded its row (e.g. PostgreSQL unreachable at boot).
+    ready: bool = True
+    # Why the session cannot make progress (its boot keeps failing, its client calls hang), or None.
+    stuck: str | None = None
+    # Events received but not yet in PostgreSQL (spooled on the session's disk).
+    spooled: int = 0

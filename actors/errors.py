@@ -156,6 +156,27 @@ class SendFailed(WaError):
     default_message = "WhatsApp did not accept the message"
 
 
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used for a different request"
+
+
+class SendOutcomeUnknown(WaError):
+    """A send may or may not have reached WhatsApp; retry with the same Idempotency-Key to find out."""
+
+    code = "send_outcome_unknown"
+    http_status = 504
+    default_message = "The send did not finish in time; it may have been delivered"
+
+
+class ClientTimeout(WaError):
+    """A call into the WhatsApp client did not return within its bound."""
+
+    code = "client_timeout"
+    http_status = 504
+    default_message = "WhatsApp did not answer in time"
+
+
 class SessionUnavailable(WaError):
     """The owning actor is starting or restarting: the client should retry after `retry_after` seconds."""
 
