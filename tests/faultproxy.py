@@ -132,6 +132,8 @@ class FaultProxy:
         self._links.add(link)
         try:
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        except asyncio.CancelledError:
+            pass  # shutting down: ending normally keeps asyncio's stream callback from logging it
         finally:
             self._links.discard(link)
             writer.transport.abort()
