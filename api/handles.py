@@ -15,16 +15,13 @@ from typing import Any
 from actors.errors import ServiceUnavailable, SessionUnavailable, WaError
 from actors.ids import actor_name
 from api.metrics import Metrics
+from api.unavailable import ActorUnreachable as ActorUnreachable
 
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 10.0
 LOOKUP_TIMEOUT_S = 3.0
 RETRY_AFTER_S = 2
-
-
-class ActorUnreachable(SessionUnavailable):
-    """The API could not reach the actor (as opposed to the actor saying it is restarting)."""
 
 
 class SessionActors:
