@@ -9,19 +9,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actors.errors import ServiceUnavailable
+from api.unavailable import as_wa_error
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 QUERY_TIMEOUT_S = 10.0
-
-# What a lost or unreachable database raises (asyncpg's connect errors surface unwrapped).
-_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
 
 
 class Database:
@@ -38,9 +33,8 @@ class Database:
         try:
             async with asyncio.timeout(self._timeout_s), self._sessions() as db:
                 return await query(db, *args, **kwargs)
-        except _UNAVAILABLE as err:
-            raise ServiceUnavailable("The database is unavailable, try again shortly") from err
-        except DBAPIError as err:
-            if err.connection_invalidated:
-                raise ServiceUnavailable("Lost the database connection, try again shortly") from err
-            raise
+        except Exception as err:
+            mapped = as_wa_error(err)
+            if mapped is None or mapped is err:
+                raise
+            raise mapped from err

@@ -55,6 +55,24 @@ async def user_id(
 
 UserId = Annotated[str, Depends(user_id)]
 
+MAX_IDEMPOTENCY_KEY = 128
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        pattern=r"^[\x20-\x7e]+$",
+        description=(
+            f"1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters, unique per send (a UUID). A retry with the"
+            " same key, by the same user within 24 h, returns the first send's result and sends nothing;"
+            " the same key with a different request is 422 `idempotency_key_reused`. Retry a 504"
+            " `send_outcome_unknown` with the same key to learn whether the message went out."
+        ),
+    ),
+]
+
 
 async def owned_session(
     res: Resources, user: UserId, session_id: Annotated[str, Path(alias="id")]

@@ -5,15 +5,21 @@ and whatever else went wrong (never a bare 500 page). Also the error responses e
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from actors.errors import SessionUnavailable, WaError
 from api.schemas import ErrorOut
+from api.unavailable import as_wa_error, describe
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +45,10 @@ _DESCRIPTIONS = {
     409: "Conflict with the session's state (`slot_taken`, `phone_already_paired`, `session_not_connected`)",
     413: "Upload larger than MAX_MEDIA_BYTES (`media_too_large`)",
     415: "File that cannot be sent (`unsupported_audio`, `unsupported_media`)",
-    422: "Invalid input (`invalid_request`, `invalid_recipient`, `invalid_phone`)",
+    422: "Invalid input (`invalid_request`, `invalid_recipient`, `invalid_phone`, `idempotency_key_reused`)",
     502: "WhatsApp refused or failed the operation (`send_failed`, `client_error`)",
     503: "The session's actor is (re)starting or a backing service is down; see Retry-After",
+    504: "A send's outcome is unknown (`send_outcome_unknown`): retry with the same Idempotency-Key",
 }
 
 
@@ -101,12 +108,41 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    """A dependency that is not there is a 503 wherever it surfaced; anything else is a logged 500.
+
+    Logs name the exception's class and SQLSTATE, never its text: SQLAlchemy's holds the SQL parameters.
+    """
+    mapped = as_wa_error(exc)
+    if mapped is not None:
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, mapped.code, describe(exc))
+        return error_response(mapped.http_status, mapped.code, mapped.message, _retry_after(mapped))
+    log.error(
+        "%s %s failed: %s\n%s",
+        request.method,
+        request.url.path,
+        describe(exc),
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
     return error_response(500, "internal_error", "Internal error")
+
+
+# What a dependency raises, answered where routes' errors are (Starlette's handler for `Exception` answers
+# too, but then re-raises for the server to log, text and all).
+_DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeout,
+    asyncpg.PostgresError,
+    RedisError,
+    OSError,
+    TimeoutError,
+    ExceptionGroup,
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WaError, wa_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
+    for kind in _DEPENDENCY_ERRORS:
+        app.add_exception_handler(kind, unexpected)
     app.add_exception_handler(Exception, unexpected)

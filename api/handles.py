@@ -1,8 +1,16 @@
-"""Calls from the API to the session actors and the registry: cached handles, bounded waits.
+"""Calls from the API to the session actors and the registry: a typed client, cached handles, bounded waits.
 
-The API holds no session state: a handle is only a cached address. Every call has a timeout; an actor
-that is missing, dead, restarting or too slow becomes `SessionUnavailable` (503 + Retry-After), a domain
-error raised in the actor is re-raised here as itself (Ray wraps it in a `RayTaskError` subclass).
+`SessionActors` mirrors `SessionActor` (one method each, the session id first) and the registry's
+public calls, so mypy checks the boundary. The API holds no session state: a handle is only a cached
+address. Every call has a timeout. What a failure means is `api.unavailable.as_wa_error`'s answer:
+an actor that is missing, dead, restarting or too slow is `ActorUnreachable` (503 + Retry-After); a
+domain error raised in the actor is re-raised here as itself (Ray wraps it in a `RayTaskError`).
+
+Sends are the exception to "unreachable means retry": once a send was submitted to the actor, a
+timeout or the actor dying or becoming unreachable leaves its outcome unknown (WhatsApp may have the
+message), so it is `SendOutcomeUnknown` (504): the client retries with the same Idempotency-Key and
+the actor answers with the first outcome instead of sending twice. A send refused before it reached
+the actor (no handle, no registry, no Ray) stays 503.
 """
 
 from __future__ import annotations
@@ -12,25 +20,38 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actors.errors import ServiceUnavailable, SessionUnavailable, WaError
+from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
+from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from actors.ids import actor_name
 from api.metrics import Metrics
+from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
 from api.unavailable import ActorUnreachable as ActorUnreachable
 
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 10.0
 LOOKUP_TIMEOUT_S = 3.0
-RETRY_AFTER_S = 2
+SEND_TIMEOUT_S = 30.0
+MEDIA_SEND_TIMEOUT_S = 90.0
 
 
 class SessionActors:
-    """Handles of `SessionActor`s by session id (and of the registry), with timed calls."""
+    """Typed calls to `SessionActor`s by session id and to the registry, each within a timeout."""
 
-    def __init__(self, namespace: str, metrics: Metrics, *, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        metrics: Metrics,
+        *,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+        send_timeout_s: float = SEND_TIMEOUT_S,
+        media_send_timeout_s: float = MEDIA_SEND_TIMEOUT_S,
+    ) -> None:
         self._namespace = namespace
         self._metrics = metrics
         self._call_timeout_s = call_timeout_s
+        self._send_timeout_s = send_timeout_s
+        self._media_send_timeout_s = media_send_timeout_s
         self._handles: dict[str, Any] = {}
         # Lookups ask the GCS, which can block for long when it is gone: never on the event loop, and
         # never in the default executor that the rest of the process shares.
@@ -40,19 +61,148 @@ class SessionActors:
         self._handles.clear()
         self._lookups.shutdown(wait=False, cancel_futures=True)
 
+    # ------------------------------------------------------------------ SessionActor
+
+    async def status(self, session_id: str, *, timeout_s: float | None = None) -> SessionView:
+        view: SessionView = await self._session(session_id, "status", timeout_s=timeout_s)
+        return view
+
+    async def pairing_code(self, session_id: str, phone: str, *, timeout_s: float | None = None) -> str:
+        code: str = await self._session(session_id, "pairing_code", phone, timeout_s=timeout_s)
+        return code
+
+    async def restart_pairing(self, session_id: str) -> None:
+        await self._session(session_id, "restart_pairing")
+
+    async def send_text(
+        self,
+        session_id: str,
+        to: str,
+        text: str,
+        quoted_id: str | None = None,
+        *,
+        idempotency_key: str | None,
+    ) -> SendResult:
+        sent: SendResult = await self._session(
+            session_id,
+            "send_text",
+            to,
+            text,
+            quoted_id,
+            **_keyed(idempotency_key),
+            timeout_s=self._send_timeout_s,
+            sends=True,
+        )
+        return sent
+
+    async def send_media(
+        self,
+        session_id: str,
+        to: str,
+        data: bytes,
+        file_name: str | None,
+        mimetype: str | None,
+        caption: str | None,
+        *,
+        idempotency_key: str | None,
+    ) -> SendResult:
+        sent: SendResult = await self._session(
+            session_id,
+            "send_media",
+            to,
+            data,
+            file_name,
+            mimetype,
+            caption,
+            **_keyed(idempotency_key),
+            timeout_s=self._media_send_timeout_s,
+            sends=True,
+        )
+        return sent
+
+    async def send_voice_note(
+        self, session_id: str, to: str, data: bytes, *, idempotency_key: str | None
+    ) -> SendResult:
+        sent: SendResult = await self._session(
+            session_id,
+            "send_voice_note",
+            to,
+            data,
+            **_keyed(idempotency_key),
+            timeout_s=self._media_send_timeout_s,
+            sends=True,
+        )
+        return sent
+
+    async def chats(self, session_id: str, limit: int, cursor: str | None) -> Page[Chat]:
+        page: Page[Chat] = await self._session(session_id, "chats", limit, cursor)
+        return page
+
+    async def messages(self, session_id: str, chat_id: str, limit: int, cursor: str | None) -> Page[Message]:
+        page: Page[Message] = await self._session(session_id, "messages", chat_id, limit, cursor)
+        return page
+
+    async def media(
+        self, session_id: str, chat_id: str, message_id: str, *, timeout_s: float | None = None
+    ) -> tuple[bytes, str]:
+        found: tuple[bytes, str] = await self._session(
+            session_id, "media", chat_id, message_id, timeout_s=timeout_s
+        )
+        return found
+
+    async def mark_read(self, session_id: str, chat_id: str) -> None:
+        await self._session(session_id, "mark_read", chat_id)
+
+    async def simulate(
+        self, session_id: str, op: str, kwargs: dict[str, Any], *, timeout_s: float | None = None
+    ) -> Any:
+        return await self._session(session_id, "simulate", op, kwargs, timeout_s=timeout_s)
+
+    # ------------------------------------------------------------------ SessionRegistry
+
+    async def ensure_session(self, session_id: str, *, timeout_s: float | None = None) -> None:
+        await self._registry("ensure_session", session_id, timeout_s=timeout_s)
+
+    async def destroy_session(self, session_id: str, *, timeout_s: float | None = None) -> bool:
+        existed: bool = await self._registry("destroy_session", session_id, timeout_s=timeout_s)
+        return existed
+
+    async def where(self, session_id: str, *, timeout_s: float | None = None) -> Placement:
+        placement: Placement = await self._registry("where", session_id, timeout_s=timeout_s)
+        return placement
+
+    # ------------------------------------------------------------------ untyped (being migrated)
+
     async def call(self, session_id: str, method: str, *args: Any, timeout_s: float | None = None) -> Any:
-        """`SessionActor.<method>(*args)` of the session, within `timeout_s`."""
-        name = actor_name(session_id)
-        handle = await self._handle(name)
-        return await self._await(name, method, handle, args, timeout_s)
+        """`SessionActor.<method>(*args)`: kept until its last callers use the typed methods above."""
+        return await self._session(session_id, method, *args, timeout_s=timeout_s)
 
     async def registry(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
-        """`SessionRegistry.<method>(*args)`; ServiceUnavailable when the registry cannot be reached."""
+        """`SessionRegistry.<method>(*args)`: kept until its last callers use the typed methods above."""
+        return await self._registry(method, *args, timeout_s=timeout_s)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _session(
+        self,
+        session_id: str,
+        method: str,
+        *args: Any,
+        timeout_s: float | None = None,
+        sends: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        name = actor_name(session_id)
+        handle = await self._handle(name)
+        return await self._await(name, method, handle, args, kwargs, timeout_s, sends=sends)
+
+    async def _registry(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """ServiceUnavailable when the registry cannot be reached."""
         from actors.registry import REGISTRY_NAME
 
         try:
             handle = await self._handle(REGISTRY_NAME)
-            return await self._await(REGISTRY_NAME, method, handle, args, timeout_s)
+            return await self._await(REGISTRY_NAME, method, handle, args, {}, timeout_s, sends=False)
         except ActorUnreachable as err:
             raise ServiceUnavailable("The session registry is unavailable, try again shortly") from err
 
@@ -63,7 +213,7 @@ class SessionActors:
         import ray
 
         if not ray.is_initialized():
-            raise ServiceUnavailable("Not connected to the Ray cluster")
+            raise ActorUnreachable("Not connected to the Ray cluster", retry_after=RETRY_AFTER_S)
         loop = asyncio.get_running_loop()
         lookup = loop.run_in_executor(self._lookups, _get_actor, name, self._namespace)
         try:
@@ -80,46 +230,67 @@ class SessionActors:
         return handle
 
     async def _await(
-        self, name: str, method: str, handle: Any, args: tuple[Any, ...], timeout_s: float | None
+        self,
+        name: str,
+        method: str,
+        handle: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout_s: float | None,
+        *,
+        sends: bool,
     ) -> Any:
-        from ray.exceptions import RayActorError, RayError, RayTaskError
-
         outcome = "ok"
+        submitted = False
         try:
-            ref = getattr(handle, method).remote(*args)
+            ref = getattr(handle, method).remote(*args, **kwargs)
+            submitted = True
             return await asyncio.wait_for(ref, timeout_s or self._call_timeout_s)
-        except RayTaskError as err:
-            cause = getattr(err, "cause", None)
-            if isinstance(cause, WaError):
-                outcome = cause.code
-                raise cause from None
-            if isinstance(cause, TimeoutError):
-                outcome = "timeout"
-                raise ActorUnreachable(
-                    "The session did not finish in time", retry_after=RETRY_AFTER_S
-                ) from None
-            outcome = "error"
-            raise
-        except WaError as err:
-            outcome = err.code
-            raise
-        except TimeoutError as err:
-            outcome = "timeout"
-            log.warning("%s.%s: no answer within the timeout", name, method)
-            raise ActorUnreachable("The session did not answer in time", retry_after=RETRY_AFTER_S) from err
-        except RayActorError as err:
-            # Dead, restarting or unreachable: forget the handle; the next call looks the name up again.
-            outcome = "unavailable"
-            self._handles.pop(name, None)
-            log.info("%s.%s: actor unavailable (%s)", name, method, type(err).__name__)
-            raise ActorUnreachable(retry_after=RETRY_AFTER_S) from err
-        except RayError as err:
-            outcome = "unavailable"
-            self._handles.pop(name, None)
-            log.warning("%s.%s: Ray failed (%s)", name, method, type(err).__name__)
-            raise ActorUnreachable(retry_after=RETRY_AFTER_S) from err
+        except Exception as err:
+            failure, outcome = self._failure(name, method, err, outcome_unknown=sends and submitted)
+            if failure is err:
+                raise
+            # The actor's own error is re-raised as itself, without Ray's wrapper as its cause.
+            raise failure from (None if failure is getattr(err, "cause", None) else err)
         finally:
             self._metrics.actor_calls.labels(method=method, outcome=outcome).inc()
+
+    def _failure(
+        self, name: str, method: str, err: Exception, *, outcome_unknown: bool
+    ) -> tuple[Exception, str]:
+        """What a failed call means to the client, and the outcome to count it under."""
+        from ray.exceptions import RayError, RayTaskError
+
+        if isinstance(err, RayTaskError) and isinstance(err.cause, WaError):
+            return err.cause, err.cause.code  # the actor's own answer
+        mapped = as_wa_error(err)
+        if mapped is None:
+            return err, "error"
+        timed_out = isinstance(err, TimeoutError) and not isinstance(err, RayError)
+        if timed_out:
+            log.warning("%s.%s: no answer within the timeout", name, method)
+        elif not isinstance(err, RayTaskError):
+            # Dead, restarting or unreachable: forget the handle; the next call looks the name up again.
+            self._handles.pop(name, None)
+            log.info("%s.%s: actor unavailable (%s)", name, method, describe(err))
+        outcome = "timeout" if timed_out else "unavailable"
+        if outcome_unknown and not _never_ran(err):
+            return SendOutcomeUnknown(), outcome
+        if timed_out:
+            return ActorUnreachable("The session did not answer in time", retry_after=RETRY_AFTER_S), outcome
+        return mapped, outcome
+
+
+def _keyed(idempotency_key: str | None) -> dict[str, str]:
+    """The send's `idempotency_key` keyword, left out when there is none (the actor's default)."""
+    return {} if idempotency_key is None else {"idempotency_key": idempotency_key}
+
+
+def _never_ran(err: Exception) -> bool:
+    """True when Ray says the task could not have started (the actor's constructor failed)."""
+    from ray.exceptions import RayActorError
+
+    return isinstance(err, RayActorError) and bool(getattr(err, "actor_init_failed", False))
 
 
 def _get_actor(name: str, namespace: str) -> Any:

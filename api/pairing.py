@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from actors.domain import SessionStatus, SessionView
+from actors.domain import SessionStatus
 from actors.errors import WaError
 from api.handles import SessionActors
 
@@ -27,10 +27,9 @@ async def code_when_ready(
     deadline = time.monotonic() + budget_s
     while time.monotonic() < deadline:
         try:
-            view: SessionView = await actors.call(session_id, "status", timeout_s=2.0)
+            view = await actors.status(session_id, timeout_s=2.0)
             if view.status == SessionStatus.QR_READY:
-                code: str = await actors.call(session_id, "pairing_code", phone, timeout_s=5.0)
-                return code
+                return await actors.pairing_code(session_id, phone, timeout_s=5.0)
         except WaError as err:
             log.debug("session %s: not ready for a pairing code yet (%s)", session_id, err.code)
         await asyncio.sleep(_POLL_S)

@@ -11,15 +11,12 @@ from actors.errors import InvalidInput
 from actors.ids import to_jid
 from actors.session import MAX_TEXT
 from actors.wire import JSON, iso
-from api.deps import OwnedSession, Resources
+from api.deps import IdempotencyKey, OwnedSession, Resources
 from api.errors import error_responses
 from api.schemas import MAX_ID, RECIPIENT_PATTERN, SendResultOut, SendTextIn
 from api.uploads import Upload, read_upload
 
 router = APIRouter(tags=["send"])
-
-SEND_TIMEOUT_S = 30.0
-MEDIA_SEND_TIMEOUT_S = 90.0
 
 
 def _result(sent: SendResult) -> JSON:
@@ -56,24 +53,28 @@ def _file(upload: Upload) -> tuple[bytes, str | None, str | None]:
 
 
 @router.post(
-    "/sessions/{id}/send/text", response_model=SendResultOut, responses=error_responses(400, 404, 409, 502)
+    "/sessions/{id}/send/text",
+    response_model=SendResultOut,
+    responses=error_responses(400, 404, 409, 502, 504),
 )
-async def send_text(body: SendTextIn, session_id: OwnedSession, res: Resources) -> JSON:
+async def send_text(
+    body: SendTextIn, session_id: OwnedSession, res: Resources, key: IdempotencyKey = None
+) -> JSON:
     """Send a text message (optionally quoting a message of that chat)."""
     jid = to_jid(body.to)
-    sent: SendResult = await res.actors.call(
-        session_id, "send_text", jid, body.text, body.quoted_id, timeout_s=SEND_TIMEOUT_S
-    )
+    sent = await res.actors.send_text(session_id, jid, body.text, body.quoted_id, idempotency_key=key)
     return _result(sent)
 
 
 @router.post(
     "/sessions/{id}/send/media",
     response_model=SendResultOut,
-    responses=error_responses(400, 404, 409, 413, 415, 502),
+    responses=error_responses(400, 404, 409, 413, 415, 502, 504),
     openapi_extra=_multipart(caption=True),
 )
-async def send_media(request: Request, session_id: OwnedSession, res: Resources) -> JSON:
+async def send_media(
+    request: Request, session_id: OwnedSession, res: Resources, key: IdempotencyKey = None
+) -> JSON:
     """Send a file: images and videos WhatsApp shows inline go as such, anything else as a document."""
     upload = await read_upload(request, res.settings.max_media_bytes)
     jid = _recipient(upload)
@@ -81,8 +82,8 @@ async def send_media(request: Request, session_id: OwnedSession, res: Resources)
     if caption is not None and len(caption) > MAX_TEXT:
         raise InvalidInput(f"caption must be at most {MAX_TEXT} characters")
     data, file_name, mimetype = _file(upload)
-    sent: SendResult = await res.actors.call(
-        session_id, "send_media", jid, data, file_name, mimetype, caption, timeout_s=MEDIA_SEND_TIMEOUT_S
+    sent = await res.actors.send_media(
+        session_id, jid, data, file_name, mimetype, caption, idempotency_key=key
     )
     return _result(sent)
 
@@ -90,15 +91,15 @@ async def send_media(request: Request, session_id: OwnedSession, res: Resources)
 @router.post(
     "/sessions/{id}/send/audio",
     response_model=SendResultOut,
-    responses=error_responses(400, 404, 409, 413, 415, 502),
+    responses=error_responses(400, 404, 409, 413, 415, 502, 504),
     openapi_extra=_multipart(caption=False),
 )
-async def send_audio(request: Request, session_id: OwnedSession, res: Resources) -> JSON:
+async def send_audio(
+    request: Request, session_id: OwnedSession, res: Resources, key: IdempotencyKey = None
+) -> JSON:
     """Send a voice note: any common audio file (WAV, WebM, MP3, M4A...) is converted to OGG/Opus."""
     upload = await read_upload(request, res.settings.max_media_bytes)
     jid = _recipient(upload)
     data, _, _ = _file(upload)
-    sent: SendResult = await res.actors.call(
-        session_id, "send_voice_note", jid, data, timeout_s=MEDIA_SEND_TIMEOUT_S
-    )
+    sent = await res.actors.send_voice_note(session_id, jid, data, idempotency_key=key)
     return _result(sent)

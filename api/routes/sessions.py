@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from actors.domain import SessionView
 from actors.errors import SessionNotFound, SessionUnavailable, WaError
 from actors.wire import JSON, session_json
 from api.deps import OwnedSession, Resources, UserId
@@ -44,7 +43,7 @@ async def create_session(body: CreateSessionIn, res: Resources, user: UserId) ->
     settings = res.settings
     view = await res.db.run(repo.create_session, user, body.slot, settings.max_sessions_per_user)
     try:
-        await res.actors.registry("ensure_session", view.id, timeout_s=ENSURE_TIMEOUT_S)
+        await res.actors.ensure_session(view.id, timeout_s=ENSURE_TIMEOUT_S)
     except WaError as err:
         # The row exists: the registry's next reconcile pass starts the actor anyway.
         log.warning("session %s: registry not reached (%s); reconcile will start it", view.id, err.code)
@@ -55,16 +54,27 @@ async def create_session(body: CreateSessionIn, res: Resources, user: UserId) ->
 
 
 @router.get("/sessions/{id}/status", response_model=SessionOut, responses=error_responses(400, 404))
-async def session_status(session_id: OwnedSession, res: Resources) -> JSON:
-    """The session as its actor sees it now, with the QR code showing and the pairing code."""
-    live: SessionView = await res.actors.call(session_id, "status")
-    return session_json(live)
+async def session_status(session_id: OwnedSession, res: Resources, user: UserId) -> JSON:
+    """The session as its actor sees it now, with the QR code showing and the pairing code.
+
+    While the actor is starting, restarting or unreachable: the session as last stored (`qr` and
+    `pairingCode` null). 503 only when the database cannot answer either.
+    """
+    try:
+        return session_json(await res.actors.status(session_id))
+    except SessionUnavailable as err:
+        log.info("session %s: status from the stored row (%s)", session_id, err.code)
+    stored = next((v for v in await res.db.run(repo.list_sessions, user) if v.id == session_id), None)
+    if stored is None:  # deleted meanwhile, e.g. through another API process
+        res.owners.forget(session_id)
+        raise SessionNotFound()
+    return session_json(dataclasses.replace(stored, qr=None, qr_expires_at=None, pairing_code=None))
 
 
 @router.delete("/sessions/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 404))
 async def delete_session(session_id: OwnedSession, res: Resources) -> Response:
     """Unlink the device, stop the actor, delete its keys and stored messages."""
-    existed: bool = await res.actors.registry("destroy_session", session_id, timeout_s=DESTROY_TIMEOUT_S)
+    existed = await res.actors.destroy_session(session_id, timeout_s=DESTROY_TIMEOUT_S)
     res.owners.forget(session_id)
     if not existed:  # deleted meanwhile, e.g. through another API process
         raise SessionNotFound()
@@ -77,7 +87,7 @@ async def delete_session(session_id: OwnedSession, res: Resources) -> Response:
 async def pairing_code(body: PairingCodeIn, session_id: OwnedSession, res: Resources) -> dict[str, Any]:
     """An 8-character code to type on the phone (Linked devices → Link with phone number)."""
     phone = repo.normalize_phone(body.phone)
-    code: str = await res.actors.call(session_id, "pairing_code", phone)
+    code = await res.actors.pairing_code(session_id, phone)
     return {"code": code}
 
 
@@ -90,7 +100,7 @@ async def pairing_code(body: PairingCodeIn, session_id: OwnedSession, res: Resou
 async def reconnect(session_id: OwnedSession, res: Resources) -> dict[str, Any]:
     """Start pairing afresh after `logged_out` or `qr_timeout`; new QR codes follow as events."""
     try:
-        await res.actors.call(session_id, "restart_pairing")
+        await res.actors.restart_pairing(session_id)
     except ActorUnreachable:
         raise
     except SessionUnavailable:

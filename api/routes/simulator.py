@@ -28,7 +28,7 @@ SessionIdParam = Annotated[str, Path(alias="id")]
 async def _simulate(res: Resources, session_id: str, op: str, **kwargs: Any) -> Any:
     if await res.owners.owner(session_id) is None:
         raise SessionNotFound()
-    return await res.actors.call(session_id, "simulate", op, kwargs, timeout_s=SCAN_TIMEOUT_S)
+    return await res.actors.simulate(session_id, op, kwargs, timeout_s=SCAN_TIMEOUT_S)
 
 
 @router.post("/scan", response_model=ScanOut, responses=error_responses(404, 409))
