@@ -245,8 +245,10 @@ async def test_a_session_whose_actor_cannot_be_reached_is_503_not_500(asgi: http
     created = await asgi.post("/sessions", json={})  # no registry reachable: reconcile starts it later
     assert created.status_code == 201, created.text
     sid = created.json()["id"]
+    status = await asgi.get(f"/sessions/{sid}/status")  # answered from the stored row meanwhile
+    assert status.status_code == 200, status.text
+    assert status.json() == {**created.json(), "qr": None, "pairingCode": None}
     for method, path in (
-        ("GET", f"/sessions/{sid}/status"),
         ("GET", f"/sessions/{sid}/chats"),
         ("DELETE", f"/sessions/{sid}"),
     ):
