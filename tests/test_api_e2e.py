@@ -528,7 +528,9 @@ async def test_a_session_deleted_through_another_api_process_is_404_here(stack: 
             assert response.json()["error"]["code"] == "session_not_found"
 
 
-async def test_a_missing_actor_is_503_with_retry_after_never_500(stack: Stack, postgres_server: str) -> None:
+async def test_a_missing_actor_is_503_with_retry_after_never_500_but_status_answers_from_the_row(
+    stack: Stack, postgres_server: str
+) -> None:
     user = new_user()
     registry = ray.get_actor(REGISTRY_NAME, namespace=stack.namespace)
     ray.kill(registry, no_restart=True)  # nobody will start the new session's actor for now
@@ -538,11 +540,13 @@ async def test_a_missing_actor_is_503_with_retry_after_never_500(stack: Stack, p
             listed = await client.get("/sessions")
             assert listed.status_code == 200 and listed.json()[0]["id"] == sid
             started = time.monotonic()
-            for path in (f"/sessions/{sid}/status", f"/sessions/{sid}/chats"):
-                response = await client.get(path)
-                assert response.status_code == 503, response.text
-                assert response.json()["error"]["code"] == "session_unavailable"
-                assert int(response.headers["retry-after"]) > 0
+            stored = await client.get(f"/sessions/{sid}/status")  # from the row while no actor runs
+            assert stored.status_code == 200, stored.text
+            assert stored.json() == {**listed.json()[0], "qr": None, "pairingCode": None}
+            response = await client.get(f"/sessions/{sid}/chats")
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "session_unavailable"
+            assert int(response.headers["retry-after"]) > 0
             assert time.monotonic() - started < 10
             gone = await client.delete(f"/sessions/{sid}")
             assert gone.status_code == 503 and "retry-after" in gone.headers
