@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
 from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from actors.ids import actor_name
+from api.media_stream import MediaDownload
 from api.metrics import Metrics
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
 from api.unavailable import ActorUnreachable as ActorUnreachable
 
 log = logging.getLogger(__name__)
+
+# Turns a streaming call's `ObjectRefGenerator` into what the caller gets, within its own bounds.
+Opener = Callable[[Any], Awaitable[Any]]
 
 CALL_TIMEOUT_S = 10.0
 LOOKUP_TIMEOUT_S = 3.0
@@ -89,7 +94,7 @@ class SessionActors:
             to,
             text,
             quoted_id,
-            **_keyed(idempotency_key),
+            idempotency_key=idempotency_key,
             timeout_s=self._send_timeout_s,
             sends=True,
         )
@@ -114,7 +119,7 @@ class SessionActors:
             file_name,
             mimetype,
             caption,
-            **_keyed(idempotency_key),
+            idempotency_key=idempotency_key,
             timeout_s=self._media_send_timeout_s,
             sends=True,
         )
@@ -128,7 +133,7 @@ class SessionActors:
             "send_voice_note",
             to,
             data,
-            **_keyed(idempotency_key),
+            idempotency_key=idempotency_key,
             timeout_s=self._media_send_timeout_s,
             sends=True,
         )
@@ -142,13 +147,12 @@ class SessionActors:
         page: Page[Message] = await self._session(session_id, "messages", chat_id, limit, cursor)
         return page
 
-    async def media(
-        self, session_id: str, chat_id: str, message_id: str, *, timeout_s: float | None = None
-    ) -> tuple[bytes, str]:
-        found: tuple[bytes, str] = await self._session(
-            session_id, "media", chat_id, message_id, timeout_s=timeout_s
+    async def media(self, session_id: str, chat_id: str, message_id: str) -> MediaDownload:
+        """The message's media as a stream (`api.media_stream`): its head now, failures as from any call."""
+        download: MediaDownload = await self._session(
+            session_id, "media", chat_id, message_id, opener=MediaDownload.open
         )
-        return found
+        return download
 
     async def mark_read(self, session_id: str, chat_id: str) -> None:
         await self._session(session_id, "mark_read", chat_id)
@@ -190,11 +194,12 @@ class SessionActors:
         *args: Any,
         timeout_s: float | None = None,
         sends: bool = False,
+        opener: Opener | None = None,
         **kwargs: Any,
     ) -> Any:
         name = actor_name(session_id)
         handle = await self._handle(name)
-        return await self._await(name, method, handle, args, kwargs, timeout_s, sends=sends)
+        return await self._await(name, method, handle, args, kwargs, timeout_s, sends=sends, opener=opener)
 
     async def _registry(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         """ServiceUnavailable when the registry cannot be reached."""
@@ -239,12 +244,16 @@ class SessionActors:
         timeout_s: float | None,
         *,
         sends: bool,
+        opener: Opener | None = None,
     ) -> Any:
+        """The call's result within the timeout (or what `opener` makes of a streaming call's refs)."""
         outcome = "ok"
         submitted = False
         try:
             ref = getattr(handle, method).remote(*args, **kwargs)
             submitted = True
+            if opener is not None:
+                return await opener(ref)
             return await asyncio.wait_for(ref, timeout_s or self._call_timeout_s)
         except Exception as err:
             failure, outcome = self._failure(name, method, err, outcome_unknown=sends and submitted)
@@ -279,11 +288,6 @@ class SessionActors:
         if timed_out:
             return ActorUnreachable("The session did not answer in time", retry_after=RETRY_AFTER_S), outcome
         return mapped, outcome
-
-
-def _keyed(idempotency_key: str | None) -> dict[str, str]:
-    """The send's `idempotency_key` keyword, left out when there is none (the actor's default)."""
-    return {} if idempotency_key is None else {"idempotency_key": idempotency_key}
 
 
 def _never_ran(err: Exception) -> bool:
