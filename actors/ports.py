@@ -10,7 +10,7 @@ Lifecycle (one client object per process, never two, never reused after `stop`):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,6 +57,18 @@ class VoiceNote:
     mimetype: str = "audio/ogg; codecs=opus"
 
 
+@dataclass(frozen=True, slots=True)
+class MediaBody:
+    """Downloaded media, read in chunks: never the whole file in memory.
+
+    `size` is exact (the bytes `chunks` yields). `chunks` releases what backs it (e.g. a temporary file)
+    when exhausted or closed: whoever opens a body consumes it or calls `chunks.aclose()`.
+    """
+
+    size: int
+    chunks: AsyncGenerator[bytes, None]
+
+
 class WhatsAppClient(Protocol):
     async def connect(self) -> None:
         """Start connecting (returns once the dial is under way); outcome arrives as events."""
@@ -80,8 +92,13 @@ class WhatsAppClient(Protocol):
         self, to: str, note: VoiceNote, *, quoted: Message | None = None
     ) -> SendResult: ...
 
-    async def download_media(self, message: Message) -> bytes:
-        """The decrypted bytes of an incoming message's media (uses `message.media_ref`)."""
+    async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
+        """An incoming message's decrypted media (from `message.media_ref`), ready to read in chunks.
+
+        Raises before returning, never while `chunks` is read, for what the caller must answer with a
+        status: MediaNotAvailable, MediaTooLarge (above `max_bytes`, refused before downloading when the
+        size is known), ClientTimeout, SessionNotConnected.
+        """
         ...
 
     async def mark_read(self, chat_id: str, messages: Sequence[Message]) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,11 +14,13 @@ import asyncpg
 import pytest
 
 from actors.clients.simulated import PAIRING_ALPHABET, SimulatedClient
+from actors.clients.simulated.content import CHUNK_BYTES
 from actors.domain import Message, MessageStatus, MessageType, Reason
 from actors.errors import (
     AlreadyConnected,
     InvalidPhone,
     MediaNotAvailable,
+    MediaTooLarge,
     NoQrShowing,
     NotOnWhatsApp,
     SessionNotConnected,
@@ -46,6 +49,7 @@ DEVICE_JID = re.compile(r"^15551230001:([1-9]|[1-9][0-9])@s\.whatsapp\.net$")
 MESSAGE_ID = re.compile(r"^3EB0[0-9A-F]{16}$")
 # Long enough that a round never ends mid-test unless the test wants it to.
 SLOW_QR = {"qr_first_s": 30.0, "qr_next_s": 10.0, "qr_codes": 6}
+LIMIT = 16 * 1024 * 1024
 
 
 class Recorder:
@@ -289,16 +293,40 @@ async def test_incoming_text_and_media_with_downloads(make: Factory) -> None:
         "application/pdf",
     )
     assert note.media is not None and note.media.ptt and note.media.mimetype == "audio/ogg; codecs=opus"
-    jpeg = await client.download_media(image)
-    assert (
-        len(jpeg) == 5000 and jpeg.startswith(b"\xff\xd8\xff") and jpeg == await client.download_media(image)
-    )
-    pdf = await client.download_media(doc)
+    jpeg = await download(client, image)
+    assert len(jpeg) == 5000 and jpeg.startswith(b"\xff\xd8\xff") and jpeg == await download(client, image)
+    pdf = await download(client, doc)
     assert len(pdf) == 777 and pdf.startswith(b"%PDF-")
-    ogg = await client.download_media(note)
+    ogg = await download(client, note)
     assert len(ogg) == 3000 and ogg.startswith(b"OggS") and ogg[28:36] == b"OpusHead"
     with pytest.raises(MediaNotAvailable):
-        await client.download_media(text)
+        await client.download_media(text, LIMIT)
+    with pytest.raises(MediaTooLarge):
+        await client.download_media(image, 4999)
+
+
+async def download(client: SimulatedClient, message: Message) -> bytes:
+    body = await client.download_media(message, LIMIT)
+    data = b"".join([chunk async for chunk in body.chunks])
+    assert len(data) == body.size
+    return data
+
+
+async def test_a_large_file_streams_in_bounded_chunks_and_always_the_same_bytes(make: Factory) -> None:
+    client, _rec, _ = await paired(make)
+    size = 100 * 1024 * 1024
+    spec = {"type": "document", "mimetype": "application/zip", "size": size}
+    big = await client.incoming("+15551230009", None, None, spec)
+    digests = []
+    for _ in range(2):
+        body = await client.download_media(big, size)
+        digest, total, largest = hashlib.sha256(), 0, 0
+        async for chunk in body.chunks:
+            digest.update(chunk)
+            total, largest = total + len(chunk), max(largest, len(chunk))
+        assert total == body.size == size and largest <= CHUNK_BYTES
+        digests.append(digest.hexdigest())
+    assert digests[0] == digests[1]
 
 
 async def test_history_on_demand_arrives_as_one_more_chunk(make: Factory) -> None:

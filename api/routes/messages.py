@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import StreamingResponse
 
-from actors.domain import Chat, Message, Page
 from actors.ids import to_jid
 from actors.wire import JSON, chat_json, message_json
 from api.deps import OwnedSession, Resources
@@ -15,8 +15,6 @@ from api.schemas import MAX_ID, RECIPIENT_PATTERN, ChatPage, MessagePage
 from persistence.session_store import MAX_PAGE
 
 router = APIRouter(tags=["messages"])
-
-MEDIA_TIMEOUT_S = 60.0
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page")]
 Cursor = Annotated[str | None, Query(max_length=512, description="`nextCursor` of the previous page")]
@@ -35,7 +33,7 @@ MessageId = Annotated[str, Path(alias="messageId", max_length=MAX_ID)]
 @router.get("/sessions/{id}/chats", response_model=ChatPage, responses=error_responses(400, 404))
 async def chats(session_id: OwnedSession, res: Resources, limit: Limit = 50, cursor: Cursor = None) -> JSON:
     """The session's chats, most recent first."""
-    page: Page[Chat] = await res.actors.call(session_id, "chats", limit, cursor)
+    page = await res.actors.chats(session_id, limit, cursor)
     return {"items": [chat_json(c) for c in page.items], "nextCursor": page.next_cursor}
 
 
@@ -46,26 +44,32 @@ async def messages(
     session_id: OwnedSession, res: Resources, chat_id: ChatId, limit: Limit = 50, cursor: Cursor = None
 ) -> JSON:
     """A chat's messages, newest first."""
-    page: Page[Message] = await res.actors.call(session_id, "messages", to_jid(chat_id), limit, cursor)
+    page = await res.actors.messages(session_id, to_jid(chat_id), limit, cursor)
     return {"items": [message_json(m) for m in page.items], "nextCursor": page.next_cursor}
 
 
 @router.get(
     "/sessions/{id}/chats/{chatId}/messages/{messageId}/media",
-    response_class=Response,
+    response_class=StreamingResponse,
     responses={
         200: {
             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "The media bytes, with their Content-Type",
+            "description": "The media bytes, with their Content-Type and Content-Length",
         },
-        **error_responses(400, 404, 409),
+        **error_responses(400, 404, 409, 413, 504),
     },
 )
-async def media(session_id: OwnedSession, res: Resources, chat_id: ChatId, message_id: MessageId) -> Response:
-    """Download a message's media (409 while the session is not connected)."""
-    data, mimetype = await res.actors.call(
-        session_id, "media", to_jid(chat_id), message_id, timeout_s=MEDIA_TIMEOUT_S
-    )
+async def media(
+    session_id: OwnedSession, res: Resources, chat_id: ChatId, message_id: MessageId
+) -> StreamingResponse:
+    """Download a message's media, streamed (409 while the session is not connected, 413 above
+    MAX_MEDIA_BYTES: refused before anything is downloaded)."""
+    download = await res.actors.media(session_id, to_jid(chat_id), message_id)
+    head = download.head
     # Attachment + nosniff: a sender chooses the mimetype; it must never render as a page of ours.
-    headers = {"Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff"}
-    return Response(content=data, media_type=mimetype, headers=headers)
+    headers = {
+        "Content-Disposition": "attachment",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Length": str(head.size),
+    }
+    return StreamingResponse(download.chunks(), media_type=head.mimetype, headers=headers)

@@ -13,6 +13,8 @@ Invariants (each one keeps the whole process alive; see /work/shared/notes/neoni
   creating the client: Go's client maps are unlocked, and a concurrent write aborts the process.
 - `connect()` is one-shot (each call leaks a DB pool in Go). Whatever it ends with is an event; recovery
   is the session actor starting a fresh process.
+- Every FFI call runs on the client's own bounded pool with a bound per kind (`gocalls.GoCalls`), never on
+  the loop's default executor: a call that hangs in Go raises `ClientTimeout` and cannot starve the rest.
 - Go callbacks only enqueue: neonize parses the protobuf on Go's thread and schedules our handler on the
   loop (`run_coroutine_threadsafe`), which appends it to a queue; `events()` converts.
 """
@@ -29,10 +31,12 @@ from typing import Any
 
 from actors.clients.neonize import authstore, convert, outgoing, runtime
 from actors.clients.neonize.convert import enum_name
+from actors.clients.neonize.gocalls import GoCalls
 from actors.domain import Message, Reason, SendResult
 from actors.errors import (
     AlreadyConnected,
     ClientError,
+    ClientTimeout,
     InvalidInput,
     InvalidPhone,
     InvalidRecipient,
@@ -51,13 +55,14 @@ from actors.events import (
     QrCode,
 )
 from actors.ids import USER_SERVER, is_group, phone_digits, to_jid
-from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
+from actors.media.bodies import body_from_bytes
+from actors.media.limits import check_size
+from actors.ports import ClientOptions, MediaBody, OutgoingMedia, VoiceNote, WhatsAppClient
 
 log = logging.getLogger(__name__)
 
 DEVICE_OS = "WhatsApp Bridge"  # the name the phone lists under Linked devices
 QR_FIRST_S, QR_NEXT_S = 60.0, 20.0
-PROFILE_TIMEOUT_S = 10.0
 PAIRING_READY_S = 30.0  # how long request_pairing_code waits for the socket (first QR) after connect()
 STOP_BUDGET_S = 2.5  # the session actor gives stop() 3 s
 _DEVICE_JID = re.compile(r"^(?P<user>[0-9]{5,20}):(?P<device>[0-9]{1,3})@(?P<server>s\.whatsapp\.net|lid)$")
@@ -148,6 +153,8 @@ class NeonizeClient:
             )
             native = lib.client.NewAClient(self._dsn, jid=jid, props=props)
         runtime.keep(native)
+        self._go = GoCalls(lib.client.gocode, label=self._sid)
+        self._go.install(native)
         return native
 
     @property
@@ -265,20 +272,26 @@ class NeonizeClient:
         message = outgoing.voice_message(self._lib, note, up, self._context(quoted))
         return await self._send(jid, message, "voice note")
 
-    async def download_media(self, message: Message) -> bytes:
-        """The decrypted media of a message this adapter produced (its `media_ref`)."""
+    async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
+        """The decrypted media of a message this adapter produced (its `media_ref`), via a temporary file.
+
+        neonize 0.5.2 returns a download whole (its `path=` only writes those bytes out): the file is
+        refused above `max_bytes` before Go fetches it, and parked on disk as soon as Go hands it over.
+        """
         ref = message.media_ref
         if not ref or "message" not in ref:
             raise MediaNotAvailable()
-        self._require_online()
         wa_message = self._lib.e2e.Message.FromString(base64.b64decode(ref["message"]))
+        check_size(convert.declared_size(wa_message, ref.get("kind")), max_bytes)
+        self._require_online()
         try:
             data = await self._call(self._native.download_any, wa_message)
         except self._lib.exc.DownloadError as err:
             if any(code in str(err) for code in ("404", "410")):
                 raise MediaNotAvailable("WhatsApp no longer has this media") from err
             raise ClientError(f"media download failed: {err}") from err
-        return bytes(data)
+        check_size(len(data), max_bytes)
+        return await body_from_bytes(data)
 
     async def mark_read(self, chat_id: str, messages: Sequence[Message]) -> None:
         self._require_online()
@@ -461,17 +474,16 @@ class NeonizeClient:
             return Connected()
         push_name = picture = None
         try:
-            me = await asyncio.wait_for(self._call(self._native.get_me), PROFILE_TIMEOUT_S)
+            me = await self._call(self._native.get_me)
             push_name = str(me.PushName) or None
             if me.HasField("JID") and me.JID.User:
                 self._own_jid = f"{me.JID.User}@{me.JID.Server}"
             if self._own_jid:
                 params = self._lib.proto.GetProfilePictureParams(Preview=False)
                 own = outgoing.jid_proto(self._lib, self._own_jid)
-                call = self._call(self._native.get_profile_picture, own, params)
-                info = await asyncio.wait_for(call, PROFILE_TIMEOUT_S)
+                info = await self._call(self._native.get_profile_picture, own, params)
                 picture = str(info.URL) or None
-        except (TimeoutError, SessionNotConnected, self._lib.exc.NeonizeError) as err:
+        except (ClientTimeout, SessionNotConnected, self._lib.exc.NeonizeError) as err:
             log.info("session %s: profile not available: %r", self._sid, err)
         return Connected(push_name, picture)
 

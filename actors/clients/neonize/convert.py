@@ -324,3 +324,10 @@ def connect_error_reason(error: BaseException) -> Reason:
     if "database" in text or "pq:" in text:
         return Reason.ERROR
     return Reason.NETWORK if any(word in text for word in network) else Reason.ERROR
+
+
+def declared_size(ref: Any, field: str | None) -> int:
+    """The plaintext size a media sub-message (`media_ref`) declares; 0 when it does not say."""
+    if not field or not ref.HasField(field):
+        return 0
+    return int(getattr(getattr(ref, field), "fileLength", 0) or 0)

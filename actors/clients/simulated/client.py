@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from enum import StrEnum
@@ -25,7 +25,8 @@ from actors.clients.simulated.content import (
     group_participant,
     incoming_media,
     make_history,
-    media_bytes,
+    media_chunks,
+    media_size,
     message_id,
     now,
     pairing_code,
@@ -40,6 +41,7 @@ from actors.errors import (
     InvalidInput,
     InvalidPhone,
     InvalidRecipient,
+    MediaTooLarge,
     NoQrShowing,
     NotOnWhatsApp,
     SessionNotConnected,
@@ -57,7 +59,7 @@ from actors.events import (
     Receipt,
 )
 from actors.ids import USER_SERVER, is_group, jid_user, phone_digits, to_jid
-from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
+from actors.ports import ClientOptions, MediaBody, OutgoingMedia, VoiceNote, WhatsAppClient
 from actors.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
@@ -187,9 +189,12 @@ class SimulatedClient:
         )
         return await self._send(sent, quoted)
 
-    async def download_media(self, message: Message) -> bytes:
-        """The media bytes `message.media_ref` describes; MediaNotAvailable if it has none."""
-        return media_bytes(message.media_ref)
+    async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
+        """The media `message.media_ref` describes, made chunk by chunk as it is read (never whole)."""
+        size = media_size(message.media_ref)
+        if size > max_bytes:
+            raise MediaTooLarge(limit=max_bytes)
+        return MediaBody(size, _chunks(media_chunks(message.media_ref)))
 
     async def mark_read(self, chat_id: str, messages: Sequence[Message]) -> None:
         self._require_connected()
@@ -429,6 +434,12 @@ class SimulatedClient:
             await asyncio.sleep(HISTORY_STEP_S)
             await self._online.wait()
             self._emit(HistoryChunk(conversations[start : start + size]))
+
+
+async def _chunks(chunks: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
+    for chunk in chunks:
+        yield chunk
+        await asyncio.sleep(0)  # a chunk costs ~1 ms to make: let the session's other work in between
 
 
 def _digits(phone: str) -> str:

@@ -7,7 +7,7 @@ import hashlib
 import random
 import secrets
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +19,8 @@ from actors.ids import GROUP_SERVER, USER_SERVER
 
 # whatsmeow's linking-code alphabet (Crockford-like: no 0, I, O, U).
 PAIRING_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
-MAX_MEDIA_SIZE = 100 * 1024 * 1024
+MAX_MEDIA_SIZE = 2 * 1024 * 1024 * 1024  # WhatsApp's document limit
+CHUNK_BYTES = 256 * 1024
 
 _REF_VERSION = "sim-1"
 _PEOPLE = (
@@ -137,17 +138,35 @@ def incoming_media(seed: str, spec: Mapping[str, Any]) -> tuple[MessageType, Med
     return kind, media, ref
 
 
-def media_bytes(ref: Mapping[str, Any] | None) -> bytes:
-    """The bytes behind a media ref: deterministic, of the declared size, with the mimetype's header."""
+def media_size(ref: Mapping[str, Any] | None) -> int:
+    """The size of the file behind a media ref; MediaNotAvailable if it is not one of ours."""
     if not ref or ref.get("sim") != _REF_VERSION:
         raise MediaNotAvailable()
-    size, mimetype, seed = int(ref["size"]), str(ref["mimetype"]), str(ref["seed"])
+    return int(ref["size"])
+
+
+def media_chunks(ref: Mapping[str, Any] | None, chunk_size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The bytes behind a media ref, made as they are read: deterministic, of the declared size, starting
+    with the mimetype's header. Memory stays at one chunk whatever the size."""
+    size = media_size(ref)
+    assert ref is not None
+    mimetype, seed = str(ref["mimetype"]), str(ref["seed"])
+    chunk_size = max(4, chunk_size - chunk_size % 4)  # whole 32-bit words: chunked output == one call
     if mimetype.startswith("text/"):
         line = f"Simulated file {seed}. ".encode()
-        return (line * (size // len(line) + 1))[:size]
-    head = _header(mimetype, size)
-    body = random.Random(seed).randbytes(max(0, size - len(head)))
-    return (head + body)[:size]
+        for start in range(0, size, chunk_size):
+            n, offset = min(chunk_size, size - start), start % len(line)
+            yield (line * (n // len(line) + 2))[offset : offset + n]
+        return
+    head = _header(mimetype, size)[:size]
+    rng = random.Random(seed)
+    if head:
+        yield head
+    left = size - len(head)
+    while left > 0:
+        n = min(chunk_size, left)
+        yield rng.randbytes(n)
+        left -= n
 
 
 def _header(mimetype: str, size: int) -> bytes:
