@@ -17,6 +17,7 @@ import ray
 from actors.bus import EventBus
 from actors.clients import make_client
 from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
+from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.session import SessionConfig, SessionCore
 from persistence.session_store import SessionStore
@@ -92,8 +93,10 @@ class SessionActor:
     async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]:
         return await self._core.messages(chat_id, limit, cursor)
 
-    async def media(self, chat_id: str, message_id: str) -> tuple[bytes, str]:
-        return await self._core.media(chat_id, message_id)
+    @ray.method(num_returns="streaming", _generator_backpressure_num_objects=STREAM_AHEAD)
+    async def media(self, chat_id: str, message_id: str) -> MediaStream:
+        async for item in self._core.media(chat_id, message_id):
+            yield item
 
     async def mark_read(self, chat_id: str) -> None:
         await self._core.mark_read(chat_id)

@@ -37,10 +37,10 @@ from actors.domain import (
     SessionStatus,
     SessionView,
 )
+from actors.downloads import MediaStream, stream_media
 from actors.errors import (
     AlreadyConnected,
     InvalidInput,
-    MediaNotAvailable,
     MediaTooLarge,
     PhoneAlreadyPaired,
     SessionNotConnected,
@@ -530,12 +530,11 @@ class SessionCore:
         await self.wait_ready()
         return await self._store.messages(to_jid(chat_id), limit, cursor)
 
-    async def media(self, chat_id: str, message_id: str) -> tuple[bytes, str]:
-        message = await self._store.get_message(to_jid(chat_id), message_id)
-        if message.media is None:
-            raise MediaNotAvailable()
-        data = await self._client_if_connected().download_media(message)
-        return data, message.media.mimetype
+    def media(self, chat_id: str, message_id: str) -> MediaStream:
+        """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""
+        return stream_media(
+            self._store, self._client_if_connected, self._config.max_media_bytes, chat_id, message_id
+        )
 
     async def mark_read(self, chat_id: str) -> None:
         jid = to_jid(chat_id)
