@@ -1,87 +1,168 @@
-"""A session's publisher to Redis pub/sub. Redis being down never stops or slows a session.
+"""A session's events to Redis. Redis being down never stops or slows a session, and loses no message.
 
-While Redis is unreachable, `publish` returns at once (the event is dropped: the state stays readable
-from the actor and PostgreSQL, and messages are in the store); a probe retries every `retry_s`, and when
-Redis answers again the latest status and QR are published anew so subscribers catch up.
+Each event is added to the replayable log (the `wa:events` stream, capped: see `actors.wire`) and
+PUBLISHed on `wa:<kind>:<session id>` (the seed's channels), in one write. Events go out in the order
+they were published, each once; each carries (producer, seq) so that a reader drops the copy of an event
+re-sent after a reply was lost.
+
+While Redis is unreachable, `publish` returns at once and the event waits in an ordered outbox; a probe
+retries every `retry_s`, and once Redis answers the outbox is sent in order (new events queue behind it).
+`status` and `qr` keep only their latest in the outbox (a reader needs the current one, and a QR is stale
+once the status leaves `qr_ready`). The outbox holds at most `outbox_max` events (default 10 000: about
+10 MB at worst, an hour of a busy number's messages); past that the oldest are dropped, counted, and the
+count is logged when the outbox drains.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import secrets
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
-from actors.publisher import Publisher
+from actors.publisher import LoggedEvent, Publisher
 from actors.tasks import TaskGroup
-from actors.wire import channel
+from actors.wire import EVENTS_RETAINED, EVENTS_STREAM, channel, event_fields
 
 log = logging.getLogger(__name__)
 
-# Kinds whose last payload is re-sent after an outage (a subscriber needs the current one).
+OUTBOX_MAX = 10_000
+FLUSH_BATCH = 200
+# Kinds of which only the latest matters.
 _LATEST_KINDS = ("status", "qr")
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    kind: str
+    body: str
+    seq: int
 
 
 class EventBus:
     def __init__(
-        self, redis_url: str, session_id: str, *, retry_s: float = 1.0, timeout_s: float = 0.5
+        self,
+        redis_url: str,
+        session_id: str,
+        *,
+        retry_s: float = 1.0,
+        timeout_s: float = 0.5,
+        outbox_max: int = OUTBOX_MAX,
+        retained: int = EVENTS_RETAINED,
     ) -> None:
         self._session_id = session_id
         self._retry_s = retry_s
+        self._outbox_max = outbox_max
+        self._retained = retained
         self._redis = Publisher(redis_url, timeout_s=timeout_s)
-        self._latest: dict[str, str] = {}
+        self._producer = secrets.token_hex(6)  # this process: seqs restart with it
+        self._seq = itertools.count(1)
+        self._lock = asyncio.Lock()  # one event at a time: the order of publish() is the order sent
+        self._outbox: deque[_Event] = deque()
         self._down = False
         self._tasks = TaskGroup(f"bus {session_id}")
         self.published = 0
+        self.dropped = 0
 
     @property
     def up(self) -> bool:
         return not self._down
 
+    @property
+    def waiting(self) -> int:
+        """Events in the outbox."""
+        return len(self._outbox)
+
     async def publish(self, kind: str, payload: dict[str, Any]) -> None:
-        """Publish on `wa:<kind>:<session id>`; never raises."""
-        body = json.dumps(payload, separators=(",", ":"))
-        if kind in _LATEST_KINDS:
-            self._latest[kind] = body
-        if kind == "status" and payload.get("status") != "qr_ready":
-            self._latest.pop("qr", None)  # a stale QR must not be replayed after pairing
-        if self._down:
-            return
-        try:
-            await self._redis.publish(channel(kind, self._session_id), body)
-            self.published += 1
-        except OSError as err:
-            self._went_down(err)
+        """Send the event now, or queue it behind the outbox while Redis is down; never raises."""
+        event = _Event(kind, json.dumps(payload, separators=(",", ":")), next(self._seq))
+        async with self._lock:
+            if self._down:
+                self._queue(event, payload)
+                return
+            try:
+                await self._send([event])
+            except OSError as err:
+                self._queue(event, payload)
+                self._went_down(err)
+
+    def _queue(self, event: _Event, payload: dict[str, Any]) -> None:
+        stale = {event.kind} if event.kind in _LATEST_KINDS else set()
+        if event.kind == "status" and payload.get("status") != "qr_ready":
+            stale.add("qr")
+        if stale:
+            self._outbox = deque(e for e in self._outbox if e.kind not in stale)
+        self._outbox.append(event)
+        if len(self._outbox) > self._outbox_max:
+            self._outbox.popleft()
+            if not self.dropped:
+                log.warning(
+                    "session %s: Redis outbox full (%d events); dropping the oldest",
+                    self._session_id,
+                    self._outbox_max,
+                )
+            self.dropped += 1
+
+    async def _send(self, events: list[_Event]) -> None:
+        await self._redis.publish_logged(
+            EVENTS_STREAM,
+            self._retained,
+            [
+                LoggedEvent(
+                    channel(e.kind, self._session_id),
+                    e.body,
+                    event_fields(self._session_id, e.kind, e.body, self._producer, e.seq),
+                )
+                for e in events
+            ],
+        )
+        self.published += len(events)
 
     def _went_down(self, err: BaseException) -> None:
-        if self._down:
-            return
         self._down = True
-        log.warning("session %s: Redis unreachable (%s); publishing paused", self._session_id, err)
-        self._tasks.spawn(self._probe(), "redis probe")
+        log.warning("session %s: Redis unreachable (%s); events wait in the outbox", self._session_id, err)
+        self._tasks.spawn(self._recover(), "redis probe")
 
-    async def _probe(self) -> None:
+    async def _recover(self) -> None:
         while True:
             await asyncio.sleep(self._retry_s)
             try:
                 await self._redis.ping()
             except OSError:
                 continue
-            self._down = False
-            log.info("session %s: Redis is back; publishing resumed", self._session_id)
-            for kind, body in list(self._latest.items()):
-                try:
-                    await self._redis.publish(channel(kind, self._session_id), body)
-                    self.published += 1
-                except OSError as err:
-                    self._down = True
-                    log.debug("session %s: Redis lost again while catching up: %s", self._session_id, err)
-                    break
-            if not self._down:
+            if await self._flush():
                 return
+
+    async def _flush(self) -> bool:
+        """Send the outbox in order, a batch per write; True once it is empty (publishing goes direct)."""
+        while True:
+            async with self._lock:
+                batch = list(itertools.islice(self._outbox, FLUSH_BATCH))
+                if not batch:
+                    self._down = False
+                    log.info(
+                        "session %s: Redis is back; outbox sent (%d dropped while it was full)",
+                        self._session_id,
+                        self.dropped,
+                    )
+                    self.dropped = 0
+                    return True
+                try:
+                    await self._send(batch)
+                except OSError as err:
+                    log.debug("session %s: Redis lost again while sending the outbox: %s", self._session_id, err)
+                    return False
+                for _ in batch:
+                    self._outbox.popleft()
 
     async def close(self) -> None:
         await self._tasks.cancel_all()
+        if self._outbox:
+            log.warning("session %s: closing with %d unsent events", self._session_id, len(self._outbox))
         try:
             await self._redis.aclose()
         except OSError:

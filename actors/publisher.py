@@ -1,25 +1,28 @@
-"""A Redis connection that only PUBLISHes and PINGs (RESP2), for the session processes.
+"""A Redis connection that only PUBLISHes, XADDs and PINGs (RESP2), for the session processes.
 
 A session never subscribes or reads keys, and redis-py costs each session process 7.4 MiB of private
 memory (124 modules, the OpenTelemetry SDK among them) and a third of a send's publishing time
-(tests/benchmarks/README.md). This speaks the three commands a session needs over one asyncio stream:
-`AUTH` when the URL carries credentials, `PUBLISH`, `PING`. The API keeps redis-py for its subscription.
+(tests/benchmarks/README.md). This speaks the commands a session needs over one asyncio stream:
+`AUTH` when the URL carries credentials, `PUBLISH`, `XADD` (the events' replayable log, pipelined with
+the PUBLISH of the same event: one write per batch of events), `PING`. The API keeps redis-py.
 
 URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS, verified against the system's
 CAs or `?ssl_ca_certs=/path/ca.pem`, not at all with `?ssl_cert_reqs=none`),
-`unix://[[user]:password@]/path/to/socket`; `?password=` works too. Other query parameters are ignored,
-and so is the database number: pub/sub channels are server-wide.
+`unix://[[user]:password@]/path/to/socket[?db=N]`; `?password=` works too. Other query parameters are
+ignored. The database number matters for the stream only (pub/sub channels are server-wide).
 
-One command at a time; a failure or a timeout closes the connection (a reply may still be in flight), and
-the next command connects anew. A kept connection the server has closed meanwhile (an idle `timeout`, a
-proxy, a restart) is replaced before use, or, if that shows only as the command is sent, the command is
-sent once more on a fresh connection. Every failure is a `PublishError`, an `OSError`.
+One command (or pipelined batch) at a time; a failure or a timeout closes the connection (a reply may
+still be in flight), and the next command connects anew. A kept connection the server has closed
+meanwhile (an idle `timeout`, a proxy, a restart) is replaced before use, or, if that shows only as the
+command is sent, the command is sent once more on a fresh connection. Every failure is a `PublishError`,
+an `OSError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -40,6 +43,7 @@ class Endpoint:
     username: str | None
     password: str | None
     tls: ssl.SSLContext | None
+    db: int = 0
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
@@ -50,7 +54,7 @@ class Endpoint:
         if parts.scheme == "unix":
             if not parts.path:
                 raise ValueError("a unix:// Redis URL needs a socket path")
-            return cls(None, 0, parts.path, username, password, None)
+            return cls(None, 0, parts.path, username, password, None, _db(query.get("db", ["0"])[0]))
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
         tls = None
@@ -63,7 +67,25 @@ class Endpoint:
             if (query.get("ssl_cert_reqs") or [""])[0].lower() in ("none", "cert_none"):
                 tls.check_hostname = False
                 tls.verify_mode = ssl.CERT_NONE
-        return cls(parts.hostname or "localhost", parts.port or DEFAULT_PORT, None, username, password, tls)
+        db = _db(parts.path.strip("/") or query.get("db", ["0"])[0])
+        return cls(
+            parts.hostname or "localhost", parts.port or DEFAULT_PORT, None, username, password, tls, db
+        )
+
+
+def _db(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"the Redis database must be a number, not {text!r}")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One event for `publish_logged`: its pub/sub channel and message, and its stream entry's fields."""
+
+    channel: str
+    message: str
+    fields: Sequence[str]
 
 
 def _describe(err: BaseException) -> str:
@@ -88,13 +110,32 @@ class Publisher:
 
     async def publish(self, channel: str, message: str) -> int:
         """PUBLISH; the number of subscribers that got it."""
-        reply = await self._call(_command("PUBLISH", channel, message))
+        (reply,) = await self._call(_command("PUBLISH", channel, message), 1)
         if not reply.startswith(b":"):
             raise PublishError(f"unexpected reply to PUBLISH: {reply[:40]!r}")
         return int(reply[1:])
 
+    async def publish_logged(self, stream: str, maxlen: int, events: Sequence[LoggedEvent]) -> list[str]:
+        """Per event, XADD to `stream` (trimmed to about `maxlen`) then PUBLISH, all in one write.
+
+        The entry ids, in order. On a failure some of the events may have been applied.
+        """
+        if not events:
+            return []
+        trim = str(maxlen)
+        commands = b"".join(
+            _command("XADD", stream, "MAXLEN", "~", trim, "*", *e.fields)
+            + _command("PUBLISH", e.channel, e.message)
+            for e in events
+        )
+        replies = await self._call(commands, 2 * len(events))
+        ids = replies[0::2]
+        if any(not r.startswith(b"$") for r in ids) or any(not r.startswith(b":") for r in replies[1::2]):
+            raise PublishError(f"unexpected reply to XADD/PUBLISH: {replies[:2]!r}")
+        return [r[1:].decode() for r in ids]
+
     async def ping(self) -> None:
-        reply = await self._call(_command("PING"))
+        (reply,) = await self._call(_command("PING"), 1)
         if reply != b"+PONG":
             raise PublishError(f"unexpected reply to PING: {reply[:40]!r}")
 
@@ -102,7 +143,7 @@ class Publisher:
         async with self._lock:
             self._drop()
 
-    async def _call(self, command: bytes) -> bytes:
+    async def _call(self, command: bytes, replies: int) -> list[bytes]:
         async with self._lock:
             if self._reader is not None and self._reader.at_eof():
                 self._drop()  # the server closed it while idle (its `timeout`, a proxy, a restart)
@@ -112,7 +153,7 @@ class Publisher:
                     async with asyncio.timeout(self._timeout_s):
                         if not reused:
                             await self._connect()
-                        return await self._roundtrip(command)
+                        return await self._roundtrip(command, replies)
                 except PublishError:  # Redis answered with an error
                     self._drop()
                     raise
@@ -130,15 +171,25 @@ class Publisher:
                     raise
             raise AssertionError("unreachable")
 
-    async def _roundtrip(self, command: bytes) -> bytes:
+    async def _roundtrip(self, command: bytes, replies: int) -> list[bytes]:
+        """Write, then read `replies` replies (all of them, so that the stream stays in step)."""
         assert self._reader is not None and self._writer is not None
         self._writer.write(command)
         await self._writer.drain()
-        line = await self._reader.readuntil(b"\r\n")
-        reply = line[:-2]
-        if reply.startswith(b"-"):
-            raise PublishError(reply[1:].decode(errors="replace"))
-        return reply
+        got = [await self._reply() for _ in range(replies)]
+        for reply in got:
+            if reply.startswith(b"-"):
+                raise PublishError(reply[1:].decode(errors="replace"))
+        return got
+
+    async def _reply(self) -> bytes:
+        """One simple reply line (`+`, `-`, `:`), or a bulk string as `$` + its content."""
+        assert self._reader is not None
+        line = (await self._reader.readuntil(b"\r\n"))[:-2]
+        if line.startswith(b"$"):
+            size = int(line[1:])
+            return b"$" + ((await self._reader.readexactly(size + 2))[:-2] if size >= 0 else b"")
+        return line
 
     async def _connect(self) -> None:
         ep = self._endpoint
@@ -148,8 +199,10 @@ class Publisher:
             self._reader, self._writer = await asyncio.open_connection(ep.host, ep.port, ssl=ep.tls)
         if ep.password is not None:
             credentials = (ep.username, ep.password) if ep.username else (ep.password,)
-            if await self._roundtrip(_command("AUTH", *credentials)) != b"+OK":
+            if await self._roundtrip(_command("AUTH", *credentials), 1) != [b"+OK"]:
                 raise PublishError("AUTH was not accepted")
+        if ep.db:
+            await self._roundtrip(_command("SELECT", str(ep.db)), 1)
 
     def _drop(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

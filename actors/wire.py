@@ -98,3 +98,16 @@ def msg_payload(message: Message) -> JSON:
 def channel(kind: str, session_id: str) -> str:
     """Redis channel name: kind is `qr`, `status` or `msg`."""
     return f"wa:{kind}:{session_id}"
+
+
+# The replayable log of live events: one capped Redis Stream next to the pub/sub channels. An entry's id
+# is the `cursor` of the WebSocket frame it becomes; its fields are below (short names: 100k entries).
+EVENTS_STREAM = "wa:events"
+# Entries kept (XADD MAXLEN ~: at least this many). At 100 events/s across the cluster: ~17 minutes.
+EVENTS_RETAINED = 100_000
+F_SESSION, F_KIND, F_DATA, F_PRODUCER, F_SEQ = "s", "k", "d", "p", "n"
+
+
+def event_fields(session_id: str, kind: str, body: str, producer: str, seq: int) -> list[str]:
+    """XADD field/value pairs of one event; (producer, seq) lets readers drop a re-sent duplicate."""
+    return [F_SESSION, session_id, F_KIND, kind, F_DATA, body, F_PRODUCER, producer, F_SEQ, str(seq)]

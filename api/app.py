@@ -44,6 +44,8 @@ class ComponentsOut(BaseModel):
     database: ComponentState
     redis: ComponentState
     ray: ComponentState
+    # Live events: this process's hub reads the event log and is not behind it (`api.hub`).
+    events: ComponentState
 
 
 class HealthOut(BaseModel):
@@ -160,7 +162,14 @@ def _component(ok: bool) -> ComponentState:
     return "ok" if ok else "error"
 
 
-async def health(app_state: State) -> HealthOut:
+def _events_ok(request: Request, app_state: AppState) -> bool:
+    resources = getattr(request.app.state, "api", None)
+    ok = resources is not None and bool(resources.hub.events_ok)
+    app_state.note("live events", ok=ok, why="the event hub is not reading the event log")
+    return ok
+
+
+async def health(app_state: State, request: Request) -> HealthOut:
     """Each backing service checked concurrently, each within HEALTH_TIMEOUT_S: health never hangs."""
     counts, redis_ok, ray_ok = await asyncio.gather(
         _bounded(_count_sessions(app_state), "database", app_state),
@@ -168,12 +177,16 @@ async def health(app_state: State) -> HealthOut:
         _bounded(_ray_ok(app_state), "ray", app_state),
     )
     db_ok = counts is not None
+    events_ok = _events_ok(request, app_state)
     components = ComponentsOut(
-        database=_component(db_ok), redis=_component(bool(redis_ok)), ray=_component(bool(ray_ok))
+        database=_component(db_ok),
+        redis=_component(bool(redis_ok)),
+        ray=_component(bool(ray_ok)),
+        events=_component(events_ok),
     )
     counts = counts or repo.SessionCounts(total=0, connected=0)
     return HealthOut(
-        status="ok" if db_ok and redis_ok and ray_ok else "degraded",
+        status="ok" if db_ok and redis_ok and ray_ok and events_ok else "degraded",
         sessions=SessionCountsOut(total=counts.total, connected=counts.connected),
         components=components,
     )

@@ -1,12 +1,19 @@
-"""Live events for WebSocket clients: one Redis subscription per API process, fanned out in-process.
+"""Live events for WebSocket clients: one reader of the event log per API process, fanned out in-process.
 
-- One pattern subscription (`wa:*`) per process. Each event is routed to the sockets of the session's
-  owner (`api.owners`) that may see that session.
+- One loop per process reads the `wa:events` stream (`api.eventlog`) from the last entry it handled, so
+  after a Redis blink it catches up where it stopped: no gap, no duplicate (a copy a session re-sent is
+  dropped). Each entry becomes a frame whose `cursor` is the entry id, routed to the sockets of the
+  session's owner (`api.owners`) that may see that session.
+- The loop is supervised: an entry that cannot be decoded is logged and skipped; any other failure is
+  logged, counts as "not delivering" (`events_ok`, /health) and the loop starts again with capped backoff.
+  Owner lookups run concurrently and are waited for at most `OWNER_WAIT_S`: an owner that cannot be
+  resolved yet has that session's entries skipped (a reconnecting client gets them by replay) and is
+  asked again later, so one session never stalls the others.
 - Each socket has a bounded queue. Queuing never blocks: a socket whose queue is full is dropped (it
-  reconnects and gets a fresh snapshot), so one slow or dead client never delays the others.
+  reconnects with its last cursor), so one slow or dead client never delays the others.
 - While Redis is down, the hub polls the actors of the sessions somebody watches every
-  `poll_interval_s` and queues a `status` (and `qr`) frame when it changed; the subscription is retried
-  with capped backoff, and once it is back polling stops (after one catch-up round).
+  `poll_interval_s` and queues a `status` (and `qr`) frame when it changed; once the log is readable
+  again polling stops (after one catch-up round).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,7 +34,8 @@ from redis.retry import Retry
 from actors.domain import SessionStatus, SessionView
 from actors.errors import WaError
 from actors.tasks import TaskGroup
-from actors.wire import JSON, qr_payload, status_payload
+from actors.wire import EVENTS_STREAM, JSON, qr_payload, status_payload
+from api import eventlog
 from api.database import Database
 from api.handles import SessionActors
 from api.metrics import Metrics
@@ -35,27 +44,42 @@ from persistence import repo
 
 log = logging.getLogger(__name__)
 
-PATTERN = "wa:*"
-FRAME_TYPES = {"qr": "qr", "status": "status", "msg": "message"}
+# Event kinds whose frame type differs from the kind (`wa:msg:{id}` → `message`); others keep their name.
+FRAME_TYPES = {"msg": "message"}
 QUEUE_FRAMES = 256
 POLL_INTERVAL_S = 2.0
 STATUS_TIMEOUT_S = 2.0
 # WebSocket close codes.
 NORMAL_CLOSURE, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
 BACKOFF_MAX_S = 5.0
+READ_BLOCK_MS = 1000
+READ_COUNT = 500
+OWNER_WAIT_S = 1.0
+OWNER_RETRY_S = 5.0
+OWNER_LOOKUPS = 4
+# The reader counts as not delivering when it has not completed a read for this long, or has been
+# reading full batches (a backlog) for this long.
+STALE_S = 5.0
 
 
-def frame_text(frame_type: str, session_id: str, payload: JSON) -> str:
-    """A WebSocket frame: `{type, sessionId, **payload}`."""
-    return json.dumps({"type": frame_type, "sessionId": session_id, **payload}, separators=(",", ":"))
+def frame_text(frame_type: str, session_id: str | None, payload: JSON, *, cursor: str) -> str:
+    """A WebSocket frame: `{type, sessionId, **payload, cursor}`."""
+    frame = {"type": frame_type, "sessionId": session_id, **payload, "cursor": cursor}
+    return json.dumps(frame, separators=(",", ":"))
 
 
 class Subscriber:
     """One WebSocket client's view of the hub: who it is, what it watches, its outgoing queue."""
 
-    def __init__(self, user_id: str, session_filter: str | None, queue_frames: int = QUEUE_FRAMES) -> None:
+    def __init__(
+        self, user_id: str, session_filter: str | None, start: str, queue_frames: int = QUEUE_FRAMES
+    ) -> None:
         self.user_id = user_id
         self.session_filter = session_filter
+        # The log position when it subscribed: entries after it come live, the ones up to it by replay.
+        self.start = start
+        # Live entries up to here are not sent (the client said it has them: its cursor).
+        self.seen_upto = eventlog.START
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_frames)
         self.dropped = asyncio.Event()
         self.close_code = NORMAL_CLOSURE
@@ -102,20 +126,34 @@ class EventHub:
         self._by_user: dict[str, set[Subscriber]] = {}
         self._user_sessions: dict[str, list[SessionView]] = {}
         self._tasks = TaskGroup("event hub")
+        self._queries: Redis | None = None
+        self._position: str | None = None  # the last entry handled; None until the log was first read
+        self._duplicates = eventlog.Duplicates()
+        self._lookups: dict[str, asyncio.Task[str | None]] = {}
+        self._lookup_slots = asyncio.Semaphore(OWNER_LOOKUPS)
+        self._owner_retry_at: dict[str, float] = {}
         self._redis_up = False
+        self._read_at = 0.0
+        self._backlog_since: float | None = None
         self._catch_up = False
         self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._tasks.spawn(self._subscription_loop(), "redis subscription")
+        self._queries = self._redis()
+        self._tasks.spawn(self._read_loop(), "event log reader")
         self._tasks.spawn(self._poll_loop(), "status polling")
 
     async def stop(self) -> None:
         # The flag too: redis-py can swallow a cancellation that lands as its read timeout expires.
         self._stopping = True
         await self._tasks.cancel_all()
+        for task in list(self._lookups.values()):
+            task.cancel()
+        if self._queries is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._queries.aclose(), 2.0)
         for subs in list(self._by_user.values()):
             for sub in subs:
                 sub.drop(GOING_AWAY)
@@ -125,13 +163,35 @@ class EventHub:
     def redis_up(self) -> bool:
         return self._redis_up
 
+    @property
+    def events_ok(self) -> bool:
+        """Whether live events are being delivered: the log read lately and not lagging behind it."""
+        now = time.monotonic()
+        behind = self._backlog_since is not None and now - self._backlog_since > STALE_S
+        return self._redis_up and now - self._read_at < STALE_S and not behind
+
+    @property
+    def position(self) -> str:
+        """The cursor of the last entry handled (`0-0` before the log was first read)."""
+        return self._position or eventlog.START
+
     # ------------------------------------------------------------------ subscribers
 
     def subscribe(
-        self, user_id: str, session_filter: str | None, sessions: Iterable[SessionView]
+        self,
+        user_id: str,
+        session_filter: str | None,
+        sessions: Iterable[SessionView],
+        *,
+        cursor: str | None = None,
     ) -> Subscriber:
-        """Register a client of `user_id`; `sessions` are the user's sessions as the caller just read them."""
-        sub = Subscriber(user_id, session_filter, self._queue_frames)
+        """Register a client of `user_id`; `sessions` are the user's sessions as the caller just read them.
+
+        From now on it is queued the entries after `hub.position` (and after `cursor`, which it has).
+        """
+        sub = Subscriber(user_id, session_filter, self.position, self._queue_frames)
+        if eventlog.parse_cursor(cursor) is not None:
+            sub.seen_upto = str(cursor)
         self._by_user.setdefault(user_id, set()).add(sub)
         views = list(sessions)
         self._user_sessions[user_id] = views
@@ -156,11 +216,42 @@ class EventHub:
         for view in await self._live_views([v for v in sessions if sub.wants(v.id)]):
             payload = status_payload(view)
             sub.remember("status", view.id, payload)
-            frames.append(frame_text("status", view.id, payload))
+            frames.append(frame_text("status", view.id, payload, cursor=sub.start))
             qr = _qr_of(view)
             if qr is not None:
                 sub.remember("qr", view.id, qr)
-                frames.append(frame_text("qr", view.id, qr))
+                frames.append(frame_text("qr", view.id, qr, cursor=sub.start))
+        return frames
+
+    async def replay(self, sub: Subscriber, cursor: str, sessions: Iterable[str]) -> list[str]:
+        """The frames of `sessions` after `cursor` up to where `sub` went live, in order; or one `resync`
+        frame when they cannot all be had (cursor invalid, too old, or the log unreadable)."""
+        allowed = {sid for sid in sessions if sub.wants(sid)}
+        reason = "invalid_cursor" if eventlog.parse_cursor(cursor) is None else None
+        frames: list[str] = []
+        try:
+            if reason is None and not await eventlog.resumable(self._query_client(), cursor):
+                reason = "cursor_expired"
+            if reason is None and eventlog.after(sub.start, cursor):
+                copies = eventlog.Duplicates()
+                async for entry_id, fields in eventlog.entries_between(
+                    self._query_client(), cursor, sub.start
+                ):
+                    entry = self._decoded(entry_id, fields)
+                    if entry is None or entry.session_id not in allowed or copies.is_copy(entry):
+                        continue
+                    if self._duplicates.is_known_copy(entry.id):
+                        continue
+                    frame_type = FRAME_TYPES.get(entry.kind, entry.kind)
+                    frames.append(frame_text(frame_type, entry.session_id, entry.payload, cursor=entry.id))
+        except (RedisError, OSError) as err:
+            log.info("cannot replay events for user %s (%s)", sub.user_id, type(err).__name__)
+            reason = "unavailable"
+        if reason is not None:
+            sub.seen_upto = eventlog.START  # the client reloads: whatever comes live is news
+            self._metrics.ws_resyncs.labels(reason=reason).inc()
+            log.info("user %s resumes from an unusable cursor (%s): resync", sub.user_id, reason)
+            return [frame_text("resync", sub.session_filter, {"reason": reason}, cursor=sub.start)]
         return frames
 
     def _offer(self, sub: Subscriber, frame_type: str, session_id: str, payload: JSON, text: str) -> None:
@@ -180,18 +271,28 @@ class EventHub:
         self._metrics.ws_frames.labels(type=frame_type).inc()
 
     def _deliver(
-        self, user_id: str, frame_type: str, session_id: str, payload: JSON, *, changes_only: bool
+        self,
+        user_id: str,
+        frame_type: str,
+        session_id: str,
+        payload: JSON,
+        *,
+        cursor: str | None = None,
     ) -> None:
+        """Queue a frame to the user's sockets watching the session: a log entry (`cursor`), or a polled
+        change (no cursor: sent only to sockets not yet told, with the current position)."""
         text: str | None = None
         for sub in list(self._by_user.get(user_id, ())):
             if not sub.wants(session_id):
                 continue
-            if changes_only and not _changed(sub, frame_type, session_id, payload):
+            if cursor is None and not _changed(sub, frame_type, session_id, payload):
                 continue
-            text = text or frame_text(frame_type, session_id, payload)
+            if cursor is not None and not eventlog.after(cursor, sub.seen_upto):
+                continue
+            text = text or frame_text(frame_type, session_id, payload, cursor=cursor or self.position)
             self._offer(sub, frame_type, session_id, payload, text)
 
-    # ------------------------------------------------------------------ Redis
+    # ------------------------------------------------------------------ the event log
 
     def _redis(self) -> Redis:
         return Redis.from_url(
@@ -202,25 +303,40 @@ class EventHub:
             retry=Retry(NoBackoff(), 0),
         )
 
-    async def _subscription_loop(self) -> None:
+    def _query_client(self) -> Redis:
+        if self._queries is None:
+            self._queries = self._redis()
+        return self._queries
+
+    async def _read_loop(self) -> None:
+        """Read the log from the last entry handled, forever; every failure is logged and retried."""
         backoff = 0.25
         while not self._stopping:
             client = self._redis()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.psubscribe(PATTERN)
-                self._went_up()
-                backoff = 0.25
+                if self._position is None:
+                    self._position = await eventlog.last_id(client)
                 while not self._stopping:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "pmessage":
-                        await self._dispatch(message["channel"], message["data"])
+                    got: Any = await client.xread(
+                        {EVENTS_STREAM: self._position}, count=READ_COUNT, block=READ_BLOCK_MS
+                    )
+                    self._went_up()
+                    backoff = 0.25
+                    entries = got[0][1] if got else []
+                    now = time.monotonic()
+                    self._read_at = now
+                    if len(entries) < READ_COUNT:
+                        self._backlog_since = None
+                    elif self._backlog_since is None:
+                        self._backlog_since = now
+                    await self._handle(entries)
                 return
             except (RedisError, OSError) as err:
                 self._went_down(err)
+            except Exception as err:
+                log.exception("the event log reader failed; starting it again")
+                self._went_down(err)
             finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 2.0)  # type: ignore[no-untyped-call]
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.aclose(), 2.0)
             await asyncio.sleep(backoff)
@@ -228,42 +344,73 @@ class EventHub:
 
     def _went_up(self) -> None:
         if not self._redis_up:
-            log.info("event subscription to Redis established")
+            log.info("reading the event log from %s", self._position)
             self._catch_up = True  # what changed while we were not listening
         self._redis_up = True
         self._metrics.event_subscription.set(1)
 
     def _went_down(self, err: BaseException) -> None:
         if self._redis_up:
-            log.warning("lost the Redis event subscription (%s); polling session status instead", err)
+            log.warning("lost the event log (%s); polling session status instead", type(err).__name__)
         self._redis_up = False
         self._metrics.event_subscription.set(0)
 
-    async def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
-        name = channel.decode() if isinstance(channel, bytes) else channel
-        _, kind, session_id = [*name.split(":", 2), "", ""][:3]
-        frame_type = FRAME_TYPES.get(kind)
-        if frame_type is None or not session_id:
-            return
-        self._metrics.events.labels(type=frame_type).inc()
-        if not self._by_user:
-            return
-        owner = await self._owner(session_id)
-        if owner is None or owner not in self._by_user:
-            return
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            log.debug("ignoring a malformed event on %s", name)
-            return
-        if isinstance(payload, dict):
-            self._deliver(owner, frame_type, session_id, payload, changes_only=False)
+    async def _handle(self, raw: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Deliver a batch of entries in order; the position moves past each one, delivered or not."""
+        entries = [(entry_id, self._decoded(entry_id, fields)) for entry_id, fields in raw]
+        owners = await self._resolve({e.session_id for _, e in entries if e is not None})
+        for entry_id, entry in entries:
+            self._position = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            if entry is None or self._duplicates.is_copy(entry):
+                continue
+            frame_type = FRAME_TYPES.get(entry.kind, entry.kind)
+            self._metrics.events.labels(type=frame_type).inc()
+            owner = owners.get(entry.session_id)
+            if owner is not None:
+                self._deliver(owner, frame_type, entry.session_id, entry.payload, cursor=entry.id)
 
-    async def _owner(self, session_id: str) -> str | None:
+    def _decoded(self, entry_id: bytes, fields: dict[bytes, bytes]) -> eventlog.Entry | None:
         try:
-            return await self._owners.owner(session_id)
-        except WaError:
+            return eventlog.decode(entry_id, fields)
+        except (ValueError, KeyError) as err:
+            log.warning("skipping a malformed event log entry %r (%s)", entry_id, type(err).__name__)
+            self._metrics.events_skipped.labels(why="malformed").inc()
             return None
+
+    async def _resolve(self, session_ids: set[str]) -> dict[str, str | None]:
+        """Owners of the sessions someone here may watch, as far as they are known within OWNER_WAIT_S."""
+        if not self._by_user or not session_ids:
+            return {}
+        now = time.monotonic()
+        started = []
+        for sid in session_ids:
+            if sid not in self._lookups and self._owner_retry_at.get(sid, 0.0) <= now:
+                self._lookups[sid] = asyncio.create_task(self._lookup(sid), name=f"owner of {sid}")
+                started.append(self._lookups[sid])
+        if started:  # lookups still running from an earlier batch are not waited for again
+            await asyncio.wait(started, timeout=OWNER_WAIT_S)
+        found: dict[str, str | None] = {}
+        for sid in session_ids:
+            task = self._lookups.get(sid)
+            if task is None or not task.done():
+                self._metrics.events_skipped.labels(why="owner_unknown").inc()
+                continue
+            del self._lookups[sid]
+            if task.cancelled() or task.exception() is not None:
+                self._owner_retry_at[sid] = now + OWNER_RETRY_S
+                self._metrics.events_skipped.labels(why="owner_unknown").inc()
+                continue
+            self._owner_retry_at.pop(sid, None)
+            found[sid] = task.result()
+        return found
+
+    async def _lookup(self, session_id: str) -> str | None:
+        async with self._lookup_slots:
+            try:
+                return await self._owners.owner(session_id)
+            except Exception as err:
+                log.debug("no owner for session %s yet (%s); retrying later", session_id, type(err).__name__)
+                raise
 
     # ------------------------------------------------------------------ polling while Redis is down
 
@@ -292,10 +439,10 @@ class EventHub:
     async def _poll_user(self, user_id: str) -> None:
         watched = [v for v in self._user_sessions.get(user_id, []) if self._watched(user_id, v.id)]
         for view in await self._live_views(watched):
-            self._deliver(user_id, "status", view.id, status_payload(view), changes_only=True)
+            self._deliver(user_id, "status", view.id, status_payload(view))
             qr = _qr_of(view)
             if qr is not None:
-                self._deliver(user_id, "qr", view.id, qr, changes_only=True)
+                self._deliver(user_id, "qr", view.id, qr)
 
     def _watched(self, user_id: str, session_id: str) -> bool:
         return any(sub.wants(session_id) for sub in self._by_user.get(user_id, ()))

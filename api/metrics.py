@@ -43,7 +43,16 @@ class Metrics:
         )
         self.events = Counter("wab_events_received", "Events received from Redis", ["type"], registry=r)
         self.event_subscription = Gauge(
-            "wab_event_subscription_up", "1 while the Redis event subscription is live", registry=r
+            "wab_event_subscription_up", "1 while the Redis event log is being read", registry=r
+        )
+        self.events_skipped = Counter(
+            "wab_events_skipped",
+            "Event log entries not delivered live (malformed, or owner not resolved in time)",
+            ["why"],
+            registry=r,
+        )
+        self.ws_resyncs = Counter(
+            "wab_ws_resyncs", "WebSocket resumes answered with `resync`", ["reason"], registry=r
         )
 
 

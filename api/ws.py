@@ -1,9 +1,21 @@
-"""The `/ws` WebSocket: who may connect, the snapshot on open, then live frames from the hub.
+"""The `/ws` WebSocket: who may connect, the snapshot on open, the frames missed, then live frames.
 
 Authentication: `X-API-Key` + `X-User-Id` headers (servers), or `?token=` from POST /ws-token
 (browsers cannot set headers). A refused client is accepted and closed at once with 1008 (policy
 violation) and a reason, so that a browser sees why. A client too slow for its queue is closed with
-1013 (try again later); it reconnects and gets a fresh snapshot.
+1013 (try again later); it reconnects with its last cursor.
+
+Every frame carries a `cursor`. `?cursor=<the last one received>` resumes: after the snapshot come the
+frames of the user's sessions logged after that cursor, once, in order, then live ones, with no gap and
+no duplicate between the two. The window is the event log's (`actors.wire.EVENTS_RETAINED` entries
+across all sessions, 100 000 by default: about 17 minutes at 100 events/s); a cursor older than that, or
+not one of ours, or one that cannot be checked while Redis is down, gets a single
+`{type: "resync", sessionId, reason, cursor}` frame instead: reload over REST, then go on from that frame.
+
+When the user's sessions cannot be read (PostgreSQL down, or any other failure), the handshake is refused
+with an HTTP 503 `service_unavailable` response carrying `Retry-After`, as the REST routes answer; a
+server without the denial-response extension accepts and closes with 1013 (try again later) instead.
+Never a 500, never an empty snapshot that looks like "no sessions".
 """
 
 from __future__ import annotations
@@ -14,11 +26,13 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from actors.errors import WaError
+from actors.errors import ServiceUnavailable, WaError
 from api.auth import api_key_matches
 from api.deps import check_user_id
-from api.hub import Subscriber
+from api.errors import error_response
+from api.hub import TRY_AGAIN_LATER, Subscriber
 from api.resources import ApiResources
+from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
 from persistence import repo
 
 log = logging.getLogger(__name__)
@@ -45,23 +59,45 @@ async def _refuse(ws: WebSocket, reason: str) -> None:
     await ws.close(POLICY_VIOLATION, reason)
 
 
+async def _unavailable(ws: WebSocket, err: Exception) -> None:
+    """Refuse the handshake as REST would answer: 503 + Retry-After (or 1013 without denial responses)."""
+    mapped = as_wa_error(err)
+    if mapped is None:
+        log.error("WebSocket handshake failed: %s", describe(err))
+        mapped = ServiceUnavailable()
+    else:
+        log.warning("WebSocket handshake refused: %s (%s)", mapped.code, describe(err))
+    retry_after = str(getattr(mapped, "retry_after", None) or RETRY_AFTER_S)
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        response = error_response(503, ServiceUnavailable.code, mapped.message, {"Retry-After": retry_after})
+        await ws.send_denial_response(response)
+        return
+    await ws.accept()
+    await ws.close(TRY_AGAIN_LATER, "service unavailable, try again shortly")
+
+
 async def serve(ws: WebSocket, res: ApiResources) -> None:
     user = authenticate(ws, res)
     if user is None:
         await _refuse(ws, "invalid credentials or expired token")
         return
     session_filter = ws.query_params.get("sessionId")
+    cursor = ws.query_params.get("cursor")
     try:
         sessions = await res.db.run(repo.list_sessions, user)
-    except WaError:
-        sessions = []  # the database is down: live frames still flow; the snapshot is empty
+    except Exception as err:
+        await _unavailable(ws, err)
+        return
     if session_filter is not None and session_filter not in {s.id for s in sessions}:
         await _refuse(ws, "unknown session")
         return
     await ws.accept()
-    sub = res.hub.subscribe(user, session_filter, sessions)
+    sub = res.hub.subscribe(user, session_filter, sessions, cursor=cursor)
     try:
-        for frame in await res.hub.snapshot(sub, sessions):
+        frames = await res.hub.snapshot(sub, sessions)
+        if cursor is not None:
+            frames += await res.hub.replay(sub, cursor, [s.id for s in sessions])
+        for frame in frames:
             await asyncio.wait_for(ws.send_text(frame), SEND_TIMEOUT_S)
         await _pump(ws, sub)
     except (WebSocketDisconnect, TimeoutError, OSError, RuntimeError) as err:

@@ -23,10 +23,11 @@ from starlette.requests import Request
 from actors.config import Settings, asyncpg_dsn
 from actors.domain import Chat, Media, Message, MessageStatus, MessageType, Reason, SessionStatus, SessionView
 from actors.errors import InvalidInput, MediaTooLarge
-from actors.wire import chat_json, message_json, session_json
+from actors.wire import EVENTS_STREAM, chat_json, event_fields, message_json, session_json
 from api.app import create_app
 from api.auth import WsTokens, api_key_matches
 from api.database import Database
+from api.eventlog import parse_cursor
 from api.handles import SessionActors
 from api.hub import EventHub, frame_text
 from api.metrics import Metrics
@@ -319,14 +320,20 @@ async def test_a_slow_client_is_dropped_and_never_delays_the_others(
                 received.append(json.loads(await fast.queue.get()))
 
         reader = asyncio.create_task(drain())
-        async with Redis.from_url(redis_url) as redis:
+        async with Redis.from_url(redis_url) as redis:  # as a session's bus logs its events
             for n in range(20):
-                await redis.publish(f"wa:msg:{sid}", json.dumps({"chatId": "c", "message": {"n": n}}))
-            await redis.publish("wa:status:5e55e55e-0000-4000-8000-00000000ffff", json.dumps({"status": "x"}))
+                body = json.dumps({"chatId": "c", "message": {"n": n}})
+                fields = event_fields(sid, "msg", body, "p", n)
+                await redis.xadd(EVENTS_STREAM, dict(zip(fields[::2], fields[1::2], strict=True)))
+            other = event_fields("5e55e55e-0000-4000-8000-00000000ffff", "status", '{"status":"x"}', "q", 1)
+            await redis.xadd(EVENTS_STREAM, dict(zip(other[::2], other[1::2], strict=True)))
         await _wait(lambda: len(received) == 20)
         reader.cancel()
         assert [f["message"]["n"] for f in received] == list(range(20))
+        cursor = received[0].pop("cursor")
         assert received[0] == {"type": "message", "sessionId": sid, "chatId": "c", "message": {"n": 0}}
+        cursors = [cursor] + [f["cursor"] for f in received[1:]]
+        assert len(set(cursors)) == 20 and cursors == sorted(cursors, key=parse_cursor)
         assert slow.dropped.is_set() and slow.queue.qsize() == 4
         assert not fast.dropped.is_set()
         assert stranger.queue.empty()
@@ -357,6 +364,7 @@ async def test_without_redis_status_changes_are_polled_once_each(
     await hub.poll_once()
     assert sub.queue.qsize() == 1
     frame = json.loads(sub.queue.get_nowait())
+    assert frame.pop("cursor") == "0-0"  # no event log: the start
     assert frame == {
         "type": "status", "sessionId": sid, "status": "connected", "reason": None, "phone": "+15550001111",
         "displayName": None,
@@ -364,7 +372,7 @@ async def test_without_redis_status_changes_are_polled_once_each(
 
 
 def test_frames_carry_type_and_session_first() -> None:
-    text = frame_text("qr", "s1", {"qr": "abc", "expiresAt": "2026-01-01T00:00:00.000Z"})
+    text = frame_text("qr", "s1", {"qr": "abc", "expiresAt": "2026-01-01T00:00:00.000Z"}, cursor="1-0")
     assert text.startswith('{"type":"qr","sessionId":"s1",')
 
 

@@ -209,7 +209,7 @@ def test_local_run_starts_everything_stops_everything_and_keeps_its_data(
     first = _start(data_dir, log)
     runs.append(first)
     health = first.wait_healthy()
-    assert health["components"] == {"database": "ok", "redis": "ok", "ray": "ok"}
+    assert health["components"] == {"database": "ok", "redis": "ok", "ray": "ok", "events": "ok"}
     _add_session_row(data_dir)
     assert first.health()["sessions"] == {"total": 1, "connected": 0}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from actors.publisher import Endpoint, Publisher, PublishError
+from actors.publisher import Endpoint, LoggedEvent, Publisher, PublishError
 from api.localstack import EmbeddedValkey, free_port
 
 
@@ -167,8 +167,43 @@ def test_urls(tmp_path: Path) -> None:
     assert Endpoint.from_url("rediss://cache").tls.check_hostname  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="ssl_ca_certs"):
         Endpoint.from_url(f"rediss://cache?ssl_ca_certs={tmp_path}/missing.pem")
-    sock = Endpoint.from_url(f"unix://{tmp_path}/redis.sock")
-    assert (sock.path, sock.host) == (f"{tmp_path}/redis.sock", None)
-    for bad, why in (("http://cache", "scheme"), ("unix://", "socket path")):
+    sock = Endpoint.from_url(f"unix://{tmp_path}/redis.sock?db=4")
+    assert (sock.path, sock.host, sock.db) == (f"{tmp_path}/redis.sock", None, 4)
+    assert (plain.db, tls.db) == (0, 2)
+    for bad, why in (("http://cache", "scheme"), ("unix://", "socket path"), ("redis://h/x", "number")):
         with pytest.raises(ValueError, match=why):
             Endpoint.from_url(bad)
+
+
+async def test_logged_events_are_added_to_the_stream_and_published_in_one_write(
+    valkey: EmbeddedValkey,
+) -> None:
+    """XADD and PUBLISH pipelined, in order, in the URL's database, the stream capped near `maxlen`."""
+    listener = Redis.from_url(valkey.url)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe("wa:msg:logged")
+    db3 = f"redis://127.0.0.1:{valkey.port}/3"
+    reader = Redis.from_url(db3)
+    await reader.delete("test:log")
+    publisher = Publisher(db3)
+    try:
+        events = [LoggedEvent("wa:msg:logged", f"m{n}", ["n", str(n)]) for n in range(300)]
+        ids = await publisher.publish_logged("test:log", 100, events)
+        assert len(ids) == 300 and len(set(ids)) == 300
+        entries = await reader.xrange("test:log")
+        assert 100 <= len(entries) < 300  # trimmed to about 100 (whole nodes at a time)
+        assert [e[0].decode() for e in entries] == ids[-len(entries) :]
+        assert [e[1][b"n"] for e in entries] == [str(n).encode() for n in range(300 - len(entries), 300)]
+        got = [(await next_message(pubsub))["data"] for _ in range(300)]
+        assert got == [f"m{n}".encode() for n in range(300)]
+        assert await listener.exists("test:log") == 0  # database 0 untouched
+        await reader.set("test:not-a-stream", "x")
+        with pytest.raises(PublishError):  # a reply that is an error, after reading all replies
+            await publisher.publish_logged("test:not-a-stream", 10, events[:1])
+        assert await publisher.publish("wa:msg:logged", "still in step") == 1
+    finally:
+        await reader.delete("test:log", "test:not-a-stream")
+        await reader.aclose()
+        await publisher.aclose()
+        await pubsub.aclose()
+        await listener.aclose()
