@@ -71,6 +71,7 @@ PORT_METHODS = (
 PAIRING_ALPHABET = set("123456789ABCDEFGHJKLMNPQRSTVWXYZ")
 CHAT = "15557770001@s.whatsapp.net"
 GONE_DEVICE = "15557770002:7@s.whatsapp.net"
+LIMIT = 16 * 1024 * 1024
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
@@ -149,9 +150,9 @@ async def test_pairing_code_before_connect_fails_with_our_error(client: WhatsApp
 
 async def test_a_message_without_media_cannot_be_downloaded(client: WhatsAppClient) -> None:
     with pytest.raises(MediaNotAvailable):
-        await client.download_media(_message())
+        await client.download_media(_message(), LIMIT)
     with pytest.raises(MediaNotAvailable):
-        await client.download_media(_message(Media("image/jpeg", size=10)))  # media but no ref
+        await client.download_media(_message(Media("image/jpeg", size=10)), LIMIT)  # media but no ref
 
 
 async def test_stop_is_idempotent_and_ends_events(client: WhatsAppClient) -> None:

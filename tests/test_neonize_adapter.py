@@ -27,7 +27,13 @@ import pytest
 
 from actors.clients.neonize import NeonizeClient, outgoing
 from actors.domain import Media, Message, MessageStatus, MessageType, Reason
-from actors.errors import AlreadyConnected, ClientError, InvalidPhone, SessionNotConnected
+from actors.errors import (
+    AlreadyConnected,
+    ClientError,
+    InvalidPhone,
+    MediaTooLarge,
+    SessionNotConnected,
+)
 from actors.events import (
     ClientEvent,
     Connected,
@@ -399,7 +405,7 @@ async def test_calls_on_a_client_that_never_connected_raise_instead_of_crashing(
     with pytest.raises(SessionNotConnected):
         await client.send_voice_note(ALICE, VoiceNote(b"OggS", seconds=1))
     with pytest.raises(SessionNotConnected):
-        await client.download_media(received.message)
+        await client.download_media(received.message, 16 * 1024 * 1024)
     with pytest.raises(SessionNotConnected):
         await client.mark_read(f"{ALICE}@s.whatsapp.net", [received.message])
     with pytest.raises(SessionNotConnected):
@@ -407,6 +413,24 @@ async def test_calls_on_a_client_that_never_connected_raise_instead_of_crashing(
     with pytest.raises(InvalidPhone):
         await client.request_pairing_code("not a phone")
     await client.logout()  # no device yet: nothing to unlink or delete
+
+
+async def test_media_above_the_limit_is_refused_before_go_is_asked(client: NeonizeClient) -> None:
+    received = await one(
+        client,
+        nev.message_event(
+            nev.image("big"), chat=nev.jid(ALICE), sender=nev.jid(ALICE), id="I2", timestamp_ms=5
+        ),
+    )
+    assert isinstance(received, MessageReceived) and received.message.media is not None
+    declared = received.message.media.size
+    assert declared == 48213
+    # Not connected: any download would be refused as such; a size above the limit is refused first,
+    # from what the message declares, so no Go call (and no byte of it) ever happens.
+    with pytest.raises(MediaTooLarge):
+        await client.download_media(received.message, declared - 1)
+    with pytest.raises(SessionNotConnected):
+        await client.download_media(received.message, declared)
 
 
 async def test_a_stopped_client_is_done() -> None:
