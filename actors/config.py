@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     wa_sessions_per_node: Annotated[int, Field(ge=1)] = 150
     session_reload_per_s: Annotated[float, Field(gt=0)] = 2.0
     reconcile_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    # An actor without a row is stopped (never logged out) only after being one this long.
+    orphan_grace_s: Annotated[float, Field(ge=0)] = 600.0
 
     # Pairing: a QR round that ends unpaired starts a fresh one, at most this many, then `qr_timeout`.
     qr_max_rounds: Annotated[int, Field(ge=1)] = 3
@@ -45,6 +47,7 @@ class Settings(BaseSettings):
 
     # Message store: messages older than this are deleted (0 keeps everything).
     message_retention_days: Annotated[int, Field(ge=0)] = 0
+    retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
     ws_token_ttl_s: Annotated[int, Field(ge=10, le=86400)] = 300
 

@@ -1,22 +1,35 @@
 """The SessionRegistry: the supervisor of every session actor.
 
 Guarantees (its truth is PostgreSQL plus the named actors that exist, so it can die at any time):
-- Every session row has exactly one live actor named `session-<id>` in the namespace; every such actor
-  without a row is closed and killed. A reconcile pass enforces both every `reconcile_interval_s`; it
-  catches errors per session and never dies.
+- Every session row has exactly one actor named `session-<id>` in the namespace. A reconcile pass enforces
+  it every `reconcile_interval_s`; it catches errors per session and never dies.
+- Never a logout by mistake. Only `destroy_session` (DELETE /sessions/{id}) unlinks a device
+  (`close(purge=True)`). An actor without a row (an orphan) is stopped without logout (`close(purge=False)`,
+  then killed), and only once it has been an orphan on every pass for `orphan_grace_s` and a fresh look
+  at its row, right before the stop, still finds none. Named actors are listed *before* the rows are
+  read, so an actor whose row is being inserted is never mistaken for an orphan. A pass that cannot read
+  the rows does nothing to orphans (and restarts their grace) and creates nothing.
 - Actor creations are staggered at `reload_per_s` (a fleet of whatsmeow clients reconnecting at once gets
   cut off; Ray starts workers at ~1-2/s on 2 cores anyway). The first pass after the registry starts is
   the cold reload: paired sessions first, progress logged.
 - Placement: `SPREAD` over the nodes that advertise the `wa_session` resource, one unit per session,
-  so a node never holds more sessions than it advertises. A dead process or a lost node is Ray's to
-  restart (`max_restarts=-1`); the session resumes from PostgreSQL with its stored device, no scan.
-  An actor Ray gave up on (failed creation, dead for good) has no name any more and is created anew on
-  the next pass; one that stops answering pings for `unresponsive_passes` passes is killed and recreated.
+  so a node never holds more sessions than it advertises. An actor that Ray has not placed (no node with
+  a free unit, or being restarted) is waited for: never pinged, counted unresponsive, killed or
+  recreated; `pending()` counts them and their oldest wait, and each change is logged.
+- A dead process or a lost node is Ray's to restart (`max_restarts=-1`); the session resumes from
+  PostgreSQL with its stored device, no scan. An actor Ray gave up on (failed creation, dead for good)
+  has no name any more and is created anew on the next pass; a placed one that stops answering pings for
+  `unresponsive_passes` passes is killed and recreated. One that answers but reports `stuck` for as many
+  passes is killed *with* restart: Ray starts a fresh process under the same actor (same name and
+  handles, no window without an actor). One that reports `ready=False` alone is booting or waiting for
+  PostgreSQL, retries by itself, and is only logged.
+- Messages older than `message_retention_days` (0: never) are purged every `retention_interval_s`, in
+  bounded batches, keeping each chat's last message (see `repo.purge_old_messages`).
 - Sessions never depend on the registry: killing it changes nothing for them; restarted by Ray, it
-  rebuilds its picture from the named actors and PostgreSQL.
+  rebuilds its picture from the named actors and PostgreSQL (orphan grace and pending ages start anew).
 
 Idempotent calls: `ensure_session` (creates at most one actor), `destroy_session` (a missing actor or row
-is not an error), `reconcile`, `placements`, `where`.
+is not an error), `reconcile`, `placements`, `where`, `pending`.
 """
 
 from __future__ import annotations
@@ -26,18 +39,20 @@ import functools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 
 from actors.actor import SessionActor
+from actors.actor_states import unplaced_names
 from actors.config import Settings, asyncpg_dsn
 from actors.domain import Placement
 from actors.errors import SessionNotFound
 from actors.ids import actor_name, session_id_of_actor
 from actors.session import SessionConfig
+from actors.supervision import Pacer, Pending, Since, Strikes
 from actors.tasks import TaskGroup
 from persistence import repo
 from persistence.db import create_engine, session_factory
@@ -47,6 +62,8 @@ log = logging.getLogger(__name__)
 REGISTRY_NAME = "session-registry"
 CAPACITY_RESOURCE = "wa_session"
 PING_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 15.0
+PENDING_LOG_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +74,9 @@ class RegistryConfig:
     reload_per_s: float = 2.0
     reconcile_interval_s: float = 10.0
     unresponsive_passes: int = 3
+    orphan_grace_s: float = 600.0
+    message_retention_days: int = 0
+    retention_interval_s: float = 3600.0
 
 
 def registry_config(settings: Settings) -> RegistryConfig:
@@ -85,6 +105,9 @@ def registry_config(settings: Settings) -> RegistryConfig:
         session=session,
         reload_per_s=settings.session_reload_per_s,
         reconcile_interval_s=settings.reconcile_interval_s,
+        orphan_grace_s=settings.orphan_grace_s,
+        message_retention_days=settings.message_retention_days,
+        retention_interval_s=settings.retention_interval_s,
     )
 
 
@@ -111,31 +134,19 @@ def get_registry(namespace: str) -> ActorHandle[Any]:
     return ray.get_actor(REGISTRY_NAME, namespace=namespace)
 
 
-@dataclass(slots=True)
-class _Pacer:
-    """Spaces actor creations `1 / rate` seconds apart."""
-
-    rate: float
-    _next: float = field(default=0.0)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def wait(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            delay = self._next - now
-            self._next = max(now, self._next) + 1.0 / self.rate
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
 class SessionRegistry:
     def __init__(self, config: RegistryConfig) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._config = config
-        self._pacer = _Pacer(config.reload_per_s)
+        self._pacer = Pacer(config.reload_per_s)
         self._tasks = TaskGroup("registry")
-        self._misses: dict[str, int] = {}
+        self._misses = Strikes()  # placed, not answering pings
+        self._stuck = Strikes()  # answering, reporting `stuck`
+        self._orphans = Since()  # actors without a row, since the first pass that saw none
+        self._pending = Since()  # actors Ray has not placed, since first seen so
+        self._pending_logged = (0, 0.0)  # (count, monotonic time) last logged
         self._creating: set[str] = set()
+        self._destroying: set[str] = set()
         self._created: deque[tuple[str, float]] = deque(maxlen=1000)
         self._passes = 0
         self._engine = create_engine(
@@ -143,6 +154,8 @@ class SessionRegistry:
         )
         self._db = session_factory(self._engine)
         self._tasks.spawn(self._loop(), "reconcile loop")
+        if config.message_retention_days > 0:
+            self._tasks.spawn(self._retention_loop(), "message retention")
 
     # ------------------------------------------------------------------ public calls
 
@@ -151,77 +164,93 @@ class SessionRegistry:
         self._create(session_id)
 
     async def destroy_session(self, session_id: str) -> bool:
-        """Unlink, stop and forget a session: actor closed and killed, row and keys deleted. Idempotent."""
-        handle = self._handle(session_id)
-        if handle is not None:
-            try:
-                await asyncio.wait_for(handle.close.remote(True), 15.0)
-            except Exception:
-                log.warning(
-                    "registry: session %s did not close cleanly; killing it", session_id, exc_info=True
-                )
-            ray.kill(handle, no_restart=True)
-        existed = True
-        async with self._db() as db:
-            try:
-                await repo.delete_session(db, session_id)
-            except SessionNotFound:
-                existed = False
-        self._misses.pop(session_id, None)
+        """Unlink, stop and forget a session: actor closed and killed, row and keys deleted. Idempotent.
+
+        The only call that logs a device out.
+        """
+        self._destroying.add(session_id)  # no pass recreates it between the kill and the row's delete
+        try:
+            handle = self._handle(session_id)
+            if handle is not None:
+                try:
+                    await asyncio.wait_for(handle.close.remote(True), CLOSE_TIMEOUT_S)
+                except Exception:
+                    log.warning(
+                        "registry: session %s did not close cleanly; killing it", session_id, exc_info=True
+                    )
+                ray.kill(handle, no_restart=True)
+            existed = True
+            async with self._db() as db:
+                try:
+                    await repo.delete_session(db, session_id)
+                except SessionNotFound:
+                    existed = False
+        finally:
+            self._destroying.discard(session_id)
+        self._forget(session_id)
         log.info("registry: session %s destroyed", session_id)
         return existed
 
     async def where(self, session_id: str) -> Placement:
+        """A ping of the session's actor (one Ray has not placed yet answers within PING_TIMEOUT_S or not)."""
         handle = self._handle(session_id)
         if handle is None:
-            return Placement(session_id, None, None, None, alive=False)
+            return _absent(session_id)
         return await self._ping(session_id, handle)
 
     async def placements(self) -> list[Placement]:
         handles = self._session_handles()
         return list(await asyncio.gather(*(self._ping(sid, h) for sid, h in handles.items())))
 
+    async def pending(self) -> Pending:
+        """Sessions waiting for Ray to place their actor (a fresh look at the GCS)."""
+        unplaced = self._unplaced()
+        if unplaced is not None:
+            self._pending.observe(unplaced)
+        ids = tuple(self._pending.keys())
+        return Pending(count=len(ids), oldest_s=self._pending.oldest(), session_ids=ids)
+
     async def reconcile(self) -> dict[str, int]:
-        """One pass: create what is missing, stop what has no row, replace what stopped answering."""
-        async with self._db() as db:
-            rows = await repo.sessions_to_run(db)
-        wanted = [r.id for r in rows]
+        """One pass: create what is missing, stop orphans past their grace, restart the silent or stuck."""
+        # Listed before the rows are read: a row is inserted before its actor is created, so every
+        # actor listed here whose row exists is seen with it.
         running = self._session_handles()
-        created = stopped = replaced = 0
-        missing = [sid for sid in wanted if sid not in running and sid not in self._creating]
-        if missing:
-            log.info("registry: %d of %d sessions have no actor; starting them", len(missing), len(wanted))
-        for sid in missing:
-            self._create(sid)
-            created += 1
-        for sid in set(running) - set(wanted):
-            try:
-                await self._stop_orphan(sid, running[sid])
-                stopped += 1
-            except Exception:
-                log.exception("registry: stopping orphan session %s failed", sid)
-        pings = await asyncio.gather(*(self._ping(sid, running[sid]) for sid in wanted if sid in running))
-        for placement in pings:
-            sid = placement.session_id
-            if placement.alive:
-                self._misses.pop(sid, None)
-                continue
-            self._misses[sid] = self._misses.get(sid, 0) + 1
-            if self._misses[sid] >= self._config.unresponsive_passes:
-                log.warning(
-                    "registry: session %s unresponsive for %d passes; replacing it", sid, self._misses[sid]
+        unplaced = self._unplaced()
+        if unplaced is not None:
+            self._pending.observe(unplaced)
+            self._log_pending()
+        stats = {"wanted": -1, "created": 0, "stopped": 0, "replaced": 0, "restarted": 0}
+        try:
+            async with self._db() as db:
+                rows = await repo.sessions_to_run(db)
+        except Exception:
+            log.warning("registry: sessions unreadable; no creation or orphan stop this pass", exc_info=True)
+            self._orphans.clear()
+            supervised = running
+        else:
+            wanted = {r.id for r in rows}
+            stats["wanted"] = len(wanted)
+            skip = running.keys() | self._creating | self._destroying
+            missing = [r.id for r in rows if r.id not in skip]
+            if missing:
+                log.info(
+                    "registry: %d of %d sessions have no actor; starting them", len(missing), len(wanted)
                 )
-                ray.kill(running[sid], no_restart=True)
-                self._misses.pop(sid, None)
-                replaced += 1
-        return {"wanted": len(wanted), "created": created, "stopped": stopped, "replaced": replaced}
+            for sid in missing:
+                self._create(sid)
+            stats["created"] = len(missing)
+            orphans = {sid: h for sid, h in running.items() if sid not in wanted}
+            stats["stopped"] = await self._stop_orphans(orphans, unplaced)
+            supervised = {sid: h for sid, h in running.items() if sid in wanted}
+        stats["replaced"], stats["restarted"] = await self._supervise(supervised, unplaced)
+        return stats
 
     async def creations(self) -> list[tuple[str, float]]:
         """The last 1000 actors this registry created: (session id, unix time), oldest first."""
         return list(self._created)
 
     async def ready(self) -> int:
-        """Number of reconcile passes completed (callers wait for >= 1 after a cold start)."""
+        """Number of reconcile passes that read the sessions (callers wait for >= 1 after a cold start)."""
         return self._passes
 
     # ------------------------------------------------------------------ internals
@@ -230,12 +259,141 @@ class SessionRegistry:
         while True:
             try:
                 stats = await self.reconcile()
-                self._passes += 1
-                if stats["created"] or stats["stopped"] or stats["replaced"]:
+                if stats["wanted"] >= 0:
+                    self._passes += 1
+                if stats["created"] or stats["stopped"] or stats["replaced"] or stats["restarted"]:
                     log.info("registry: reconcile %s", stats)
             except Exception:
                 log.exception("registry: reconcile pass failed; retrying")
             await asyncio.sleep(self._config.reconcile_interval_s)
+
+    async def _retention_loop(self) -> None:
+        days, every = self._config.message_retention_days, self._config.retention_interval_s
+        log.info("registry: purging messages older than %d days every %.0fs", days, every)
+        while True:
+            try:
+                async with self._db() as db:
+                    await repo.purge_old_messages(db, days)
+            except Exception:
+                log.warning("registry: message retention failed; next try in %.0fs", every, exc_info=True)
+            await asyncio.sleep(every)
+
+    async def _stop_orphans(self, orphans: dict[str, ActorHandle[Any]], unplaced: set[str] | None) -> int:
+        """Stop the orphans whose grace is over and whose row is still absent; how many were stopped."""
+        grace = self._config.orphan_grace_s
+        for sid in sorted(self._orphans.observe(orphans)):
+            log.warning(
+                "registry: session %s has an actor but no row; stopping it (no logout) in %.0fs"
+                " unless its row appears",
+                sid,
+                grace,
+            )
+        due = [sid for sid in orphans if self._orphans.age(sid) >= grace]
+        results = await asyncio.gather(
+            *(self._stop_orphan(sid, orphans[sid], placed=sid not in (unplaced or ())) for sid in due),
+            return_exceptions=True,
+        )
+        stopped = 0
+        for sid, result in zip(due, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("registry: stopping orphan session %s failed", sid, exc_info=result)
+            elif result:
+                stopped += 1
+        return stopped
+
+    async def _stop_orphan(self, session_id: str, handle: ActorHandle[Any], *, placed: bool) -> bool:
+        """Close (no logout) and kill an orphan, unless a fresh look finds its row; whether it was stopped."""
+        async with self._db() as db:
+            if await repo.session_owner(db, session_id) is not None:
+                log.info("registry: session %s has a row again; not an orphan", session_id)
+                self._orphans.forget(session_id)
+                return False
+        log.warning("registry: session %s has had no row for its grace; stopping it, no logout", session_id)
+        if placed:  # an actor Ray never placed has no client to close
+            try:
+                await asyncio.wait_for(handle.close.remote(False), CLOSE_TIMEOUT_S)
+            except Exception:
+                log.warning("registry: orphan %s did not close cleanly", session_id, exc_info=True)
+        ray.kill(handle, no_restart=True)
+        self._forget(session_id)
+        return True
+
+    async def _supervise(
+        self, handles: dict[str, ActorHandle[Any]], unplaced: set[str] | None
+    ) -> tuple[int, int]:
+        """Ping the placed actors; replace the silent, restart the stuck. (replaced, restarted)."""
+        if unplaced is None:
+            return 0, 0  # waiting and wedged look alike: count nobody against Ray's placement
+        placed = {sid: h for sid, h in handles.items() if sid not in unplaced}
+        self._misses.keep_only(placed)
+        self._stuck.keep_only(placed)
+        pings = await asyncio.gather(*(self._ping(sid, h) for sid, h in placed.items()))
+        replaced = restarted = 0
+        booting: list[str] = []
+        limit = self._config.unresponsive_passes
+        for placement in pings:
+            sid = placement.session_id
+            if not placement.alive:
+                self._stuck.clear(sid)
+                if self._misses.hit(sid) >= limit:
+                    log.warning("registry: session %s unresponsive for %d passes; replacing it", sid, limit)
+                    ray.kill(placed[sid], no_restart=True)  # its name frees; the next pass creates it anew
+                    self._misses.clear(sid)
+                    replaced += 1
+                continue
+            self._misses.clear(sid)
+            if placement.stuck:
+                if self._stuck.hit(sid) >= limit:
+                    log.warning(
+                        "registry: session %s stuck for %d passes (%s); restarting its process",
+                        sid,
+                        limit,
+                        placement.stuck,
+                    )
+                    ray.kill(placed[sid], no_restart=False)  # a fresh process under the same actor
+                    self._stuck.clear(sid)
+                    restarted += 1
+                continue
+            self._stuck.clear(sid)
+            if not placement.ready:
+                booting.append(sid)
+        if booting:
+            log.info(
+                "registry: %d sessions not ready (booting or waiting for the database), e.g. %s",
+                len(booting),
+                ", ".join(sorted(booting)[:5]),
+            )
+        return replaced, restarted
+
+    def _unplaced(self) -> set[str] | None:
+        """Session ids whose actor Ray has not placed; None when the GCS cannot say."""
+        try:
+            names = unplaced_names(self._config.namespace)
+        except Exception:
+            log.warning("registry: cannot read actor states from the GCS", exc_info=True)
+            return None
+        return {sid for sid in map(session_id_of_actor, names) if sid is not None}
+
+    def _log_pending(self) -> None:
+        count, at = self._pending_logged
+        now = time.monotonic()
+        if len(self._pending) == count and (count == 0 or now - at < PENDING_LOG_EVERY_S):
+            return
+        self._pending_logged = (len(self._pending), now)
+        if not self._pending:
+            log.info("registry: every session actor is placed")
+            return
+        log.warning(
+            "registry: %d sessions wait for a node with a free %s unit (or a restart); oldest %.0fs",
+            len(self._pending),
+            CAPACITY_RESOURCE,
+            self._pending.oldest() or 0.0,
+        )
+
+    def _forget(self, session_id: str) -> None:
+        self._misses.clear(session_id)
+        self._stuck.clear(session_id)
+        self._orphans.forget(session_id)
 
     def _create(self, session_id: str) -> None:
         if session_id in self._creating:
@@ -254,20 +412,12 @@ class SessionRegistry:
         finally:
             self._creating.discard(session_id)
 
-    async def _stop_orphan(self, session_id: str, handle: ActorHandle[Any]) -> None:
-        log.info("registry: session %s has no row; stopping its actor", session_id)
-        try:
-            await asyncio.wait_for(handle.close.remote(True), 15.0)
-        except Exception:
-            log.warning("registry: orphan %s did not close cleanly", session_id, exc_info=True)
-        ray.kill(handle, no_restart=True)
-
     async def _ping(self, session_id: str, handle: ActorHandle[Any]) -> Placement:
         try:
             placement: Placement = await asyncio.wait_for(handle.ping.remote(), PING_TIMEOUT_S)
             return placement
         except Exception:
-            return Placement(session_id, None, None, None, alive=False)
+            return _absent(session_id)
 
     def _handle(self, session_id: str) -> ActorHandle[Any] | None:
         try:
@@ -288,6 +438,10 @@ class SessionRegistry:
             if handle is not None:
                 handles[sid] = handle
         return handles
+
+
+def _absent(session_id: str) -> Placement:
+    return Placement(session_id, None, None, None, alive=False, ready=False)
 
 
 @functools.cache

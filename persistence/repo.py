@@ -360,18 +360,32 @@ async def inbox_chats(
 
 
 async def purge_old_messages(db: AsyncSession, days: int, *, batch: int = 5000) -> int:
-    """Delete messages older than `days` (0 keeps everything), in batches; how many were deleted."""
+    """Delete messages older than `days` (0 keeps everything), except each chat's last message.
+
+    Keeping the last message keeps every chat's `last_message_id` pointing at a row, and the chat list
+    showing a preview in the order it had (a chat's last message only ever moves to a newer one, so the
+    kept one is the chat's newest). Each batch of at most `batch` rows is its own short transaction; rows
+    another transaction holds (a receipt being applied) are skipped, not waited for, and go next time.
+    Returns how many were deleted.
+    """
     if days <= 0:
         return 0
     deleted = 0
     cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, days)
+    m = MESSAGE.alias("m")
+    is_last = sa.exists().where(
+        CHAT.c.session_id == m.c.session_id, CHAT.c.id == m.c.chat_id, CHAT.c.last_message_id == m.c.id
+    )
+    victims = (
+        sa.select(m.c.session_id, m.c.chat_id, m.c.id)
+        .where(m.c.ts < cutoff, ~is_last)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = sa.delete(MESSAGE).where(
+        sa.tuple_(MESSAGE.c.session_id, MESSAGE.c.chat_id, MESSAGE.c.id).in_(victims)
+    )
     while True:
-        victims = sa.select(MESSAGE.c.session_id, MESSAGE.c.chat_id, MESSAGE.c.id).where(
-            MESSAGE.c.ts < cutoff
-        )
-        stmt = sa.delete(MESSAGE).where(
-            sa.tuple_(MESSAGE.c.session_id, MESSAGE.c.chat_id, MESSAGE.c.id).in_(victims.limit(batch))
-        )
         async with _writing(db):
             count = cast("CursorResult[Any]", await db.execute(stmt)).rowcount
         deleted += count

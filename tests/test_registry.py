@@ -33,7 +33,7 @@ def _names(namespace: str) -> set[str]:
 async def test_reconcile_starts_rows_and_stops_orphans(
     database_url: str, redis_url: str, namespace: str
 ) -> None:
-    config = registry_config(database_url, redis_url, namespace)
+    config = registry_config(database_url, redis_url, namespace, orphan_grace_s=1.0)
     orphan = "00000000-0000-4000-8000-000000000001"
     create_session_actor(config, orphan)  # an actor whose row does not exist
     rows = [await insert_session(database_url, f"u{i}") for i in range(3)]
