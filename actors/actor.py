@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -20,6 +22,7 @@ from actors.domain import Chat, Message, Page, Placement, SendResult, SessionVie
 from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.session import SessionConfig, SessionCore
+from actors.spool import Spool
 from persistence.session_store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -46,12 +49,16 @@ class SessionActor:
         def factory(options: ClientOptions) -> WhatsAppClient:
             return make_client(config.backend, options)
 
+        def open_spool() -> Spool:
+            return Spool(spool_path(config, session_id), max_bytes=config.spool_max_bytes)
+
         self._core = SessionCore(
             session_id,
             config,
             client_factory=factory,
             store=SessionStore(config.database_dsn, session_id),
             bus=EventBus(config.redis_url, session_id),
+            open_spool=open_spool,
             exit_process=_exit_process,
         )
         self._core.start()
@@ -65,6 +72,9 @@ class SessionActor:
             pid=os.getpid(),
             status=view.status if view else None,
             alive=True,
+            ready=self._core.ready,
+            stuck=self._core.stuck,
+            spooled=self._core.spooled,
         )
 
     async def status(self) -> SessionView:
@@ -76,16 +86,31 @@ class SessionActor:
     async def restart_pairing(self) -> None:
         await self._core.restart_pairing()
 
-    async def send_text(self, to: str, text: str, quoted_id: str | None = None) -> SendResult:
-        return await self._core.send_text(to, text, quoted_id)
+    async def send_text(
+        self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
+    ) -> SendResult:
+        return await self._core.send_text(to, text, quoted_id, idempotency_key)
 
     async def send_media(
-        self, to: str, data: bytes, file_name: str | None, mimetype: str | None, caption: str | None
+        self,
+        to: str,
+        data: bytes,
+        file_name: str | None,
+        mimetype: str | None,
+        caption: str | None,
+        idempotency_key: str | None = None,
     ) -> SendResult:
-        return await self._core.send_media(to, data, file_name=file_name, mimetype=mimetype, caption=caption)
+        return await self._core.send_media(
+            to,
+            data,
+            file_name=file_name,
+            mimetype=mimetype,
+            caption=caption,
+            idempotency_key=idempotency_key,
+        )
 
-    async def send_voice_note(self, to: str, data: bytes) -> SendResult:
-        return await self._core.send_voice_note(to, data)
+    async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
+        return await self._core.send_voice_note(to, data, idempotency_key)
 
     async def chats(self, limit: int, cursor: str | None) -> Page[Chat]:
         return await self._core.chats(limit, cursor)
@@ -107,3 +132,11 @@ class SessionActor:
     async def close(self, purge: bool) -> None:
         """Stop the client (and with purge: unlink, delete stored messages); the registry kills us next."""
         await self._core.close(purge=purge)
+
+
+def spool_path(config: SessionConfig, session_id: str) -> Path:
+    """Where a session's spool lives on its node (`SESSION_SPOOL_DIR`, else the temporary folder)."""
+    base = (
+        Path(config.spool_dir) if config.spool_dir else Path(tempfile.gettempdir()) / "whatsapp-bridge-spool"
+    )
+    return base / f"{session_id}.spool"

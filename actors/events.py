@@ -43,10 +43,14 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Disconnected:
-    """The connection dropped. `retrying`: the client reconnects by itself; otherwise it is done."""
+    """The connection dropped. `retrying`: the client reconnects by itself; otherwise it is done.
+
+    `retry_after_s`: WhatsApp said when to try again (a temporary ban's expiry).
+    """
 
     reason: Reason
     retrying: bool
+    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

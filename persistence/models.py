@@ -112,6 +112,26 @@ class Message(SQLModel, table=True):
     status: str = Field(default="sent", max_length=16, nullable=False)
 
 
+class SendRecord(SQLModel, table=True):
+    """A send made with an Idempotency-Key: a retry with the same key (per user, 24 h) gets this result.
+
+    `message_id` null: the send was started and its outcome is unknown (the process died during it).
+    """
+
+    __tablename__ = "send_record"
+    __table_args__ = (sa.Index("ix_send_record_created", "created_at"),)
+
+    user_id: str = Field(primary_key=True, max_length=128)
+    key: str = Field(primary_key=True, max_length=128)
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), nullable=False)
+    )
+    fingerprint: str = Field(max_length=64, nullable=False)
+    message_id: str | None = Field(default=None, max_length=128)
+    sent_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+
+
 class SimDevice(SQLModel, table=True):
     """The simulated network's device credentials (its stand-in for `whatsmeow_device`)."""
 

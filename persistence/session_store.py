@@ -41,6 +41,7 @@ from actors.errors import (
 )
 from actors.events import HistoryChunk, HistoryConversation
 from persistence.connection import DatabaseUnreachable, OneConnection
+from persistence.send_records import SendRecords
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +328,7 @@ class SessionStore:
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
+        self.send_records = SendRecords(self._run, self._sid)
 
     async def __aenter__(self) -> Self:
         return self
@@ -435,12 +437,15 @@ class SessionStore:
         """Record how many pairing rounds were used since the last pairing request."""
         await self.set_counters(qr_rounds=rounds)
 
-    async def touch_last_seen(self) -> datetime:
-        """Set `last_seen` to now; the time stored."""
+    async def touch_last_seen(self, at: datetime | None = None) -> datetime:
+        """Set `last_seen` to `at` (default now) unless it is already later; the time stored."""
 
         async def op(conn: Any) -> Any:
             return await conn.fetchval(
-                "UPDATE whatsapp_session SET last_seen = now() WHERE id = $1 RETURNING last_seen", self._sid
+                "UPDATE whatsapp_session SET last_seen = GREATEST(last_seen, COALESCE($2, now()))"
+                " WHERE id = $1 RETURNING last_seen",
+                self._sid,
+                at,
             )
 
         last_seen = await self._run(op)

@@ -4,85 +4,35 @@ process exit in place of `os._exit` (what Ray would restart)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
-from actors.bus import EventBus
-from actors.clients import make_client
 from actors.config import asyncpg_dsn
-from actors.domain import Reason, SessionStatus, SessionView
+from actors.domain import Reason, SessionStatus
 from actors.errors import InvalidInput, InvalidRecipient, SessionNotConnected
-from actors.session import SessionConfig, SessionCore
-from persistence.session_store import SessionStore
-from tests.raykit import eventually, frames, insert_session, session_config
+from tests.raykit import eventually, frames, insert_session
+from tests.sessionkit import Factory, session_factory, session_row, wait_status
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Exits:
-    """Stands in for `os._exit`: records why the process would have been recycled."""
-
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
-        self.happened = asyncio.Event()
-
-    def __call__(self, why: str) -> None:
-        self.reasons.append(why)
-        self.happened.set()
-
-
-Factory = Callable[..., Awaitable[tuple[SessionCore, Exits]]]
-
-
 @pytest.fixture
-async def core(database_url: str, redis_url: str) -> AsyncIterator[Factory]:
-    made: list[SessionCore] = []
-
-    async def build(
-        sid: str | None = None, redis: str | None = None, **overrides: object
-    ) -> tuple[SessionCore, Exits]:
-        sid = sid or await insert_session(database_url)
-        config: SessionConfig = session_config(database_url, redis or redis_url, **overrides)
-        exits = Exits()
-        session = SessionCore(
-            sid,
-            config,
-            client_factory=lambda options: make_client(config.backend, options),
-            store=SessionStore(config.database_dsn, sid),
-            bus=EventBus(config.redis_url, sid),
-            exit_process=exits,
-        )
-        made.append(session)
-        session.start()
-        return session, exits
-
-    yield build
-    for session in made:
-        await session.close(purge=False)
-
-
-async def _row(database_url: str, sid: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return await conn.fetchrow("SELECT * FROM whatsapp_session WHERE id = $1::uuid", sid)
-    finally:
-        await conn.close()
-
-
-async def _status(session: SessionCore, status: SessionStatus, timeout: float = 10) -> SessionView:
-    return await eventually(session.view, lambda v: v.status == status, timeout, every=0.05)
+async def core(database_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Factory]:
+    async with session_factory(database_url, redis_url, tmp_path) as build:
+        yield build
 
 
 async def test_an_unscanned_round_recycles_the_process_and_counts_it(
     core: Factory, database_url: str
 ) -> None:
     session, exits = await core()
-    await _status(session, SessionStatus.QR_READY)
+    await wait_status(session, SessionStatus.QR_READY)
     await asyncio.wait_for(exits.happened.wait(), 10)
     assert exits.reasons == ["pairing round 1 ended unscanned"]
-    assert (await _row(database_url, session.session_id))["qr_rounds"] == 1
+    assert (await session_row(database_url, session.session_id))["qr_rounds"] == 1
 
 
 async def test_the_last_round_ends_in_qr_timeout_without_recycling(core: Factory, database_url: str) -> None:
@@ -91,10 +41,10 @@ async def test_the_last_round_ends_in_qr_timeout_without_recycling(core: Factory
     await conn.execute("UPDATE whatsapp_session SET qr_rounds = 1 WHERE id = $1::uuid", sid)
     await conn.close()
     session, exits = await core(sid, qr_max_rounds=2)
-    view = await _status(session, SessionStatus.DISCONNECTED, timeout=15)
+    view = await wait_status(session, SessionStatus.DISCONNECTED, timeout=15)
     assert view.reason == Reason.QR_TIMEOUT
     assert exits.reasons == []
-    row = await _row(database_url, sid)
+    row = await session_row(database_url, sid)
     assert (row["status"], row["reason"], row["qr_rounds"]) == ("disconnected", "qr_timeout", 2)
 
 
@@ -104,7 +54,7 @@ async def test_a_session_out_of_rounds_waits_for_the_user(core: Factory, databas
     await conn.execute("UPDATE whatsapp_session SET qr_rounds = 2 WHERE id = $1::uuid", sid)
     await conn.close()
     session, _ = await core(sid, qr_max_rounds=2)
-    view = await _status(session, SessionStatus.DISCONNECTED)
+    view = await wait_status(session, SessionStatus.DISCONNECTED)
     assert view.reason == Reason.QR_TIMEOUT and view.qr is None
 
 
@@ -114,22 +64,22 @@ async def test_pairing_persists_the_device_and_resets_counters(core: Factory, da
     await conn.execute("UPDATE whatsapp_session SET qr_rounds = 1 WHERE id = $1::uuid", sid)
     await conn.close()
     session, exits = await core(sid)
-    await _status(session, SessionStatus.QR_READY)
+    await wait_status(session, SessionStatus.QR_READY)
     jid = await session.simulate("scan", phone="+15551239001", display_name="Core")
-    view = await _status(session, SessionStatus.CONNECTED)
+    view = await wait_status(session, SessionStatus.CONNECTED)
     assert (view.phone, view.display_name, view.last_seen is not None) == ("+15551239001", "Core", True)
-    row = await _row(database_url, sid)
+    row = await eventually(lambda: session_row(database_url, sid), lambda r: r["status"] == "connected", 10)
     assert (row["device_jid"], row["qr_rounds"], row["status"]) == (jid, 0, "connected")
     assert exits.reasons == []
 
 
 async def test_bad_sends_fail_with_our_errors(core: Factory) -> None:
     session, _ = await core()
-    await _status(session, SessionStatus.QR_READY)
+    await wait_status(session, SessionStatus.QR_READY)
     with pytest.raises(SessionNotConnected):
         await session.send_text("+15557770001", "hello")
     await session.simulate("scan", phone="+15551239002", display_name=None)
-    await _status(session, SessionStatus.CONNECTED)
+    await wait_status(session, SessionStatus.CONNECTED)
     with pytest.raises(InvalidInput):
         await session.send_text("+15557770001", "   ")
     with pytest.raises(InvalidRecipient):
@@ -138,9 +88,9 @@ async def test_bad_sends_fail_with_our_errors(core: Factory) -> None:
 
 async def test_a_dead_redis_never_holds_a_session_back(core: Factory, redis_url: str) -> None:
     session, _ = await core(redis="redis://127.0.0.1:1/0")  # nothing listens there
-    await _status(session, SessionStatus.QR_READY, timeout=5)
+    await wait_status(session, SessionStatus.QR_READY, timeout=5)
     await session.simulate("scan", phone="+15551239003", display_name=None)
-    await _status(session, SessionStatus.CONNECTED, timeout=5)
+    await wait_status(session, SessionStatus.CONNECTED, timeout=5)
 
 
 async def test_status_and_qr_are_published(core: Factory, redis_url: str, database_url: str) -> None:

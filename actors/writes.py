@@ -1,0 +1,168 @@
+"""What a session writes to PostgreSQL, as journal entries (`actors.journal`), and how each is applied.
+
+Each entry is a frozen value that pickles (it waits in the spool, maybe across a process restart) and
+whose application is idempotent (it may be applied twice after a crash): messages are upserts keyed by
+id, receipts only move forward, row fields are set to values, not incremented. A message frame is
+published once its message is stored for the first time, so a replay never publishes twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from actors.bus import EventBus
+from actors.domain import Chat, Message, MessageStatus, Page, Reason, SessionStatus
+from actors.events import HistoryChunk
+from actors.wire import msg_payload
+from persistence.send_records import SendRecord, SendRecords
+from persistence.session_store import StoredSession
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMessage:
+    message: Message
+    chat_name: str | None
+    count_unread: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReceipt:
+    chat_id: str
+    message_ids: tuple[str, ...]
+    status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHistory:
+    chunk: HistoryChunk
+
+
+@dataclass(frozen=True, slots=True)
+class SaveState:
+    status: SessionStatus
+    reason: Reason | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveProfile:
+    phone: str | None
+    display_name: str | None
+    profile_pic_url: str | None
+    device_jid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearDevice:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCounters:
+    qr_rounds: int | None = None
+    connect_failures: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveLastSeen:
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SaveSendRecord:
+    user_id: str
+    record: SendRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DropSendRecord:
+    user_id: str
+    key: str
+
+
+Write = (
+    StoreMessage
+    | StoreReceipt
+    | StoreHistory
+    | SaveState
+    | SaveProfile
+    | ClearDevice
+    | SaveCounters
+    | SaveLastSeen
+    | SaveSendRecord
+    | DropSendRecord
+)
+
+
+class Store(Protocol):
+    """What the session needs of `persistence.session_store.SessionStore`."""
+
+    send_records: SendRecords
+
+    async def load(self) -> StoredSession | None: ...
+    async def save_state(self, status: SessionStatus, reason: Reason | None) -> None: ...
+    async def save_profile(
+        self,
+        *,
+        phone: str | None,
+        display_name: str | None,
+        profile_pic_url: str | None,
+        device_jid: str | None,
+    ) -> None: ...
+    async def clear_device(self) -> None: ...
+    async def set_counters(
+        self, *, qr_rounds: int | None = None, connect_failures: int | None = None
+    ) -> None: ...
+    async def touch_last_seen(self, at: datetime | None = None) -> datetime: ...
+    async def apply_history(self, chunk: HistoryChunk) -> None: ...
+    async def add_message(self, message: Message, *, chat_name: str | None, count_unread: bool) -> bool: ...
+    async def apply_receipt(
+        self, chat_id: str, message_ids: tuple[str, ...], status: MessageStatus
+    ) -> list[Message]: ...
+    async def chats(self, limit: int, cursor: str | None) -> Page[Chat]: ...
+    async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]: ...
+    async def get_message(self, chat_id: str, message_id: str) -> Message: ...
+    async def mark_chat_read(self, chat_id: str) -> None: ...
+    async def purge(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def applier(
+    store: Store, bus: EventBus, on_phone_taken: Callable[[SaveProfile, Exception], Awaitable[None]]
+) -> Callable[[Write], Awaitable[None]]:
+    """The function the journal applies each entry with."""
+    from actors.errors import PhoneAlreadyPaired
+
+    async def apply(entry: Write) -> None:
+        match entry:
+            case StoreMessage(message, chat_name, count_unread):
+                if await store.add_message(message, chat_name=chat_name, count_unread=count_unread):
+                    await bus.publish("msg", msg_payload(message))
+            case StoreReceipt(chat_id, ids, status):
+                for changed in await store.apply_receipt(chat_id, ids, status):
+                    await bus.publish("msg", msg_payload(changed))
+            case StoreHistory(chunk):
+                await store.apply_history(chunk)
+            case SaveState(status, reason):
+                await store.save_state(status, reason)
+            case SaveProfile(phone, name, picture, device_jid):
+                try:
+                    await store.save_profile(
+                        phone=phone, display_name=name, profile_pic_url=picture, device_jid=device_jid
+                    )
+                except PhoneAlreadyPaired as err:
+                    await on_phone_taken(entry, err)
+            case ClearDevice():
+                await store.clear_device()
+            case SaveCounters(qr_rounds, connect_failures):
+                await store.set_counters(qr_rounds=qr_rounds, connect_failures=connect_failures)
+            case SaveLastSeen(at):
+                await store.touch_last_seen(at)
+            case SaveSendRecord(user_id, record):
+                await store.send_records.save(user_id, record)
+            case DropSendRecord(user_id, key):
+                await store.send_records.delete(user_id, key)
+
+    return apply
