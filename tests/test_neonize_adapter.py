@@ -365,7 +365,7 @@ async def test_connection_events(client: NeonizeClient) -> None:
         Connected(None, None),  # never connected: no profile lookup in Go
         Disconnected(Reason.NETWORK, retrying=True),
         Disconnected(Reason.REPLACED, retrying=False),
-        Disconnected(Reason.BANNED, retrying=False),
+        Disconnected(Reason.BANNED, retrying=False, retry_after_s=3600.0),
     ]
 
 

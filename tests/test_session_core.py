@@ -13,8 +13,10 @@ import pytest
 from actors.config import asyncpg_dsn
 from actors.domain import Reason, SessionStatus
 from actors.errors import InvalidInput, InvalidRecipient, SessionNotConnected
+from actors.events import Disconnected
+from actors.session import SessionCore
 from tests.raykit import eventually, frames, insert_session
-from tests.sessionkit import Factory, session_factory, session_row, wait_status
+from tests.sessionkit import Exits, Factory, session_factory, session_row, wait_status
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,3 +104,32 @@ async def test_status_and_qr_are_published(core: Factory, redis_url: str, databa
     assert qr["qr"].startswith("2@") and qr["expiresAt"].endswith("Z")
     assert (await session.view()).qr in {q["qr"] for q in got.of("qr")}
     assert status == {"status": "qr_ready", "reason": None, "phone": None, "displayName": None}
+
+
+async def _connected(core: Factory, phone: str, **overrides: object) -> tuple[SessionCore, Exits]:
+    session, exits = await core(**overrides)
+    await wait_status(session, SessionStatus.QR_READY)
+    await session.simulate("scan", phone=phone, display_name=None)
+    await wait_status(session, SessionStatus.CONNECTED)
+    return session, exits
+
+
+async def test_a_reconnect_that_hangs_counts_as_a_failed_dial(core: Factory, database_url: str) -> None:
+    """Otherwise a WhatsApp outage would recycle every session of a node without backoff, forever."""
+    session, exits = await _connected(core, "+15551239010", connect_timeout_s=1.0)
+    await session.simulate("drop", hang_reconnect=True)
+    await asyncio.wait_for(exits.happened.wait(), 10)
+    assert exits.reasons == ["reconnect did not finish"]
+    row = await session_row(database_url, session.session_id)
+    assert row["connect_failures"] == 1
+
+
+async def test_a_temporary_ban_reconnects_by_itself_at_its_expiry(core: Factory, database_url: str) -> None:
+    session, exits = await _connected(core, "+15551239011")
+    await session._handle(Disconnected(Reason.BANNED, retrying=False, retry_after_s=0.5))
+    view = await session.view()
+    assert (view.status, view.reason) == (SessionStatus.DISCONNECTED, Reason.BANNED)
+    await asyncio.wait_for(exits.happened.wait(), 5)
+    assert exits.reasons == ["temporary ban expired"]
+    row = await session_row(database_url, session.session_id)
+    assert (row["status"], row["reason"], row["connect_failures"]) == ("disconnected", "banned", 0)

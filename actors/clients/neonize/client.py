@@ -421,6 +421,8 @@ class NeonizeClient:
                 log.warning(
                     "session %s: %s (%s, %d s)", self._sid, text, enum_name(payload, "Code"), payload.Expire
                 )
+                if payload.Expire > 0:  # whatsmeow's TemporaryBan.Expire, in seconds here
+                    event = Disconnected(Reason.BANNED, retrying=False, retry_after_s=float(payload.Expire))
             else:
                 log.warning("session %s: %s", self._sid, text)
             return [event]
