@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     reconcile_interval_s: Annotated[float, Field(gt=0)] = 10.0
     # An actor without a row is stopped (never logged out) only after being one this long.
     orphan_grace_s: Annotated[float, Field(ge=0)] = 600.0
+    # Where each node keeps its sessions' spools (writes not yet in PostgreSQL): an absolute path on
+    # every node's local disk; unset = the node's temporary folder (lost on reboot).
+    session_spool_dir: Path | None = None
+    session_spool_max_bytes: Annotated[int, Field(ge=1 * MB)] = 256 * MB
 
     # Pairing: a QR round that ends unpaired starts a fresh one, at most this many, then `qr_timeout`.
     qr_max_rounds: Annotated[int, Field(ge=1)] = 3

@@ -98,6 +98,8 @@ def registry_config(settings: Settings) -> RegistryConfig:
         qr_first_s=settings.sim_qr_first_s,
         qr_next_s=settings.sim_qr_next_s,
         qr_codes=settings.sim_qr_codes,
+        spool_dir=str(settings.session_spool_dir) if settings.session_spool_dir else "",
+        spool_max_bytes=settings.session_spool_max_bytes,
     )
     return RegistryConfig(
         database_dsn=dsn,
