@@ -180,9 +180,11 @@ async def websocket(
     token: str | None = None,
     session_id: str | None = None,
     headers: dict[str, str] | None = None,
+    cursor: str | None = None,
 ) -> AsyncIterator[WsFrames]:
     """A WebSocket to /ws (headers for `user`, or a token), collecting frames while the block runs."""
-    query = {k: v for k, v in (("token", token), ("sessionId", session_id)) if v is not None}
+    pairs = (("token", token), ("sessionId", session_id), ("cursor", cursor))
+    query = {k: v for k, v in pairs if v is not None}
     url = stack.ws_url + ("?" + str(httpx.QueryParams(query)) if query else "")
     sent_headers = headers if headers is not None else (stack.headers(user) if user and not token else {})
     conn = await asyncio.wait_for(connect(url, additional_headers=sent_headers, open_timeout=10), 15)
