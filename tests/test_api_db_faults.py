@@ -291,7 +291,7 @@ async def test_an_invalid_idempotency_key_is_422(
             ("media", {"data": {"to": "+14155550199"}, "files": {"file": ("a.txt", b"hi", "text/plain")}}),
             ("audio", {"data": {"to": "+14155550199"}, "files": {"file": ("a.wav", b"RIFF", "audio/wav")}}),
         ):
-            headers = {"Idempotency-Key": key.encode("latin-1")}
+            headers = [(b"Idempotency-Key", key.encode("latin-1"))]
             response = await client.post(f"/sessions/{sid}/send/{path}", headers=headers, **kwargs)
             assert response.status_code == 422, (path, response.text)
             assert response.json()["error"]["code"] == "invalid_request"

@@ -23,6 +23,11 @@ from api.unavailable import ActorUnreachable, as_wa_error, describe
 SECRET = "s3cret-parameter"
 
 
+def _task_error(method: str, cause: BaseException) -> rx.RayTaskError:
+    """What the caller of an actor method sees when the method raised `cause`."""
+    return rx.RayTaskError(method, "traceback", cause)  # type: ignore[no-untyped-call]
+
+
 def _wrapped(orig: BaseException, kind: type[DBAPIError] = DBAPIError, **kw: bool) -> DBAPIError:
     """What SQLAlchemy raises around a driver error: its text holds the SQL and the parameters."""
     return kind("UPDATE app_user SET phone = $1", {"phone": SECRET}, orig, **kw)  # type: ignore[arg-type]
@@ -67,7 +72,7 @@ def test_a_dependency_that_is_not_there_is_service_unavailable(err: BaseExceptio
         rx.ActorUnavailableError("the actor is restarting", None),
         rx.RayActorError(),
         rx.GetTimeoutError("Get timed out"),
-        rx.RaySystemError("gcs unreachable"),
+        rx.RaySystemError("gcs unreachable"),  # type: ignore[no-untyped-call]
     ],
     ids=lambda err: type(err).__name__,
 )
@@ -90,8 +95,8 @@ def test_an_actor_that_cannot_be_reached_is_actor_unreachable(err: BaseException
         KeyError("bug"),
         SessionNotFound(),
         SessionNotConnected(),
-        rx.RayTaskError("send_text", "tb", SessionNotConnected()),
-        rx.RayTaskError("status", "tb", ValueError("a bug in the actor")),
+        _task_error("send_text", SessionNotConnected()),
+        _task_error("status", ValueError("a bug in the actor")),
     ],
     ids=lambda err: type(err).__name__,
 )
@@ -103,8 +108,8 @@ def test_the_bridges_own_503_and_504_are_kept_even_inside_ray_and_other_errors()
     busy = SessionUnavailable(retry_after=7)
     assert as_wa_error(busy) is busy
     unknown = SendOutcomeUnknown()
-    assert as_wa_error(rx.RayTaskError("send_text", "tb", unknown)) is unknown
-    from_actor = as_wa_error(rx.RayTaskError("chats", "tb", _wrapped(pg.TooManyConnectionsError("x"))))
+    assert as_wa_error(_task_error("send_text", unknown)) is unknown
+    from_actor = as_wa_error(_task_error("chats", _wrapped(pg.TooManyConnectionsError("x"))))
     assert isinstance(from_actor, ServiceUnavailable)
 
 
