@@ -99,7 +99,7 @@ async def test_slots_qr_frames_scan_and_conflicts(stack: Stack) -> None:
 
         # QR codes reach the socket and rotate.
         qr = await ws.wait_for(lambda f: f["type"] == "qr" and f["sessionId"] == first)
-        assert set(qr) == {"type", "sessionId", "qr", "expiresAt"}
+        assert set(qr) == {"type", "sessionId", "qr", "expiresAt", "cursor"}
         await ws.wait_for(lambda f: f["type"] == "qr" and f["sessionId"] == first and f["qr"] != qr["qr"])
         showing = await status_of(client, first)
         assert showing["status"] == "qr_ready" and showing["qr"]
@@ -113,7 +113,7 @@ async def test_slots_qr_frames_scan_and_conflicts(stack: Stack) -> None:
             lambda f: f["type"] == "status" and f["sessionId"] == first and f["status"] == "connected"
         )
         assert connected["phone"] == phone and connected["displayName"] == "Ana"
-        assert set(connected) == {"type", "sessionId", "status", "reason", "phone", "displayName"}
+        assert set(connected) == {"type", "sessionId", "status", "reason", "phone", "displayName", "cursor"}
 
         # The same phone on a second session of the user.
         second = sessions[1]["id"]
