@@ -31,7 +31,10 @@ need `X-User-Id`. Errors are `{"error": {"code", "message"}}`; a 503 carries `Re
 `{"type": "qr" | "status" | "message", "sessionId", ...}` with the bodies of the Redis channels:
 `qr` `{qr, expiresAt}`, `status` `{status, reason, phone, displayName}`, `message` `{chatId, message}`.
 On open the socket gets one `status` frame per session (and the `qr` showing). A refused socket is
-closed with 1008; a client too slow to keep up is closed with 1013 and should reconnect.
+closed with 1008; a client too slow to keep up is closed with 1013 and should reconnect. Every frame
+carries a `cursor`: reconnect with `?cursor=<last one>` to get the frames missed meanwhile (once, in
+order, within the last 100 000 events); older, a `{"type": "resync"}` frame says to reload. Without the
+database the handshake is refused with 503 and `Retry-After`.
 """
 
 
