@@ -154,7 +154,7 @@ class EventBus:
                 try:
                     await self._send(batch)
                 except OSError as err:
-                    log.debug("session %s: Redis lost again while sending the outbox: %s", self._session_id, err)
+                    log.debug("session %s: Redis lost again sending the outbox: %s", self._session_id, err)
                     return False
                 for _ in batch:
                     self._outbox.popleft()

@@ -6,7 +6,7 @@
   session's owner (`api.owners`) that may see that session.
 - The loop is supervised: an entry that cannot be decoded is logged and skipped; any other failure is
   logged, counts as "not delivering" (`events_ok`, /health) and the loop starts again with capped backoff.
-  Owner lookups run concurrently and are waited for at most `OWNER_WAIT_S`: an owner that cannot be
+  Owner lookups run concurrently and are waited for at most `owner_lookup.WAIT_S`: an owner that cannot be
   resolved yet has that session's entries skipped (a reconnecting client gets them by replay) and is
   asked again later, so one session never stalls the others.
 - Each socket has a bounded queue. Queuing never blocks: a socket whose queue is full is dropped (it
@@ -39,13 +39,17 @@ from api import eventlog
 from api.database import Database
 from api.handles import SessionActors
 from api.metrics import Metrics
+from api.owner_lookup import OwnerResolver
 from api.owners import SessionOwners
 from persistence import repo
 
 log = logging.getLogger(__name__)
 
-# Event kinds whose frame type differs from the kind (`wa:msg:{id}` → `message`); others keep their name.
-FRAME_TYPES = {"msg": "message"}
+# Frame type of each event kind (`wa:msg:{id}` → `message`); an entry of another kind is skipped.
+FRAME_TYPES = {
+    "msg": "message",
+    **{kind: kind for kind in ("qr", "status", "chat", "message_update", "presence")},
+}
 QUEUE_FRAMES = 256
 POLL_INTERVAL_S = 2.0
 STATUS_TIMEOUT_S = 2.0
@@ -54,9 +58,6 @@ NORMAL_CLOSURE, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
 BACKOFF_MAX_S = 5.0
 READ_BLOCK_MS = 1000
 READ_COUNT = 500
-OWNER_WAIT_S = 1.0
-OWNER_RETRY_S = 5.0
-OWNER_LOOKUPS = 4
 # The reader counts as not delivering when it has not completed a read for this long, or has been
 # reading full batches (a backlog) for this long.
 STALE_S = 5.0
@@ -129,9 +130,7 @@ class EventHub:
         self._queries: Redis | None = None
         self._position: str | None = None  # the last entry handled; None until the log was first read
         self._duplicates = eventlog.Duplicates()
-        self._lookups: dict[str, asyncio.Task[str | None]] = {}
-        self._lookup_slots = asyncio.Semaphore(OWNER_LOOKUPS)
-        self._owner_retry_at: dict[str, float] = {}
+        self._resolver = OwnerResolver(owners, metrics)
         self._redis_up = False
         self._read_at = 0.0
         self._backlog_since: float | None = None
@@ -149,8 +148,7 @@ class EventHub:
         # The flag too: redis-py can swallow a cancellation that lands as its read timeout expires.
         self._stopping = True
         await self._tasks.cancel_all()
-        for task in list(self._lookups.values()):
-            task.cancel()
+        self._resolver.cancel()
         if self._queries is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._queries.aclose(), 2.0)
@@ -242,7 +240,7 @@ class EventHub:
                         continue
                     if self._duplicates.is_known_copy(entry.id):
                         continue
-                    frame_type = FRAME_TYPES.get(entry.kind, entry.kind)
+                    frame_type = FRAME_TYPES[entry.kind]
                     frames.append(frame_text(frame_type, entry.session_id, entry.payload, cursor=entry.id))
         except (RedisError, OSError) as err:
             log.info("cannot replay events for user %s (%s)", sub.user_id, type(err).__name__)
@@ -358,12 +356,13 @@ class EventHub:
     async def _handle(self, raw: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         """Deliver a batch of entries in order; the position moves past each one, delivered or not."""
         entries = [(entry_id, self._decoded(entry_id, fields)) for entry_id, fields in raw]
-        owners = await self._resolve({e.session_id for _, e in entries if e is not None})
+        watched = {e.session_id for _, e in entries if e is not None} if self._by_user else set()
+        owners = await self._resolver.resolve(watched)
         for entry_id, entry in entries:
             self._position = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
             if entry is None or self._duplicates.is_copy(entry):
                 continue
-            frame_type = FRAME_TYPES.get(entry.kind, entry.kind)
+            frame_type = FRAME_TYPES[entry.kind]
             self._metrics.events.labels(type=frame_type).inc()
             owner = owners.get(entry.session_id)
             if owner is not None:
@@ -371,46 +370,14 @@ class EventHub:
 
     def _decoded(self, entry_id: bytes, fields: dict[bytes, bytes]) -> eventlog.Entry | None:
         try:
-            return eventlog.decode(entry_id, fields)
+            entry = eventlog.decode(entry_id, fields)
+            if entry.kind not in FRAME_TYPES:
+                raise ValueError(f"unknown event kind {entry.kind[:40]!r}")
+            return entry
         except (ValueError, KeyError) as err:
             log.warning("skipping a malformed event log entry %r (%s)", entry_id, type(err).__name__)
             self._metrics.events_skipped.labels(why="malformed").inc()
             return None
-
-    async def _resolve(self, session_ids: set[str]) -> dict[str, str | None]:
-        """Owners of the sessions someone here may watch, as far as they are known within OWNER_WAIT_S."""
-        if not self._by_user or not session_ids:
-            return {}
-        now = time.monotonic()
-        started = []
-        for sid in session_ids:
-            if sid not in self._lookups and self._owner_retry_at.get(sid, 0.0) <= now:
-                self._lookups[sid] = asyncio.create_task(self._lookup(sid), name=f"owner of {sid}")
-                started.append(self._lookups[sid])
-        if started:  # lookups still running from an earlier batch are not waited for again
-            await asyncio.wait(started, timeout=OWNER_WAIT_S)
-        found: dict[str, str | None] = {}
-        for sid in session_ids:
-            task = self._lookups.get(sid)
-            if task is None or not task.done():
-                self._metrics.events_skipped.labels(why="owner_unknown").inc()
-                continue
-            del self._lookups[sid]
-            if task.cancelled() or task.exception() is not None:
-                self._owner_retry_at[sid] = now + OWNER_RETRY_S
-                self._metrics.events_skipped.labels(why="owner_unknown").inc()
-                continue
-            self._owner_retry_at.pop(sid, None)
-            found[sid] = task.result()
-        return found
-
-    async def _lookup(self, session_id: str) -> str | None:
-        async with self._lookup_slots:
-            try:
-                return await self._owners.owner(session_id)
-            except Exception as err:
-                log.debug("no owner for session %s yet (%s); retrying later", session_id, type(err).__name__)
-                raise
 
     # ------------------------------------------------------------------ polling while Redis is down
 
