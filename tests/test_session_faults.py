@@ -227,3 +227,22 @@ def test_a_full_spool_refuses_instead_of_growing(tmp_path: Path) -> None:
     with pytest.raises(SpoolFull):
         spool.append(big)
     assert spool.pending == 1
+
+
+async def test_a_process_that_dies_during_an_outage_leaves_its_events_to_the_next_one(
+    core: Factory, pg_proxy: FaultProxy, database_url: str
+) -> None:
+    sid, session, exits = await _connected(core, pg_proxy, database_url, "+15551238007")
+    pg_proxy.cut()
+    texts = [f"before the crash {i}" for i in range(5)]
+    for text in texts:
+        await session.simulate("incoming", from_="+15557001238", text=text)
+    await eventually(lambda: _spooled(session), lambda n: n >= 5, 10)
+    await session.recycle("killed during the outage")  # nothing reaches PostgreSQL: it is cut
+    assert exits.reasons == ["killed during the outage"]
+    assert await _messages(database_url, sid, "15557001238") == []
+    pg_proxy.restore()
+    again, _ = await core(sid, db=pg_proxy.url_for(database_url))  # the next process, same node
+    await wait_status(again, SessionStatus.CONNECTED, timeout=15)
+    stored = await _messages(database_url, sid, "15557001238")
+    assert sorted(r["text"] for r in stored) == texts
