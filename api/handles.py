@@ -177,10 +177,6 @@ class SessionActors:
 
     # ------------------------------------------------------------------ untyped (being migrated)
 
-    async def call(self, session_id: str, method: str, *args: Any, timeout_s: float | None = None) -> Any:
-        """`SessionActor.<method>(*args)`: kept until its last callers use the typed methods above."""
-        return await self._session(session_id, method, *args, timeout_s=timeout_s)
-
     async def registry(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         """`SessionRegistry.<method>(*args)`: kept until its last callers use the typed methods above."""
         return await self._registry(method, *args, timeout_s=timeout_s)

@@ -419,8 +419,7 @@ class EventHub:
 
         async def live(view: SessionView) -> SessionView:
             try:
-                current: SessionView = await self._actors.call(view.id, "status", timeout_s=STATUS_TIMEOUT_S)
-                return current
+                return await self._actors.status(view.id, timeout_s=STATUS_TIMEOUT_S)
             except Exception as err:  # unavailable, or failing: what the database says is the best we have
                 log.debug("session %s: status from the database (%s)", view.id, type(err).__name__)
                 return view
