@@ -175,12 +175,6 @@ class SessionActors:
         placement: Placement = await self._registry("where", session_id, timeout_s=timeout_s)
         return placement
 
-    # ------------------------------------------------------------------ untyped (being migrated)
-
-    async def registry(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
-        """`SessionRegistry.<method>(*args)`: kept until its last callers use the typed methods above."""
-        return await self._registry(method, *args, timeout_s=timeout_s)
-
     # ------------------------------------------------------------------ internals
 
     async def _session(
