@@ -8,7 +8,7 @@ Guarantees (its truth is PostgreSQL plus the named actors that exist, so it can 
   then killed), and only once it has been an orphan on every pass for `orphan_grace_s` and a fresh look
   at its row, right before the stop, still finds none. Named actors are listed *before* the rows are
   read, so an actor whose row is being inserted is never mistaken for an orphan. A pass that cannot read
-  the rows does nothing to orphans (and restarts their grace) and creates nothing.
+  the rows changes nothing (no creation, stop or restart) and restarts every orphan's grace.
 - Actor creations are staggered at `reload_per_s` (a fleet of whatsmeow clients reconnecting at once gets
   cut off; Ray starts workers at ~1-2/s on 2 cores anyway). The first pass after the registry starts is
   the cold reload: paired sessions first, progress logged.
@@ -226,24 +226,22 @@ class SessionRegistry:
             async with self._db() as db:
                 rows = await repo.sessions_to_run(db)
         except Exception:
-            log.warning("registry: sessions unreadable; no creation or orphan stop this pass", exc_info=True)
+            # Nothing is known about which actors should exist: change nothing, restart orphans' grace.
+            log.warning("registry: sessions unreadable; this pass changes nothing", exc_info=True)
             self._orphans.clear()
-            supervised = running
-        else:
-            wanted = {r.id for r in rows}
-            stats["wanted"] = len(wanted)
-            skip = running.keys() | self._creating | self._destroying
-            missing = [r.id for r in rows if r.id not in skip]
-            if missing:
-                log.info(
-                    "registry: %d of %d sessions have no actor; starting them", len(missing), len(wanted)
-                )
-            for sid in missing:
-                self._create(sid)
-            stats["created"] = len(missing)
-            orphans = {sid: h for sid, h in running.items() if sid not in wanted}
-            stats["stopped"] = await self._stop_orphans(orphans, unplaced)
-            supervised = {sid: h for sid, h in running.items() if sid in wanted}
+            return stats
+        wanted = {r.id for r in rows}
+        stats["wanted"] = len(wanted)
+        skip = running.keys() | self._creating | self._destroying
+        missing = [r.id for r in rows if r.id not in skip]
+        if missing:
+            log.info("registry: %d of %d sessions have no actor; starting them", len(missing), len(wanted))
+        for sid in missing:
+            self._create(sid)
+        stats["created"] = len(missing)
+        orphans = {sid: h for sid, h in running.items() if sid not in wanted}
+        stats["stopped"] = await self._stop_orphans(orphans, unplaced)
+        supervised = {sid: h for sid, h in running.items() if sid in wanted}
         stats["replaced"], stats["restarted"] = await self._supervise(supervised, unplaced)
         return stats
 

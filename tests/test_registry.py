@@ -43,8 +43,11 @@ async def test_reconcile_starts_rows_and_stops_orphans(
     placements = await registry.placements.remote()
     assert {p.session_id for p in placements} == set(rows)
     assert all(p.alive and p.pid and p.node_id for p in placements)
-    where = await registry.where.remote(rows[0])
-    assert where.status in (SessionStatus.CONNECTING, SessionStatus.QR_READY)
+    # Alive first, then ready once it has loaded its row.
+    await eventually(
+        lambda: registry.where.remote(rows[0]),
+        lambda p: p.ready and p.status in (SessionStatus.CONNECTING, SessionStatus.QR_READY),
+    )
 
 
 async def test_an_actor_killed_for_good_is_recreated(
