@@ -16,7 +16,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -24,6 +24,7 @@ from types import FrameType
 from pydantic import SecretStr, ValidationError
 
 from actors.config import Settings
+from api import redact
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ Examples:
 """
 
 
+GCS_RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
+# A year: "never" for an operator, and small enough for Ray's uint32 setting (verified with Ray 2.60).
+DRIVER_GCS_RECONNECT_TIMEOUT_S = 365 * 24 * 3600
+
+
 class AlreadyRunning(Exception):
     """Another run holds the data directory."""
 
@@ -80,9 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(level: str) -> None:
-    """The process's one logging setup; every module logs through `logging.getLogger(__name__)`."""
+def configure_logging(level: str, secrets: Iterable[str | None] = ()) -> None:
+    """The process's one logging setup; every module logs through `logging.getLogger(__name__)`.
+
+    Every line is redacted (api/redact.py): `secrets` and any token, key or URL password in it.
+    """
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    redact.install(LOG_FORMAT, secrets)
     # Alembic lists every plugin it loads at INFO; the migrations it runs stay visible.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
@@ -91,7 +101,7 @@ def _load_settings() -> Settings | None:
     try:
         return Settings()
     except ValidationError as err:
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        configure_logging("INFO")
         # Field name and message only: the input could be a secret.
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in err.errors())
         log.error("invalid configuration: %s", problems)
@@ -103,8 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _load_settings()
     if settings is None:
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, _secrets(settings))
     return run(settings)
+
+
+def _secrets(settings: Settings) -> list[str | None]:
+    """What must never be logged: the API key and the passwords in the service URLs."""
+    key = settings.whatsapp_bridge_api_key
+    return [
+        key.get_secret_value() if key else None,
+        redact.url_password(settings.database_url),
+        redact.url_password(settings.redis_url),
+        os.environ.get("RAY_AUTH_TOKEN"),
+    ]
 
 
 def run(settings: Settings) -> int:
@@ -187,6 +208,7 @@ def start_stack(settings: Settings, stack: ExitStack) -> Settings:
         localstack.local_ray(settings, data_dir / "ray")
     )
     api_key = settings.whatsapp_bridge_api_key or _local_api_key(data_dir / "api_key")
+    redact.install(LOG_FORMAT, [api_key.get_secret_value()])
     settings = settings.model_copy(
         update={
             "database_url": database_url,
@@ -246,6 +268,10 @@ def _migrate(database_url: str) -> None:
 
 
 def _connect_ray(address: str, namespace: str, stack: ExitStack) -> None:
+    # Ray ends a driver whose GCS stays unreachable longer than this (60 s by default): the API must
+    # outlive a head outage of any length, answering 503 for what needs Ray meanwhile. Read from the
+    # environment when ray.init starts the driver's core worker; the cluster's own value stays as it is.
+    os.environ.setdefault(GCS_RECONNECT_ENV, str(DRIVER_GCS_RECONNECT_TIMEOUT_S))
     # Imported only now: a local head has put the driver's settings into the environment, and Ray
     # reads some of them when it is imported.
     import ray

@@ -1,0 +1,231 @@
+"""The Ray head goes away: sessions keep running through a GCS restart, and the API never exits.
+
+A `ray.cluster_utils.Cluster` with GCS fault tolerance on an external Redis (an embedded Valkey), the real `whatsapp-bridge` as the API (a Ray driver), a paired session on the simulated
+network. The GCS is killed and started again; then the whole head is lost for good.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from api.cli import DRIVER_GCS_RECONNECT_TIMEOUT_S, GCS_RECONNECT_ENV
+from api.localstack import EmbeddedValkey, free_port
+from tests import raykit
+from tests.test_cli import _clean_env, _command
+
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+
+START_TIMEOUT_S = 90.0
+# The control driver's reconnect timeout: Ray's 60 s default, scaled down so that the test stays short.
+SHORT_RECONNECT_S = 3
+REQUEST_BOUND_S = 15.0  # no request may take longer while the head is away (api/handles.py: 10 s)
+
+
+@dataclass
+class Api:
+    """The `whatsapp-bridge` process under test."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    key: str
+    log: Path
+
+    def request(self, method: str, path: str, body: object = None) -> httpx.Response:
+        headers = {"X-API-Key": self.key, "X-User-Id": "head-user"}
+        started = time.monotonic()
+        response = httpx.request(
+            method, self.base + path, json=body, headers=headers, timeout=REQUEST_BOUND_S + 5
+        )
+        assert time.monotonic() - started < REQUEST_BOUND_S, f"{method} {path} took too long"
+        return response
+
+    def get(self, path: str) -> httpx.Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: object) -> httpx.Response:
+        return self.request("POST", path, body)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def until(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            assert self.alive(), f"the API exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
+            try:
+                if check():
+                    return
+            except (httpx.HTTPError, KeyError) as err:
+                last = err
+            time.sleep(0.5)
+        raise AssertionError(f"{what}: not within {timeout} s; last {last!r}\n{self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def gcs_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The GCS keeps its tables in a Redis of its own (a namespace of its own too, as in production).
+
+    Not the shared test Redis: every test flushes that one when it starts, tables included.
+    """
+    namespace = f"wab-gcs-{uuid.uuid4().hex[:8]}"
+    with EmbeddedValkey(tmp_path / "gcs-redis") as store:
+        monkeypatch.setenv("RAY_REDIS_ADDRESS", f"127.0.0.1:{store.port}")
+        monkeypatch.setenv("RAY_external_storage_namespace", namespace)
+        yield namespace
+
+
+@pytest.fixture
+def cluster(gcs_storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "resources": {"wa_session": 10},
+            "include_dashboard": False,
+            "object_store_memory": 80 * 1024 * 1024,
+        },
+    )
+    # The test process is a driver too and must outlive the head like the API; the cluster's own
+    # processes, started above, keep Ray's default.
+    monkeypatch.setenv(GCS_RECONNECT_ENV, str(DRIVER_GCS_RECONNECT_TIMEOUT_S))
+    ray.init(address=cluster.address, logging_level="WARNING", configure_logging=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _spawn_api(tmp_path: Path, cluster: Cluster, database_url: str, redis_url: str, namespace: str) -> Api:
+    port = free_port()
+    key = secrets.token_urlsafe(24)
+    env = _clean_env(
+        RAY_ADDRESS=cluster.address,
+        RAY_NAMESPACE=namespace,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        WHATSAPP_BRIDGE_API_KEY=key,
+        WHATSAPP_BRIDGE_PORT=str(port),
+        WA_BACKEND="simulated",
+        SIM_QR_FIRST_S="1.0",
+        SIM_QR_NEXT_S="1.0",
+        SIM_QR_CODES="30",
+        RECONCILE_INTERVAL_S="1",
+    )
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(_command(), env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    return Api(proc, f"http://127.0.0.1:{port}", key, log)
+
+
+def _spawn_short_driver(cluster: Cluster, tmp_path: Path) -> subprocess.Popen[str]:
+    """A plain driver with a short reconnect timeout: what the API was before (Ray's default, scaled)."""
+    code = "import ray, time\nray.init(address=%r)\nprint('ready', flush=True)\nwhile True: time.sleep(1)\n"
+    env = {**os.environ, GCS_RECONNECT_ENV: str(SHORT_RECONNECT_S)}
+    errors = tmp_path / "control.log"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code % cluster.address],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready", errors.read_text()
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(300)
+async def test_the_api_and_the_sessions_outlive_the_head(
+    cluster: Cluster, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    namespace = raykit.unique_namespace()
+    control = _spawn_short_driver(cluster, tmp_path)
+    api = _spawn_api(tmp_path, cluster, database_url, redis_url, namespace)
+    head_up = True
+    try:
+        api.until("healthy", lambda: api.get("/health").json()["status"] == "ok", START_TIMEOUT_S)
+        created = api.post("/sessions", {"slot": 1})
+        assert created.status_code == 201, created.text
+        sid = created.json()["id"]
+        api.until("qr", lambda: api.get(f"/sessions/{sid}/status").json()["status"] == "qr_ready")
+        scan = {"phone": "+15550001111", "display_name": "Tester"}
+        await raykit.handle(sid, namespace).simulate.remote("scan", scan)
+        api.until("connected", lambda: api.get(f"/sessions/{sid}/status").json()["status"] == "connected")
+        pid = await raykit.pid_of(sid, namespace)
+
+        # 1. The GCS dies and stays away longer than the control driver's reconnect timeout.
+        head_up = False
+        cluster.head_node.kill_gcs_server()
+        assert control.wait(timeout=SHORT_RECONNECT_S + 30) != 0, "a driver with a short timeout ends"
+        health = api.get("/health").json()
+        assert health["components"]["ray"] == "error" and health["components"]["database"] == "ok"
+        assert api.get("/sessions").status_code == 200
+        assert api.get(f"/sessions/{sid}/status").status_code == 200
+        cluster.head_node.start_gcs_server()
+        head_up = True
+
+        # The API is still there, Ray is healthy again, and the session process never restarted.
+        api.until("ray ok again", lambda: api.get("/health").json()["components"]["ray"] == "ok")
+        assert api.get(f"/sessions/{sid}/status").json()["status"] == "connected"
+        assert await raykit.pid_of(sid, namespace) == pid, "the session kept its process"
+        second = api.post("/sessions", {"slot": 2})  # needs the registry and the GCS: both work again
+        assert second.status_code == 201, second.text
+        sid2 = second.json()["id"]
+        api.until("new session", lambda: api.get(f"/sessions/{sid2}/status").json()["status"] == "qr_ready")
+
+        # 2. The whole head is lost for good: what needs a session answers 503 + Retry-After, what
+        # PostgreSQL knows still answers, nothing hangs, and the API stays up.
+        head_up = False
+        cluster.head_node.kill_all_processes(check_alive=False, allow_graceful=False)
+
+        def refused() -> bool:
+            asked = api.post(f"/sessions/{sid}/pairing-code", {"phone": "+14155552671"})
+            if asked.status_code == 503 and "Retry-After" in asked.headers:
+                return True
+            raise KeyError(f"{asked.status_code} {asked.text}")  # shown by `until` if it never comes
+
+        api.until("actor routes answer 503", refused)
+        # A send whose outcome cannot be known is 504 (api contract), never a 500 or a hang.
+        sent = api.post(f"/sessions/{sid}/send/text", {"to": "+15550002222", "text": "hello"})
+        assert sent.status_code in (503, 504), sent.text
+        status = api.get(f"/sessions/{sid}/status")  # from the stored row while the actor is unreachable
+        assert status.status_code == 200 and status.json()["id"] == sid
+        sessions = api.get("/sessions")
+        assert sessions.status_code == 200 and {s["id"] for s in sessions.json()} == {sid, sid2}
+        assert api.get("/users/me").status_code == 200
+        components = api.get("/health").json()["components"]
+        assert (components["database"], components["redis"], components["ray"]) == ("ok", "ok", "error")
+        assert api.alive()
+    finally:
+        _stop(control)
+        _stop(api.proc)
+        if head_up:  # the session processes end with their raylet when the head is lost
+            raykit.kill_namespace_actors(namespace)
