@@ -1,7 +1,8 @@
 """The Ray head goes away: sessions keep running through a GCS restart, and the API never exits.
 
-A `ray.cluster_utils.Cluster` with GCS fault tolerance on an external Redis (an embedded Valkey), the real `whatsapp-bridge` as the API (a Ray driver), a paired session on the simulated
-network. The GCS is killed and started again; then the whole head is lost for good.
+A `ray.cluster_utils.Cluster` with GCS fault tolerance on an external Redis (an embedded Valkey), the
+real `whatsapp-bridge` as the API (a Ray driver), a paired session on the simulated network. The GCS is
+killed and started again; then the whole head is lost for good.
 """
 
 from __future__ import annotations

@@ -204,3 +204,18 @@ def test_cluster_nodes_start_with_the_session_capacity_and_the_idle_cpu_settings
     assert "RAY_AUTH_MODE=token" in command
     if sessions == 0:
         assert params["system_config"] == dict(RAY_SYSTEM_CONFIG)  # click parses this one as JSON
+
+
+def test_cluster_head_keeps_its_gcs_tables_in_redis_and_nodes_wait_for_a_restarted_head(
+    cluster_file: dict[str, object],
+) -> None:
+    """GCS fault tolerance: a restarted head finds every session actor again (tests/test_head_restart.py)."""
+    head, worker = cluster_file["head_start_ray_commands"], cluster_file["worker_start_ray_commands"]
+    assert isinstance(head, list) and isinstance(worker, list)
+    assert "RAY_REDIS_ADDRESS=" in head[-1] and "RAY_external_storage_namespace=" in head[-1]
+    for command in (head[-1], worker[-1]):
+        assert "RAY_gcs_rpc_server_reconnect_timeout_s=600" in command.rsplit(";", 1)[0]  # the export
+    # In the environment, not in the system config: that one is handed to drivers and would cut the
+    # API's own wait for the head short.
+    assert "gcs_rpc_server_reconnect_timeout_s" not in RAY_SYSTEM_CONFIG
+    assert "gcs_rpc_server_reconnect_timeout_s" not in head[-1].split("--system-config", 1)[1]
