@@ -268,10 +268,11 @@ def _migrate(database_url: str) -> None:
 
 
 def _connect_ray(address: str, namespace: str, stack: ExitStack) -> None:
-    # Ray ends a driver whose GCS stays unreachable longer than this (60 s by default): the API must
-    # outlive a head outage of any length, answering 503 for what needs Ray meanwhile. Read from the
-    # environment when ray.init starts the driver's core worker; the cluster's own value stays as it is.
-    os.environ.setdefault(GCS_RECONNECT_ENV, str(DRIVER_GCS_RECONNECT_TIMEOUT_S))
+    # Ray ends a driver whose GCS stays unreachable longer than this (60 s by default), whatever the
+    # environment says for the nodes: the API must outlive a head outage of any length, answering 503
+    # for what needs Ray meanwhile. Read when ray.init starts the driver's core worker; the cluster's
+    # own processes keep their value. (A head's --system-config would override it: never set it there.)
+    os.environ[GCS_RECONNECT_ENV] = str(DRIVER_GCS_RECONNECT_TIMEOUT_S)
     # Imported only now: a local head has put the driver's settings into the environment, and Ray
     # reads some of them when it is imported.
     import ray

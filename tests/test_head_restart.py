@@ -127,6 +127,8 @@ def _spawn_api(tmp_path: Path, cluster: Cluster, database_url: str, redis_url: s
         SIM_QR_NEXT_S="1.0",
         SIM_QR_CODES="30",
         RECONCILE_INTERVAL_S="1",
+        # What a node's environment may say; the API must wait for the head regardless.
+        **{GCS_RECONNECT_ENV: str(SHORT_RECONNECT_S)},
     )
     log = tmp_path / "api.log"
     with log.open("wb") as out:
