@@ -59,10 +59,12 @@ class SendLedger:
             self._known[record.key] = (now, record)
 
     async def run(
-        self, key: str | None, digest: str, send: Callable[[], Awaitable[SendResult]]
+        self, key: str | None, request: tuple[Any, ...], send: Callable[[], Awaitable[SendResult]]
     ) -> SendResult:
+        """`send()` once per key; `request` (what the send asks for) is hashed only when there is a key."""
         if key is None or self._user_id is None:
             return await send()
+        digest = fingerprint(*request)
         running = self._inflight.get(key)
         if running is not None:
             result = await asyncio.shield(running)

@@ -69,7 +69,7 @@ from actors.events import (
 )
 from actors.ids import jid_user, to_jid
 from actors.journal import Journal
-from actors.ledger import SendLedger, fingerprint
+from actors.ledger import SendLedger
 from actors.ports import ClientOptions, OutgoingMedia, WhatsAppClient
 from actors.spool import Spool, SpoolFull
 from actors.tasks import TaskGroup
@@ -280,10 +280,11 @@ class SessionCore:
 
     async def wait_ready(self) -> SessionView:
         """The current view once the row is loaded (SessionUnavailable while still booting)."""
-        try:
-            await asyncio.wait_for(self._ready.wait(), 5.0)
-        except TimeoutError as err:
-            raise SessionUnavailable(retry_after=2) from err
+        if not self._ready.is_set():  # once set, no timer per call: sends and reads come through here
+            try:
+                await asyncio.wait_for(self._ready.wait(), 5.0)
+            except TimeoutError as err:
+                raise SessionUnavailable(retry_after=2) from err
         if self._view is None:
             raise SessionNotFound()
         return self._view
@@ -598,11 +599,11 @@ class SessionCore:
         return await self._store.get_message(chat_id, quoted_id) if quoted_id else None
 
     async def _send(
-        self, key: str | None, digest: str, send: Callable[[], Awaitable[SendResult]]
+        self, key: str | None, request: tuple[Any, ...], send: Callable[[], Awaitable[SendResult]]
     ) -> SendResult:
         await self.wait_ready()
         assert self._ledger is not None
-        return await self._ledger.run(key, digest, send)
+        return await self._ledger.run(key, request, send)
 
     async def send_text(
         self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
@@ -618,7 +619,7 @@ class SessionCore:
             self._own_message(sent, jid, text=text, quoted_id=quoted_id)
             return sent
 
-        return await self._send(idempotency_key, fingerprint("text", jid, text, quoted_id), send)
+        return await self._send(idempotency_key, ("text", jid, text, quoted_id), send)
 
     async def send_media(
         self,
@@ -644,8 +645,7 @@ class SessionCore:
             self._own_message(sent, jid, type=outgoing.kind, text=caption, media=info)
             return sent
 
-        digest = fingerprint("media", jid, data, file_name, mimetype, caption)
-        return await self._send(idempotency_key, digest, send)
+        return await self._send(idempotency_key, ("media", jid, data, file_name, mimetype, caption), send)
 
     async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
         from actors import media as media_mod
@@ -661,7 +661,7 @@ class SessionCore:
             self._own_message(sent, jid, type=MessageType.AUDIO, media=media_mod.voice_note_info(note))
             return sent
 
-        return await self._send(idempotency_key, fingerprint("voice", jid, data), send)
+        return await self._send(idempotency_key, ("voice", jid, data), send)
 
     async def chats(self, limit: int, cursor: str | None) -> Page[Chat]:
         await self.wait_ready()

@@ -90,8 +90,8 @@ async def test_messages_during_a_database_outage_are_stored_once_in_order_and_pu
     assert exits.reasons == []
 
 
-async def _spooled(session: object) -> int:
-    return int(session.spooled)  # type: ignore[attr-defined]
+async def _spooled(session: SessionCore) -> int:
+    return session.spooled
 
 
 async def test_a_session_that_boots_while_the_database_is_away_recovers_by_itself(
@@ -110,8 +110,8 @@ async def test_a_session_that_boots_while_the_database_is_away_recovers_by_itsel
     assert exits.reasons == []
 
 
-async def _ready(session: object) -> bool:
-    return bool(session.ready)  # type: ignore[attr-defined]
+async def _ready(session: SessionCore) -> bool:
+    return session.ready
 
 
 async def test_connecting_during_an_outage_is_not_stranded_and_reaches_the_database_after(
