@@ -114,14 +114,26 @@ def make_settings(
 
 
 @contextmanager
-def api_stack(database_url: str, redis_url: str, **settings: Any) -> Iterator[Stack]:
-    """Registry (fast QR timings) and API for one module, in a fresh namespace; Ray must be up."""
+def api_stack(
+    database_url: str,
+    redis_url: str,
+    *,
+    api_database_url: str | None = None,
+    session: dict[str, Any] | None = None,
+    **settings: Any,
+) -> Iterator[Stack]:
+    """Registry (fast QR timings) and API for one module, in a fresh namespace; Ray must be up.
+
+    The registry and the sessions use `database_url`, the API `api_database_url` (default the same): a
+    test puts a fault proxy in front of either side. `session` overrides the sessions' configuration.
+    """
     reset_database(database_url)
     namespace = unique_namespace()
     api_key = secrets.token_urlsafe(24)
-    config = registry_config(database_url, redis_url, namespace, session=dict(SESSION_TIMINGS))
-    start_registry(config)
-    app = create_app(make_settings(database_url, redis_url, namespace, api_key, **settings))
+    overrides = {**SESSION_TIMINGS, **(session or {})}
+    start_registry(registry_config(database_url, redis_url, namespace, session=overrides))
+    api_db = api_database_url or database_url
+    app = create_app(make_settings(api_db, redis_url, namespace, api_key, **settings))
     try:
         with ServerThread(app) as server:
             base = f"http://127.0.0.1:{server.port}"

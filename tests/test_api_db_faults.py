@@ -28,28 +28,29 @@ from actors.config import asyncpg_dsn
 from actors.registry import REGISTRY_NAME, start_registry
 from api.app import create_app
 from api.database import QUERY_TIMEOUT_S
-from tests.apikit import SESSION_TIMINGS, ServerThread, make_settings, new_user, reset_database
+from tests.apikit import SESSION_TIMINGS, Stack, api_stack, make_settings, new_user
 from tests.faultproxy import FaultProxy
-from tests.raykit import eventually, handle, kill_namespace_actors, registry_config, unique_namespace
+from tests.raykit import eventually, handle, local_ray, registry_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
 
-KEY = "k" * 32
 # A 503 must come within the query timeout plus the time to answer.
 ANSWER_BOUND_S = QUERY_TIMEOUT_S + 5
 
 
 @dataclass
 class FaultStack:
-    base_url: str
+    api: Stack
     proxy: FaultProxy
-    namespace: str
     database_url: str
     redis_url: str
 
+    @property
+    def namespace(self) -> str:
+        return self.api.namespace
+
     def client(self, user: str) -> httpx.AsyncClient:
-        headers = {"X-API-Key": KEY, "X-User-Id": user}
-        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=60.0)
+        return self.api.client(user)
 
     def restart_registry(self) -> None:
         config = registry_config(
@@ -60,22 +61,16 @@ class FaultStack:
 
 @pytest.fixture(scope="module")
 def stack(postgres_server: str, redis_server: str) -> Iterator[FaultStack]:
-    from tests.raykit import local_ray
-
     url = urlsplit(postgres_server)
-    with local_ray(), FaultProxy(url.hostname or "127.0.0.1", url.port or 5432) as proxy:
-        reset_database(postgres_server)
-        namespace = unique_namespace()
-        running = FaultStack("", proxy, namespace, postgres_server, redis_server)
-        running.restart_registry()
-        settings = make_settings(proxy.url_for(postgres_server), redis_server, namespace, KEY)
+    with (
+        local_ray(),
+        FaultProxy(url.hostname or "127.0.0.1", url.port or 5432) as proxy,
+        api_stack(postgres_server, redis_server, api_database_url=proxy.url_for(postgres_server)) as api,
+    ):
         try:
-            with ServerThread(create_app(settings)) as server:
-                running.base_url = f"http://127.0.0.1:{server.port}"
-                yield running
+            yield FaultStack(api, proxy, postgres_server, redis_server)
         finally:
             proxy.restore()
-            kill_namespace_actors(namespace)
 
 
 @pytest.fixture
@@ -160,10 +155,11 @@ def role_without_connections(postgres_server: str) -> Iterator[str]:
 async def test_too_many_connections_is_503(
     stack: FaultStack, role_without_connections: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = make_settings(role_without_connections, stack.redis_url, stack.namespace, KEY)
+    key = stack.api.api_key
+    settings = make_settings(role_without_connections, stack.redis_url, stack.namespace, key)
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
-    headers = {"X-API-Key": KEY, "X-User-Id": new_user()}
+    headers = {"X-API-Key": key, "X-User-Id": new_user()}
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client,

@@ -19,27 +19,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from actors.registry import start_registry
-from api.app import create_app
 from persistence.migrate import sim_dsn
-from tests.apikit import (
-    SESSION_TIMINGS,
-    ServerThread,
-    Stack,
-    make_settings,
-    new_user,
-    reset_database,
-    websocket,
-)
+from tests.apikit import Stack, api_stack, new_user, websocket
 from tests.faultproxy import FaultProxy
-from tests.raykit import (
-    eventually,
-    handle,
-    kill_namespace_actors,
-    local_ray,
-    registry_config,
-    unique_namespace,
-)
+from tests.raykit import eventually, handle, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -65,24 +48,18 @@ class Outage:
 def outage(postgres_server: str, redis_server: str) -> Iterator[Outage]:
     parts = urlsplit(postgres_server)
     upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
-    reset_database(postgres_server)
-    with local_ray(), FaultProxy(*upstream) as api_db, FaultProxy(*upstream) as node_db:
-        namespace = unique_namespace()
-        session = {**SESSION_TIMINGS, "auth_dsn": sim_dsn(postgres_server)}
-        start_registry(
-            registry_config(node_db.url_for(postgres_server), redis_server, namespace, session=session)
-        )
-        key = "outage-test-key-0123456789"
-        app = create_app(make_settings(api_db.url_for(postgres_server), redis_server, namespace, key))
-        try:
-            with ServerThread(app) as server:
-                base = f"http://127.0.0.1:{server.port}"
-                stack = Stack(
-                    base, f"ws://127.0.0.1:{server.port}/ws", app.state.api.settings, namespace, key
-                )
-                yield Outage(stack, api_db, node_db)
-        finally:
-            kill_namespace_actors(namespace)
+    with (
+        local_ray(),
+        FaultProxy(*upstream) as api_db,
+        FaultProxy(*upstream) as node_db,
+        api_stack(
+            node_db.url_for(postgres_server),
+            redis_server,
+            api_database_url=api_db.url_for(postgres_server),
+            session={"auth_dsn": sim_dsn(postgres_server)},  # the simulated network stays up
+        ) as stack,
+    ):
+        yield Outage(stack, api_db, node_db)
 
 
 async def _json(response: httpx.Response, status: int = 200) -> Any:

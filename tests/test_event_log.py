@@ -6,11 +6,9 @@ failing owner lookup (the API's PostgreSQL cut) and entries it cannot read.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,19 +17,14 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from actors.registry import start_registry
 from actors.wire import EVENTS_STREAM, event_fields
-from api.app import create_app
 from api.localstack import EmbeddedValkey
-from tests.apikit import ServerThread, Stack, WsFrames, make_settings, new_user, reset_database, websocket
+from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
 from tests.faultproxy import FaultProxy
 from tests.raykit import (
     eventually,
     insert_session,
-    kill_namespace_actors,
     local_ray,
-    registry_config,
-    unique_namespace,
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -45,22 +38,6 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]
         yield server
 
 
-@contextmanager
-def _stack(database_url: str, api_database_url: str, redis_url: str) -> Iterator[Stack]:
-    reset_database(database_url)
-    namespace = unique_namespace()
-    api_key = secrets.token_urlsafe(24)
-    timings = {"qr_first_s": 1.5, "qr_next_s": 1.0, "qr_codes": 10, "qr_max_rounds": 3}
-    start_registry(registry_config(database_url, redis_url, namespace, session=timings))
-    app = create_app(make_settings(api_database_url, redis_url, namespace, api_key))
-    try:
-        with ServerThread(app) as server:
-            base = f"http://127.0.0.1:{server.port}"
-            yield Stack(base, f"ws://127.0.0.1:{server.port}/ws", app.state.api.settings, namespace, api_key)
-    finally:
-        kill_namespace_actors(namespace)
-
-
 @pytest.fixture(scope="module")
 def stack(postgres_server: str, valkey: EmbeddedValkey) -> Iterator[tuple[Stack, FaultProxy, FaultProxy]]:
     """One FaultProxy in front of Redis (sessions and API), one in front of the API's PostgreSQL only."""
@@ -69,8 +46,10 @@ def stack(postgres_server: str, valkey: EmbeddedValkey) -> Iterator[tuple[Stack,
         FaultProxy(pg.hostname or "127.0.0.1", pg.port or 5432) as db_proxy,
         FaultProxy("127.0.0.1", valkey.port) as redis_proxy,
         local_ray(),
-        _stack(
-            postgres_server, db_proxy.url_for(postgres_server), redis_proxy.url_for(valkey.url)
+        api_stack(
+            postgres_server,
+            redis_proxy.url_for(valkey.url),
+            api_database_url=db_proxy.url_for(postgres_server),
         ) as running,
     ):
         yield running, redis_proxy, db_proxy

@@ -15,17 +15,12 @@ from typing import Any
 import pytest
 
 from actors.clients.simulated.content import incoming_media, media_chunks
-from actors.registry import start_registry
-from api.app import create_app
-from tests.apikit import SESSION_TIMINGS, ServerThread, Stack, make_settings, new_user, reset_database
+from tests.apikit import Stack, api_stack, new_user
 from tests.raykit import (
     eventually,
     handle,
-    kill_namespace_actors,
     local_ray,
     pid_of,
-    registry_config,
-    unique_namespace,
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -39,20 +34,8 @@ RSS_GROWTH_BOUND_MB = 40.0
 @pytest.fixture(scope="module")
 def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
     """The API stack with sessions whose media limit is LIMIT (so a 100 MB document may be downloaded)."""
-    reset_database(postgres_server)
-    namespace, api_key = unique_namespace(), secrets.token_urlsafe(24)
-    session = {**SESSION_TIMINGS, "max_media_bytes": LIMIT}
-    with local_ray():
-        start_registry(registry_config(postgres_server, redis_server, namespace, session=session))
-        app = create_app(make_settings(postgres_server, redis_server, namespace, api_key))
-        try:
-            with ServerThread(app) as server:
-                base = f"http://127.0.0.1:{server.port}"
-                yield Stack(
-                    base, f"ws://127.0.0.1:{server.port}/ws", app.state.api.settings, namespace, api_key
-                )
-        finally:
-            kill_namespace_actors(namespace)
+    with local_ray(), api_stack(postgres_server, redis_server, session={"max_media_bytes": LIMIT}) as running:
+        yield running
 
 
 @dataclass
