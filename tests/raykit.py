@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import ray
+from ray.cluster_utils import Cluster
 from redis.asyncio import Redis
 
 from actors.config import asyncpg_dsn
@@ -194,3 +195,23 @@ def local_ray() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def new_cluster(head_sessions: int, **system_config: Any) -> Cluster:
+    """A `ray.cluster_utils.Cluster` whose head (1 CPU, no dashboard, a small object store) holds
+    `head_sessions` sessions; nothing is connected to it yet."""
+    head: dict[str, Any] = {
+        "num_cpus": 1,
+        "resources": {"wa_session": head_sessions},
+        "include_dashboard": False,
+        "object_store_memory": 80 * 1024 * 1024,
+    }
+    if system_config:
+        head["_system_config"] = system_config
+    return Cluster(initialize_head=True, head_node_args=head)
+
+
+async def registry_passes(registry: Any, more: int, timeout: float = 60) -> None:
+    """Wait until the registry has completed `more` further reconcile passes."""
+    start = await registry.ready.remote()
+    await eventually(registry.ready.remote, lambda n: n >= start + more, timeout=timeout)

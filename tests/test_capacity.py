@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -20,7 +19,9 @@ from tests.raykit import (
     handle,
     insert_session,
     kill_namespace_actors,
+    new_cluster,
     registry_config,
+    registry_passes,
     unique_namespace,
     wait_status,
 )
@@ -31,24 +32,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 @pytest.fixture
 def full_cluster() -> Iterator[Cluster]:
     """A head that runs the registry but holds no session (`wa_session: 0`), and no worker yet."""
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "resources": {"wa_session": 0},
-            "include_dashboard": False,
-            "object_store_memory": 80 * 1024 * 1024,
-        },
-    )
+    cluster = new_cluster(head_sessions=0)
     ray.init(address=cluster.address, logging_level="WARNING", configure_logging=False)
     yield cluster
     ray.shutdown()
     cluster.shutdown()
-
-
-async def _passes(registry: Any, more: int) -> None:
-    start = await registry.ready.remote()
-    await eventually(registry.ready.remote, lambda n: n >= start + more, timeout=90)
 
 
 async def test_a_session_without_capacity_waits_and_runs_when_a_node_joins(
@@ -64,7 +52,8 @@ async def test_a_session_without_capacity_waits_and_runs_when_a_node_joins(
         )
         await eventually(registry.pending.remote, lambda p: p.session_ids == (sid,), timeout=30)
         actor_id = handle(sid, namespace)._actor_id
-        await _passes(registry, 3 * 2)  # three times the passes after which a silent actor is replaced
+        # Three times the passes after which a silent actor is replaced.
+        await registry_passes(registry, 3 * 2, timeout=90)
         pending = await registry.pending.remote()
         assert pending.count == 1 and pending.oldest_s is not None and pending.oldest_s >= 2.0, pending
         assert handle(sid, namespace)._actor_id == actor_id, "the waiting actor was killed and recreated"
@@ -157,13 +146,13 @@ async def test_an_actor_whose_row_appears_during_a_pass_is_never_stopped(
             config = replace(direct, database_dsn=asyncpg_dsn(gate.url_for(database_url)))
             await insert_session(database_url, "gate-marker-user")  # its row is in every pass's reply
             registry = start_registry(config)
-            await _passes(registry, 1)
+            await registry_passes(registry, 1, timeout=90)
             gate.hold(b"gate-marker-user")
             await asyncio.wait_for(gate.held.wait(), 30)  # a pass has its rows, not yet the new one
             sid = await insert_session(database_url, "new-user")
             actor_id = create_session_actor(config, sid)._actor_id
             gate.release()
-            await _passes(registry, 5)
+            await registry_passes(registry, 5, timeout=90)
             # A stopped actor has no name, or a new actor id once the registry recreated it.
             assert handle(sid, namespace)._actor_id == actor_id, "the new session's actor was stopped"
     finally:

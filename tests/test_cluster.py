@@ -21,6 +21,7 @@ from tests.raykit import (
     frames,
     insert_session,
     kill_namespace_actors,
+    new_cluster,
     pair,
     registry_config,
     status_of,
@@ -39,16 +40,7 @@ FAST_HEALTH = {
 
 
 def _start_cluster() -> tuple[Cluster, list[Any]]:
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "resources": {"wa_session": 0},
-            "include_dashboard": False,
-            "object_store_memory": 80 * 1024 * 1024,
-            "_system_config": FAST_HEALTH,
-        },
-    )
+    cluster = new_cluster(head_sessions=0, **FAST_HEALTH)
     workers = [
         cluster.add_node(num_cpus=1, resources={"wa_session": 10}, object_store_memory=80 * 1024 * 1024)
         for _ in range(2)

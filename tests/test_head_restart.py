@@ -92,15 +92,7 @@ def gcs_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 
 @pytest.fixture
 def cluster(gcs_storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "resources": {"wa_session": 10},
-            "include_dashboard": False,
-            "object_store_memory": 80 * 1024 * 1024,
-        },
-    )
+    cluster = raykit.new_cluster(head_sessions=10)
     # The test process is a driver too and must outlive the head like the API; the cluster's own
     # processes, started above, keep Ray's default.
     monkeypatch.setenv(GCS_RECONNECT_ENV, str(DRIVER_GCS_RECONNECT_TIMEOUT_S))

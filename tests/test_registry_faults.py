@@ -19,7 +19,16 @@ from actors.domain import Placement, SessionStatus
 from actors.ids import actor_name
 from actors.registry import start_registry
 from tests.faultproxy import FaultProxy
-from tests.raykit import eventually, handle, insert_session, pair, pid_of, registry_config, wait_status
+from tests.raykit import (
+    eventually,
+    handle,
+    insert_session,
+    pair,
+    pid_of,
+    registry_config,
+    registry_passes,
+    wait_status,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -46,12 +55,6 @@ def _named(session_id: str, namespace: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-async def _passes(registry: Any, more: int) -> None:
-    """Wait until the registry has completed `more` further reconcile passes."""
-    start = await registry.ready.remote()
-    await eventually(registry.ready.remote, lambda n: n >= start + more, timeout=60)
 
 
 async def test_an_orphan_is_stopped_after_its_grace_and_never_logged_out(
@@ -94,7 +97,7 @@ async def test_no_orphan_is_stopped_while_the_database_is_unreachable(
         assert await pid_of(kept, namespace)
         proxy.restore()
         # The database answers again: now the orphan is seen, and stopped after a full grace.
-        await _passes(registry, 1)
+        await registry_passes(registry, 1)
         await eventually(lambda: asyncio.sleep(0, _named(kept, namespace)), lambda n: not n, timeout=30)
 
 
@@ -142,7 +145,7 @@ async def test_a_stuck_session_gets_a_fresh_process_under_the_same_actor(
     fresh = await eventually(actor.ping.remote, lambda p: p.pid != first.pid, timeout=30)
     assert fresh.stuck is None
     assert handle(sid, namespace)._actor_id == actor._actor_id, "same actor: names and handles stay valid"
-    await _passes(registry, 3)
+    await registry_passes(registry, 3)
     assert (await actor.ping.remote()).pid == fresh.pid, "restarted once, then left alone"
     assert [s for s, _ in await registry.creations.remote() if s == sid] == [], "never recreated"
 
@@ -167,7 +170,7 @@ async def test_a_session_that_boots_without_its_database_is_left_alone_and_recov
             lambda: handle(sid, namespace).ping.remote(), lambda p: p.alive, timeout=30
         )
         assert not booting.ready
-        await _passes(registry, 6)  # three times the passes after which a stuck session is restarted
+        await registry_passes(registry, 6)  # three times the passes after which a stuck session is restarted
         again = await handle(sid, namespace).ping.remote()
         assert (again.pid, again.ready) == (booting.pid, False)
         proxy.restore()
