@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,35 +20,23 @@ import pytest
 from actors.config import Settings
 from api.app import HEALTH_TIMEOUT_S, create_app
 from api.localstack import EmbeddedValkey, pg_bin, ray_temp_dir
+from tests.clikit import clean_env, command, interrupt
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 SERVER_NAMES = ("postgres", "valkey-server", "raylet", "gcs_server")
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("whatsapp-bridge")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without anything the bridge or Ray would read."""
-    ours = {name.upper() for name in Settings.model_fields}
-    foreign = ("RAY_", "PG", "TEST_")
-    env = {k: v for k, v in os.environ.items() if k.upper() not in ours and not k.startswith(foreign)}
-    return {**env, **extra}
-
-
-def test_help_explains_the_command() -> None:
-    result = subprocess.run([*_command(), "--help"], capture_output=True, text=True, timeout=60, check=False)
+def test_help_explains_thecommand() -> None:
+    result = subprocess.run([*command(), "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0
     for variable in ("DATABASE_URL", "REDIS_URL", "RAY_ADDRESS", "WHATSAPP_BRIDGE_DATA_DIR", "WA_BACKEND"):
         assert variable in result.stdout
 
 
 def test_an_unusable_redis_url_stops_the_start_without_showing_its_password() -> None:
-    env = _clean_env(REDIS_URL="http://:hunter2-secret@cache:6379/0")
-    result = subprocess.run(_command(), capture_output=True, text=True, timeout=60, check=False, env=env)
+    env = clean_env(REDIS_URL="http://:hunter2-secret@cache:6379/0")
+    result = subprocess.run(command(), capture_output=True, text=True, timeout=60, check=False, env=env)
     assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "REDIS_URL" in output and "scheme" in output, output
@@ -100,12 +87,12 @@ def _start(data_dir: Path, log: Path) -> Run:
     from api.localstack import free_port
 
     port = free_port()
-    env = _clean_env(
+    env = clean_env(
         WHATSAPP_BRIDGE_DATA_DIR=str(data_dir), WA_BACKEND="simulated", WHATSAPP_BRIDGE_PORT=str(port)
     )
     with log.open("ab") as out:
         # cwd: a folder without a .env, so only the environment above configures the run.
-        proc = subprocess.Popen(_command(), env=env, cwd=data_dir.parent, stdout=out, stderr=out)
+        proc = subprocess.Popen(command(), env=env, cwd=data_dir.parent, stdout=out, stderr=out)
     return Run(proc, port, log)
 
 
@@ -115,12 +102,7 @@ def runs() -> Iterator[list[Run]]:
     started: list[Run] = []
     yield started
     for run in started:
-        if run.proc.poll() is None:
-            run.proc.send_signal(signal.SIGINT)
-            try:
-                run.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                run.proc.kill()
+        interrupt(run.proc, STOP_TIMEOUT_S)
 
 
 def _stack_processes(cli: subprocess.Popen[bytes], data_dir: Path) -> list[psutil.Process]:

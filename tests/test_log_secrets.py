@@ -6,7 +6,6 @@ import asyncio
 import logging
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.localstack import free_port, ray_temp_dir
 from api.redact import REDACTED, RedactingFormatter, redact
-from tests.test_cli import _clean_env, _command
+from tests.clikit import clean_env, command, interrupt
 
 START_TIMEOUT_S = 120.0
 
@@ -63,7 +62,7 @@ def _with_password(database_url: str, password: str) -> str:
 
 def _spawn(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(_command(), env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command(), env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.ray
@@ -76,7 +75,7 @@ async def test_a_real_run_logs_no_token_key_or_password(
     port = free_port()
     data_dir = tmp_path / "data"
     request.addfinalizer(lambda: shutil.rmtree(ray_temp_dir(data_dir.resolve() / "ray"), ignore_errors=True))
-    env = _clean_env(
+    env = clean_env(
         DATABASE_URL=_with_password(database_url, password),
         REDIS_URL=redis_url,
         WHATSAPP_BRIDGE_API_KEY=key,
@@ -115,12 +114,7 @@ async def test_a_real_run_logs_no_token_key_or_password(
             async with connect(f"ws://127.0.0.1:{port}/ws?token={token}x", open_timeout=10) as ws:
                 await asyncio.wait_for(ws.recv(), 10)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        interrupt(proc, 60)
     text = log.read_text()
     assert "WebSocket /ws?token=" + REDACTED in text, "the WebSocket line is there, redacted"
     for secret in (token, key, password):
