@@ -55,6 +55,15 @@ def unique_namespace() -> str:
     return f"test-{uuid.uuid4().hex[:8]}"
 
 
+async def fetchval(database_url: str, sql: str, *args: Any) -> Any:
+    """One value of one query, on a connection of its own."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
 async def insert_session(database_url: str, user_id: str = "user-1", slot: int = 1) -> str:
     """A session row as POST /sessions creates it."""
     sid = new_session_id()

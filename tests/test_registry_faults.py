@@ -7,10 +7,8 @@ import asyncio
 import os
 import time
 from dataclasses import replace
-from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 import ray
 
@@ -21,6 +19,7 @@ from actors.registry import start_registry
 from tests.faultproxy import FaultProxy
 from tests.raykit import (
     eventually,
+    fetchval,
     handle,
     insert_session,
     pair,
@@ -33,17 +32,9 @@ from tests.raykit import (
 pytestmark = pytest.mark.ray
 
 
-async def _sql(database_url: str, query: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return await conn.fetchval(query, *args)
-    finally:
-        await conn.close()
-
-
 async def _devices(database_url: str, session_id: str) -> int:
     """Devices the simulated network still links to the session (a logout deletes them)."""
-    count: int = await _sql(
+    count: int = await fetchval(
         database_url, "SELECT count(*) FROM wa_sim.device WHERE session_id = $1::uuid", session_id
     )
     return count
@@ -68,7 +59,7 @@ async def test_an_orphan_is_stopped_after_its_grace_and_never_logged_out(
     assert await _devices(database_url, sid) == 1
 
     # The registry now reads a database without this row (a restored backup, a wrong DATABASE_URL).
-    await _sql(database_url, "DELETE FROM whatsapp_session WHERE id = $1::uuid", sid)
+    await fetchval(database_url, "DELETE FROM whatsapp_session WHERE id = $1::uuid", sid)
     gone_at = time.monotonic()
     await eventually(lambda: asyncio.sleep(0, _named(sid, namespace)), lambda named: not named, timeout=60)
     assert time.monotonic() - gone_at >= grace, "stopped before its grace was over"
@@ -90,7 +81,7 @@ async def test_no_orphan_is_stopped_while_the_database_is_unreachable(
         await wait_status(kept, namespace, SessionStatus.QR_READY)
         proxy.cut()
         await asyncio.sleep(0.5)
-        await _sql(database_url, "DELETE FROM whatsapp_session WHERE id = $1::uuid", kept)  # unseen
+        await fetchval(database_url, "DELETE FROM whatsapp_session WHERE id = $1::uuid", kept)  # unseen
         for _ in range(10):  # ~3 s of passes, three times the grace: none can read the rows
             await asyncio.sleep(0.3)
             assert _named(kept, namespace)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from typing import Any
 
-import asyncpg
 import pytest
 
-from actors.config import asyncpg_dsn
 from actors.domain import MessageStatus, Reason, SessionStatus
 from actors.errors import NoQrShowing, PhoneAlreadyPaired, SessionNotConnected
 from actors.registry import create_session_actor, start_registry
 from tests.raykit import (
     eventually,
+    fetchval,
     frames,
     handle,
     insert_session,
@@ -27,14 +25,6 @@ from tests.raykit import (
 )
 
 pytestmark = pytest.mark.ray
-
-
-async def _count(database_url: str, sql: str, *args: Any) -> int:
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        return int(await conn.fetchval(sql, *args))
-    finally:
-        await conn.close()
 
 
 async def test_full_life_of_a_session(database_url: str, redis_url: str, namespace: str) -> None:
@@ -63,7 +53,7 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
         assert connected["phone"] == "+15551230001" and connected["displayName"] == "Alice"
         view = await status_of(sid, namespace)
         assert (view.status, view.qr, view.pairing_code) == (SessionStatus.CONNECTED, None, None)
-        assert await _count(
+        assert await fetchval(
             database_url, "SELECT count(*) FROM whatsapp_session WHERE phone=$1", "+15551230001"
         )
 
@@ -105,9 +95,10 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
     with pytest.raises(ValueError, match="Failed to look up actor"):
         handle(sid, namespace)
     for table in ("whatsapp_session WHERE id", "chat WHERE session_id", "message WHERE session_id"):
-        assert await _count(database_url, f"SELECT count(*) FROM {table} = $1::uuid", sid) == 0
+        assert await fetchval(database_url, f"SELECT count(*) FROM {table} = $1::uuid", sid) == 0
     assert (
-        await _count(database_url, "SELECT count(*) FROM wa_sim.device WHERE session_id = $1::uuid", sid) == 0
+        await fetchval(database_url, "SELECT count(*) FROM wa_sim.device WHERE session_id = $1::uuid", sid)
+        == 0
     )
 
 
