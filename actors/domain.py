@@ -51,7 +51,11 @@ class MessageType(StrEnum):
     AUDIO = "audio"
     DOCUMENT = "document"
     STICKER = "sticker"
-    OTHER = "other"
+    LOCATION = "location"
+    CONTACT = "contact"  # one or more contact cards (vCard)
+    POLL = "poll"
+    REVOKED = "revoked"  # deleted for everyone: content and media are gone
+    OTHER = "other"  # anything else; always carries a `summary` a UI can show
 
 
 class MessageStatus(StrEnum):
@@ -86,6 +90,39 @@ class Media:
     size: int | None = None
     seconds: int | None = None
     ptt: bool = False
+    video_note: bool = False  # a round video message (WhatsApp's PTV)
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One person's reaction to a message; each sender has at most one (a new one replaces it)."""
+
+    sender: str
+    emoji: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+    live: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContactCard:
+    display_name: str
+    vcard: str
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    question: str
+    options: tuple[str, ...]
+    selectable: int = 1  # how many options a voter may pick (0: any number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +141,14 @@ class Message:
     status: MessageStatus = MessageStatus.SENT
     # Opaque to everything but the adapter that produced it: what it needs to download the media later.
     media_ref: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # A short text a UI can show for any type (e.g. "📍 Location", "Poll: Lunch?"); set for OTHER always.
+    summary: str | None = None
+    edited_at: datetime | None = None
+    reactions: tuple[Reaction, ...] = ()
+    location: Location | None = None
+    contacts: tuple[ContactCard, ...] = ()
+    poll: Poll | None = None
+    view_once: bool = False  # marked as such; its content is not kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +159,8 @@ class Chat:
     unread_count: int
     timestamp: datetime | None
     last_message: Message | None = None
+    # The contact's (or group's) picture as last fetched from WhatsApp: a CDN link that expires.
+    picture_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +173,8 @@ class Page(Generic[T]):
 class SendResult:
     id: str
     timestamp: datetime
+    # For media: what the adapter needs to download the uploaded file again (our own copy in the inbox).
+    media_ref: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from actors.domain import Message, MessageStatus, Reason
+from actors.domain import Message, MessageStatus, Reaction, Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,72 @@ class Receipt:
     timestamp: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ReactionChanged:
+    """Someone (the contact, or the user from the phone) reacted to a message; `emoji` "" removes it."""
+
+    chat_id: str
+    message_id: str
+    reaction: Reaction
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    """The author edited a text (or caption); the message keeps its id."""
+
+    chat_id: str
+    message_id: str
+    text: str
+    edited_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRevoked:
+    """The author deleted the message for everyone: its content (and media) must not be kept."""
+
+    chat_id: str
+    message_id: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRead:
+    """The user read the chat elsewhere (own read receipts, app-state "mark read"): unread goes to 0.
+
+    `up_to`: the newest message read, when known; messages after it stay unread.
+    """
+
+    chat_id: str
+    up_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactName:
+    """A name for a contact: `source` "contact" (the phone's address book) beats "push" (their own)."""
+
+    jid: str
+    name: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """WhatsApp addresses one contact both by phone number (`pn`) and by LID (`lid`): one chat."""
+
+    lid: str
+    pn: str
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A contact's typing state in a chat (composing, recording, paused) or online state
+    (available, unavailable; `last_seen` when known)."""
+
+    chat_id: str
+    state: str
+    last_seen: datetime | None = None
+
+
 ClientEvent = (
     QrCode
     | PairingCode
@@ -104,4 +170,11 @@ ClientEvent = (
     | MessageReceived
     | HistoryChunk
     | Receipt
+    | ReactionChanged
+    | MessageEdited
+    | MessageRevoked
+    | ChatRead
+    | ContactName
+    | IdentityLink
+    | Presence
 )

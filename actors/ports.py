@@ -69,6 +69,15 @@ class MediaBody:
     chunks: AsyncGenerator[bytes, None]
 
 
+@dataclass(frozen=True, slots=True)
+class PictureInfo:
+    """A profile picture as WhatsApp describes it: `url` is a CDN link that expires."""
+
+    id: str
+    url: str
+    mimetype: str = "image/jpeg"
+
+
 class WhatsAppClient(Protocol):
     async def connect(self) -> None:
         """Start connecting (returns once the dial is under way); outcome arrives as events."""
@@ -102,6 +111,33 @@ class WhatsAppClient(Protocol):
         ...
 
     async def mark_read(self, chat_id: str, messages: Sequence[Message]) -> None: ...
+
+    async def send_reaction(self, message: Message, emoji: str) -> SendResult:
+        """React to `message` (anyone's) in its chat; `emoji` "" removes our reaction."""
+        ...
+
+    async def edit_message(self, message: Message, text: str) -> SendResult:
+        """Replace the text of our own `message` (WhatsApp accepts edits for a limited time)."""
+        ...
+
+    async def revoke_message(self, message: Message) -> SendResult:
+        """Delete our own `message` for everyone."""
+        ...
+
+    async def send_chat_presence(self, chat_id: str, state: str) -> None:
+        """Tell the contact we are composing, recording or paused (stopped typing)."""
+        ...
+
+    async def profile_picture(self, jid: str, known_id: str | None) -> PictureInfo | None:
+        """The current picture of `jid` (a contact, a group, or our own JID); None if it has none.
+
+        `known_id`: the picture id we already have; an adapter may answer with the same id and no new URL.
+        """
+        ...
+
+    async def download_picture(self, picture: PictureInfo, max_bytes: int) -> bytes:
+        """The picture's bytes (small: WhatsApp's profile pictures are a few hundred KB at most)."""
+        ...
 
     async def logout(self) -> None:
         """Unlink this device from the phone and delete its credentials."""

@@ -85,6 +85,11 @@ class Chat(SQLModel, table=True):
     unread_count: int = Field(default=0, nullable=False)
     last_message_at: datetime | None = _ts(nullable=True)
     last_message_id: str | None = Field(default=None, max_length=128)
+    # Where `name` came from: "contact" (address book) > "push" (their own) > "subject" (group) > none.
+    name_source: str | None = Field(default=None, max_length=16)
+    picture_id: str | None = Field(default=None, max_length=64)
+    picture_url: str | None = None  # WhatsApp's CDN link as last fetched; it expires
+    picture_checked_at: datetime | None = _ts(nullable=True)
 
 
 class Message(SQLModel, table=True):
@@ -110,6 +115,27 @@ class Message(SQLModel, table=True):
     media_ref: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     quoted_id: str | None = Field(default=None, max_length=128)
     status: str = Field(default="sent", max_length=16, nullable=False)
+    summary: str | None = None
+    edited_at: datetime | None = _ts(nullable=True)
+    reactions: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    # Kind-specific content: {"location": {...}} | {"contacts": [...]} | {"poll": {...}}.
+    content: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    view_once: bool = Field(
+        default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
+
+
+class IdentityLink(SQLModel, table=True):
+    """A contact's LID and phone-number JIDs, as WhatsApp revealed them: one chat for both."""
+
+    __tablename__ = "identity_link"
+    __table_args__ = (sa.Index("ix_identity_link_pn", "session_id", "pn"),)
+
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
+    )
+    lid: str = Field(primary_key=True, max_length=128)
+    pn: str = Field(max_length=128, nullable=False)
 
 
 class SendRecord(SQLModel, table=True):

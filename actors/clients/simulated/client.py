@@ -59,7 +59,14 @@ from actors.events import (
     Receipt,
 )
 from actors.ids import USER_SERVER, is_group, jid_user, phone_digits, to_jid
-from actors.ports import ClientOptions, MediaBody, OutgoingMedia, VoiceNote, WhatsAppClient
+from actors.ports import (
+    ClientOptions,
+    MediaBody,
+    OutgoingMedia,
+    PictureInfo,
+    VoiceNote,
+    WhatsAppClient,
+)
 from actors.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
@@ -202,6 +209,25 @@ class SimulatedClient:
         if any(m.chat_id != chat for m in messages):
             raise InvalidInput(f"every message marked read must belong to {chat}")
         log.debug("session %s: %d messages in %s marked read", self._sid, len(messages), chat)
+
+    # Issue 13 (reactions, edits, revokes, typing, pictures): declared on the port, being built.
+    async def send_reaction(self, message: Message, emoji: str) -> SendResult:
+        raise NotImplementedError
+
+    async def edit_message(self, message: Message, text: str) -> SendResult:
+        raise NotImplementedError
+
+    async def revoke_message(self, message: Message) -> SendResult:
+        raise NotImplementedError
+
+    async def send_chat_presence(self, chat_id: str, state: str) -> None:
+        raise NotImplementedError
+
+    async def profile_picture(self, jid: str, known_id: str | None) -> PictureInfo | None:
+        raise NotImplementedError
+
+    async def download_picture(self, picture: PictureInfo, max_bytes: int) -> bytes:
+        raise NotImplementedError
 
     async def logout(self) -> None:
         """Unlink this device and forget what it sent. No event: whatsmeow's own Logout dispatches none."""
