@@ -58,6 +58,11 @@ class WsTokens:
 
     def verify(self, token: str, now: float | None = None) -> str | None:
         """The user a valid, unexpired token names; None for anything else."""
+        found = self.check(token, now)
+        return found[0] if found is not None else None
+
+    def check(self, token: str, now: float | None = None) -> tuple[str, int] | None:
+        """The user and expiry (Unix seconds) of a valid, unexpired token; None for anything else."""
         payload, sep, signature = token.partition(".")
         if not sep or not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return None
@@ -72,4 +77,4 @@ class WsTokens:
             return None
         if exp <= (now if now is not None else time.time()):
             return None
-        return user
+        return user, exp

@@ -2,8 +2,11 @@
 
 Authentication: `X-API-Key` + `X-User-Id` headers (servers), or `?token=` from POST /ws-token
 (browsers cannot set headers). A refused client is accepted and closed at once with 1008 (policy
-violation) and a reason, so that a browser sees why. A client too slow for its queue is closed with
-1013 (try again later); it reconnects with its last cursor.
+violation) and a reason, so that a browser sees why. A socket opened with a token is closed with 1008
+"token expired" when its token expires, and gets no frame after that: the token is the only proof that
+its user is still allowed in, so a socket cannot outlive it. The client reconnects with a fresh token
+and its last cursor, and misses nothing. A client too slow for its queue is closed with 1013 (try again
+later); it reconnects with its last cursor.
 
 Every frame carries a `cursor`. `?cursor=<the last one received>` resumes: after the snapshot come the
 frames of the user's sessions logged after that cursor, once, in order, then live ones, with no gap and
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -41,15 +45,16 @@ POLICY_VIOLATION = 1008
 SEND_TIMEOUT_S = 10.0
 
 
-def authenticate(ws: WebSocket, res: ApiResources) -> str | None:
-    """The user this socket acts for, or None when it presents no valid credentials."""
+def authenticate(ws: WebSocket, res: ApiResources) -> tuple[str, float | None] | None:
+    """The user this socket acts for and when its token expires (None with headers), or None when it
+    presents no valid credentials."""
     token = ws.query_params.get("token")
     if token is not None:
-        return res.tokens.verify(token)
+        return res.tokens.check(token)
     if not api_key_matches(res.settings, ws.headers.get("x-api-key")):
         return None
     try:
-        return check_user_id(ws.headers.get("x-user-id"))
+        return check_user_id(ws.headers.get("x-user-id")), None
     except WaError:
         return None
 
@@ -77,10 +82,11 @@ async def _unavailable(ws: WebSocket, err: Exception) -> None:
 
 
 async def serve(ws: WebSocket, res: ApiResources) -> None:
-    user = authenticate(ws, res)
-    if user is None:
+    found = authenticate(ws, res)
+    if found is None:
         await _refuse(ws, "invalid credentials or expired token")
         return
+    user, expires_at = found
     session_filter = ws.query_params.get("sessionId")
     cursor = ws.query_params.get("cursor")
     try:
@@ -93,18 +99,28 @@ async def serve(ws: WebSocket, res: ApiResources) -> None:
         return
     await ws.accept()
     sub = res.hub.subscribe(user, session_filter, sessions, cursor=cursor)
+    expiry = None
+    if expires_at is not None:
+        delay = max(0.0, expires_at - time.time())
+        expiry = asyncio.get_running_loop().call_later(delay, sub.drop, POLICY_VIOLATION)
     try:
         frames = await res.hub.snapshot(sub, sessions)
         if cursor is not None:
             frames += await res.hub.replay(sub, cursor, [s.id for s in sessions])
         for frame in frames:
+            if sub.dropped.is_set():
+                break
             await asyncio.wait_for(ws.send_text(frame), SEND_TIMEOUT_S)
-        await _pump(ws, sub)
+        if not sub.dropped.is_set():
+            await _pump(ws, sub)
     except (WebSocketDisconnect, TimeoutError, OSError, RuntimeError) as err:
         log.debug("WebSocket of user %s ended: %s", user, type(err).__name__)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         res.hub.unsubscribe(sub)
-        await _close(ws, sub.close_code)
+        reason = "token expired" if sub.close_code == POLICY_VIOLATION else ""
+        await _close(ws, sub.close_code, reason)
 
 
 async def _pump(ws: WebSocket, sub: Subscriber) -> None:
@@ -138,8 +154,8 @@ async def _read_until_closed(ws: WebSocket) -> None:
             return
 
 
-async def _close(ws: WebSocket, code: int) -> None:
+async def _close(ws: WebSocket, code: int, reason: str = "") -> None:
     if ws.application_state != WebSocketState.CONNECTED or ws.client_state != WebSocketState.CONNECTED:
         return
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.close(code), 2.0)
+        await asyncio.wait_for(ws.close(code, reason), 2.0)
