@@ -35,23 +35,26 @@ is not an error), `reconcile`, `placements`, `where`, `pending`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 
-from actors.actor import SessionActor
-from actors.actor_states import unplaced_names
-from actors.config import Settings, asyncpg_dsn
+from actors.config import Settings
 from actors.domain import Placement
 from actors.errors import SessionNotFound
 from actors.ids import actor_name, session_id_of_actor
-from actors.session import SessionConfig
+from actors.registry_config import (
+    CAPACITY_RESOURCE,
+    RegistryConfig,
+    create_session_actor,
+    registry_config,
+    session_actor_options,
+)
+from actors.registry_supervision import CLOSE_TIMEOUT_S, RegistrySupervision, absent_placement
 from actors.supervision import Pacer, Pending, Since, Strikes
 from actors.tasks import TaskGroup
 from persistence import repo
@@ -59,58 +62,20 @@ from persistence.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "CAPACITY_RESOURCE",
+    "REGISTRY_NAME",
+    "RegistryConfig",
+    "SessionRegistry",
+    "create_session_actor",
+    "ensure_registry",
+    "get_registry",
+    "registry_config",
+    "session_actor_options",
+    "start_registry",
+]
+
 REGISTRY_NAME = "session-registry"
-CAPACITY_RESOURCE = "wa_session"
-PING_TIMEOUT_S = 5.0
-CLOSE_TIMEOUT_S = 15.0
-PENDING_LOG_EVERY_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryConfig:
-    database_dsn: str
-    namespace: str
-    session: SessionConfig
-    reload_per_s: float = 2.0
-    reconcile_interval_s: float = 10.0
-    unresponsive_passes: int = 3
-    orphan_grace_s: float = 600.0
-    message_retention_days: int = 0
-    retention_interval_s: float = 3600.0
-
-
-def registry_config(settings: Settings) -> RegistryConfig:
-    """The registry's and sessions' configuration from fully resolved Settings (URLs set)."""
-    from persistence.migrate import auth_dsn, sim_dsn
-
-    if not settings.database_url or not settings.redis_url:
-        raise ValueError("DATABASE_URL and REDIS_URL must be resolved before starting the registry")
-    dsn = asyncpg_dsn(settings.database_url)
-    simulated = settings.wa_backend == "simulated"
-    session = SessionConfig(
-        backend=settings.wa_backend.value,
-        database_dsn=dsn,
-        auth_dsn=sim_dsn(settings.database_url) if simulated else auth_dsn(settings.database_url),
-        redis_url=settings.redis_url,
-        qr_max_rounds=settings.qr_max_rounds,
-        connect_timeout_s=settings.connect_timeout_s,
-        max_media_bytes=settings.max_media_bytes,
-        qr_first_s=settings.sim_qr_first_s,
-        qr_next_s=settings.sim_qr_next_s,
-        qr_codes=settings.sim_qr_codes,
-        spool_dir=str(settings.session_spool_dir) if settings.session_spool_dir else "",
-        spool_max_bytes=settings.session_spool_max_bytes,
-    )
-    return RegistryConfig(
-        database_dsn=dsn,
-        namespace=settings.ray_namespace,
-        session=session,
-        reload_per_s=settings.session_reload_per_s,
-        reconcile_interval_s=settings.reconcile_interval_s,
-        orphan_grace_s=settings.orphan_grace_s,
-        message_retention_days=settings.message_retention_days,
-        retention_interval_s=settings.retention_interval_s,
-    )
 
 
 def ensure_registry(settings: Settings) -> ActorHandle[Any]:
@@ -136,7 +101,7 @@ def get_registry(namespace: str) -> ActorHandle[Any]:
     return ray.get_actor(REGISTRY_NAME, namespace=namespace)
 
 
-class SessionRegistry:
+class SessionRegistry(RegistrySupervision):
     def __init__(self, config: RegistryConfig) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._config = config
@@ -197,7 +162,7 @@ class SessionRegistry:
         """A ping of the session's actor (one Ray has not placed yet answers within PING_TIMEOUT_S or not)."""
         handle = self._handle(session_id)
         if handle is None:
-            return _absent(session_id)
+            return absent_placement(session_id)
         return await self._ping(session_id, handle)
 
     async def placements(self) -> list[Placement]:
@@ -278,123 +243,6 @@ class SessionRegistry:
                 log.warning("registry: message retention failed; next try in %.0fs", every, exc_info=True)
             await asyncio.sleep(every)
 
-    async def _stop_orphans(self, orphans: dict[str, ActorHandle[Any]], unplaced: set[str] | None) -> int:
-        """Stop the orphans whose grace is over and whose row is still absent; how many were stopped."""
-        grace = self._config.orphan_grace_s
-        for sid in sorted(self._orphans.observe(orphans)):
-            log.warning(
-                "registry: session %s has an actor but no row; stopping it (no logout) in %.0fs"
-                " unless its row appears",
-                sid,
-                grace,
-            )
-        due = [sid for sid in orphans if self._orphans.age(sid) >= grace]
-        results = await asyncio.gather(
-            *(self._stop_orphan(sid, orphans[sid], placed=sid not in (unplaced or ())) for sid in due),
-            return_exceptions=True,
-        )
-        stopped = 0
-        for sid, result in zip(due, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("registry: stopping orphan session %s failed", sid, exc_info=result)
-            elif result:
-                stopped += 1
-        return stopped
-
-    async def _stop_orphan(self, session_id: str, handle: ActorHandle[Any], *, placed: bool) -> bool:
-        """Close (no logout) and kill an orphan, unless a fresh look finds its row; whether it was stopped."""
-        async with self._db() as db:
-            if await repo.session_owner(db, session_id) is not None:
-                log.info("registry: session %s has a row again; not an orphan", session_id)
-                self._orphans.forget(session_id)
-                return False
-        log.warning("registry: session %s has had no row for its grace; stopping it, no logout", session_id)
-        if placed:  # an actor Ray never placed has no client to close
-            try:
-                await asyncio.wait_for(handle.close.remote(False), CLOSE_TIMEOUT_S)
-            except Exception:
-                log.warning("registry: orphan %s did not close cleanly", session_id, exc_info=True)
-        ray.kill(handle, no_restart=True)
-        self._forget(session_id)
-        return True
-
-    async def _supervise(
-        self, handles: dict[str, ActorHandle[Any]], unplaced: set[str] | None
-    ) -> tuple[int, int]:
-        """Ping the placed actors; replace the silent, restart the stuck. (replaced, restarted)."""
-        if unplaced is None:
-            return 0, 0  # waiting and wedged look alike: count nobody against Ray's placement
-        placed = {sid: h for sid, h in handles.items() if sid not in unplaced}
-        self._misses.keep_only(placed)
-        self._stuck.keep_only(placed)
-        pings = await asyncio.gather(*(self._ping(sid, h) for sid, h in placed.items()))
-        replaced = restarted = 0
-        booting: list[str] = []
-        limit = self._config.unresponsive_passes
-        for placement in pings:
-            sid = placement.session_id
-            if not placement.alive:
-                self._stuck.clear(sid)
-                if self._misses.hit(sid) >= limit:
-                    log.warning("registry: session %s unresponsive for %d passes; replacing it", sid, limit)
-                    ray.kill(placed[sid], no_restart=True)  # its name frees; the next pass creates it anew
-                    self._misses.clear(sid)
-                    replaced += 1
-                continue
-            self._misses.clear(sid)
-            if placement.stuck:
-                if self._stuck.hit(sid) >= limit:
-                    log.warning(
-                        "registry: session %s stuck for %d passes (%s); restarting its process",
-                        sid,
-                        limit,
-                        placement.stuck,
-                    )
-                    ray.kill(placed[sid], no_restart=False)  # a fresh process under the same actor
-                    self._stuck.clear(sid)
-                    restarted += 1
-                continue
-            self._stuck.clear(sid)
-            if not placement.ready:
-                booting.append(sid)
-        if booting:
-            log.info(
-                "registry: %d sessions not ready (booting or waiting for the database), e.g. %s",
-                len(booting),
-                ", ".join(sorted(booting)[:5]),
-            )
-        return replaced, restarted
-
-    def _unplaced(self) -> set[str] | None:
-        """Session ids whose actor Ray has not placed; None when the GCS cannot say."""
-        try:
-            names = unplaced_names(self._config.namespace)
-        except Exception:
-            log.warning("registry: cannot read actor states from the GCS", exc_info=True)
-            return None
-        return {sid for sid in map(session_id_of_actor, names) if sid is not None}
-
-    def _log_pending(self) -> None:
-        count, at = self._pending_logged
-        now = time.monotonic()
-        if len(self._pending) == count and (count == 0 or now - at < PENDING_LOG_EVERY_S):
-            return
-        self._pending_logged = (len(self._pending), now)
-        if not self._pending:
-            log.info("registry: every session actor is placed")
-            return
-        log.warning(
-            "registry: %d sessions wait for a node with a free %s unit (or a restart); oldest %.0fs",
-            len(self._pending),
-            CAPACITY_RESOURCE,
-            self._pending.oldest() or 0.0,
-        )
-
-    def _forget(self, session_id: str) -> None:
-        self._misses.clear(session_id)
-        self._stuck.clear(session_id)
-        self._orphans.forget(session_id)
-
     def _create(self, session_id: str) -> None:
         if session_id in self._creating:
             return
@@ -411,13 +259,6 @@ class SessionRegistry:
             log.info("registry: session %s actor created (%d so far)", session_id, len(self._created))
         finally:
             self._creating.discard(session_id)
-
-    async def _ping(self, session_id: str, handle: ActorHandle[Any]) -> Placement:
-        try:
-            placement: Placement = await asyncio.wait_for(handle.ping.remote(), PING_TIMEOUT_S)
-            return placement
-        except Exception:
-            return _absent(session_id)
 
     def _handle(self, session_id: str) -> ActorHandle[Any] | None:
         try:
@@ -438,37 +279,3 @@ class SessionRegistry:
             if handle is not None:
                 handles[sid] = handle
         return handles
-
-
-def _absent(session_id: str) -> Placement:
-    return Placement(session_id, None, None, None, alive=False, ready=False)
-
-
-@functools.cache
-def _remote_session_actor() -> Any:
-    return ray.remote(SessionActor)
-
-
-def session_actor_options(config: RegistryConfig, session_id: str) -> dict[str, Any]:
-    """How every session actor is created: detached, named, restarted forever, placed by capacity."""
-    return {
-        "name": actor_name(session_id),
-        "namespace": config.namespace,
-        "lifetime": "detached",
-        "max_restarts": -1,
-        "max_task_retries": 0,
-        "num_cpus": 0,
-        "resources": {CAPACITY_RESOURCE: 1},
-        "scheduling_strategy": "SPREAD",
-        "get_if_exists": True,
-    }
-
-
-def create_session_actor(config: RegistryConfig, session_id: str) -> ActorHandle[Any]:
-    """Create (or find: `get_if_exists`) the detached actor of one session."""
-    handle: ActorHandle[Any] = (
-        _remote_session_actor()
-        .options(**session_actor_options(config, session_id))
-        .remote(session_id, config.session)
-    )
-    return handle
