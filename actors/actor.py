@@ -20,6 +20,7 @@ from actors.bus import EventBus
 from actors.clients import make_client
 from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
 from actors.downloads import STREAM_AHEAD, MediaStream
+from actors.fleet import ProcessInfo, own_process
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool
@@ -49,8 +50,10 @@ class SessionActor:
         def factory(options: ClientOptions) -> WhatsAppClient:
             return make_client(config.backend, options)
 
+        self._spool_path = spool_path(config, session_id)
+
         def open_spool() -> Spool:
-            return Spool(spool_path(config, session_id), max_bytes=config.spool_max_bytes)
+            return Spool(self._spool_path, max_bytes=config.spool_max_bytes)
 
         self._core = SessionCore(
             session_id,
@@ -79,6 +82,10 @@ class SessionActor:
 
     async def status(self) -> SessionView:
         return await self._core.view()
+
+    async def process(self) -> ProcessInfo:
+        """This process's pid, start time and resident memory (ops views: `actors.fleet`)."""
+        return own_process()
 
     async def pairing_code(self, phone: str) -> str:
         return await self._core.request_pairing_code(phone)
@@ -129,9 +136,16 @@ class SessionActor:
     async def simulate(self, op: str, kwargs: dict[str, Any]) -> Any:
         return await self._core.simulate(op, **kwargs)
 
-    async def close(self, purge: bool) -> None:
-        """Stop the client (and with purge: unlink, delete stored messages); the registry kills us next."""
+    async def close(self, purge: bool) -> int:
+        """Stop the client (and with purge: unlink, delete stored messages); the registry kills us next.
+
+        Returns the bytes still in the spool on this node's disk (0: every write reached PostgreSQL).
+        """
         await self._core.close(purge=purge)
+        try:
+            return self._spool_path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
 
 def spool_path(config: SessionConfig, session_id: str) -> Path:

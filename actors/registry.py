@@ -126,9 +126,13 @@ class SessionRegistry(RegistrySupervision):
 
     # ------------------------------------------------------------------ public calls
 
-    async def ensure_session(self, session_id: str) -> None:
-        """Create the session's actor if it has none (idempotent); returns once it is scheduled."""
-        self._create(session_id)
+    async def ensure_session(self, session_id: str, node_id: str | None = None) -> None:
+        """Create the session's actor if it has none (idempotent); returns once it is scheduled.
+
+        `node_id`: the node to prefer (soft: a full or draining one leaves Ray free to choose; drains
+        and rebalances use it, `actors.drain`).
+        """
+        self._create(session_id, node_id)
 
     async def destroy_session(self, session_id: str) -> bool:
         """Unlink, stop and forget a session: actor closed and killed, row and keys deleted. Idempotent.
@@ -243,19 +247,19 @@ class SessionRegistry(RegistrySupervision):
                 log.warning("registry: message retention failed; next try in %.0fs", every, exc_info=True)
             await asyncio.sleep(every)
 
-    def _create(self, session_id: str) -> None:
+    def _create(self, session_id: str, node_id: str | None = None) -> None:
         if session_id in self._creating:
             return
         self._creating.add(session_id)
-        self._tasks.spawn(self._create_paced(session_id), f"create {session_id}")
+        self._tasks.spawn(self._create_paced(session_id, node_id), f"create {session_id}")
 
-    async def _create_paced(self, session_id: str) -> None:
+    async def _create_paced(self, session_id: str, node_id: str | None = None) -> None:
         try:
             if self._handle(session_id) is not None:
                 return
             await self._pacer.wait()
             self._created.append((session_id, time.time()))
-            create_session_actor(self._config, session_id)
+            create_session_actor(self._config, session_id, node_id)
             log.info("registry: session %s actor created (%d so far)", session_id, len(self._created))
         finally:
             self._creating.discard(session_id)

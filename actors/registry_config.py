@@ -84,11 +84,14 @@ def session_actor_options(config: RegistryConfig, session_id: str) -> dict[str, 
     }
 
 
-def create_session_actor(config: RegistryConfig, session_id: str) -> ActorHandle[Any]:
-    """Create (or find: `get_if_exists`) the detached actor of one session."""
-    handle: ActorHandle[Any] = (
-        _remote_session_actor()
-        .options(**session_actor_options(config, session_id))
-        .remote(session_id, config.session)
-    )
+def create_session_actor(
+    config: RegistryConfig, session_id: str, node_id: str | None = None
+) -> ActorHandle[Any]:
+    """Create (or find: `get_if_exists`) the detached actor of one session, preferring `node_id`."""
+    options = session_actor_options(config, session_id)
+    if node_id is not None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
+    handle: ActorHandle[Any] = _remote_session_actor().options(**options).remote(session_id, config.session)
     return handle
