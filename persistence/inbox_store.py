@@ -1,0 +1,285 @@
+"""A session's chats and messages: the part of its store the inbox reads and writes.
+
+Import-light like `persistence.session_store` (asyncpg, the stdlib, `actors.domain`/`errors`/`events`).
+`InboxStore` is mixed into `SessionStore`, which gives it the session id and the one connection.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from actors.domain import Chat, Message, MessageStatus, Page
+from actors.errors import InvalidInput, MessageNotFound
+from actors.events import HistoryChunk, HistoryConversation
+from persistence.rows import (
+    MESSAGE_COLUMNS,
+    chat_from_row,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    media_to_json,
+    message_from_row,
+    rank,
+    utc,
+)
+
+T = TypeVar("T")
+
+_CHAT_SELECT = (
+    "SELECT c.id, c.name, c.is_group, c.unread_count, c.last_message_at, "
+    + ", ".join(f"m.{name} AS m_{name}" for name in MESSAGE_COLUMNS)
+    + " FROM chat c LEFT JOIN message m"
+    " ON m.session_id = c.session_id AND m.chat_id = c.id AND m.id = c.last_message_id"
+)
+
+# Upsert of a chat; `last_message_*` only ever moves to a newer (ts, id). {rows}, {unread} differ by caller.
+_CHAT_UPSERT = """
+INSERT INTO chat (session_id, id, name, is_group, unread_count, last_message_at, last_message_id)
+{rows}
+ON CONFLICT (session_id, id) DO UPDATE SET
+    name = COALESCE(EXCLUDED.name, chat.name),
+    is_group = EXCLUDED.is_group,
+    unread_count = {unread},
+    last_message_at = CASE WHEN {newer} THEN EXCLUDED.last_message_at ELSE chat.last_message_at END,
+    last_message_id = CASE WHEN {newer} THEN EXCLUDED.last_message_id ELSE chat.last_message_id END
+"""
+_NEWER = (
+    "(EXCLUDED.last_message_at IS NOT NULL AND (chat.last_message_at IS NULL OR "
+    "(EXCLUDED.last_message_at, EXCLUDED.last_message_id) >= (chat.last_message_at, chat.last_message_id)))"
+)
+_CHAT_HISTORY = _CHAT_UPSERT.format(
+    rows="VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    unread="GREATEST(chat.unread_count, EXCLUDED.unread_count)",
+    newer=_NEWER,
+)
+
+_MESSAGE_VALUES = (
+    "INSERT INTO message (session_id, " + ", ".join(MESSAGE_COLUMNS) + ")"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13, $14)"
+)
+_MESSAGE_HISTORY = _MESSAGE_VALUES + " ON CONFLICT (session_id, chat_id, id) DO NOTHING"
+_MESSAGE_ADD = (
+    _MESSAGE_VALUES
+    + """
+ON CONFLICT (session_id, chat_id, id) DO UPDATE SET
+    text = COALESCE(EXCLUDED.text, message.text),
+    sender_name = COALESCE(EXCLUDED.sender_name, message.sender_name),
+    media = COALESCE(EXCLUDED.media, message.media),
+    media_ref = COALESCE(EXCLUDED.media_ref, message.media_ref),
+    status = CASE WHEN {new} > {old} THEN EXCLUDED.status ELSE message.status END
+RETURNING (xmax = 0) AS inserted
+""".format(new=rank("EXCLUDED.status"), old=rank("message.status"))
+)
+
+# A live message and its chat in one statement (one round trip instead of BEGIN, two, COMMIT): the chat
+# upsert reads whether the message was new. $15 chat name, $16 is_group, $17 "count it as unread".
+_MESSAGE_AND_CHAT_ADD = (
+    "WITH m AS ("
+    + _MESSAGE_ADD
+    + "), c AS ("
+    + _CHAT_UPSERT.format(
+        rows="SELECT $1, $3, $15::text, $16::boolean,"
+        " CASE WHEN m.inserted AND $17::boolean THEN 1 ELSE 0 END, $8, $2 FROM m",
+        unread="chat.unread_count + EXCLUDED.unread_count",
+        newer=_NEWER,
+    )
+    + ") SELECT inserted FROM m"
+)
+
+
+def _message_args(session_id: uuid.UUID, msg: Message) -> tuple[Any, ...]:
+    return (
+        session_id,
+        msg.id,
+        msg.chat_id,
+        msg.sender,
+        msg.sender_alt,
+        msg.sender_name,
+        msg.from_me,
+        utc(msg.timestamp),
+        msg.type.value,
+        msg.text,
+        media_to_json(msg.media),
+        json.dumps(msg.media_ref) if msg.media_ref is not None else None,
+        msg.quoted_id,
+        msg.status.value,
+    )
+
+
+def _newest(messages: Iterable[Message]) -> Message | None:
+    return max(messages, key=lambda m: (utc(m.timestamp), m.id), default=None)
+
+
+class InboxStore:
+    """Chats and messages of one session; every operation is idempotent (the store retries it once)."""
+
+    _sid: uuid.UUID
+
+    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def apply_history(self, chunk: HistoryChunk | Sequence[HistoryConversation]) -> None:
+        """Store a history-sync chunk. Idempotent: chunks can repeat and overlap with live messages.
+
+        Existing messages are left as they are; a chat's unread count is the larger of the stored one
+        and the chunk's, and its last message only moves to a newer one.
+        """
+
+        conversations = chunk.conversations if isinstance(chunk, HistoryChunk) else chunk
+
+        async def op(conn: Any) -> None:
+            async with conn.transaction():
+                for conv in conversations:
+                    newest = _newest(conv.messages)
+                    await conn.execute(
+                        _CHAT_HISTORY,
+                        self._sid,
+                        conv.chat_id,
+                        conv.name,
+                        conv.is_group,
+                        conv.unread_count,
+                        utc(newest.timestamp) if newest else None,
+                        newest.id if newest else None,
+                    )
+                    if conv.messages:
+                        await conn.executemany(
+                            _MESSAGE_HISTORY, [_message_args(self._sid, m) for m in conv.messages]
+                        )
+
+        await self._run(op)
+
+    async def add_message(
+        self,
+        message: Message,
+        chat_name: str | None = None,
+        is_group: bool | None = None,
+        count_unread: bool = True,
+    ) -> bool:
+        """Store a live message (upsert); True if it was new.
+
+        The chat is created if needed, its last message moves forward, and a new incoming message adds
+        one to its unread count when `count_unread`. A repeated message never lowers its status.
+        """
+        group = message.chat_id.endswith("@g.us") if is_group is None else is_group
+
+        args = (*_message_args(self._sid, message), chat_name, group, count_unread and not message.from_me)
+
+        async def op(conn: Any) -> bool:
+            return bool(await conn.fetchval(_MESSAGE_AND_CHAT_ADD, *args))
+
+        return await self._run(op)
+
+    async def apply_receipt(
+        self, chat_id: str, message_ids: Sequence[str], status: MessageStatus
+    ) -> list[Message]:
+        """Move messages to `status` where that is forward; the messages that changed, in the given order.
+
+        Unknown ids are ignored. FAILED is terminal: nothing leaves it, and only a pending message fails.
+        """
+        condition = f"{rank('status')} < {rank('$4')}"
+        if status is MessageStatus.FAILED:
+            condition = "status = 'pending'"
+        sql = (
+            "UPDATE message SET status = $4 WHERE session_id = $1 AND chat_id = $2"
+            f" AND id = ANY($3::text[]) AND {condition} RETURNING {', '.join(MESSAGE_COLUMNS)}"
+        )
+
+        async def op(conn: Any) -> list[Any]:
+            return list(await conn.fetch(sql, self._sid, chat_id, list(message_ids), status.value))
+
+        changed = {row["id"]: message_from_row(row) for row in await self._run(op)}
+        return [changed[mid] for mid in dict.fromkeys(message_ids) if mid in changed]
+
+    async def chats(self, limit: int = 50, cursor: str | None = None) -> Page[Chat]:
+        """Chats, most recent first (chats without messages last), `limit` per page."""
+        check_limit(limit)
+        args: list[Any] = [self._sid, limit + 1]
+        where = "c.session_id = $1"
+        if cursor is not None:
+            ts, key = decode_cursor("chats", cursor)
+            if ts is None:
+                args.append(key)
+                where += " AND c.last_message_at IS NULL AND c.id < $3"
+            else:
+                args += [ts, key]
+                where += (
+                    " AND (c.last_message_at < $3 OR (c.last_message_at = $3 AND c.id < $4)"
+                    " OR c.last_message_at IS NULL)"
+                )
+        sql = f"{_CHAT_SELECT} WHERE {where} ORDER BY c.last_message_at DESC NULLS LAST, c.id DESC LIMIT $2"
+
+        async def op(conn: Any) -> list[Any]:
+            return list(await conn.fetch(sql, *args))
+
+        items = [chat_from_row(row) for row in await self._run(op)]
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = encode_cursor("chats", items[-1].timestamp, items[-1].id)
+        return Page(items=tuple(items), next_cursor=next_cursor)
+
+    async def messages(self, chat_id: str, limit: int = 50, cursor: str | None = None) -> Page[Message]:
+        """A chat's messages, newest first, `limit` per page."""
+        check_limit(limit)
+        args: list[Any] = [self._sid, chat_id, limit + 1]
+        where = "session_id = $1 AND chat_id = $2"
+        if cursor is not None:
+            ts, key = decode_cursor("messages", cursor)
+            if ts is None:
+                raise InvalidInput("Malformed cursor")
+            args += [ts, key]
+            where += " AND (ts, id) < ($4, $5)"
+        sql = (
+            f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM message WHERE {where}"
+            " ORDER BY ts DESC, id DESC LIMIT $3"
+        )
+
+        async def op(conn: Any) -> list[Any]:
+            return list(await conn.fetch(sql, *args))
+
+        items = [message_from_row(row) for row in await self._run(op)]
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = encode_cursor("messages", items[-1].timestamp, items[-1].id)
+        return Page(items=tuple(items), next_cursor=next_cursor)
+
+    async def get_message(self, chat_id: str, message_id: str) -> Message:
+        """One message; MessageNotFound if this session has no such message in that chat."""
+
+        async def op(conn: Any) -> Any:
+            return await conn.fetchrow(
+                f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM message"
+                " WHERE session_id = $1 AND chat_id = $2 AND id = $3",
+                self._sid,
+                chat_id,
+                message_id,
+            )
+
+        row = await self._run(op)
+        if row is None:
+            raise MessageNotFound(chat_id=chat_id, message_id=message_id)
+        return message_from_row(row)
+
+    async def mark_chat_read(self, chat_id: str) -> None:
+        """Set the chat's unread count to zero (nothing happens for an unknown chat)."""
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "UPDATE chat SET unread_count = 0 WHERE session_id = $1 AND id = $2", self._sid, chat_id
+            )
+
+        await self._run(op)
+
+    async def purge(self) -> None:
+        """Delete every chat and message of this session (the session row stays)."""
+
+        async def op(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM message WHERE session_id = $1", self._sid)
+                await conn.execute("DELETE FROM chat WHERE session_id = $1", self._sid)
+
+        await self._run(op)
