@@ -29,7 +29,9 @@ import pytest
 
 from actors.clients.neonize import NeonizeClient
 from actors.clients.neonize.media_fetch import MediaFetcher
+from actors.config import asyncpg_dsn
 from actors.domain import Message
+from actors.downloads import MediaHead, stream_media
 from actors.errors import (
     ClientError,
     ClientTimeout,
@@ -40,7 +42,9 @@ from actors.errors import (
 )
 from actors.events import Connected, MessageReceived
 from actors.ports import ClientOptions, MediaBody
+from persistence.session_store import SessionStore
 from tests import neonize_events as nev
+from tests.raykit import insert_session
 from tests.whatsapp_media import MediaServer, Sealed, make_handler, seal, self_signed
 
 MiB = 1024 * 1024
@@ -317,6 +321,27 @@ async def test_a_file_larger_than_its_message_says_is_refused_at_the_limit(
         message = await receive(client, "documentMessage", **fields(lying, url=media_server.url("/l.enc")))
         with pytest.raises(MediaTooLarge):
             await client.download_media(message, MiB)
+    assert files_left(fetcher) == []
+
+
+async def test_the_sessions_media_stream_serves_a_stored_neonize_message(
+    media_server: MediaServer, fetcher: MediaFetcher, database_url: str
+) -> None:
+    """What `SessionActor.media` runs for GET .../media: the message read back from PostgreSQL, its media
+    streamed from the adapter, head first (Ray's streaming and the route are shown in test_media_download)."""
+    plain = os.urandom(1_000_003)
+    sealed = seal([plain], APP_INFO["documentMessage"], media_server.root / "d.enc")
+    sid = await insert_session(database_url)
+    async with online(fetcher) as client, SessionStore(asyncpg_dsn(database_url), sid) as store:
+        message = await receive(
+            client, "documentMessage", fileName="report.pdf", **fields(sealed, url=media_server.url("/d.enc"))
+        )
+        await store.add_message(message)
+        stream = stream_media(store, lambda: client, LIMIT, message.chat_id, message.id)
+        head = await anext(stream)
+        got = b"".join([chunk async for chunk in stream if isinstance(chunk, bytes)])
+    assert head == MediaHead("application/octet-stream", len(plain), "report.pdf")
+    assert got == plain
     assert files_left(fetcher) == []
 
 
