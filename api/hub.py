@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -31,30 +30,38 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from actors.domain import SessionStatus, SessionView
-from actors.errors import WaError
+from actors.domain import SessionView
 from actors.tasks import TaskGroup
-from actors.wire import EVENTS_STREAM, JSON, qr_payload, status_payload
+from actors.wire import EVENTS_STREAM
 from api import eventlog
 from api.database import Database
 from api.handles import SessionActors
+from api.hub_polling import POLL_INTERVAL_S, StatusPolling
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
 from api.owners import SessionOwners
-from persistence import repo
+from api.subscribers import (
+    FRAME_TYPES,
+    GOING_AWAY,
+    NORMAL_CLOSURE,
+    QUEUE_FRAMES,
+    TRY_AGAIN_LATER,
+    Subscriber,
+    frame_text,
+)
+
+__all__ = [
+    "GOING_AWAY",
+    "NORMAL_CLOSURE",
+    "POLL_INTERVAL_S",
+    "TRY_AGAIN_LATER",
+    "EventHub",
+    "Subscriber",
+    "frame_text",
+]
 
 log = logging.getLogger(__name__)
 
-# Frame type of each event kind (`wa:msg:{id}` → `message`); an entry of another kind is skipped.
-FRAME_TYPES = {
-    "msg": "message",
-    **{kind: kind for kind in ("qr", "status", "chat", "message_update", "presence")},
-}
-QUEUE_FRAMES = 256
-POLL_INTERVAL_S = 2.0
-STATUS_TIMEOUT_S = 2.0
-# WebSocket close codes.
-NORMAL_CLOSURE, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
 BACKOFF_MAX_S = 5.0
 READ_BLOCK_MS = 1000
 READ_COUNT = 500
@@ -63,49 +70,9 @@ READ_COUNT = 500
 STALE_S = 5.0
 
 
-def frame_text(frame_type: str, session_id: str | None, payload: JSON, *, cursor: str) -> str:
-    """A WebSocket frame: `{type, sessionId, **payload, cursor}`."""
-    frame = {"type": frame_type, "sessionId": session_id, **payload, "cursor": cursor}
-    return json.dumps(frame, separators=(",", ":"))
+class EventHub(StatusPolling):
+    """The live events of one API process (see the module's docstring)."""
 
-
-class Subscriber:
-    """One WebSocket client's view of the hub: who it is, what it watches, its outgoing queue."""
-
-    def __init__(
-        self, user_id: str, session_filter: str | None, start: str, queue_frames: int = QUEUE_FRAMES
-    ) -> None:
-        self.user_id = user_id
-        self.session_filter = session_filter
-        # The log position when it subscribed: entries after it come live, the ones up to it by replay.
-        self.start = start
-        # Live entries up to here are not sent (the client said it has them: its cursor).
-        self.seen_upto = eventlog.START
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_frames)
-        self.dropped = asyncio.Event()
-        self.close_code = NORMAL_CLOSURE
-        # What this client was last told, to send only changes while polling.
-        self.seen_status: dict[str, JSON] = {}
-        self.seen_qr: dict[str, str] = {}
-
-    def drop(self, close_code: int) -> None:
-        """Tell the socket's handler to close with `close_code`; nothing more is queued."""
-        self.close_code = close_code
-        self.dropped.set()
-
-    def wants(self, session_id: str) -> bool:
-        return self.session_filter is None or self.session_filter == session_id
-
-    def remember(self, frame_type: str, session_id: str, payload: JSON) -> None:
-        if frame_type == "status":
-            self.seen_status[session_id] = payload
-            if payload.get("status") != SessionStatus.QR_READY:
-                self.seen_qr.pop(session_id, None)
-        elif frame_type == "qr":
-            self.seen_qr[session_id] = str(payload.get("qr"))
-
-
-class EventHub:
     def __init__(
         self,
         redis_url: str,
@@ -168,59 +135,6 @@ class EventHub:
         behind = self._backlog_since is not None and now - self._backlog_since > STALE_S
         return self._redis_up and now - self._read_at < STALE_S and not behind
 
-    @property
-    def position(self) -> str:
-        """The cursor of the last entry handled (`0-0` before the log was first read)."""
-        return self._position or eventlog.START
-
-    # ------------------------------------------------------------------ subscribers
-
-    def subscribe(
-        self,
-        user_id: str,
-        session_filter: str | None,
-        sessions: Iterable[SessionView],
-        *,
-        cursor: str | None = None,
-    ) -> Subscriber:
-        """Register a client of `user_id`; `sessions` are the user's sessions as the caller just read them.
-
-        From now on it is queued the entries after `hub.position` (and after `cursor`, which it has).
-        """
-        sub = Subscriber(user_id, session_filter, self.position, self._queue_frames)
-        if eventlog.parse_cursor(cursor) is not None:
-            sub.seen_upto = str(cursor)
-        self._by_user.setdefault(user_id, set()).add(sub)
-        views = list(sessions)
-        self._user_sessions[user_id] = views
-        for view in views:
-            self._owners.learn(view.id, user_id)
-        self._metrics.ws_clients.inc()
-        return sub
-
-    def unsubscribe(self, sub: Subscriber) -> None:
-        subs = self._by_user.get(sub.user_id)
-        if subs is None or sub not in subs:
-            return
-        subs.discard(sub)
-        if not subs:
-            del self._by_user[sub.user_id]
-            self._user_sessions.pop(sub.user_id, None)
-        self._metrics.ws_clients.dec()
-
-    async def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
-        """The frames a client gets on open: a `status` per session, and the `qr` showing, if any."""
-        frames: list[str] = []
-        for view in await self._live_views([v for v in sessions if sub.wants(v.id)]):
-            payload = status_payload(view)
-            sub.remember("status", view.id, payload)
-            frames.append(frame_text("status", view.id, payload, cursor=sub.start))
-            qr = _qr_of(view)
-            if qr is not None:
-                sub.remember("qr", view.id, qr)
-                frames.append(frame_text("qr", view.id, qr, cursor=sub.start))
-        return frames
-
     async def replay(self, sub: Subscriber, cursor: str, sessions: Iterable[str]) -> list[str]:
         """The frames of `sessions` after `cursor` up to where `sub` went live, in order; or one `resync`
         frame when they cannot all be had (cursor invalid, too old, or the log unreadable)."""
@@ -251,44 +165,6 @@ class EventHub:
             log.info("user %s resumes from an unusable cursor (%s): resync", sub.user_id, reason)
             return [frame_text("resync", sub.session_filter, {"reason": reason}, cursor=sub.start)]
         return frames
-
-    def _offer(self, sub: Subscriber, frame_type: str, session_id: str, payload: JSON, text: str) -> None:
-        if sub.dropped.is_set():
-            return
-        try:
-            sub.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            log.warning(
-                "dropping a WebSocket client of user %s: %d frames unsent", sub.user_id, sub.queue.qsize()
-            )
-            self._metrics.ws_dropped.inc()
-            sub.drop(TRY_AGAIN_LATER)
-            self.unsubscribe(sub)
-            return
-        sub.remember(frame_type, session_id, payload)
-        self._metrics.ws_frames.labels(type=frame_type).inc()
-
-    def _deliver(
-        self,
-        user_id: str,
-        frame_type: str,
-        session_id: str,
-        payload: JSON,
-        *,
-        cursor: str | None = None,
-    ) -> None:
-        """Queue a frame to the user's sockets watching the session: a log entry (`cursor`), or a polled
-        change (no cursor: sent only to sockets not yet told, with the current position)."""
-        text: str | None = None
-        for sub in list(self._by_user.get(user_id, ())):
-            if not sub.wants(session_id):
-                continue
-            if cursor is None and not _changed(sub, frame_type, session_id, payload):
-                continue
-            if cursor is not None and not eventlog.after(cursor, sub.seen_upto):
-                continue
-            text = text or frame_text(frame_type, session_id, payload, cursor=cursor or self.position)
-            self._offer(sub, frame_type, session_id, payload, text)
 
     # ------------------------------------------------------------------ the event log
 
@@ -378,64 +254,3 @@ class EventHub:
             log.warning("skipping a malformed event log entry %r (%s)", entry_id, type(err).__name__)
             self._metrics.events_skipped.labels(why="malformed").inc()
             return None
-
-    # ------------------------------------------------------------------ polling while Redis is down
-
-    async def _poll_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_interval_s)
-            if self._redis_up and not self._catch_up:
-                continue
-            self._catch_up = False
-            try:
-                await self.poll_once()
-            except Exception:
-                log.exception("status polling round failed")
-
-    async def poll_once(self) -> None:
-        """Ask the actors of every watched session for their status; queue what changed."""
-        users = list(self._by_user)
-        for user_id in users:
-            try:
-                self._user_sessions[user_id] = await self._db.run(repo.list_sessions, user_id)
-            except WaError:
-                pass  # the database is down too: keep polling the sessions we knew of
-        rounds = [self._poll_user(user_id) for user_id in users]
-        await asyncio.gather(*rounds)
-
-    async def _poll_user(self, user_id: str) -> None:
-        watched = [v for v in self._user_sessions.get(user_id, []) if self._watched(user_id, v.id)]
-        for view in await self._live_views(watched):
-            self._deliver(user_id, "status", view.id, status_payload(view))
-            qr = _qr_of(view)
-            if qr is not None:
-                self._deliver(user_id, "qr", view.id, qr)
-
-    def _watched(self, user_id: str, session_id: str) -> bool:
-        return any(sub.wants(session_id) for sub in self._by_user.get(user_id, ()))
-
-    async def _live_views(self, views: list[SessionView]) -> list[SessionView]:
-        """Each session as its actor sees it now; the given (database) view when the actor cannot say."""
-
-        async def live(view: SessionView) -> SessionView:
-            try:
-                return await self._actors.status(view.id, timeout_s=STATUS_TIMEOUT_S)
-            except Exception as err:  # unavailable, or failing: what the database says is the best we have
-                log.debug("session %s: status from the database (%s)", view.id, type(err).__name__)
-                return view
-
-        return list(await asyncio.gather(*(live(v) for v in views)))
-
-
-def _qr_of(view: SessionView) -> JSON | None:
-    if view.status != SessionStatus.QR_READY or not view.qr or view.qr_expires_at is None:
-        return None
-    return qr_payload(view.qr, view.qr_expires_at)
-
-
-def _changed(sub: Subscriber, frame_type: str, session_id: str, payload: dict[str, Any]) -> bool:
-    if frame_type == "status":
-        return sub.seen_status.get(session_id) != payload
-    if frame_type == "qr":
-        return sub.seen_qr.get(session_id) != payload.get("qr")
-    return True
