@@ -56,14 +56,15 @@ async def messages(
             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
             "description": "The media bytes, with their Content-Type and Content-Length",
         },
-        **error_responses(400, 404, 409, 413, 504),
+        **error_responses(400, 404, 409, 413, 502, 504),
     },
 )
 async def media(
     session_id: OwnedSession, res: Resources, chat_id: ChatId, message_id: MessageId
 ) -> StreamingResponse:
     """Download a message's media, streamed (409 while the session is not connected, 413 above
-    MAX_MEDIA_BYTES: refused before anything is downloaded)."""
+    MAX_MEDIA_BYTES: refused before anything is downloaded; 502 if the file fails its integrity checks,
+    503 if WhatsApp's media server is unreachable, 504 if it stalls)."""
     download = await res.actors.media(session_id, to_jid(chat_id), message_id)
     head = download.head
     # Attachment + nosniff: a sender chooses the mimetype; it must never render as a page of ours.
