@@ -18,7 +18,7 @@ from actors.downloads import MediaHead
 
 log = logging.getLogger(__name__)
 
-HEAD_TIMEOUT_S = 150.0  # the session's download bound (gocalls: DownloadAny 120 s) and some margin
+HEAD_TIMEOUT_S = 150.0  # the session's download bound (neonize: MediaFetcher.total_s, 140 s) and a margin
 CHUNK_TIMEOUT_S = 30.0
 
 

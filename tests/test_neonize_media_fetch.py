@@ -268,6 +268,7 @@ async def test_a_tampered_file_is_refused_and_leaves_no_file(
         ("/status/503", ServiceUnavailable),
         ("/status/429", ServiceUnavailable),
         ("/status/403", ClientError),
+        ("/gzip/r.enc", ClientError),
     ],
 )
 async def test_the_servers_refusals_map_to_documented_errors(

@@ -4,7 +4,8 @@
 the 32-byte media key with the kind's info string to 112 bytes (iv, AES key, MAC key), AES-256-CBC with
 PKCS7, then the first 10 bytes of HMAC-SHA256(MAC key, iv ‖ ciphertext). `MediaServer` serves files over
 HTTPS with a self-signed certificate (`self_signed`), and can misbehave by path: `/status/<code>`,
-`/silent/...` (never answers), `/stall/...` (64 KiB, then nothing), `/trickle/...` (a byte per 0.1 s).
+`/silent/...` (never answers), `/stall/...` (64 KiB, then nothing), `/trickle/...` (a byte per 0.1 s),
+`/gzip/...` (a false Content-Encoding).
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def make_handler(server: MediaServer) -> type[http.server.BaseHTTPRequestHandler
             path = server.root / name
             self.send_response(200)
             self.send_header("Content-Length", str(path.stat().st_size))
+            if kind == "gzip":  # says gzip, is not
+                self.send_header("Content-Encoding", "gzip")
             self.end_headers()
             with path.open("rb") as f:
                 if kind == "stall":  # the first 64 KiB, then nothing

@@ -5,6 +5,7 @@ the first `NeonizeClient` is built (after `NEONIZE_BOT_TAG=off` is set).
 - `client`: `NeonizeClient` (the port) and the invariants that keep the process alive.
 - `convert`: protobuf → domain events (identities, timestamps, message types).
 - `outgoing`: domain → the waE2E messages we send.
+- `media_fetch`: incoming media fetched from WhatsApp's media servers, decrypted and verified as it streams.
 - `runtime`: once-per-process concerns (lazy import, logging, Go's stdout, the one-client guard).
 """
 

@@ -153,6 +153,8 @@ class MediaFetcher:
             except httpx.TransportError as err:
                 what = type(err).__name__
                 raise ServiceUnavailable(f"WhatsApp's media server cannot be reached ({what})") from err
+            except httpx.HTTPError as err:  # e.g. a body that cannot be decoded
+                raise ClientError(f"the media download failed ({type(err).__name__})") from err
             size = sink.finish(bytes(sub.fileEncSHA256), bytes(sub.fileSHA256), int(sub.fileLength or 0))
             file.seek(0)
         except BaseException as err:
