@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from actors.domain import Chat, Message, MessageStatus, Page
 from actors.errors import InvalidInput, MessageNotFound
 from actors.events import HistoryChunk, HistoryConversation
+from persistence.inbox_changes import InboxChanges
 from persistence.rows import (
     MESSAGE_COLUMNS,
     chat_from_row,
@@ -23,10 +24,12 @@ from persistence.rows import (
     media_to_json,
     message_from_row,
     rank,
+    reactions_to_json,
     utc,
 )
 
 T = TypeVar("T")
+
 
 _CHAT_SELECT = (
     "SELECT c.id, c.name, c.is_group, c.unread_count, c.last_message_at, "
@@ -56,33 +59,47 @@ _CHAT_HISTORY = _CHAT_UPSERT.format(
     newer=_NEWER,
 )
 
+_JSONB_COLUMNS = frozenset({"media", "media_ref", "reactions", "content"})
+# $1 is the session id, then one parameter per column (id $2, chat_id $3, ts $8: see MESSAGE_COLUMNS).
 _MESSAGE_VALUES = (
-    "INSERT INTO message (session_id, " + ", ".join(MESSAGE_COLUMNS) + ")"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb, $13, $14)"
+    "INSERT INTO message (session_id, "
+    + ", ".join(MESSAGE_COLUMNS)
+    + ") VALUES ($1, "
+    + ", ".join(
+        f"${i}::jsonb" if name in _JSONB_COLUMNS else f"${i}" for i, name in enumerate(MESSAGE_COLUMNS, 2)
+    )
+    + ")"
 )
 _MESSAGE_HISTORY = _MESSAGE_VALUES + " ON CONFLICT (session_id, chat_id, id) DO NOTHING"
+# A message seen again keeps what happened to it since: a revoke (no content comes back) or an edit.
 _MESSAGE_ADD = (
     _MESSAGE_VALUES
     + """
 ON CONFLICT (session_id, chat_id, id) DO UPDATE SET
-    text = COALESCE(EXCLUDED.text, message.text),
+    text = CASE WHEN message.type = 'revoked' OR message.edited_at IS NOT NULL THEN message.text
+        ELSE COALESCE(EXCLUDED.text, message.text) END,
     sender_name = COALESCE(EXCLUDED.sender_name, message.sender_name),
-    media = COALESCE(EXCLUDED.media, message.media),
-    media_ref = COALESCE(EXCLUDED.media_ref, message.media_ref),
+    media = CASE WHEN message.type = 'revoked' THEN NULL ELSE COALESCE(EXCLUDED.media, message.media) END,
+    media_ref = CASE WHEN message.type = 'revoked' THEN NULL
+        ELSE COALESCE(EXCLUDED.media_ref, message.media_ref) END,
+    summary = CASE WHEN message.type = 'revoked' THEN NULL
+        ELSE COALESCE(EXCLUDED.summary, message.summary) END,
     status = CASE WHEN {new} > {old} THEN EXCLUDED.status ELSE message.status END
 RETURNING (xmax = 0) AS inserted
 """.format(new=rank("EXCLUDED.status"), old=rank("message.status"))
 )
 
 # A live message and its chat in one statement (one round trip instead of BEGIN, two, COMMIT): the chat
-# upsert reads whether the message was new. $15 chat name, $16 is_group, $17 "count it as unread".
+# upsert reads whether the message was new. After the message's parameters: the chat name, is_group and
+# "count it as unread".
+_CHAT_ARG = len(MESSAGE_COLUMNS) + 2
 _MESSAGE_AND_CHAT_ADD = (
     "WITH m AS ("
     + _MESSAGE_ADD
     + "), c AS ("
     + _CHAT_UPSERT.format(
-        rows="SELECT $1, $3, $15::text, $16::boolean,"
-        " CASE WHEN m.inserted AND $17::boolean THEN 1 ELSE 0 END, $8, $2 FROM m",
+        rows=f"SELECT $1, $3, ${_CHAT_ARG}::text, ${_CHAT_ARG + 1}::boolean,"
+        f" CASE WHEN m.inserted AND ${_CHAT_ARG + 2}::boolean THEN 1 ELSE 0 END, $8, $2 FROM m",
         unread="chat.unread_count + EXCLUDED.unread_count",
         newer=_NEWER,
     )
@@ -91,35 +108,33 @@ _MESSAGE_AND_CHAT_ADD = (
 
 
 def _message_args(session_id: uuid.UUID, msg: Message) -> tuple[Any, ...]:
-    return (
-        session_id,
-        msg.id,
-        msg.chat_id,
-        msg.sender,
-        msg.sender_alt,
-        msg.sender_name,
-        msg.from_me,
-        utc(msg.timestamp),
-        msg.type.value,
-        msg.text,
-        media_to_json(msg.media),
-        json.dumps(msg.media_ref) if msg.media_ref is not None else None,
-        msg.quoted_id,
-        msg.status.value,
-    )
+    values: dict[str, Any] = {
+        "id": msg.id,
+        "chat_id": msg.chat_id,
+        "sender": msg.sender,
+        "sender_alt": msg.sender_alt,
+        "sender_name": msg.sender_name,
+        "from_me": msg.from_me,
+        "ts": utc(msg.timestamp),
+        "type": msg.type.value,
+        "text": msg.text,
+        "media": media_to_json(msg.media),
+        "media_ref": json.dumps(msg.media_ref) if msg.media_ref is not None else None,
+        "quoted_id": msg.quoted_id,
+        "status": msg.status.value,
+        "summary": msg.summary,
+        "edited_at": utc(msg.edited_at) if msg.edited_at is not None else None,
+        "reactions": reactions_to_json(msg.reactions),
+    }
+    return (session_id, *(values[name] for name in MESSAGE_COLUMNS))
 
 
 def _newest(messages: Iterable[Message]) -> Message | None:
     return max(messages, key=lambda m: (utc(m.timestamp), m.id), default=None)
 
 
-class InboxStore:
+class InboxStore(InboxChanges):
     """Chats and messages of one session; every operation is idempotent (the store retries it once)."""
-
-    _sid: uuid.UUID
-
-    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        raise NotImplementedError
 
     async def apply_history(self, chunk: HistoryChunk | Sequence[HistoryConversation]) -> None:
         """Store a history-sync chunk. Idempotent: chunks can repeat and overlap with live messages.

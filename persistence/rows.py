@@ -18,6 +18,7 @@ from actors.domain import (
     Message,
     MessageStatus,
     MessageType,
+    Reaction,
     Reason,
     SessionStatus,
     SessionView,
@@ -41,6 +42,9 @@ MESSAGE_COLUMNS = (
     "media_ref",
     "quoted_id",
     "status",
+    "summary",
+    "edited_at",
+    "reactions",
 )
 _STATUS_ORDER = ", ".join(f"'{s.value}'" for s in sorted(MessageStatus, key=lambda s: s.rank))
 
@@ -86,6 +90,30 @@ def media_from_json(value: Any) -> Media | None:
     )
 
 
+def reactions_to_json(reactions: tuple[Reaction, ...]) -> str | None:
+    """The JSONB text stored in `message.reactions` (NULL when there are none)."""
+    if not reactions:
+        return None
+    return json.dumps(
+        [{"sender": r.sender, "emoji": r.emoji, "timestamp": utc(r.timestamp).isoformat()} for r in reactions]
+    )
+
+
+def reactions_from_json(value: Any) -> tuple[Reaction, ...]:
+    data = json_value(value)
+    if not isinstance(data, list):
+        return ()
+    return tuple(
+        Reaction(
+            sender=str(r["sender"]),
+            emoji=str(r["emoji"]),
+            timestamp=utc(datetime.fromisoformat(r["timestamp"])),
+        )
+        for r in data
+        if isinstance(r, dict) and r.get("sender") and r.get("emoji") and r.get("timestamp")
+    )
+
+
 def message_from_row(row: Mapping[Any, Any], prefix: str = "") -> Message:
     """A domain `Message` from a row holding MESSAGE_COLUMNS (optionally prefixed)."""
 
@@ -107,6 +135,9 @@ def message_from_row(row: Mapping[Any, Any], prefix: str = "") -> Message:
         media_ref=ref if isinstance(ref, dict) else None,
         quoted_id=col("quoted_id"),
         status=MessageStatus(col("status")),
+        summary=col("summary"),
+        edited_at=utc(col("edited_at")) if col("edited_at") is not None else None,
+        reactions=reactions_from_json(col("reactions")),
     )
 
 
