@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
     ws_token_ttl_s: Annotated[int, Field(ge=10, le=86400)] = 300
+    # The browser console at `/` (api/console): it uses only the public API and asks for the API key.
+    console_enabled: bool = True
 
     # The simulated network's QR timings (whatsmeow: 60 s, then 20 s each, ~6 codes per round).
     sim_qr_first_s: Annotated[float, Field(gt=0)] = 60.0

@@ -18,7 +18,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.resources import open_resources
-from api.routes import events, inbox, messages, ops, send, sessions, users
+from api.routes import console, events, inbox, messages, ops, qr, send, sessions, users
 
 DESCRIPTION = """\
 REST and WebSocket API of the WhatsApp bridge for a web inbox.
@@ -44,7 +44,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, messages, send, inbox, users, events):
+    for module in (sessions, qr, messages, send, inbox, users, events):
         app.include_router(module.router, dependencies=keyed)
     if settings.wa_backend == Backend.SIMULATED:
         from api.routes import simulator
@@ -52,6 +52,8 @@ def install(app: FastAPI, settings: Settings) -> None:
         app.include_router(simulator.router, dependencies=keyed)
     app.include_router(events.socket_router)
     app.include_router(ops.router)
+    if settings.console_enabled:
+        app.include_router(console.router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_media_bytes=settings.max_media_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

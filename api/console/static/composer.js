@@ -1,0 +1,161 @@
+// The composer: text (Enter sends, Shift+Enter is a new line), a file (16 MB checked before upload) and a
+// voice note recorded with MediaRecorder and sent through `send/audio` (the bridge makes it OGG/Opus).
+import { api, MAX_MEDIA_BYTES, sessionPath } from "./api.js";
+import { formatSize, h, id } from "./dom.js";
+
+function recorderType() {
+  const wanted = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/mp4"];
+  return wanted.find((type) => window.MediaRecorder && MediaRecorder.isTypeSupported(type)) || "";
+}
+
+export function composer({ target, onSent }) {
+  const textId = id("compose");
+  const fileId = id("attach");
+  const text = h("textarea", { id: textId, rows: 1, placeholder: "Type a message", enterkeyhint: "send" });
+  const file = h("input", { id: fileId, type: "file", class: "visually-hidden" });
+  const attach = h("label", { for: fileId, class: "button icon", title: "Attach a file" }, h("span", { "aria-hidden": "true" }, "📎"), h("span", { class: "visually-hidden" }, "Attach a file"));
+  const send = h("button", { type: "submit", class: "primary" }, "Send");
+  const record = h("button", { type: "button", class: "icon", "aria-label": "Record a voice note", title: "Record a voice note" }, "🎤");
+  const error = h("p", { class: "error", role: "alert" });
+  const status = h("p", { class: "muted small", role: "status" });
+  const recording = h("div", { class: "recording", hidden: true });
+  const form = h("form", { class: "composer", "aria-label": "Reply" },
+    h("label", { for: textId, class: "visually-hidden" }, "Message"),
+    recording,
+    h("div", { class: "compose-row" }, attach, file, text, record, send),
+    error,
+    status,
+  );
+  let busy = false;
+
+  function fail(err) {
+    error.textContent = err.message || String(err);
+  }
+
+  async function run(label, task) {
+    if (busy) return;
+    busy = true;
+    error.textContent = "";
+    status.textContent = label;
+    send.disabled = true;
+    try {
+      const sent = await task(target());
+      status.textContent = "";
+      onSent?.(sent);
+      return sent;
+    } catch (err) {
+      status.textContent = "";
+      fail(err);
+    } finally {
+      busy = false;
+      send.disabled = false;
+    }
+  }
+
+  function sendText() {
+    const body = text.value.trim();
+    if (!body) return;
+    run("Sending…", ({ sessionId, to }) =>
+      api(sessionPath(sessionId, "/send/text"), { method: "POST", json: { to, text: body } }),
+    ).then((sent) => {
+      if (sent) text.value = "";
+    });
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendText();
+  });
+  text.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      sendText();
+    }
+  });
+
+  file.addEventListener("change", () => {
+    const chosen = file.files[0];
+    file.value = "";
+    if (!chosen) return;
+    if (chosen.size > MAX_MEDIA_BYTES) {
+      error.textContent = `“${chosen.name}” is ${formatSize(chosen.size)}; WhatsApp takes files up to 16 MB.`;
+      return;
+    }
+    const caption = text.value.trim();
+    run(`Sending ${chosen.name}…`, ({ sessionId, to }) => {
+      const form = new FormData();
+      form.append("to", to);
+      form.append("file", chosen, chosen.name);
+      if (caption) form.append("caption", caption);
+      return api(sessionPath(sessionId, "/send/media"), { method: "POST", form });
+    }).then((sent) => {
+      if (sent && caption) text.value = "";
+    });
+  });
+
+  // Voice notes.
+  let recorder = null;
+  let chunks = [];
+  let started = 0;
+  let clock = null;
+  let discard = false;
+  const elapsed = h("span", { class: "elapsed", "aria-live": "off" }, "0:00");
+  const stop = h("button", { type: "button", class: "primary" }, "Stop and send");
+  const cancel = h("button", { type: "button" }, "Cancel");
+  recording.append(h("span", { class: "dot", "aria-hidden": "true" }), h("span", {}, "Recording "), elapsed, stop, cancel);
+
+  record.addEventListener("click", async () => {
+    error.textContent = "";
+    if (!navigator.mediaDevices || !window.MediaRecorder) {
+      error.textContent = "This browser cannot record audio.";
+      return;
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch {
+      error.textContent = "The microphone is not available (allow it in the browser to record).";
+      return;
+    }
+    const mimeType = recorderType();
+    recorder = new MediaRecorder(stream, mimeType ? { mimeType } : {});
+    chunks = [];
+    discard = false;
+    recorder.addEventListener("dataavailable", (event) => {
+      if (event.data.size) chunks.push(event.data);
+    });
+    recorder.addEventListener("stop", () => {
+      stream.getTracks().forEach((track) => track.stop());
+      clearInterval(clock);
+      recording.hidden = true;
+      record.disabled = false;
+      record.focus();
+      if (discard || !chunks.length) return;
+      const blob = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
+      const ext = blob.type.includes("ogg") ? "ogg" : blob.type.includes("mp4") ? "m4a" : "webm";
+      run("Sending voice note…", ({ sessionId, to }) => {
+        const form = new FormData();
+        form.append("to", to);
+        form.append("file", blob, `voice-note.${ext}`);
+        return api(sessionPath(sessionId, "/send/audio"), { method: "POST", form });
+      });
+    });
+    recorder.start(250);
+    started = Date.now();
+    elapsed.textContent = "0:00";
+    clock = setInterval(() => {
+      const s = Math.floor((Date.now() - started) / 1000);
+      elapsed.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    }, 250);
+    recording.hidden = false;
+    record.disabled = true;
+    stop.focus();
+  });
+  stop.addEventListener("click", () => recorder && recorder.state !== "inactive" && recorder.stop());
+  cancel.addEventListener("click", () => {
+    discard = true;
+    if (recorder && recorder.state !== "inactive") recorder.stop();
+  });
+
+  return { el: form, focus: () => text.focus() };
+}

@@ -1,0 +1,213 @@
+// The connect modal: tab 1 the live QR (re-rendered on every `qr` frame, with a countdown), tab 2 a
+// pairing code for a phone number. It closes itself when the session's `status` frame says `connected`.
+import { api, sessionPath } from "./api.js";
+import { announce, h, id } from "./dom.js";
+import { openModal } from "./modal.js";
+import { formatPhone, phoneField } from "./phone.js";
+
+function tabs(items) {
+  const list = h("div", { class: "tabs", role: "tablist", "aria-label": "How to link" });
+  const panels = [];
+  const buttons = items.map((item, index) => {
+    const tabId = id("tab");
+    const panelId = id("panel");
+    const panel = h("div", { id: panelId, role: "tabpanel", "aria-labelledby": tabId, class: "tabpanel", hidden: index !== 0 }, item.panel);
+    panels.push(panel);
+    return h("button", {
+      id: tabId, type: "button", role: "tab", "aria-controls": panelId,
+      "aria-selected": index === 0 ? "true" : "false", tabindex: index === 0 ? "0" : "-1",
+    }, item.label);
+  });
+  function select(index) {
+    buttons.forEach((button, i) => {
+      button.setAttribute("aria-selected", i === index ? "true" : "false");
+      button.tabIndex = i === index ? 0 : -1;
+      panels[i].hidden = i !== index;
+    });
+    buttons[index].focus();
+    items[index].onSelect?.();
+  }
+  buttons.forEach((button, index) => {
+    button.addEventListener("click", () => select(index));
+    button.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+        event.preventDefault();
+        const step = event.key === "ArrowRight" ? 1 : -1;
+        select((index + step + buttons.length) % buttons.length);
+      }
+    });
+  });
+  list.append(...buttons);
+  return h("div", {}, list, ...panels);
+}
+
+export function groupCode(code) {
+  return code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code;
+}
+
+export function connectModal(session, live, { onConnected, onClose } = {}) {
+  const sessionId = session.id;
+  let expiresAt = null;
+  let objectUrl = null;
+  let fetchSeq = 0;
+  let ended = false;
+
+  const qrImg = h("img", { class: "qr", alt: "QR code to scan with WhatsApp on your phone", width: 264, height: 264, hidden: true });
+  const qrWait = h("p", { class: "qr-wait" }, "Preparing a QR code…");
+  const countdown = h("p", { class: "countdown", "aria-live": "off" });
+  const retryBox = h("div", { class: "retry", hidden: true, role: "alert" },
+    h("p", {}, "The QR codes expired before one was scanned."),
+  );
+  const retryButton = h("button", { type: "button", class: "primary" }, "Try again");
+  const retryError = h("p", { class: "error", role: "alert" });
+  retryBox.append(retryButton, retryError);
+  const qrPanel = h(
+    "div", { class: "qr-panel" },
+    h("div", { class: "qr-frame" }, qrImg, qrWait),
+    countdown,
+    retryBox,
+    h("ol", { class: "steps" },
+      h("li", {}, "Open WhatsApp on your phone."),
+      h("li", {}, "Tap Settings (or ⋮) → Linked devices → Link a device."),
+      h("li", {}, "Point the phone at this code."),
+    ),
+  );
+
+  const phone = phoneField({ label: "Phone number of the WhatsApp account" });
+  const codeButton = h("button", { type: "submit", class: "primary" }, "Get pairing code");
+  const codeOut = h("div", { class: "pairing", hidden: true });
+  const codeError = h("p", { class: "error", role: "alert" });
+  const pairForm = h("form", { class: "pair-form", novalidate: true }, phone.el, codeButton, codeError, codeOut);
+  pairForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const problem = phone.validate();
+    phone.error(problem);
+    codeError.textContent = "";
+    if (problem) return phone.focus();
+    codeButton.disabled = true;
+    try {
+      const { code } = await api(sessionPath(sessionId, "/pairing-code"), { method: "POST", json: { phone: phone.value() } });
+      const grouped = groupCode(code);
+      codeOut.replaceChildren(
+        h("p", {}, `Enter this code on the phone with ${formatPhone(phone.value())}:`),
+        h("p", { class: "code", "aria-label": `Pairing code ${code.split("").join(" ")}` }, grouped),
+        h("ol", { class: "steps" },
+          h("li", {}, "Open WhatsApp → Settings → Linked devices → Link a device."),
+          h("li", {}, "Tap “Link with phone number instead”."),
+          h("li", {}, "Type the 8 characters above."),
+        ),
+      );
+      codeOut.hidden = false;
+      announce(`Pairing code ${grouped}`);
+    } catch (err) {
+      codeError.textContent = err.message;
+    } finally {
+      codeButton.disabled = false;
+    }
+  });
+
+  const content = h("div", { class: "dialog-body" },
+    tabs([
+      { label: "QR code", panel: qrPanel },
+      { label: "Phone number", panel: pairForm, onSelect: () => phone.focus() },
+    ]),
+  );
+
+  const timer = setInterval(tick, 500);
+  const modal = openModal({
+    title: `Link WhatsApp to slot ${session.slot}`,
+    content,
+    className: "connect",
+    onClose: (why) => {
+      clearInterval(timer);
+      unsubscribe();
+      if (objectUrl) URL.revokeObjectURL(objectUrl);
+      onClose?.(why);
+    },
+  });
+  modal.dialog.dataset.sessionId = sessionId;
+
+  function tick() {
+    if (ended || expiresAt === null) {
+      countdown.textContent = "";
+      return;
+    }
+    const left = Math.ceil((expiresAt - Date.now()) / 1000);
+    countdown.textContent = left > 0 ? `This code changes in ${left} s.` : "A new code is on its way…";
+  }
+
+  async function showQr(expiry) {
+    const seq = ++fetchSeq;
+    let res;
+    try {
+      res = await api(sessionPath(sessionId, "/qr.svg"), { raw: true });
+    } catch {
+      return; // between codes: the next `qr` frame brings one
+    }
+    const blob = await res.blob();
+    if (seq !== fetchSeq || modal.closed) return;
+    if (objectUrl) URL.revokeObjectURL(objectUrl);
+    objectUrl = URL.createObjectURL(blob);
+    qrImg.src = objectUrl;
+    qrImg.hidden = false;
+    qrWait.hidden = true;
+    const header = res.headers.get("X-QR-Expires-At");
+    expiresAt = Date.parse(expiry || header) || null;
+    tick();
+  }
+
+  function endRound() {
+    ended = true;
+    fetchSeq += 1;
+    qrImg.hidden = true;
+    qrWait.hidden = true;
+    retryBox.hidden = false;
+    countdown.textContent = "";
+    retryButton.focus();
+  }
+
+  retryButton.addEventListener("click", async () => {
+    retryButton.disabled = true;
+    retryError.textContent = "";
+    try {
+      await api(sessionPath(sessionId, "/reconnect"), { method: "POST" });
+      ended = false;
+      retryBox.hidden = true;
+      qrWait.hidden = false;
+      qrWait.textContent = "Preparing a new QR code…";
+    } catch (err) {
+      retryError.textContent = err.message;
+    } finally {
+      retryButton.disabled = false;
+    }
+  });
+
+  const unsubscribe = live.on((frame) => {
+    if (frame.sessionId !== sessionId) return;
+    if (frame.type === "qr" && !ended) {
+      showQr(frame.expiresAt);
+    } else if (frame.type === "status") {
+      if (frame.status === "connected") {
+        announce(`Connected ${formatPhone(frame.phone)}`);
+        modal.close("connected");
+        onConnected?.(frame);
+      } else if (frame.status === "disconnected" && frame.reason === "qr_timeout") {
+        endRound();
+      }
+    }
+  });
+
+  // What is showing already (the socket's on-open frames may have come before the modal opened).
+  if (session.status === "disconnected" && session.reason === "qr_timeout") endRound();
+  else {
+    api(sessionPath(sessionId, "/status"))
+      .then((now) => {
+        if (now.status === "connected") {
+          modal.close("connected");
+          onConnected?.(now);
+        } else if (now.qr && fetchSeq === 0) showQr(null);
+      })
+      .catch(() => {});
+  }
+  return modal;
+}

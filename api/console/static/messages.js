@@ -1,0 +1,203 @@
+// Messages: the chats of every connected number merged by recency (`/inbox/chats`), kept live by the
+// WebSocket, and a chat's history with the composer. Narrow screens show the list or the chat.
+import { api, hasRoute, sessionPath } from "./api.js";
+import { composer } from "./composer.js";
+import { announce, formatTime, h } from "./dom.js";
+import { formatPhone } from "./phone.js";
+import { Thread } from "./thread.js";
+
+const READ_ROUTE = "/sessions/{id}/chats/{chatId}/read";
+
+export function chatTitle(chat) {
+  if (chat.name) return chat.name;
+  const user = chat.id.split("@")[0];
+  return /^\d+$/.test(user) ? formatPhone(`+${user}`) : user;
+}
+
+function preview(message) {
+  if (!message) return "";
+  const who = message.fromMe ? "You: " : "";
+  if (message.text) return who + message.text;
+  const kinds = { image: "Photo", video: "Video", audio: message.media?.ptt ? "Voice note" : "Audio", document: "Document", sticker: "Sticker" };
+  return who + (kinds[message.type] || "Message");
+}
+
+export function renderMessages(main, { live }) {
+  let sessions = new Map();
+  let chats = [];
+  let numberFilter = "";
+  let open = null; // { sessionId, chatId, thread }
+  let reloadTimer = null;
+  let canMarkRead = false;
+  hasRoute(READ_ROUTE, "post").then((yes) => { canMarkRead = yes; });
+
+  const pageError = h("p", { class: "error", role: "alert" });
+  const list = h("ul", { class: "chat-list", "aria-label": "Chats" });
+  const numberSelect = h("select", { id: "number-filter" });
+  numberSelect.addEventListener("change", () => {
+    numberFilter = numberSelect.value;
+    drawList();
+  });
+  const filters = h("div", { class: "filters" },
+    h("div", { class: "channels", role: "group", "aria-label": "Channel" },
+      h("button", { type: "button", class: "chip", "aria-pressed": "true" }, "WhatsApp"),
+    ),
+    h("label", { for: "number-filter", class: "visually-hidden" }, "Number"),
+    numberSelect,
+  );
+  const listPane = h("section", { class: "list-pane", "aria-labelledby": "inbox-title" },
+    h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, list);
+  const chatPane = h("section", { class: "chat-pane", "aria-label": "Conversation" },
+    h("p", { class: "muted empty" }, "Choose a chat to read it."));
+  const layout = h("div", { class: "inbox", dataset: { view: "list" } }, listPane, chatPane);
+  main.replaceChildren(layout);
+
+  function keyOf(sessionId, chatId) {
+    return `${sessionId}|${chatId}`;
+  }
+
+  function numberLabel(sessionId) {
+    const session = sessions.get(sessionId);
+    if (!session) return "";
+    return session.phone ? formatPhone(session.phone) : `Number ${session.slot}`;
+  }
+
+  async function load() {
+    try {
+      const all = await api("/sessions");
+      sessions = new Map(all.filter((s) => s.status === "connected").map((s) => [s.id, s]));
+      chats = (await api("/inbox/chats?limit=100")).items;
+      pageError.textContent = "";
+    } catch (err) {
+      pageError.textContent = err.message;
+      return;
+    }
+    numberSelect.replaceChildren(
+      h("option", { value: "" }, "All numbers"),
+      ...[...sessions.values()].map((s) => h("option", { value: s.id }, `${s.displayName || "Number " + s.slot} · ${numberLabel(s.id)}`)),
+    );
+    numberSelect.value = sessions.has(numberFilter) ? numberFilter : "";
+    drawList();
+  }
+
+  function scheduleReload() {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(load, 300);
+  }
+
+  function drawList() {
+    chats.sort((a, b) => (b.timestamp || "").localeCompare(a.timestamp || ""));
+    const shown = chats.filter((c) => !numberFilter || c.sessionId === numberFilter);
+    if (!sessions.size) {
+      list.replaceChildren(h("li", { class: "muted" }, "No WhatsApp number is connected. ", h("a", { href: "#/settings" }, "Link one in Settings.")));
+      return;
+    }
+    if (!shown.length) {
+      list.replaceChildren(h("li", { class: "muted" }, "No chats yet."));
+      return;
+    }
+    list.replaceChildren(...shown.map((chat) => {
+      const current = open && open.sessionId === chat.sessionId && open.chatId === chat.id;
+      const unread = chat.unreadCount > 0
+        ? h("span", { class: "unread", "aria-label": `${chat.unreadCount} unread` }, String(chat.unreadCount))
+        : null;
+      return h("li", {},
+        h("button", {
+          type: "button", class: "chat-item", "aria-current": current ? "true" : null,
+          dataset: { chat: chat.id, session: chat.sessionId },
+          onclick: () => openChat(chat.sessionId, chat.id),
+        },
+        h("span", { class: "chat-line" }, h("span", { class: "chat-name" }, chatTitle(chat)), h("time", { datetime: chat.timestamp }, formatTime(chat.timestamp))),
+        h("span", { class: "chat-line" }, h("span", { class: "chat-last" }, preview(chat.lastMessage)), unread),
+        h("span", { class: "via" }, `via ${numberLabel(chat.sessionId)}`)),
+      );
+    }));
+  }
+
+  function markRead(chat) {
+    chat.unreadCount = 0;
+    if (canMarkRead) {
+      api(sessionPath(chat.sessionId, `/chats/${encodeURIComponent(chat.id)}/read`), { method: "POST" }).catch(() => {});
+    }
+  }
+
+  function openChat(sessionId, chatId) {
+    if (open) open.thread.dispose();
+    const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
+    const thread = new Thread(sessionId, chatId);
+    open = { sessionId, chatId, thread };
+    if (chat && chat.unreadCount) markRead(chat);
+    // The same contact reached through several numbers: choose which one replies.
+    const reachable = chats.filter((c) => c.id === chatId && sessions.has(c.sessionId));
+    let from = null;
+    if (reachable.length > 1) {
+      from = h("select", { id: "reply-from" }, reachable.map((c) => h("option", { value: c.sessionId }, numberLabel(c.sessionId))));
+      from.value = sessionId;
+      from.addEventListener("change", () => openChat(from.value, chatId));
+    }
+    const back = h("button", { type: "button", class: "back", onclick: () => { layout.dataset.view = "list"; drawList(); } }, "‹ Chats");
+    const box = composer({
+      target: () => ({ sessionId, to: chatId }),
+      onSent: (sent) => {
+        setTimeout(() => {
+          if (open && open.thread === thread && !thread.byId.has(sent.id)) thread.refreshNewest();
+        }, 1500);
+      },
+    });
+    chatPane.replaceChildren(
+      h("header", { class: "chat-head" },
+        back,
+        h("div", {},
+          h("h2", {}, chat ? chatTitle(chat) : chatTitle({ id: chatId })),
+          from
+            ? h("p", { class: "via" }, h("label", { for: "reply-from" }, "Reply from "), from)
+            : h("p", { class: "via" }, `via ${numberLabel(sessionId)}`),
+        ),
+      ),
+      thread.scroller,
+      box.el,
+    );
+    layout.dataset.view = "chat";
+    drawList();
+    thread.loadOlder().then(() => { thread.scroller.scrollTop = thread.scroller.scrollHeight; });
+    box.focus();
+  }
+
+  function onMessage(frame) {
+    const { sessionId, chatId, message } = frame;
+    if (!message || !sessions.has(sessionId)) {
+      scheduleReload();
+      return;
+    }
+    let chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
+    if (!chat) {
+      chat = { id: chatId, sessionId, name: message.fromMe ? null : message.senderName, isGroup: chatId.endsWith("@g.us"), unreadCount: 0, timestamp: message.timestamp, lastMessage: null };
+      chats.push(chat);
+    }
+    const isOpen = open && open.sessionId === sessionId && open.chatId === chatId;
+    const isNew = !(chat.lastMessage && chat.lastMessage.id === message.id) && !(isOpen && open.thread.byId.has(message.id));
+    if (!chat.timestamp || message.timestamp >= chat.timestamp || chat.lastMessage?.id === message.id) {
+      chat.lastMessage = message;
+      chat.timestamp = message.timestamp;
+    }
+    if (isNew && !message.fromMe) {
+      if (isOpen && document.visibilityState === "visible") markRead(chat);
+      else chat.unreadCount = (chat.unreadCount || 0) + 1;
+      announce(`New message from ${chatTitle(chat)}`);
+    }
+    if (isOpen) open.thread.upsert(message);
+    drawList();
+  }
+
+  const unsubscribe = live.on((frame) => {
+    if (frame.type === "message") onMessage(frame);
+    else if (frame.type === "status" && !frame.polled) scheduleReload();
+    else if (frame.type === "resync") scheduleReload();
+  });
+  load();
+  return () => {
+    unsubscribe();
+    clearTimeout(reloadTimer);
+    if (open) open.thread.dispose();
+  };
+}

@@ -1,0 +1,180 @@
+// Settings → Integrations → WhatsApp Inbox: one card per slot, connect / reconnect / disconnect.
+import { api, sessionPath } from "./api.js";
+import { connectModal } from "./connect.js";
+import { announce, formatTime, h } from "./dom.js";
+import { confirmDialog } from "./modal.js";
+import { formatPhone } from "./phone.js";
+
+export const SLOTS = [1, 2, 3];
+
+const REASONS = {
+  logged_out: "The phone unlinked this device. Link it again to keep receiving messages.",
+  qr_timeout: "The QR code expired before it was scanned.",
+  network: "The connection dropped; the bridge reconnects by itself.",
+  replaced: "Another client took over this number.",
+  banned: "WhatsApp has banned this number.",
+  outdated: "WhatsApp says this bridge's version is outdated.",
+  error: "An error stopped this number.",
+};
+
+const STATUS_WORDS = {
+  connected: "Connected",
+  connecting: "Connecting…",
+  qr_ready: "Waiting for the phone to scan",
+  disconnected: "Not connected",
+};
+
+function initials(name, phone) {
+  const source = (name || "").trim();
+  if (source) return source.split(/\s+/).slice(0, 2).map((w) => w[0].toUpperCase()).join("");
+  return phone ? phone.slice(-2) : "?";
+}
+
+export function avatar(session) {
+  if (session.profilePicUrl) {
+    return h("img", { class: "avatar", src: session.profilePicUrl, alt: "", referrerpolicy: "no-referrer" });
+  }
+  return h("span", { class: "avatar", "aria-hidden": "true" }, initials(session.displayName, session.phone));
+}
+
+export function renderSettings(main, { live }) {
+  let sessions = [];
+  let openModal = null;
+  let reloadTimer = null;
+  const cards = h("div", { class: "cards" });
+  const note = h("p", { class: "note", id: "slots-note" });
+  const pageError = h("p", { class: "error", role: "alert" });
+
+  main.replaceChildren(
+    h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, "Settings › Integrations › ", h("strong", {}, "WhatsApp Inbox")),
+    h("h1", {}, "WhatsApp Inbox"),
+    h("p", { class: "muted" }, "Link up to three WhatsApp numbers. Their chats arrive together in Messages."),
+    pageError,
+    cards,
+    note,
+  );
+
+  async function load() {
+    try {
+      sessions = await api("/sessions");
+      pageError.textContent = "";
+    } catch (err) {
+      pageError.textContent = err.message;
+      return;
+    }
+    draw();
+  }
+
+  function scheduleReload() {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(load, 250);
+  }
+
+  function draw() {
+    cards.replaceChildren(...SLOTS.map((slot) => card(slot, sessions.find((s) => s.slot === slot))));
+    const full = sessions.length >= SLOTS.length;
+    note.replaceChildren();
+    if (full) {
+      note.append(
+        h("button", { type: "button", disabled: true, "aria-describedby": "slots-why" }, "Connect another number"),
+        h("span", { id: "slots-why" }, " All 3 numbers are in use. Disconnect one to connect another."),
+      );
+    }
+  }
+
+  function card(slot, session) {
+    const error = h("p", { class: "error", role: "alert" });
+    const body = [];
+    const actions = [];
+    let state = "empty";
+    if (!session) {
+      body.push(h("p", { class: "muted" }, "No number linked."));
+      actions.push(h("button", { type: "button", class: "primary", onclick: () => create(slot, error) }, "Connect"));
+    } else {
+      state = session.status;
+      const who = h("div", { class: "who" },
+        avatar(session),
+        h("div", {},
+          h("p", { class: "name" }, session.displayName || (session.phone ? "WhatsApp" : "Not linked yet")),
+          session.phone ? h("p", { class: "phone" }, formatPhone(session.phone)) : null,
+        ),
+      );
+      body.push(who, h("p", { class: `status status-${session.status}` }, STATUS_WORDS[session.status] || session.status));
+      if (session.status === "connected") {
+        if (session.lastSeen) body.push(h("p", { class: "muted small" }, `Last seen ${formatTime(session.lastSeen)}`));
+        actions.push(h("button", { type: "button", class: "danger", onclick: () => disconnect(session, error) }, "Disconnect"));
+      } else if (session.status === "disconnected") {
+        if (session.reason) body.push(h("p", { class: "reason" }, REASONS[session.reason] || session.reason));
+        actions.push(h("button", { type: "button", class: "primary", onclick: () => reconnect(session, error) }, session.phone ? "Reconnect" : "Connect"));
+        actions.push(h("button", { type: "button", onclick: () => disconnect(session, error) }, "Remove"));
+      } else {
+        actions.push(h("button", { type: "button", class: "primary", onclick: () => showModal(session) }, "Show QR code"));
+        actions.push(h("button", { type: "button", onclick: () => disconnect(session, error) }, "Cancel"));
+      }
+    }
+    return h("article", { class: "card", dataset: { slot: String(slot), state }, "aria-label": `Slot ${slot}` },
+      h("h2", {}, `Number ${slot}`),
+      ...body,
+      h("div", { class: "actions" }, ...actions),
+      error,
+    );
+  }
+
+  function showModal(session) {
+    if (openModal && !openModal.closed) return;
+    openModal = connectModal(session, live, {
+      onConnected: () => scheduleReload(),
+      onClose: () => scheduleReload(),
+    });
+  }
+
+  async function create(slot, error) {
+    error.textContent = "";
+    try {
+      const session = await api("/sessions", { method: "POST", json: { slot } });
+      sessions = [...sessions.filter((s) => s.slot !== slot), session];
+      draw();
+      showModal(session);
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  async function reconnect(session, error) {
+    error.textContent = "";
+    try {
+      await api(sessionPath(session.id, "/reconnect"), { method: "POST" });
+      showModal({ ...session, status: "connecting", reason: null, qr: null });
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  async function disconnect(session, error) {
+    const label = session.phone ? formatPhone(session.phone) : `slot ${session.slot}`;
+    const sure = await confirmDialog({
+      title: `Disconnect ${label}?`,
+      text: "The phone unlinks this device, and the messages stored here for this number are deleted.",
+      confirm: "Disconnect",
+    });
+    if (!sure) return;
+    error.textContent = "";
+    try {
+      await api(sessionPath(session.id), { method: "DELETE" });
+      announce(`Disconnected ${label}`);
+      await load();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  const unsubscribe = live.on((frame) => {
+    if (frame.type === "status" || frame.type === "resync") scheduleReload();
+  });
+  load();
+  return () => {
+    unsubscribe();
+    clearTimeout(reloadTimer);
+    if (openModal && !openModal.closed) openModal.close("navigate");
+  };
+}

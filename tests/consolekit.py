@@ -1,0 +1,181 @@
+"""Browser tests of the console: Debian's Chromium driven by Playwright, pages watched for errors.
+
+`browser()` launches the system Chromium (Playwright's own download is not needed) with a fake
+microphone; `ConsolePage` records every console error and failed request so a test can assert none
+happened; `read_qr` decodes a screenshot with zxing-cpp.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
+
+from tests.apikit import Stack
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-gpu",
+]
+WIDTHS = {"desktop": 1280, "phone": 375}
+HEIGHT = {"desktop": 800, "phone": 740}
+
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"
+)
+
+
+@asynccontextmanager
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@dataclass
+class ConsolePage:
+    """A page of the console, with what went wrong on it (console errors, failed requests)."""
+
+    page: Page
+    stack: Stack
+    errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def watch(self) -> None:
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda err: self.errors.append(f"page error: {err}"))
+        self.page.on("requestfailed", self._request_failed)
+        self.page.on("response", self._response)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.errors.append(f"console {message.type}: {message.text}")
+
+    def _request_failed(self, request: Request) -> None:
+        # A media element that is replaced mid-load aborts its request; nothing a user sees.
+        if request.failure != "net::ERR_ABORTED" or request.resource_type not in ("media", "image"):
+            self.failed.append(f"{request.method} {request.url}: {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.failed.append(f"{response.request.method} {response.url}: {response.status}")
+
+    def clean(self) -> tuple[list[str], list[str]]:
+        """What went wrong so far, and forget it (a test that expects an error calls this after it)."""
+        found = (self.errors[:], self.failed[:])
+        self.errors.clear()
+        self.failed.clear()
+        return found
+
+    def assert_clean(self) -> None:
+        errors, failed = self.clean()
+        assert not errors, errors
+        assert not failed, failed
+
+    async def sign_in(self, user: str, screen: str = "") -> None:
+        await self.page.goto(self.stack.base_url + "/" + (f"#/{screen}" if screen else ""))
+        await self.page.get_by_label("API key").fill(self.stack.api_key)
+        await self.page.get_by_label("User id").fill(user)
+        await self.page.get_by_role("button", name="Open").click()
+
+    async def shoot(self, directory: Path, name: str) -> Path:
+        path = directory / f"{name}.png"
+        await self.page.screenshot(path=str(path), full_page=False)
+        return path
+
+
+@asynccontextmanager
+async def console_page(browser: Browser, stack: Stack, width: str = "desktop") -> AsyncIterator[ConsolePage]:
+    context = await browser.new_context(
+        viewport={"width": WIDTHS[width], "height": HEIGHT[width]},
+        permissions=["microphone"],
+        accept_downloads=True,
+    )
+    page = await context.new_page()
+    page.set_default_timeout(15_000)
+    watched = ConsolePage(page, stack)
+    watched.watch()
+    try:
+        yield watched
+    finally:
+        await context.close()
+
+
+def artifacts_dir(base: Path) -> Path:
+    """Where screenshots go: CONSOLE_SCREENSHOTS if set (e.g. docs/screenshots), else under pytest's tmp."""
+    chosen = os.environ.get("CONSOLE_SCREENSHOTS")
+    path = Path(chosen) if chosen else base / "console-screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- PNG → grey pixels → QR text --------------------------------------------------------------------------
+
+
+def _png_grey(png: bytes) -> tuple[int, int, bytes]:
+    """Width, height and one grey byte per pixel of an 8-bit RGB(A) or grey PNG (what Chromium writes)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, width, height, channels = 8, bytearray(), 0, 0, 0
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data)
+            assert depth == 8 and interlace == 0, "only 8-bit non-interlaced PNGs"
+            channels = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+        elif kind == b"IDAT":
+            idat += data
+    raw = zlib.decompress(bytes(idat))
+    stride = width * channels
+    prev = bytearray(stride)
+    grey = bytearray()
+    for row in range(height):
+        start = row * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up = prev[i]
+            corner = prev[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                pred = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                line[i] = (line[i] + pred) & 0xFF
+        grey += (
+            line[::channels]
+            if channels < 3
+            else bytes(
+                (line[i] * 30 + line[i + 1] * 59 + line[i + 2] * 11) // 100
+                for i in range(0, stride, channels)
+            )
+        )
+        prev = line
+    return width, height, bytes(grey)
+
+
+def read_qr(png: bytes) -> list[str]:
+    """The texts of the QR codes in a screenshot."""
+    width, height, grey = _png_grey(png)
+    image = memoryview(grey).cast("B", (height, width))
+    return [found.text for found in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]

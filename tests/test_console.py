@@ -1,0 +1,335 @@
+"""The console's pages and its Settings and Onboarding screens, in Chromium against a real bridge.
+
+One bridge (simulated network, real PostgreSQL, Redis, Ray) and one browser for the module; each test
+is its own user. The QR on screen is decoded from a screenshot and compared with the `qr` frames a
+WebSocket of the test received meanwhile.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, expect
+
+from actors.config import Settings
+from api.app import create_app
+from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
+from tests.consolekit import ConsolePage, artifacts_dir, browser, console_page, needs_chromium, read_qr
+from tests.raykit import eventually, local_ray
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), needs_chromium]
+
+# First code 3 s, then 2 s each, 4 codes: a round ends ~9 s after it starts, and one round is all.
+TIMINGS = {"qr_first_s": 3.0, "qr_next_s": 2.0, "qr_codes": 4, "qr_max_rounds": 1}
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
+    with local_ray(), api_stack(postgres_server, redis_server, session=TIMINGS) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chromium() -> AsyncIterator[Browser]:
+    async with browser() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return artifacts_dir(tmp_path_factory.getbasetemp())
+
+
+def new_phone() -> str:
+    return f"+1415555{random.randint(1000, 9999)}"
+
+
+async def qr_on_screen(page: Page) -> str:
+    png = await page.locator("img.qr").screenshot()
+    texts = read_qr(png)
+    assert len(texts) == 1, f"no QR code readable on screen ({len(texts)} found)"
+    return texts[0]
+
+
+async def current_qr_shown(page: Page, frames: WsFrames, session_id: str) -> str:
+    """The QR on screen once it is the payload of the latest `qr` frame (the page re-renders on each)."""
+
+    async def probe() -> tuple[str, str | None]:
+        latest = frames.of("qr", session_id)
+        return await qr_on_screen(page), latest[-1]["qr"] if latest else None
+
+    shown, _ = await eventually(probe, lambda pair: pair[0] == pair[1], timeout=10, every=0.1)
+    return shown
+
+
+async def connect_slot(console: ConsolePage, slot: int) -> str:
+    """Click Connect on a slot's card; the id of the session the modal links."""
+    card = console.page.locator(f'article[data-slot="{slot}"]')
+    await card.get_by_role("button", name="Connect").click()
+    dialog = console.page.get_by_role("dialog")
+    await expect(dialog).to_be_visible()
+    session_id = await dialog.get_attribute("data-session-id")
+    assert session_id
+    return session_id
+
+
+# --- pages and routes (no browser) ------------------------------------------------------------------------
+
+
+async def test_console_pages_carry_a_strict_policy_and_no_inline_script(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.base_url) as client:
+        for path in ("/", "/console/"):
+            page = await client.get(path)
+            assert page.status_code == 200, path
+            assert page.headers["content-type"].startswith("text/html")
+            csp = page.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert "unsafe-inline" not in csp
+            assert page.headers["x-frame-options"] == "DENY"
+            assert page.headers["referrer-policy"] == "no-referrer"
+            scripts = re.findall(r"<script[^>]*>", page.text)
+            assert scripts and all("src=" in tag for tag in scripts), scripts
+            assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]*)"', page.text)), "no CDN"
+        asset = await client.get("/console/assets/main.js")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith("text/javascript")
+        assert (await client.get("/console/assets/nope.js")).json()["error"]["code"] == "not_found"
+        assert (await client.get("/console/assets/..%2Fapi.py")).status_code == 404
+        spec = (await client.get("/openapi.json")).json()
+        assert "/sessions/{id}/qr.svg" in spec["paths"]
+        assert "/" not in spec["paths"] and "/console/" not in spec["paths"]
+
+
+async def test_console_enabled_false_serves_the_api_only(stack: Stack) -> None:
+    settings = Settings(_env_file=None, **{**stack.settings.model_dump(), "console_enabled": False})
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bridge") as client:
+        assert (await client.get("/")).status_code == 404
+        assert (await client.get("/console/assets/main.js")).status_code == 404
+        assert (await client.get("/openapi.json")).status_code == 200
+
+
+async def test_qr_svg_is_the_code_showing_and_409_once_paired(stack: Stack) -> None:
+    user = new_user()
+    async with stack.client(user) as client:
+        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
+        status = await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
+
+        async def svg_and_code() -> tuple[httpx.Response, str | None]:
+            svg = await client.get(f"/sessions/{sid}/qr.svg")
+            return svg, (await client.get(f"/sessions/{sid}/status")).json()["qr"]
+
+        svg, code = await eventually(svg_and_code, lambda pair: pair[0].status_code == 200)
+        assert svg.headers["content-type"] == "image/svg+xml"
+        assert svg.headers["cache-control"] == "no-store"
+        assert re.match(r"\d{4}-\d\d-\d\dT", svg.headers["x-qr-expires-at"])
+        assert code is not None and status.status_code == 200
+        async with stack.client(new_user()) as stranger:
+            assert (await stranger.get(f"/sessions/{sid}/qr.svg")).status_code == 404
+        scanned = await client.post(f"/simulator/sessions/{sid}/scan", json={"phone": new_phone()})
+        assert scanned.status_code == 200, scanned.text
+        paired = await eventually(
+            lambda: client.get(f"/sessions/{sid}/qr.svg"), lambda r: r.status_code == 409
+        )
+        assert paired.json()["error"]["code"] == "no_qr_showing"
+
+
+# --- Settings → Integrations → WhatsApp Inbox -------------------------------------------------------------
+
+
+async def test_connect_by_qr_the_code_on_screen_rotates_and_a_scan_closes_the_modal(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    phone = new_phone()
+    async with console_page(chromium, stack) as console, websocket(stack, user) as frames:
+        await console.sign_in(user, "settings")
+        await expect(console.page.locator("article.card")).to_have_count(3)
+        await console.shoot(shots, "settings-empty-1280")
+        sid = await connect_slot(console, 1)
+        first = await current_qr_shown(console.page, frames, sid)
+        await expect(console.page.locator(".countdown")).to_have_text(
+            re.compile(r"This code changes in \d+ s")
+        )
+        await console.shoot(shots, "connect-qr-1280")
+        # The next code replaces it on screen.
+        second = await eventually(
+            lambda: current_qr_shown(console.page, frames, sid), lambda shown: shown != first, timeout=10
+        )
+        assert second == frames.of("qr", sid)[-1]["qr"]
+        async with stack.client() as sim:
+            body = {"phone": phone, "displayName": "Ana Lima"}
+            assert (await sim.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
+        await expect(console.page.get_by_role("dialog")).to_have_count(0)
+        card = console.page.locator('article[data-slot="1"]')
+        await expect(card).to_have_attribute("data-state", "connected")
+        await expect(card).to_contain_text("Ana Lima")
+        await expect(card).to_contain_text("+1 415 555 " + phone[-4:])
+        await console.shoot(shots, "settings-connected-1280")
+        console.assert_clean()
+
+
+async def test_round_end_offers_retry_then_a_pairing_code_the_network_accepts(
+    stack: Stack, chromium: Browser
+) -> None:
+    user = new_user()
+    phone = new_phone()
+    async with console_page(chromium, stack) as console, stack.client(user) as client:
+        await console.sign_in(user, "settings")
+        sid = await connect_slot(console, 2)
+        await expect(console.page.locator("img.qr")).to_be_visible()
+        retry = console.page.get_by_role("button", name="Try again")
+        await expect(retry).to_be_visible(timeout=20_000)
+        await expect(console.page.get_by_role("dialog")).to_contain_text("expired before one was scanned")
+        await expect(console.page.locator("img.qr")).to_be_hidden()
+        await retry.click()
+        await expect(console.page.locator("img.qr")).to_be_visible()
+        # Tab 2: a pairing code for the phone, grouped as the phone shows it.
+        await console.page.get_by_role("tab", name="Phone number").click()
+        await console.page.get_by_label("Country code").select_option(label="United States (+1)")
+        await console.page.get_by_label("Phone number of the WhatsApp account").fill(phone[2:])
+        await console.page.get_by_role("button", name="Get pairing code").click()
+        shown = await console.page.locator(".pairing .code").text_content()
+        assert shown is not None and re.fullmatch(r"[A-Z0-9]{4}-[A-Z0-9]{4}", shown), shown
+        status = (await client.get(f"/sessions/{sid}/status")).json()
+        assert status["pairingCode"] == shown.replace("-", "")
+        scanned = await client.post(f"/simulator/sessions/{sid}/scan", json={"phone": phone})
+        assert scanned.status_code == 200, scanned.text
+        await expect(console.page.get_by_role("dialog")).to_have_count(0)
+        await expect(console.page.locator('article[data-slot="2"]')).to_have_attribute(
+            "data-state", "connected"
+        )
+        console.assert_clean()
+
+
+INSIDE_DIALOG = "document.querySelector('[role=dialog]').contains(document.activeElement)"
+
+
+async def test_the_modal_is_a_keyboard_dialog(stack: Stack, chromium: Browser) -> None:
+    user = new_user()
+    async with console_page(chromium, stack) as console:
+        await console.sign_in(user, "settings")
+        await connect_slot(console, 3)
+        dialog = console.page.get_by_role("dialog")
+        for _ in range(12):  # Tab never leaves the dialog
+            await console.page.keyboard.press("Tab")
+            inside = await console.page.evaluate(
+                "document.querySelector('[role=dialog]').contains(document.activeElement)"
+            )
+            assert inside
+        await console.page.keyboard.press("Escape")
+        await expect(dialog).to_have_count(0)
+        # Closed, not cancelled: the slot still links, and the QR can be shown again.
+        card = console.page.locator('article[data-slot="3"]')
+        await card.get_by_role("button", name="Show QR code").click()
+        await expect(console.page.locator("img.qr")).to_be_visible()
+        console.assert_clean()
+
+
+async def test_a_fourth_number_is_blocked_and_the_api_refusal_is_shown_in_words(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    async with console_page(chromium, stack) as console, stack.client(user) as client:
+        for slot in (1, 2):
+            assert (await client.post("/sessions", json={"slot": slot})).status_code == 201
+        await console.sign_in(user, "settings")
+        stale = console.page.locator('article[data-slot="3"]')
+        await expect(stale.get_by_role("button", name="Connect")).to_be_visible()
+        # Another tab took the last slot meanwhile: the click reaches the API's 400.
+        assert (await client.post("/sessions", json={"slot": 3})).status_code == 201
+        await stale.get_by_role("button", name="Connect").click()
+        await expect(stale.get_by_role("alert")).to_have_text(re.compile("already have 3 WhatsApp numbers"))
+        _, failed = console.clean()
+        assert [f for f in failed if "/sessions" in f and ": 400" in f], failed
+        await console.page.reload()
+        await expect(console.page.locator('article[data-state="empty"]')).to_have_count(0)
+        blocked = console.page.get_by_role("button", name="Connect another number")
+        await expect(blocked).to_be_disabled()
+        await expect(console.page.locator("#slots-note")).to_contain_text("All 3 numbers are in use")
+        await console.shoot(shots, "settings-full-1280")
+        console.assert_clean()
+
+
+async def test_disconnect_asks_first_then_frees_the_slot(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    async with console_page(chromium, stack, "phone") as console, stack.client(user) as client:
+        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
+        await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
+        body = {"phone": new_phone(), "displayName": "Shop"}
+        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
+        await console.sign_in(user, "settings")
+        card = console.page.locator('article[data-slot="1"]')
+        await expect(card).to_have_attribute("data-state", "connected")
+        await console.shoot(shots, "settings-375")
+        await card.get_by_role("button", name="Disconnect").click()
+        confirm = console.page.get_by_role("dialog")
+        await expect(confirm).to_contain_text("Disconnect +1 415 555")
+        await confirm.get_by_role("button", name="Cancel").click()
+        await expect(card).to_have_attribute("data-state", "connected")
+        await card.get_by_role("button", name="Disconnect").click()
+        await console.page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
+        await expect(card).to_have_attribute("data-state", "empty", timeout=45_000)
+        assert (await client.get("/sessions")).json() == []
+        console.assert_clean()
+
+
+# --- Onboarding and access --------------------------------------------------------------------------------
+
+
+async def test_onboarding_saves_the_number_and_skip_goes_to_settings(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    async with console_page(chromium, stack) as console, stack.client(user) as client:
+        await console.sign_in(user)
+        await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
+        await console.shoot(shots, "onboarding-1280")
+        field = console.page.get_by_label("Your WhatsApp number")
+        await console.page.get_by_label("Country code").select_option(label="United States (+1)")
+        await field.fill("41")
+        await console.page.get_by_role("button", name="Save").click()
+        await expect(console.page.locator(".phone-field .error")).to_have_text("This number is too short.")
+        await field.fill("(415) 555-2671")
+        await console.page.get_by_role("button", name="Save").click()
+        await expect(console.page.locator(".onboarding .success")).to_have_text("Saved: +1 415 555 2671")
+        assert (await client.get("/users/me")).json()["whatsappPhone"] == "+14155552671"
+        console.assert_clean()
+    other = new_user()
+    async with console_page(chromium, stack, "phone") as console, stack.client(other) as client:
+        await console.sign_in(other)
+        await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
+        await console.shoot(shots, "onboarding-375")
+        await console.page.get_by_role("button", name="Skip for now").click()
+        await expect(console.page.get_by_role("heading", name="WhatsApp Inbox")).to_be_visible()
+        assert (await client.get("/users/me")).json()["whatsappPhone"] is None
+        console.assert_clean()
+
+
+async def test_the_key_stays_in_session_storage_and_a_wrong_one_is_refused(
+    stack: Stack, chromium: Browser
+) -> None:
+    user = new_user()
+    async with console_page(chromium, stack) as console:
+        await console.page.goto(stack.base_url + "/console/")
+        await console.page.get_by_label("API key").fill("not-the-key")
+        await console.page.get_by_label("User id").fill(user)
+        await console.page.get_by_role("button", name="Open").click()
+        await expect(console.page.get_by_role("alert").filter(has_text="refused")).to_be_visible()
+        console.clean()  # the 401 it showed
+        urls: list[str] = []
+        console.page.on("request", lambda request: urls.append(request.url))
+        await console.sign_in(user, "settings")
+        await expect(console.page.locator("#live")).to_have_text("Live")
+        stored = await console.page.evaluate("JSON.stringify(Object.keys(sessionStorage))")
+        assert "bridge.apiKey" in stored
+        assert await console.page.evaluate("localStorage.length") == 0
+        assert not [u for u in urls if stack.api_key in u], "the key never goes into a URL"
+        console.assert_clean()
