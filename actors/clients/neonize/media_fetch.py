@@ -145,7 +145,7 @@ class MediaFetcher:
             sink = _Decrypting(media_keys(bytes(sub.mediaKey), app_info), file, max_bytes)
             try:
                 async with asyncio.timeout(self.total_s):
-                    await self._download(url, sink, max_bytes)
+                    await self._download(url, sink)
             except TimeoutError:
                 raise ClientTimeout(f"the media download took over {self.total_s:.0f} s") from None
             except httpx.TimeoutException as err:
@@ -159,12 +159,13 @@ class MediaFetcher:
             file.seek(0)
         except BaseException as err:
             file.close()
-            log.warning("session %s: media download from %s failed: %s", label, host, err)
+            what = type(err).__name__
+            log.warning("session %s: media download from %s failed: %s %s", label, host, what, err)
             raise
         log.info("session %s: media downloaded from %s, %d bytes verified", label, host, size)
         return MediaBody(size, file_chunks(file))
 
-    async def _download(self, url: str, sink: _Decrypting, max_bytes: int) -> None:
+    async def _download(self, url: str, sink: _Decrypting) -> None:
         timeout = httpx.Timeout(self.read_s, connect=self.connect_s)
         async with (
             httpx.AsyncClient(verify=self.verify, timeout=timeout) as http,
