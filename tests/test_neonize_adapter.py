@@ -37,8 +37,10 @@ from actors.errors import (
 from actors.events import (
     ClientEvent,
     Connected,
+    ContactName,
     Disconnected,
     HistoryChunk,
+    IdentityLink,
     LoggedOut,
     MessageReceived,
     Paired,
@@ -165,8 +167,10 @@ async def test_lid_sender_shows_the_phone_and_keeps_the_lid(client: NeonizeClien
     nev.dispatch(client, in_group)
     nev.dispatch(client, direct)
 
-    group_msg, dm = await events.next(), await events.next()
+    link1, group_msg, link2, dm = [await events.next() for _ in range(4)]
 
+    # Each event that names both forms tells the session they are one person (before the message).
+    assert link1 == link2 == IdentityLink(lid=f"{LID}@lid", pn=f"{BOB}@s.whatsapp.net")
     assert isinstance(group_msg, MessageReceived) and isinstance(dm, MessageReceived)
     assert group_msg.message.sender == f"{BOB}@s.whatsapp.net"
     assert group_msg.message.sender_alt == f"{LID}@lid"
@@ -236,7 +240,8 @@ async def test_voice_note_document_sticker_and_other(client: NeonizeClient) -> N
     assert isinstance(got_sticker, MessageReceived) and isinstance(got_location, MessageReceived)
     assert got_sticker.message.type is MessageType.STICKER
     assert got_sticker.message.media == Media("image/webp", size=2048)
-    assert (got_location.message.type, got_location.message.text) == (MessageType.OTHER, None)
+    assert (got_location.message.type, got_location.message.text) == (MessageType.LOCATION, None)
+    assert got_location.message.summary == "📍 Location"
 
 
 # ---------------------------------------------------------------------- history, receipts, pairing, state
@@ -293,8 +298,19 @@ async def test_history_sync_chunk_becomes_conversations(client: NeonizeClient) -
     )
 
     nev.dispatch(client, chunk)
+    links = [await events.next() for _ in range(2)]
     got = await events.next()
+    names = [await events.next() for _ in range(3)]
 
+    assert set(links) == {
+        IdentityLink(lid=f"{LID}@lid", pn=f"{BOB}@s.whatsapp.net"),
+        IdentityLink(lid=f"{LID}1@lid", pn=f"{BOB}@s.whatsapp.net"),
+    }
+    assert set(names) == {
+        ContactName(f"{ALICE}@s.whatsapp.net", "Alice", "push"),
+        ContactName(f"{BOB}@s.whatsapp.net", "Bob", "push"),
+        ContactName(f"{GROUP}@g.us", "Team", "subject"),
+    }
     assert isinstance(got, HistoryChunk)
     alice, team, bob = got.conversations
     assert (alice.chat_id, alice.name, alice.is_group, alice.unread_count) == (

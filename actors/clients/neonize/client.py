@@ -30,9 +30,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors.clients.neonize import authstore, convert, media_fetch, outgoing, runtime
+from actors.clients.neonize import authstore, convert, kinds, media_fetch, outgoing, runtime
 from actors.clients.neonize.convert import enum_name
 from actors.clients.neonize.gocalls import GoCalls
+from actors.clients.neonize.profiles import Profiles
 from actors.domain import Message, Reason, SendResult
 from actors.errors import (
     AlreadyConnected,
@@ -48,6 +49,7 @@ from actors.errors import (
 from actors.events import (
     ClientEvent,
     Connected,
+    ContactName,
     Disconnected,
     LoggedOut,
     MessageReceived,
@@ -136,6 +138,8 @@ class NeonizeClient:
         self._dial_over = asyncio.Event()  # the dial failed or a terminal event came
         self._qr_count = 0
         self._stopped = False
+        self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid)
+        self._named: set[str] = set()  # chats whose address-book name or subject was looked up
         for name, kind in _SUBSCRIPTIONS.items():
             self._native.event(getattr(lib.events, name))(self._handler(kind))
         self._native.event.qr(self._handler("qr"))
@@ -272,13 +276,13 @@ class NeonizeClient:
         jid = self._recipient(to)
         up = await self._upload(media.data, outgoing.media_type(self._lib, media.kind))
         message = outgoing.media_message(self._lib, media, up, self._context(quoted))
-        return await self._send(jid, message, str(media.kind))
+        return kinds.own_media(await self._send(jid, message, str(media.kind)), message)
 
     async def send_voice_note(self, to: str, note: VoiceNote, *, quoted: Message | None = None) -> SendResult:
         jid = self._recipient(to)
         up = await self._upload(note.ogg, self._lib.enums.MediaType.MediaAudio)
         message = outgoing.voice_message(self._lib, note, up, self._context(quoted))
-        return await self._send(jid, message, "voice note")
+        return kinds.own_media(await self._send(jid, message, "voice note"), message)
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The decrypted media of a message this adapter produced (its `media_ref`), streamed to a temporary
@@ -333,10 +337,13 @@ class NeonizeClient:
         raise NotImplementedError
 
     async def profile_picture(self, jid: str, known_id: str | None) -> PictureInfo | None:
-        raise NotImplementedError
+        self._require_online()
+        return await self._profiles.picture(jid, known_id)
 
     async def download_picture(self, picture: PictureInfo, max_bytes: int) -> bytes:
-        raise NotImplementedError
+        if self._stopped or not self._online:
+            raise SessionNotConnected()
+        return await self._profiles.download(picture, max_bytes)
 
     async def logout(self) -> None:
         """Unlink the device (whatsmeow deletes its row); offline, delete the row ourselves. No event."""
@@ -467,17 +474,45 @@ class NeonizeClient:
                 log.warning("session %s: connect failure %s: %s", self._sid, name, payload.Message)
                 return [Disconnected(convert.connect_failure_reason(name), retrying=False)]
             case "message":
+                links: list[ClientEvent] = list(convert.identity_links(payload.Info.MessageSource))
                 got = convert.message_from_event(payload, self._own_jid)
-                return [MessageReceived(*got)] if got else []
+                if got:
+                    self._look_up_name(got[0].chat_id)
+                return [*links, MessageReceived(*got)] if got else links
             case "receipt":
                 receipt = convert.receipt_from_event(payload)
                 return [receipt] if receipt else []
             case "history":
                 # Chunks hold thousands of messages: convert them off the event loop.
                 chunk = await asyncio.to_thread(convert.history_chunk, payload, self._own_jid)
-                return [chunk] if chunk else []
+                known: list[ClientEvent] = list(convert.history_links(payload))
+                if chunk is None:
+                    return known
+                return [*known, chunk, *convert.history_names(chunk, payload)]
         log.info("session %s: %s %s", self._sid, kind, str(payload).replace("\n", " ")[:200])
         return []
+
+    def _look_up_name(self, chat_id: str) -> None:
+        """Once per chat and process: the address-book name of a contact, the subject of a group, emitted
+        as `ContactName` when whatsmeow knows it (in the background; nothing when Go is not up)."""
+        if chat_id in self._named or self._stopped or not self._go_live:
+            return
+        self._named.add(chat_id)
+
+        async def look_up() -> None:
+            try:
+                if is_group(chat_id):
+                    name, source = await self._profiles.group_subject(chat_id), "subject"
+                else:
+                    name, source = await self._profiles.contact_name(chat_id), "contact"
+            except Exception as err:
+                log.info("session %s: no name for %s: %r", self._sid, chat_id, err)
+                return
+            if name:
+                self._emit(ContactName(chat_id, name, source))
+
+        future = asyncio.ensure_future(look_up())
+        future.add_done_callback(_retrieve)
 
     def _qr(self, payload: bytes) -> QrCode:
         ttl = QR_FIRST_S if self._qr_count == 0 else QR_NEXT_S

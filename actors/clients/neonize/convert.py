@@ -14,58 +14,19 @@ responses are in seconds. All become aware UTC datetimes.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.domain import Media, Message, MessageStatus, MessageType, Reason
-from actors.events import HistoryChunk, HistoryConversation, Receipt
+from actors.clients.neonize.kinds import content_of
+from actors.domain import Message, MessageStatus, Reason
+from actors.events import ContactName, HistoryChunk, HistoryConversation, IdentityLink, Receipt
 from actors.ids import GROUP_SERVER, LID_SERVER, USER_SERVER
+from actors.inbox_scope import ChatKind, chat_kind
 
 log = logging.getLogger(__name__)
 
-# Containers whose `.message` is the real content (view-once, disappearing, captioned documents, ...).
-_WRAPPERS = (
-    "ephemeralMessage",
-    "viewOnceMessage",
-    "viewOnceMessageV2",
-    "viewOnceMessageV2Extension",
-    "documentWithCaptionMessage",
-    "deviceSentMessage",
-    "lottieStickerMessage",
-    "groupMentionedMessage",
-)
-# Fields that make a message a chat bubble, in the order they are looked for (`conversation` last:
-# group messages carry it next to `senderKeyDistributionMessage`).
-_MEDIA_TYPES = {
-    "imageMessage": MessageType.IMAGE,
-    "videoMessage": MessageType.VIDEO,
-    "ptvMessage": MessageType.VIDEO,
-    "audioMessage": MessageType.AUDIO,
-    "documentMessage": MessageType.DOCUMENT,
-    "stickerMessage": MessageType.STICKER,
-}
-# Fields that are protocol traffic, not something a person reads: such messages produce no event.
-# (Reactions, edits and revokes are not modelled yet.)
-_NOT_A_BUBBLE = frozenset(
-    {
-        "protocolMessage",
-        "senderKeyDistributionMessage",
-        "fastRatchetKeySenderKeyDistributionMessage",
-        "messageContextInfo",
-        "reactionMessage",
-        "encReactionMessage",
-        "pollUpdateMessage",
-        "keepInChatMessage",
-        "pinInChatMessage",
-        "encEventResponseMessage",
-        "editedMessage",
-    }
-)
-_SKIPPED_SERVERS = frozenset({"broadcast", "newsletter"})  # status updates, broadcast lists, channels
 _RECEIPT_STATUS = {
     "DELIVERED": MessageStatus.DELIVERED,
     "READ": MessageStatus.READ,
@@ -88,17 +49,6 @@ _LOGGED_OUT_REASONS = {
 }
 # ConnectFailure reasons that are WhatsApp's servers having trouble rather than something about us.
 _SERVER_TROUBLE = frozenset({"SERVICE_UNAVAILABLE", "INTERNAL_SERVER_ERROR"})
-
-
-@dataclass(frozen=True, slots=True)
-class Content:
-    """What a waE2E Message shows: its type, text or caption, media metadata, reply target."""
-
-    type: MessageType
-    text: str | None
-    media: Media | None
-    quoted_id: str | None
-    media_ref: dict[str, Any] | None
 
 
 def from_ms(ms: int) -> datetime:
@@ -143,58 +93,19 @@ def phone_first(jid: str, alt: str | None) -> tuple[str, str | None]:
     return jid, alt if alt != jid else None
 
 
-def content_of(message: Any) -> Content | None:
-    """The bubble a waE2E Message shows; None for protocol traffic (key shares, reactions, edits, ...)."""
-    for _ in range(4):
-        wrapper = next((w for w in _WRAPPERS if message.HasField(w)), None)
-        if wrapper is None:
-            break
-        message = getattr(message, wrapper).message
-    for field, kind in _MEDIA_TYPES.items():
-        if message.HasField(field):
-            return _media_content(message, field, kind)
-    if message.HasField("extendedTextMessage"):
-        ext = message.extendedTextMessage
-        return Content(MessageType.TEXT, str(ext.text), None, _quoted_id(ext), None)
-    if message.HasField("conversation"):
-        return Content(MessageType.TEXT, str(message.conversation), None, None, None)
-    fields = {descriptor.name for descriptor, _ in message.ListFields()}
-    if not fields - _NOT_A_BUBBLE:
-        return None
-    return Content(MessageType.OTHER, None, None, None, None)
-
-
-def _quoted_id(sub: Any) -> str | None:
-    if sub.HasField("contextInfo") and sub.contextInfo.stanzaID:
-        return str(sub.contextInfo.stanzaID)
-    return None
-
-
-def _media_content(message: Any, field: str, kind: MessageType) -> Content:
-    sub = getattr(message, field)
-    caption = str(sub.caption) if field in ("imageMessage", "videoMessage", "documentMessage") else ""
-    seconds = int(sub.seconds) if field in ("videoMessage", "ptvMessage", "audioMessage") else 0
-    media = Media(
-        mimetype=str(sub.mimetype) or "application/octet-stream",
-        file_name=(str(sub.fileName) or None) if field == "documentMessage" else None,
-        size=int(sub.fileLength) or None,
-        seconds=seconds or None,
-        ptt=bool(sub.PTT) if field == "audioMessage" else False,
-    )
-    # The ref is the media sub-message alone (what download_any needs, and what a reply quotes),
-    # without its own reply context.
-    ref = type(message)()
-    getattr(ref, field).CopyFrom(sub)
-    getattr(ref, field).ClearField("contextInfo")
-    media_ref = {"kind": field, "message": base64.b64encode(ref.SerializeToString()).decode()}
-    return Content(kind, caption or None, media, _quoted_id(sub), media_ref)
-
-
 def message_from_event(ev: Any, own_jid: str | None) -> tuple[Message, str | None] | None:
-    """A live MessageEv as (Message, chat name), or None when it is not a chat bubble."""
+    """A live MessageEv as (Message, chat name), or None when it is not a chat bubble or its chat is not
+    one the inbox holds (`actors.inbox_scope`: status, newsletters, Meta AI and system chats are dropped;
+    a broadcast-list message goes to its sender's direct chat, as on the phone)."""
     info, src = ev.Info, ev.Info.MessageSource
     chat = jid_str(src.Chat)
-    if chat is None or chat.partition("@")[2] in _SKIPPED_SERVERS or not ev.HasField("Message"):
+    if chat is None or not ev.HasField("Message"):
+        return None
+    kind = chat_kind(chat)
+    if kind is ChatKind.BROADCAST_LIST and not src.IsFromMe:
+        chat = jid_str(src.Sender) or chat
+        kind = chat_kind(chat)
+    if kind not in (ChatKind.DIRECT, ChatKind.GROUP):
         return None
     content = content_of(ev.Message)
     if content is None:
@@ -202,7 +113,7 @@ def message_from_event(ev: Any, own_jid: str | None) -> tuple[Message, str | Non
     sender, sender_alt = phone_first(jid_str(src.Sender) or own_jid or "", jid_str(src.SenderAlt))
     if src.IsFromMe and is_lid(sender) and own_jid:
         sender, sender_alt = own_jid, sender
-    if not src.IsGroup and is_lid(chat):
+    if kind is ChatKind.DIRECT and is_lid(chat):
         alt = jid_str(src.RecipientAlt) if src.IsFromMe else jid_str(src.SenderAlt)
         chat = phone_first(chat, alt)[0]
     message = Message(
@@ -211,16 +122,56 @@ def message_from_event(ev: Any, own_jid: str | None) -> tuple[Message, str | Non
         sender=sender,
         from_me=bool(src.IsFromMe),
         timestamp=from_ms(info.Timestamp),
-        type=content.type,
-        text=content.text,
         sender_name=str(info.Pushname) or None,
         sender_alt=sender_alt,
-        media=content.media,
-        quoted_id=content.quoted_id,
-        media_ref=content.media_ref,
+        **content.fields(),
     )
-    chat_name = message.sender_name if not src.IsGroup and not src.IsFromMe else None
+    chat_name = message.sender_name if kind is ChatKind.DIRECT and not src.IsFromMe else None
     return message, chat_name
+
+
+def identity_links(src: Any) -> list[IdentityLink]:
+    """The LID ↔ phone pairs a MessageSource reveals (sender and its alternative; a 1:1 chat and the
+    recipient's alternative), each once."""
+    links: dict[str, IdentityLink] = {}
+    pairs = [(src.Sender, src.SenderAlt)]
+    if not src.IsGroup:
+        pairs.append((src.Chat, src.RecipientAlt))
+    for a, b in pairs:
+        one, other = jid_str(a), jid_str(b)
+        if is_lid(one) and is_phone(other):
+            links[str(one)] = IdentityLink(lid=str(one), pn=str(other))
+        elif is_phone(one) and is_lid(other):
+            links[str(other)] = IdentityLink(lid=str(other), pn=str(one))
+    return list(links.values())
+
+
+def history_names(chunk: HistoryChunk, ev: Any) -> list[ContactName]:
+    """Names a history chunk tells: a 1:1 conversation's `name` is the phone's address-book name, a
+    group's its subject; push names are the contacts' own."""
+    names: dict[str, ContactName] = {}
+    for p in ev.Data.pushnames:
+        if p.pushname and is_phone(str(p.ID)):
+            names[str(p.ID)] = ContactName(str(p.ID), str(p.pushname), "push")
+    by_id: dict[str, Any] = {}
+    for c in ev.Data.conversations:
+        by_id[str(c.ID)] = by_id[str(c.pnJID)] = c
+    for conv in chunk.conversations:
+        raw = by_id.get(conv.chat_id)
+        if raw is not None and raw.name:
+            source = "subject" if conv.is_group else "contact"
+            names[conv.chat_id] = ContactName(conv.chat_id, str(raw.name), source)
+    return list(names.values())
+
+
+def history_links(ev: Any) -> list[IdentityLink]:
+    """The LID ↔ phone pairs a history chunk carries (its mappings and its conversations' pnJID)."""
+    data = ev.Data
+    links = {str(m.lidJID): str(m.pnJID) for m in data.phoneNumberToLidMappings if m.pnJID and m.lidJID}
+    for conv in data.conversations:
+        if is_lid(str(conv.ID)) and is_phone(str(conv.pnJID)):
+            links[str(conv.ID)] = str(conv.pnJID)
+    return [IdentityLink(lid=lid, pn=pn) for lid, pn in links.items() if is_lid(lid) and is_phone(pn)]
 
 
 def receipt_from_event(ev: Any) -> Receipt | None:
@@ -246,8 +197,8 @@ def history_chunk(ev: Any, own_jid: str | None) -> HistoryChunk | None:
     conversations = []
     for conv in data.conversations:
         raw_id = str(conv.ID)
-        if not raw_id or raw_id.partition("@")[2] in _SKIPPED_SERVERS:
-            continue
+        if not raw_id or chat_kind(raw_id) not in (ChatKind.DIRECT, ChatKind.GROUP):
+            continue  # status, broadcast lists, newsletters, Meta AI, system chats
         chat_id = (str(conv.pnJID) or lid_to_phone.get(raw_id) or raw_id) if is_lid(raw_id) else raw_id
         group = chat_id.endswith("@" + GROUP_SERVER)
         name = str(conv.name) or str(conv.displayName) or None
@@ -295,16 +246,12 @@ def _history_message(
         sender=sender,
         from_me=from_me,
         timestamp=from_s(info.messageTimestamp),
-        type=content.type,
-        text=content.text,
         sender_name=(str(info.pushName) or pushnames.get(raw_sender) or None) if not from_me else None,
         sender_alt=alt,
-        media=content.media,
-        quoted_id=content.quoted_id,
         status=_HISTORY_STATUS.get(enum_name(info, "status"), MessageStatus.SENT)
         if from_me
         else MessageStatus.SENT,
-        media_ref=content.media_ref,
+        **content.fields(),
     )
 
 

@@ -33,6 +33,7 @@ from actors.clients.simulated.content import (
     qr_keys,
     qr_payload,
 )
+from actors.clients.simulated.kinds import Contacts, chat_of, typed_content
 from actors.clients.simulated.store import SentMessage, SimStore
 from actors.domain import Message, MessageStatus, MessageType, Reason, SendResult
 from actors.errors import (
@@ -41,6 +42,7 @@ from actors.errors import (
     InvalidInput,
     InvalidPhone,
     InvalidRecipient,
+    MediaNotAvailable,
     MediaTooLarge,
     NoQrShowing,
     NotOnWhatsApp,
@@ -49,8 +51,10 @@ from actors.errors import (
 from actors.events import (
     ClientEvent,
     Connected,
+    ContactName,
     Disconnected,
     HistoryChunk,
+    IdentityLink,
     LoggedOut,
     MessageReceived,
     Paired,
@@ -59,6 +63,7 @@ from actors.events import (
     Receipt,
 )
 from actors.ids import USER_SERVER, is_group, jid_user, phone_digits, to_jid
+from actors.inbox_scope import ChatKind, chat_kind
 from actors.ports import (
     ClientOptions,
     MediaBody,
@@ -118,6 +123,7 @@ class SimulatedClient:
         self._code: tuple[str, str] | None = None  # (pairing code, phone digits it was issued for)
         self._device_jid = options.device_jid
         self._push_name: str | None = None
+        self.contacts = Contacts()
 
     @property
     def phase(self) -> Phase:
@@ -197,7 +203,16 @@ class SimulatedClient:
         return await self._send(sent, quoted)
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
-        """The media `message.media_ref` describes, made chunk by chunk as it is read (never whole)."""
+        """The media `message.media_ref` describes, made chunk by chunk as it is read (never whole); for
+        what this session sent, the bytes the network received."""
+        ref = message.media_ref
+        if ref and ref.get("sim") == "sent":
+            if int(ref.get("size", 0)) > max_bytes:
+                raise MediaTooLarge(limit=max_bytes)
+            data = await self._store.sent_data(str(ref.get("id")))
+            if data is None:
+                raise MediaNotAvailable()
+            return MediaBody(len(data), _chunks(iter([data])))
         size = media_size(message.media_ref)
         if size > max_bytes:
             raise MediaTooLarge(limit=max_bytes)
@@ -224,10 +239,14 @@ class SimulatedClient:
         raise NotImplementedError
 
     async def profile_picture(self, jid: str, known_id: str | None) -> PictureInfo | None:
-        raise NotImplementedError
+        self._require_connected()
+        if jid == self._own_jid():
+            jid = "me"
+        return self.contacts.picture(jid, known_id)
 
     async def download_picture(self, picture: PictureInfo, max_bytes: int) -> bytes:
-        raise NotImplementedError
+        self._require_connected()
+        return self.contacts.download(picture, max_bytes)
 
     async def logout(self) -> None:
         """Unlink this device and forget what it sent. No event: whatsmeow's own Logout dispatches none."""
@@ -280,34 +299,83 @@ class SimulatedClient:
         text: str | None = None,
         push_name: str | None = None,
         media: Mapping[str, Any] | None = None,
+        **kind: Any,
     ) -> Message:
-        """A message from `from_` (phone, user or group JID); delivered now, or after the reconnect."""
+        """A message from `from_` (phone, user or group JID, or an address the inbox drops); delivered
+        now, or after the reconnect. `kind`: location, contacts, poll, view_once, quoted_id, sender (a
+        group member or a broadcast list's sender), subject (a group's)."""
         if self._phase not in _PAIRED:
             raise SessionNotConnected()
-        chat = to_jid(from_)
-        if text is None and media is None:
-            raise InvalidInput("an incoming message needs text or media")
+        chat = chat_of(from_)
+        typed = any(kind.get(k) for k in ("location", "contacts", "poll"))
+        if text is None and media is None and not typed:
+            raise InvalidInput("an incoming message needs text, media, a location, contacts or a poll")
         mid = message_id()
-        kind, info, ref = (MessageType.TEXT, None, None) if media is None else incoming_media(mid, media)
+        fields = typed_content(
+            text=text,
+            location=kind.get("location"),
+            contacts=kind.get("contacts"),
+            poll=kind.get("poll"),
+            view_once=bool(kind.get("view_once")),
+            media=incoming_media(mid, media) if media is not None else None,
+        )
+        given = kind.get("sender")
+        sender = to_jid(given) if given else (group_participant(chat) if is_group(chat) else chat)
         message = Message(
             id=mid,
             chat_id=chat,
-            sender=group_participant(chat) if is_group(chat) else chat,
+            sender=sender,
             from_me=False,
             timestamp=now(),
-            type=kind,
-            text=text,
             sender_name=push_name,
-            media=info,
-            media_ref=ref,
+            quoted_id=kind.get("quoted_id"),
+            **fields,
         )
-        event = MessageReceived(message, chat_name=None if is_group(chat) else push_name)
-        if self._online.is_set():
-            self._emit(event)
-        else:
-            self._tasks.spawn(self._when_online(event), f"deliver {mid}")
-        log.debug("session %s: incoming %s %s from %s", self._sid, kind, mid, chat)
-        return message
+        events: list[ClientEvent] = []
+        if kind.get("subject") and is_group(chat):
+            events.append(ContactName(chat, str(kind["subject"]), "subject"))
+        routed = self._route(message)
+        if routed is not None:
+            events.append(MessageReceived(routed, chat_name=None if is_group(chat) else push_name))
+        for event in events:
+            if self._online.is_set():
+                self._emit(event)
+            else:
+                self._tasks.spawn(self._when_online(event), f"deliver {mid}")
+        log.debug("session %s: incoming %s %s from %s", self._sid, message.type, mid, chat)
+        return routed or message
+
+    async def contact(
+        self,
+        jid: str,
+        name: str | None = None,
+        push_name: str | None = None,
+        picture: bool | None = None,
+        lid: str | None = None,
+        reveal_lid: bool = True,
+    ) -> None:
+        """What the phone knows about a contact: its address-book name, its push name, its picture (a
+        new one each time `picture` is true; none when false), its LID (revealed, or not yet)."""
+        self._require_connected()
+        target = "me" if jid == "me" else to_jid(jid)
+        contact = self.contacts.get(target)
+        if picture is True:
+            self.contacts.set_picture(target, message_id())
+        elif picture is False:
+            contact.picture = contact.picture_id = None
+        if target == "me":
+            return
+        if name is not None:
+            contact.name = name
+            self._emit(ContactName(target, name, "contact"))
+        if push_name is not None:
+            contact.push_name = push_name
+            self._emit(ContactName(target, push_name, "push"))
+        if lid is not None:
+            self.contacts.set_lid(target, to_jid(lid))
+        if contact.lid and reveal_lid and not contact.lid_revealed:
+            contact.lid_revealed = True
+            self._emit(IdentityLink(lid=contact.lid, pn=target))
 
     async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk:
         """One more history chunk of `chats` conversations, each `messages_per_chat` long."""
@@ -385,13 +453,33 @@ class SimulatedClient:
             raise NotOnWhatsApp(f"+{jid_user(jid)} is not on WhatsApp")
         return jid
 
+    def _route(self, message: Message) -> Message | None:
+        """Where WhatsApp's traffic for this chat goes, as the neonize adapter routes it: dropped for
+        status, newsletters, Meta AI and system chats; a broadcast list's to its sender's chat; a
+        contact known by a LID addressed by it (with the phone alternative once revealed)."""
+        kind = chat_kind(message.chat_id)
+        if kind is ChatKind.BROADCAST_LIST:
+            message = replace(message, chat_id=message.sender)
+            kind = chat_kind(message.sender)
+        if kind not in (ChatKind.DIRECT, ChatKind.GROUP):
+            return None
+        contact = self.contacts.get(message.chat_id) if kind is ChatKind.DIRECT else None
+        if contact is not None and contact.lid and not contact.lid_revealed:
+            return replace(message, chat_id=contact.lid, sender=contact.lid)
+        if contact is not None and contact.lid:
+            return replace(message, sender_alt=contact.lid)
+        return message
+
     def _own_jid(self) -> str:
         return f"{jid_user(self._device_jid or '')}@{USER_SERVER}"
 
     async def _send(self, sent: SentMessage, quoted: Message | None) -> SendResult:
         if quoted is not None:
             sent = replace(sent, quoted_id=quoted.id)
-        result = SendResult(sent.message_id, now())
+        ref = None
+        if sent.data is not None:
+            ref = {"sim": "sent", "id": sent.message_id, "size": len(sent.data), "mimetype": sent.mimetype}
+        result = SendResult(sent.message_id, now(), media_ref=ref)
         await self._store.record_sent(sent)
         played = sent.ptt
         self._tasks.spawn(self._receipts(sent.to, sent.message_id, played), f"receipts {sent.message_id}")
@@ -406,7 +494,9 @@ class SimulatedClient:
                 return
             await asyncio.sleep(max(0.0, start + after - loop.time()))
             await self._online.wait()
-            self._emit(Receipt(chat, (mid,), status, now()))
+            # A contact known by its LID acknowledges in the LID chat (no phone alternative).
+            lid = self.contacts.get(chat).lid if chat_kind(chat) is ChatKind.DIRECT else None
+            self._emit(Receipt(lid or chat, (mid,), status, now()))
 
     async def _when_online(self, event: ClientEvent) -> None:
         await self._online.wait()

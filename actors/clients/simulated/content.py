@@ -133,7 +133,10 @@ def incoming_media(seed: str, spec: Mapping[str, Any]) -> tuple[MessageType, Med
     if seconds is None and kind in (MessageType.AUDIO, MessageType.VIDEO):
         seconds = max(1, size // (4_000 if kind is MessageType.AUDIO else 100_000))
     ptt = bool(spec.get("ptt", kind is MessageType.AUDIO and mimetype.startswith("audio/ogg")))
-    media = Media(mimetype=mimetype, file_name=file_name, size=size, seconds=seconds, ptt=ptt)
+    video_note = kind is MessageType.VIDEO and bool(spec.get("video_note", spec.get("videoNote", False)))
+    media = Media(
+        mimetype=mimetype, file_name=file_name, size=size, seconds=seconds, ptt=ptt, video_note=video_note
+    )
     ref = {"sim": _REF_VERSION, "seed": seed, "size": size, "mimetype": mimetype}
     return kind, media, ref
 

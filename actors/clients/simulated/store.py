@@ -163,3 +163,14 @@ class SimStore:
             )
             for r in rows
         ]
+
+    async def sent_data(self, message_id: str) -> bytes | None:
+        """The bytes of a file this session sent (None if no such message or it carried no file)."""
+        data = await self._run(
+            lambda c: c.fetchval(
+                "SELECT data FROM wa_sim.sent WHERE session_id = $1 AND message_id = $2",
+                self._uuid,
+                message_id,
+            )
+        )
+        return bytes(data) if data is not None else None

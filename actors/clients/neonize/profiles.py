@@ -1,0 +1,93 @@
+"""Who a chat is: profile pictures, address-book names and group subjects, asked of whatsmeow on demand.
+
+- `picture(jid, known_id)`: whatsmeow's GetProfilePictureInfo. With `ExistingID` it answers "unchanged"
+  (an empty info) when the picture is the same; "no picture" and "hidden from you" are None. The URL is
+  a WhatsApp CDN link that expires (its `oe=` parameter, hex seconds): the session refreshes it.
+- `download(picture)`: a plain HTTPS GET (profile pictures are not end-to-end encrypted), bounded.
+- `contact_name(jid)`: the name the phone's address book gives the contact (whatsmeow keeps it from
+  app-state sync in its contact store), else None.
+- `group_subject(jid)`: a group's subject (name).
+Every Go call goes through the client's bounded `GoCalls` pool, the contact store's too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from actors.clients.neonize import outgoing
+from actors.errors import ClientError, MediaNotAvailable, MediaTooLarge
+from actors.ports import PictureInfo
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_TIMEOUT_S = 20.0
+_NO_PICTURE = ("404", "401", "no profile picture", "hidden", "not-authorized", "item-not-found")
+
+Call = Callable[..., Awaitable[Any]]
+
+
+class Profiles:
+    def __init__(self, lib: Any, native: Any, call: Call, go: Any, label: str) -> None:
+        self._lib = lib
+        self._native = native
+        self._call = call
+        self._label = label
+        # neonize's contact store calls Go through the module's own dispatcher: route it through ours.
+        native.contact._ContactStore__client = go
+
+    async def picture(self, jid: str, known_id: str | None) -> PictureInfo | None:
+        params = self._lib.proto.GetProfilePictureParams(Preview=False, ExistingID=known_id or "")
+        try:
+            info = await self._call(
+                self._native.get_profile_picture, outgoing.jid_proto(self._lib, jid), params
+            )
+        except self._lib.exc.GetProfilePictureError as err:
+            if any(word in str(err).lower() for word in _NO_PICTURE):
+                return None
+            raise ClientError(f"profile picture lookup failed: {err}") from err
+        if not info.URL:
+            # whatsmeow answers nothing when ExistingID is still current.
+            return PictureInfo(id=known_id, url="") if known_id else None
+        return PictureInfo(id=str(info.ID), url=str(info.URL))
+
+    async def download(self, picture: PictureInfo, max_bytes: int) -> bytes:
+        if not picture.url.startswith("https://"):
+            raise MediaNotAvailable()
+        try:
+            async with (
+                httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT_S) as http,
+                http.stream("GET", picture.url) as resp,
+            ):
+                if resp.status_code in (403, 404, 410):
+                    raise MediaNotAvailable("WhatsApp no longer has this picture")
+                resp.raise_for_status()
+                data = bytearray()
+                async for chunk in resp.aiter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise MediaTooLarge(limit=max_bytes)
+        except httpx.HTTPError as err:
+            raise ClientError(f"picture download failed: {err}") from err
+        return bytes(data)
+
+    async def contact_name(self, jid: str) -> str | None:
+        try:
+            info = await self._call(self._native.contact.get_contact, outgoing.jid_proto(self._lib, jid))
+        except self._lib.exc.ContactStoreError as err:
+            log.info("session %s: no contact entry for %s: %s", self._label, jid, err)
+            return None
+        if not info.Found:
+            return None
+        return str(info.FullName or info.FirstName) or None
+
+    async def group_subject(self, jid: str) -> str | None:
+        try:
+            info = await self._call(self._native.get_group_info, outgoing.jid_proto(self._lib, jid))
+        except self._lib.exc.GetGroupInfoError as err:
+            log.info("session %s: group %s not available: %s", self._label, jid, err)
+            return None
+        return str(info.GroupName.Name) or None

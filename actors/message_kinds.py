@@ -1,0 +1,144 @@
+"""Typed message kinds: the `summary` a UI can show, and the kind-specific content as stored and sent.
+
+Import-light (domain only): both adapters, the store and the wire format use it, so every path shows a
+location, a contact card or a poll the same way. `content` is what `message.content` (JSONB) holds:
+`{"location": {...}}`, `{"contacts": [...]}` or `{"poll": {...}}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from actors.domain import ContactCard, Location, Media, MessageType, Poll
+
+MAX_SUMMARY = 200
+
+
+def summary_for(
+    kind: MessageType,
+    *,
+    media: Media | None = None,
+    location: Location | None = None,
+    contacts: tuple[ContactCard, ...] = (),
+    poll: Poll | None = None,
+    view_once: bool = False,
+    other: str | None = None,
+) -> str | None:
+    """What a chat list shows for a message that is not plain text; None for text."""
+    text: str | None
+    if view_once:
+        text = {MessageType.IMAGE: "View once photo", MessageType.VIDEO: "View once video"}.get(
+            kind, "View once message"
+        )
+    elif kind is MessageType.LOCATION and location is not None:
+        label = "Live location" if location.live else "Location"
+        text = f"📍 {location.name}" if location.name and not location.live else f"📍 {label}"
+    elif kind is MessageType.CONTACT:
+        text = f"👤 {contacts[0].display_name}" if len(contacts) == 1 else f"👤 {len(contacts)} contacts"
+    elif kind is MessageType.POLL and poll is not None:
+        text = f"📊 {poll.question}"
+    elif kind is MessageType.IMAGE:
+        text = "📷 Photo"
+    elif kind is MessageType.VIDEO:
+        text = "Video message" if media is not None and media.video_note else "🎥 Video"
+    elif kind is MessageType.AUDIO:
+        text = "🎤 Voice message" if media is not None and media.ptt else "🎵 Audio"
+    elif kind is MessageType.DOCUMENT:
+        text = f"📄 {media.file_name}" if media is not None and media.file_name else "📄 Document"
+    elif kind is MessageType.STICKER:
+        text = "Sticker"
+    elif kind is MessageType.REVOKED:
+        text = "This message was deleted"
+    elif kind is MessageType.OTHER:
+        text = other or "Unsupported message: open WhatsApp on your phone to see it"
+    else:
+        return None
+    return text[:MAX_SUMMARY]
+
+
+# ------------------------------------------------------------------------------------------ stored content
+
+
+def content_json(
+    location: Location | None, contacts: tuple[ContactCard, ...], poll: Poll | None
+) -> dict[str, Any] | None:
+    """The JSONB value of `message.content` (snake_case keys), or None for kinds without content."""
+    if location is not None:
+        return {
+            "location": {
+                "latitude": location.latitude,
+                "longitude": location.longitude,
+                "name": location.name,
+                "address": location.address,
+                "url": location.url,
+                "live": location.live,
+            }
+        }
+    if contacts:
+        return {"contacts": [{"display_name": c.display_name, "vcard": c.vcard} for c in contacts]}
+    if poll is not None:
+        return {
+            "poll": {"question": poll.question, "options": list(poll.options), "selectable": poll.selectable}
+        }
+    return None
+
+
+def content_from_json(
+    data: Any,
+) -> tuple[Location | None, tuple[ContactCard, ...], Poll | None]:
+    """(location, contacts, poll) from a stored `message.content` (already decoded, or None)."""
+    if not isinstance(data, Mapping):
+        return None, (), None
+    location = poll = None
+    contacts: tuple[ContactCard, ...] = ()
+    if isinstance(loc := data.get("location"), Mapping):
+        location = Location(
+            latitude=float(loc.get("latitude") or 0.0),
+            longitude=float(loc.get("longitude") or 0.0),
+            name=loc.get("name"),
+            address=loc.get("address"),
+            url=loc.get("url"),
+            live=bool(loc.get("live", False)),
+        )
+    if isinstance(cards := data.get("contacts"), list):
+        contacts = tuple(
+            ContactCard(str(c.get("display_name") or ""), str(c.get("vcard") or ""))
+            for c in cards
+            if isinstance(c, Mapping)
+        )
+    if isinstance(p := data.get("poll"), Mapping):
+        poll = Poll(
+            question=str(p.get("question") or ""),
+            options=tuple(str(o) for o in p.get("options") or ()),
+            selectable=int(p.get("selectable") or 0),
+        )
+    return location, contacts, poll
+
+
+# ------------------------------------------------------------------------------------------ wire (camelCase)
+
+
+def location_wire(location: Location | None) -> dict[str, Any] | None:
+    if location is None:
+        return None
+    return {
+        "latitude": location.latitude,
+        "longitude": location.longitude,
+        "name": location.name,
+        "address": location.address,
+        "url": location.url,
+        "live": location.live,
+    }
+
+
+def contacts_wire(contacts: tuple[ContactCard, ...]) -> list[dict[str, Any]] | None:
+    if not contacts:
+        return None
+    return [{"displayName": c.display_name, "vcard": c.vcard} for c in contacts]
+
+
+def poll_wire(poll: Poll | None) -> dict[str, Any] | None:
+    if poll is None:
+        return None
+    return {"question": poll.question, "options": list(poll.options), "selectable": poll.selectable}
