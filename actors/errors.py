@@ -150,6 +150,33 @@ class NotOnWhatsApp(InvalidInput):
     default_message = "This number is not on WhatsApp"
 
 
+class NotOwnMessage(InvalidInput):
+    code = "not_own_message"
+    default_message = "Only your own messages can be edited or deleted for everyone"
+
+
+class EditWindowClosed(InvalidInput):
+    code = "edit_window_closed"
+    default_message = "WhatsApp accepts edits for 15 minutes after sending"
+
+
+class NotEditable(InvalidInput):
+    code = "not_editable"
+    default_message = "Only text messages (and captions) can be edited"
+
+
+class RateLimited(WaError):
+    """Too many requests of a kind in a short time; retry after `retry_after` seconds."""
+
+    code = "rate_limited"
+    http_status = 429
+    default_message = "Too many requests; retry shortly"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.data.get("retry_after", 1))
+
+
 class SendFailed(WaError):
     code = "send_failed"
     http_status = 502

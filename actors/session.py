@@ -33,13 +33,14 @@ from actors.errors import AlreadyConnected, InvalidInput, SessionUnavailable
 from actors.ids import to_jid
 from actors.session_base import ClientFactory, SessionConfig
 from actors.session_boot import SessionLifecycle
-from actors.session_sends import MAX_TEXT, SessionSends
+from actors.session_inbox import SessionInbox
+from actors.session_sends import MAX_TEXT
 from actors.writes import SaveCounters
 
 __all__ = ["MAX_TEXT", "ClientFactory", "SessionConfig", "SessionCore"]
 
 
-class SessionCore(SessionSends, SessionLifecycle):
+class SessionCore(SessionInbox, SessionLifecycle):
     """The state machine of one session. Every public coroutine is safe to call concurrently."""
 
     # ------------------------------------------------------------------ user requests
@@ -118,4 +119,6 @@ class SessionCore(SessionSends, SessionLifecycle):
         return await asyncio.wait_for(pairing, 10.0)
 
 
-_SIM_OPS = frozenset({"scan", "incoming", "history", "drop", "unlink", "sent"})
+_SIM_OPS = frozenset(
+    {"scan", "incoming", "history", "drop", "unlink", "sent", "react", "edit", "revoke", "read", "presence"}
+)

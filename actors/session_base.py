@@ -19,6 +19,7 @@ from actors.errors import SessionNotFound, SessionUnavailable
 from actors.journal import Journal
 from actors.ledger import SendLedger
 from actors.ports import ClientOptions, WhatsAppClient
+from actors.presence import PresenceGate
 from actors.spool import Spool, SpoolFull
 from actors.tasks import TaskGroup
 from actors.wire import status_payload
@@ -94,6 +95,7 @@ class SessionBase:
         self._ledger: SendLedger | None = None
         self._boot_error: str | None = None
         self._client_timeouts = 0
+        self._presence: PresenceGate | None = None  # contacts' typing/online frames (session_transitions)
 
     @property
     def ready(self) -> bool:

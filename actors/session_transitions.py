@@ -12,27 +12,37 @@ from datetime import UTC, datetime
 
 from actors.domain import TERMINAL_REASONS, Reason, SessionStatus
 from actors.events import (
+    ChatRead,
     ClientEvent,
     Connected,
     Disconnected,
     HistoryChunk,
     LoggedOut,
+    MessageEdited,
     MessageReceived,
+    MessageRevoked,
     Paired,
     PairingCode,
+    Presence,
     QrCode,
+    ReactionChanged,
     Receipt,
 )
+from actors.presence import PresenceGate
 from actors.session_base import PAIRING_SETTLE_S, SessionBase
-from actors.wire import qr_payload
+from actors.wire import presence_payload, qr_payload
 from actors.writes import (
     ClearDevice,
     SaveCounters,
     SaveLastSeen,
     SaveProfile,
+    StoreChatRead,
+    StoreEdit,
     StoreHistory,
     StoreMessage,
+    StoreReaction,
     StoreReceipt,
+    StoreRevoke,
 )
 
 log = logging.getLogger(__name__)
@@ -124,6 +134,25 @@ class SessionTransitions(SessionBase):
                 )
             case Receipt(chat_id, ids, status, _ts):
                 self._write(StoreReceipt(chat_id, ids, status))
+            case ReactionChanged(chat_id, message_id, reaction):
+                self._write(StoreReaction(chat_id, message_id, reaction))
+            case MessageEdited(chat_id, message_id, text, edited_at):
+                self._write(StoreEdit(chat_id, message_id, text, edited_at))
+            case MessageRevoked(chat_id, message_id, _ts):
+                self._write(StoreRevoke(chat_id, message_id))
+            case ChatRead(chat_id, up_to):
+                self._write(StoreChatRead(chat_id, up_to))
+            case Presence(chat_id, state, last_seen):
+                await self._presence_gate().offer(chat_id, state, last_seen)
+
+    def _presence_gate(self) -> PresenceGate:
+        if self._presence is None:
+
+            async def publish(chat_id: str, state: str, last_seen: datetime | None) -> None:
+                await self._bus.publish("presence", presence_payload(chat_id, state, last_seen))
+
+            self._presence = PresenceGate(publish, self._tasks)
+        return self._presence
 
     async def _on_qr(self, code: str, expires_at: datetime) -> None:
         self._update(qr=code, qr_expires_at=expires_at)

@@ -46,6 +46,11 @@ def message_json(message: Message) -> JSON:
         "media": media_json(message.media),
         "quotedId": message.quoted_id,
         "status": message.status.value,
+        "summary": message.summary,
+        "editedAt": iso(message.edited_at),
+        "reactions": [
+            {"sender": r.sender, "emoji": r.emoji, "timestamp": iso(r.timestamp)} for r in message.reactions
+        ],
     }
 
 
@@ -95,8 +100,30 @@ def msg_payload(message: Message) -> JSON:
     return {"chatId": message.chat_id, "message": message_json(message)}
 
 
+def chat_payload(chat_id: str, unread_count: int, name: str | None) -> JSON:
+    """Body of `wa:chat:{id}` and of a `chat` frame: a chat's unread count (or name) changed."""
+    return {"chatId": chat_id, "unreadCount": unread_count, "name": name}
+
+
+def update_payload(message: Message, change: str) -> JSON:
+    """Body of `wa:message_update:{id}` and of a `message_update` frame: a stored message changed
+    (`change` is reaction, edit, revoke or receipt); `message` is the whole message as it is now."""
+    return {
+        "chatId": message.chat_id,
+        "messageId": message.id,
+        "change": change,
+        "message": message_json(message),
+    }
+
+
+def presence_payload(chat_id: str, state: str, last_seen: datetime | None) -> JSON:
+    """Body of `wa:presence:{id}` and of a `presence` frame: the contact is composing, recording,
+    paused (stopped typing), available (online) or unavailable (offline; `lastSeen` when known)."""
+    return {"chatId": chat_id, "state": state, "lastSeen": iso(last_seen)}
+
+
 def channel(kind: str, session_id: str) -> str:
-    """Redis channel name: kind is `qr`, `status` or `msg`."""
+    """Redis channel name: kind is `qr`, `status`, `msg`, `chat`, `message_update` or `presence`."""
     return f"wa:{kind}:{session_id}"
 
 

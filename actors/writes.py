@@ -2,8 +2,9 @@
 
 Each entry is a frozen value that pickles (it waits in the spool, maybe across a process restart) and
 whose application is idempotent (it may be applied twice after a crash): messages are upserts keyed by
-id, receipts only move forward, row fields are set to values, not incremented. A message frame is
-published once its message is stored for the first time, so a replay never publishes twice.
+id, receipts only move forward, reactions and edits only to newer ones, a revoke or a read only once,
+row fields are set to values, not incremented. A frame is published when its change is stored for the
+first time, so a replay never publishes twice.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from datetime import datetime
 from typing import Protocol
 
 from actors.bus import EventBus
-from actors.domain import Chat, Message, MessageStatus, Page, Reason, SessionStatus
+from actors.domain import Chat, Message, MessageStatus, Page, Reaction, Reason, SessionStatus
 from actors.events import HistoryChunk
-from actors.wire import msg_payload
+from actors.wire import chat_payload, msg_payload, update_payload
+from persistence.inbox_changes import ChatRead
 from persistence.send_records import SendRecord, SendRecords
 from persistence.session_store import StoredSession
 
@@ -33,6 +35,33 @@ class StoreReceipt:
     chat_id: str
     message_ids: tuple[str, ...]
     status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReaction:
+    chat_id: str
+    message_id: str
+    reaction: Reaction
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEdit:
+    chat_id: str
+    message_id: str
+    text: str
+    edited_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRevoke:
+    chat_id: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreChatRead:
+    chat_id: str
+    up_to: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +114,10 @@ class DropSendRecord:
 Write = (
     StoreMessage
     | StoreReceipt
+    | StoreReaction
+    | StoreEdit
+    | StoreRevoke
+    | StoreChatRead
     | StoreHistory
     | SaveState
     | SaveProfile
@@ -121,6 +154,13 @@ class Store(Protocol):
     async def apply_receipt(
         self, chat_id: str, message_ids: tuple[str, ...], status: MessageStatus
     ) -> list[Message]: ...
+    async def apply_reaction(self, chat_id: str, message_id: str, reaction: Reaction) -> Message | None: ...
+    async def apply_edit(
+        self, chat_id: str, message_id: str, text: str, edited_at: datetime
+    ) -> Message | None: ...
+    async def apply_revoke(self, chat_id: str, message_id: str) -> Message | None: ...
+    async def apply_chat_read(self, chat_id: str, up_to: datetime | None = None) -> ChatRead | None: ...
+    async def unread_incoming(self, chat_id: str, limit: int) -> list[Message]: ...
     async def chats(self, limit: int, cursor: str | None) -> Page[Chat]: ...
     async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]: ...
     async def get_message(self, chat_id: str, message_id: str) -> Message: ...
@@ -143,6 +183,19 @@ def applier(
             case StoreReceipt(chat_id, ids, status):
                 for changed in await store.apply_receipt(chat_id, ids, status):
                     await bus.publish("msg", msg_payload(changed))
+                    await bus.publish("message_update", update_payload(changed, "receipt"))
+            case StoreReaction(chat_id, message_id, reaction):
+                if (reacted := await store.apply_reaction(chat_id, message_id, reaction)) is not None:
+                    await bus.publish("message_update", update_payload(reacted, "reaction"))
+            case StoreEdit(chat_id, message_id, text, edited_at):
+                if (edited := await store.apply_edit(chat_id, message_id, text, edited_at)) is not None:
+                    await bus.publish("message_update", update_payload(edited, "edit"))
+            case StoreRevoke(chat_id, message_id):
+                if (revoked := await store.apply_revoke(chat_id, message_id)) is not None:
+                    await bus.publish("message_update", update_payload(revoked, "revoke"))
+            case StoreChatRead(chat_id, up_to):
+                if (read := await store.apply_chat_read(chat_id, up_to)) is not None:
+                    await bus.publish("chat", chat_payload(read.chat_id, read.unread_count, read.name))
             case StoreHistory(chunk):
                 await store.apply_history(chunk)
             case SaveState(status, reason):

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from actors.errors import SessionUnavailable, WaError
+from actors.errors import RateLimited, SessionUnavailable, WaError
 from api.schemas import ErrorOut
 from api.unavailable import as_wa_error, describe
 
@@ -71,7 +71,7 @@ def error_response(
 
 
 def _retry_after(err: WaError) -> dict[str, str] | None:
-    if isinstance(err, SessionUnavailable):
+    if isinstance(err, SessionUnavailable | RateLimited):
         return {"Retry-After": str(err.retry_after)}
     if err.http_status == 503:
         return {"Retry-After": str(DEFAULT_RETRY_AFTER)}

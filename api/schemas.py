@@ -140,6 +140,12 @@ class MediaOut(ApiModel):
     ptt: bool
 
 
+class ReactionOut(ApiModel):
+    sender: str = Field(description="Who reacted (a JID; ours when we reacted)")
+    emoji: str
+    timestamp: Timestamp
+
+
 class MessageOut(ApiModel):
     id: str
     chat_id: str
@@ -152,6 +158,11 @@ class MessageOut(ApiModel):
     media: MediaOut | None
     quoted_id: str | None
     status: MessageStatus
+    summary: str | None = Field(None, description="A short text any UI can show for this message")
+    edited_at: Timestamp | None = Field(None, description="When the author last edited the text")
+    reactions: list[ReactionOut] = Field(
+        default_factory=list, description="One per person who reacted (their latest reaction)"
+    )
 
 
 class ChatOut(ApiModel):
