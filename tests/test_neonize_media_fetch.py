@@ -307,7 +307,7 @@ async def test_a_stalled_server_times_out_instead_of_hanging(
             await client.download_media(message, LIMIT)
         took = time.monotonic() - started
     assert timed_out.value.http_status == 504
-    assert took < 4.0  # the read bound (silent, stall) or the whole-download bound (trickle)
+    assert took < 8.0  # the read bound (silent, stall) or the whole bound (trickle); the server holds 30 s
     if kind == "trickle":
         assert took >= 2.0
     assert files_left(fetcher) == []
