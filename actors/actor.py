@@ -7,9 +7,9 @@ constructor), so a process Ray restarts after a crash resumes by itself, without
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,18 +22,12 @@ from actors.domain import Chat, Message, Page, Placement, SendResult, SessionVie
 from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.fleet import ProcessInfo, own_process
 from actors.ports import ClientOptions, WhatsAppClient
+from actors.recycle import exit_for_restart, report_restart
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool
 from persistence.session_store import SessionStore
 
 log = logging.getLogger(__name__)
-
-
-def _exit_process(why: str) -> None:
-    """Leave so Ray starts a fresh process (an unexpected exit counts as a failure: it restarts us)."""
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(1)
 
 
 def _configure_logging() -> None:
@@ -62,10 +56,15 @@ class SessionActor:
             store=SessionStore(config.database_dsn, session_id),
             bus=EventBus(config.redis_url, session_id),
             open_spool=open_spool,
-            exit_process=_exit_process,
+            # A fresh process through Ray's own restart: no crash warning on the console (actors/recycle.py).
+            exit_process=functools.partial(exit_for_restart, session_id),
         )
         self._core.start()
         log.info("session %s: process %d started", session_id, os.getpid())
+        try:
+            report_restart(session_id)
+        except Exception:  # a constructor must not fail: Ray would not retry it
+            log.warning("session %s: could not tell why the process restarted", session_id, exc_info=True)
 
     async def ping(self) -> Placement:
         view = self._core.current()
@@ -132,6 +131,21 @@ class SessionActor:
 
     async def mark_read(self, chat_id: str) -> None:
         await self._core.mark_read(chat_id)
+
+    async def read_chat(self, chat_id: str) -> int:
+        return await self._core.read_chat(chat_id)
+
+    async def react(self, chat_id: str, message_id: str, emoji: str) -> Message:
+        return await self._core.react(chat_id, message_id, emoji)
+
+    async def edit(self, chat_id: str, message_id: str, text: str) -> Message:
+        return await self._core.edit(chat_id, message_id, text)
+
+    async def revoke(self, chat_id: str, message_id: str) -> Message:
+        return await self._core.revoke(chat_id, message_id)
+
+    async def typing(self, chat_id: str, state: str) -> bool:
+        return await self._core.typing(chat_id, state)
 
     async def simulate(self, op: str, kwargs: dict[str, Any]) -> Any:
         return await self._core.simulate(op, **kwargs)
