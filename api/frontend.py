@@ -18,7 +18,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.resources import open_resources
-from api.routes import console, events, inbox, messages, ops, qr, send, sessions, users
+from api.routes import chat_actions, console, events, inbox, messages, ops, qr, send, sessions, users
 
 DESCRIPTION = """\
 REST and WebSocket API of the WhatsApp bridge for a web inbox.
@@ -28,8 +28,12 @@ need `X-User-Id`. Errors are `{"error": {"code", "message"}}`; a 503 carries `Re
 
 **WebSocket `/ws`**: authenticate with the `X-API-Key` and `X-User-Id` headers, or `?token=` from
 `POST /ws-token`; `?sessionId=` limits the frames to one session. Frames are JSON
-`{"type": "qr" | "status" | "message", "sessionId", ...}` with the bodies of the Redis channels:
-`qr` `{qr, expiresAt}`, `status` `{status, reason, phone, displayName}`, `message` `{chatId, message}`.
+`{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence", "sessionId", ...}` with
+the bodies of the Redis channels: `qr` `{qr, expiresAt}`, `status` `{status, reason, phone, displayName}`,
+`message` `{chatId, message}`, `chat` `{chatId, unreadCount, name}` (a chat read here or on the phone),
+`message_update` `{chatId, messageId, change: reaction|edit|revoke|receipt, message}`, `presence`
+`{chatId, state: composing|recording|paused|available|unavailable, lastSeen}` (rate-limited per chat);
+their schemas are `ChatFrame`, `MessageUpdateFrame` and `PresenceFrame` (also under `x-websocket-frames`).
 On open the socket gets one `status` frame per session (and the `qr` showing). A refused socket is
 closed with 1008; a client too slow to keep up is closed with 1013 and should reconnect. Every frame
 carries a `cursor`: reconnect with `?cursor=<last one>` to get the frames missed meanwhile (once, in
@@ -44,8 +48,9 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, send, inbox, users, events):
+    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events):
         app.include_router(module.router, dependencies=keyed)
+    chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:
         from api.routes import simulator
 

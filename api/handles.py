@@ -157,6 +157,26 @@ class SessionActors:
     async def mark_read(self, session_id: str, chat_id: str) -> None:
         await self._session(session_id, "mark_read", chat_id)
 
+    async def read_chat(self, session_id: str, chat_id: str) -> int:
+        receipts: int = await self._session(session_id, "read_chat", chat_id)
+        return receipts
+
+    async def react(self, session_id: str, chat_id: str, message_id: str, emoji: str) -> Message:
+        message: Message = await self._session(session_id, "react", chat_id, message_id, emoji)
+        return message
+
+    async def edit(self, session_id: str, chat_id: str, message_id: str, text: str) -> Message:
+        message: Message = await self._session(session_id, "edit", chat_id, message_id, text)
+        return message
+
+    async def revoke(self, session_id: str, chat_id: str, message_id: str) -> Message:
+        message: Message = await self._session(session_id, "revoke", chat_id, message_id)
+        return message
+
+    async def typing(self, session_id: str, chat_id: str, state: str) -> bool:
+        sent: bool = await self._session(session_id, "typing", chat_id, state)
+        return sent
+
     async def simulate(
         self, session_id: str, op: str, kwargs: dict[str, Any], *, timeout_s: float | None = None
     ) -> Any:

@@ -192,6 +192,78 @@ class InboxOut(ApiModel):
     items: list[InboxChatOut]
 
 
+# --- acting on chats and messages -------------------------------------------------------------------------
+
+
+def _emoji(value: str) -> str:
+    from actors.errors import InvalidInput
+    from actors.session_inbox import check_emoji
+
+    try:
+        return check_emoji(value)
+    except InvalidInput as err:
+        raise ValueError(err.message) from err
+
+
+class ReactionIn(ApiModel):
+    emoji: Annotated[str, Field(max_length=64, examples=["👍"]), AfterValidator(_emoji)] = Field(
+        description='One emoji; "" removes your reaction'
+    )
+
+
+class EditIn(ApiModel):
+    text: MessageText
+
+
+class TypingIn(ApiModel):
+    state: Literal["composing", "recording", "paused"] = Field(
+        description="composing (typing), recording (a voice note), paused (stopped)"
+    )
+
+
+class ChatReadOut(ApiModel):
+    chat_id: str
+    unread_count: int = Field(description="0: the chat is read")
+    read_receipts: int = Field(description="Unread incoming messages WhatsApp got read receipts for")
+
+
+class TypingOut(ApiModel):
+    chat_id: str
+    state: str
+    sent: bool = Field(description="False: the same state went out moments ago, so nothing was sent")
+
+
+# WebSocket frame bodies (`{type, sessionId, cursor}` plus these), also the bodies on the Redis channels.
+
+
+class ChatFrame(ApiModel):
+    """`chat` frame (`wa:chat:{id}`): a chat's unread count changed (read here, on the phone, ...)."""
+
+    chat_id: str
+    unread_count: int
+    name: str | None
+
+
+class MessageUpdateFrame(ApiModel):
+    """`message_update` frame (`wa:message_update:{id}`): a stored message changed; `message` is all of it
+    as it is now (a revoked one has `type: revoked` and no content)."""
+
+    chat_id: str
+    message_id: str
+    change: Literal["reaction", "edit", "revoke", "receipt"]
+    message: MessageOut
+
+
+class PresenceFrame(ApiModel):
+    """`presence` frame (`wa:presence:{id}`): the contact of `chatId` is composing, recording, paused
+    (stopped typing), available (online) or unavailable (offline). At most one per chat every 0.5 s, the
+    same state repeated only after 10 s; the latest state always arrives."""
+
+    chat_id: str
+    state: Literal["composing", "recording", "paused", "available", "unavailable"]
+    last_seen: Timestamp | None = Field(description="When the contact was last online, when they share it")
+
+
 # --- sending -----------------------------------------------------------------------------------------------
 
 
