@@ -54,11 +54,13 @@ export function composer({ target, onSent }) {
 
   function sendText() {
     const body = text.value.trim();
-    if (!body) return;
+    if (!body || busy) return;
+    // Emptied now, not after the answer: what the user types meanwhile is the next message.
+    text.value = "";
     run("Sending…", ({ sessionId, to }) =>
       api(sessionPath(sessionId, "/send/text"), { method: "POST", json: { to, text: body } }),
     ).then((sent) => {
-      if (sent) text.value = "";
+      if (!sent && !text.value) text.value = body;
     });
   }
 

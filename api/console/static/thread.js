@@ -100,7 +100,13 @@ export class Thread {
     });
     if (!message.fromMe && message.senderName) item.append(h("p", { class: "sender" }, message.senderName));
     const media = message.media;
-    if (media && message.type === "image") {
+    if (media && message.fromMe) {
+      // What this console sent: the bridge keeps no copy of it to download (404 media_not_available).
+      const kinds = { image: "Photo", video: "Video", audio: media.ptt ? "Voice note" : "Audio", document: "Document" };
+      const what = media.fileName || kinds[message.type] || "File";
+      const length = media.seconds ? ` · ${media.seconds} s` : ` · ${formatSize(media.size)}`;
+      item.append(h("p", { class: "sent-media" }, `${what}${length}`));
+    } else if (media && message.type === "image") {
       const img = h("img", { class: "media-image", alt: media.fileName || "Image", loading: "lazy" });
       mediaUrl(this.sessionId, message)
         .then((url) => { this.urls.push(url); img.src = url; })

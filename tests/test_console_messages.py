@@ -1,0 +1,215 @@
+"""The console's Messages screen in Chromium against a real bridge on the simulated network.
+
+The merged inbox updates live from the WebSocket; replies go out as text, a file and a voice note
+recorded from Chromium's fake microphone, and the test reads what the simulated network received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, expect
+
+from tests.apikit import Stack, api_stack, new_user
+from tests.consolekit import ConsolePage, artifacts_dir, browser, console_page, needs_chromium
+from tests.raykit import eventually, local_ray
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), needs_chromium]
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
+    with local_ray(), api_stack(postgres_server, redis_server) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chromium() -> AsyncIterator[Browser]:
+    async with browser() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return artifacts_dir(tmp_path_factory.getbasetemp())
+
+
+def new_phone() -> str:
+    return f"+1415555{random.randint(1000, 9999)}"
+
+
+async def connected(client: httpx.AsyncClient, slot: int, name: str) -> tuple[str, str]:
+    """A session in `slot`, scanned by a new phone: its id and phone."""
+    phone = new_phone()
+    sid = (await client.post("/sessions", json={"slot": slot})).json()["id"]
+    await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
+    body = {"phone": phone, "displayName": name}
+    assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
+    await eventually(
+        lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected"
+    )
+    return sid, phone
+
+
+async def incoming(client: httpx.AsyncClient, sid: str, sender: str, **body: Any) -> dict[str, Any]:
+    response = await client.post(f"/simulator/sessions/{sid}/incoming", json={"from": sender, **body})
+    assert response.status_code == 200, response.text
+    message: dict[str, Any] = response.json()
+    return message
+
+
+async def sent(client: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = (await client.get(f"/simulator/sessions/{sid}/sent")).json()
+    return items
+
+
+def chat_item(console: ConsolePage, chat_jid: str, sid: str | None = None) -> Any:
+    selector = f'button.chat-item[data-chat="{chat_jid}"]' + (f'[data-session="{sid}"]' if sid else "")
+    return console.page.locator(selector)
+
+
+async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_chat(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid, _ = await connected(client, 1, "Support")
+        await console.sign_in(user, "messages")
+        await expect(console.page.locator("#live")).to_have_text("Live")
+        await incoming(client, sid, "+15550001111", text="Hello, is the shop open?", pushName="Rita")
+        rita = chat_item(console, "15550001111@s.whatsapp.net", sid)
+        await expect(rita).to_contain_text("Hello, is the shop open?")
+        await expect(rita.get_by_label("1 unread")).to_be_visible()
+        await expect(rita).to_contain_text("via +1 415 555")
+        await incoming(client, sid, "+15550002222", text="Another customer", pushName="Bo")
+        await incoming(client, sid, "+15550001111", text="Until when?", pushName="Rita")
+        await expect(rita.get_by_label("2 unread")).to_be_visible()
+        # The newest chat is on top.
+        await expect(console.page.locator("button.chat-item").first).to_contain_text("Until when?")
+        await rita.click()
+        thread = console.page.locator("ol.thread")
+        await expect(thread).to_contain_text("Hello, is the shop open?")
+        await expect(thread).to_contain_text("Until when?")
+        await expect(rita.locator(".unread")).to_have_count(0)
+        await incoming(client, sid, "+15550001111", text="See you at five", pushName="Rita")
+        await expect(thread.locator("li.bubble.theirs").last).to_contain_text("See you at five")
+        await console.shoot(shots, "messages-1280")
+        console.assert_clean()
+
+
+async def test_replies_go_out_as_text_file_and_recorded_voice_note(stack: Stack, chromium: Browser) -> None:
+    user = new_user()
+    contact = "+15550003333"
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid, _ = await connected(client, 1, "Sales")
+        await incoming(client, sid, contact, text="Can you send the price list?", pushName="Noor")
+        await console.sign_in(user, "messages")
+        await chat_item(console, "15550003333@s.whatsapp.net").click()
+        box = console.page.get_by_label("Message", exact=True)
+        await box.fill("Sure, one moment")
+        await box.press("Enter")
+        await box.type("Line one")
+        await box.press("Shift+Enter")
+        await box.type("Line two")
+        await box.press("Enter")
+        texts = await eventually(lambda: sent(client, sid), lambda items: len(items) >= 2)
+        assert [t["text"] for t in texts] == ["Sure, one moment", "Line one\nLine two"]
+        assert all(t["to"] == "15550003333@s.whatsapp.net" for t in texts)
+        # The ticks follow the receipts live: delivered, then read.
+        mine = console.page.locator("li.bubble.mine").first
+        await expect(mine).to_have_attribute("data-status", "read", timeout=20_000)
+        await expect(mine.locator(".tick")).to_have_attribute("aria-label", "Read")
+
+        upload = console.page.locator('input[type="file"]')
+        await upload.set_input_files(
+            files=[{"name": "prices.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 price list"}]
+        )
+        files = await eventually(lambda: sent(client, sid), lambda items: len(items) >= 3)
+        assert files[2]["type"] == "document" and files[2]["fileName"] == "prices.pdf"
+
+        big = {"name": "video.mp4", "mimeType": "video/mp4", "buffer": b"\0" * (17 * MB)}
+        await upload.set_input_files(files=[big])
+        refusal = console.page.locator(".composer .error")
+        await expect(refusal).to_have_text("“video.mp4” is 17.0 MB; WhatsApp takes files up to 16 MB.")
+
+        await console.page.get_by_role("button", name="Record a voice note").click()
+        await expect(console.page.locator(".recording")).to_be_visible()
+        await asyncio.sleep(1.5)
+        await console.page.get_by_role("button", name="Stop and send").click()
+        notes = await eventually(lambda: sent(client, sid), lambda items: len(items) >= 4, timeout=30)
+        assert len(notes) == 4, "the oversize file was never sent"
+        note = notes[3]
+        assert note["type"] == "audio" and note["ptt"] is True
+        assert note["mimetype"] == "audio/ogg; codecs=opus"
+        assert note["seconds"] >= 1 and note["size"] > 1000
+        await expect(console.page.locator('li.bubble.mine[data-type="audio"]')).to_have_count(1)
+        console.assert_clean()
+
+
+async def test_media_inline_and_as_downloads(stack: Stack, chromium: Browser) -> None:
+    user = new_user()
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid, _ = await connected(client, 1, "Media")
+        sender = "+15550004444"
+        image = {"type": "image", "mimetype": "image/jpeg", "fileName": "shelf.jpg", "size": 2048}
+        document = {
+            "type": "document",
+            "mimetype": "application/pdf",
+            "fileName": "invoice.pdf",
+            "size": 4096,
+        }
+        await incoming(client, sid, sender, media=image, pushName="Lee")
+        await incoming(client, sid, sender, media=document, pushName="Lee")
+        await console.sign_in(user, "messages")
+        await chat_item(console, "15550004444@s.whatsapp.net").click()
+        await expect(console.page.locator("img.media-image")).to_have_attribute("src", re.compile("^blob:"))
+        download_button = console.page.get_by_role("button", name="Download invoice.pdf (4 KB)")
+        async with console.page.expect_download() as waiting:
+            await download_button.click()
+        download = await waiting.value
+        assert download.suggested_filename == "invoice.pdf"
+        assert Path(await download.path()).stat().st_size == 4096
+        console.assert_clean()
+
+
+async def test_a_contact_on_two_numbers_can_be_answered_from_either_and_the_phone_layout(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    contact = "+15550005555"
+    async with stack.client(user) as client, console_page(chromium, stack, "phone") as console:
+        first, _ = await connected(client, 1, "Shop")
+        second, second_phone = await connected(client, 2, "Repairs")
+        await incoming(client, first, contact, text="Hi shop", pushName="Sam")
+        await incoming(client, second, contact, text="Hi repairs", pushName="Sam")
+        await console.sign_in(user, "messages")
+        jid = "15550005555@s.whatsapp.net"
+        await expect(chat_item(console, jid)).to_have_count(2)
+        await console.shoot(shots, "messages-375-list")
+        await chat_item(console, jid, first).click()
+        # Narrow: the chat replaces the list, with a way back.
+        await expect(console.page.locator(".list-pane")).to_be_hidden()
+        reply_from = console.page.get_by_label("Reply from")
+        await reply_from.select_option(second)
+        await expect(console.page.locator("ol.thread")).to_contain_text("Hi repairs")
+        box = console.page.get_by_label("Message", exact=True)
+        await box.fill("Repairs here")
+        await box.press("Enter")
+        await eventually(lambda: sent(client, second), lambda items: len(items) == 1)
+        assert (await sent(client, second))[0]["text"] == "Repairs here"
+        assert await sent(client, first) == []
+        await expect(console.page.locator(".chat-head")).to_contain_text(second_phone[-4:])
+        await console.shoot(shots, "messages-375-chat")
+        await console.page.get_by_role("button", name="‹ Chats").click()
+        await expect(console.page.locator(".list-pane")).to_be_visible()
+        console.assert_clean()
