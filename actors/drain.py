@@ -29,7 +29,7 @@ from typing import Any
 
 from actors import fleet
 from actors.domain import SessionStatus
-from actors.errors import InvalidInput, SessionNotFound
+from actors.errors import InvalidInput, NotFound
 from actors.ids import actor_name
 from actors.supervision import Pacer
 
@@ -42,13 +42,11 @@ RECONNECT_TIMEOUT_S = 120.0
 SPOOL_WAIT_S = 10.0
 
 
-class NodeNotFound(SessionNotFound):
-    """No live node has that id."""
+class NodeNotFound(NotFound):
+    """No live node has that id (or the prefix given matches several)."""
 
     code = "node_not_found"
-
-    def __init__(self, message: str = "No live Ray node has that id") -> None:
-        super().__init__(message)
+    default_message = "No live Ray node has that id (give at least 6 hex digits, unambiguous)"
 
 
 @dataclass(frozen=True, slots=True)

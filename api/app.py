@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -48,12 +48,23 @@ class ComponentsOut(BaseModel):
     events: ComponentState
 
 
+class PendingOut(BaseModel):
+    """Sessions whose actor waits for a node with a free `wa_session` unit (or a restart)."""
+
+    model_config = ConfigDict(frozen=True, serialize_by_alias=True, validate_by_name=True)
+
+    count: int
+    oldest_seconds: float | None = Field(alias="oldestSeconds")
+
+
 class HealthOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     status: Literal["ok", "degraded"]
     sessions: SessionCountsOut
     components: ComponentsOut
+    # Null when the registry did not answer within HEALTH_TIMEOUT_S.
+    pending: PendingOut | None = None
 
 
 class RayProbe:
@@ -171,10 +182,11 @@ def _events_ok(request: Request, app_state: AppState) -> bool:
 
 async def health(app_state: State, request: Request) -> HealthOut:
     """Each backing service checked concurrently, each within HEALTH_TIMEOUT_S: health never hangs."""
-    counts, redis_ok, ray_ok = await asyncio.gather(
+    counts, redis_ok, ray_ok, pending = await asyncio.gather(
         _bounded(_count_sessions(app_state), "database", app_state),
         _bounded(_ping_redis(app_state), "redis", app_state),
         _bounded(_ray_ok(app_state), "ray", app_state),
+        _pending(request),
     )
     db_ok = counts is not None
     events_ok = _events_ok(request, app_state)
@@ -189,7 +201,21 @@ async def health(app_state: State, request: Request) -> HealthOut:
         status="ok" if db_ok and redis_ok and ray_ok and events_ok else "degraded",
         sessions=SessionCountsOut(total=counts.total, connected=counts.connected),
         components=components,
+        pending=pending,
     )
+
+
+async def _pending(request: Request) -> PendingOut | None:
+    """What the registry says is waiting for capacity; None if it does not answer in time."""
+    resources = getattr(request.app.state, "api", None)
+    if resources is None:
+        return None
+    try:
+        found = await resources.actors.pending(timeout_s=HEALTH_TIMEOUT_S)
+    except Exception:
+        return None
+    oldest = None if found.oldest_s is None else round(found.oldest_s, 1)
+    return PendingOut(count=found.count, oldest_seconds=oldest)
 
 
 def create_app(settings: Settings) -> FastAPI:

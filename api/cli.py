@@ -54,6 +54,11 @@ Other settings (environment variables, or a .env file in the working directory):
   LOG_LEVEL               DEBUG, INFO (default), WARNING, ERROR
   See .env.example for every setting and its default.
 
+Operations on a running bridge (through its API: WHATSAPP_BRIDGE_URL, the API key as above):
+  whatsapp-bridge sessions                           every session: node, pid, status, uptime, memory
+  whatsapp-bridge drain NODE                         move every session off a node before maintenance
+  whatsapp-bridge rebalance                          spread sessions over the nodes by capacity
+
 Examples:
   whatsapp-bridge                                    everything local, data in ./.data
   WA_BACKEND=simulated whatsapp-bridge               a demo without a phone
@@ -62,6 +67,7 @@ Examples:
 """
 
 
+OPS_COMMANDS = ("sessions", "drain", "rebalance")  # api.ops_cli
 GCS_RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
 # A year: "never" for an operator, and small enough for Ray's uint32 setting (verified with Ray 2.60).
 DRIVER_GCS_RECONNECT_TIMEOUT_S = 365 * 24 * 3600
@@ -109,6 +115,11 @@ def _load_settings() -> Settings | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in OPS_COMMANDS:
+        from api import ops_cli
+
+        return ops_cli.main(args)
     _parser().parse_args(argv)
     settings = _load_settings()
     if settings is None:

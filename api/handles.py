@@ -24,6 +24,7 @@ from typing import Any
 from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
 from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from actors.ids import actor_name
+from actors.supervision import Pending
 from api.media_stream import MediaDownload
 from api.metrics import Metrics
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
@@ -194,6 +195,11 @@ class SessionActors:
     async def where(self, session_id: str, *, timeout_s: float | None = None) -> Placement:
         placement: Placement = await self._registry("where", session_id, timeout_s=timeout_s)
         return placement
+
+    async def pending(self, *, timeout_s: float | None = None) -> Pending:
+        """Sessions whose actor waits for a node with a free `wa_session` unit (or a restart)."""
+        found: Pending = await self._registry("pending", timeout_s=timeout_s)
+        return found
 
     # ------------------------------------------------------------------ internals
 

@@ -37,6 +37,16 @@ class Metrics:
             "wab_actor_calls", "Calls to session actors and the registry", ["method", "outcome"], registry=r
         )
         self.ws_clients = Gauge("wab_ws_clients", "Open WebSocket connections", registry=r)
+        self.sessions_pending = Gauge(
+            "wab_sessions_pending",
+            "Sessions whose actor waits for a node with a free wa_session unit (or a restart)",
+            registry=r,
+        )
+        self.sessions_pending_oldest = Gauge(
+            "wab_sessions_pending_oldest_seconds",
+            "How long the oldest pending session has waited (0: none pending)",
+            registry=r,
+        )
         self.ws_frames = Counter("wab_ws_frames", "Frames queued to WebSocket clients", ["type"], registry=r)
         self.ws_dropped = Counter(
             "wab_ws_dropped", "WebSocket clients dropped for being too slow", registry=r

@@ -1,0 +1,168 @@
+"""`whatsapp-bridge sessions | drain NODE | rebalance`: the ops routes of a running bridge, from a shell.
+
+They talk to the API over HTTP (`GET /ops/sessions`, `POST /ops/nodes/{nodeId}/drain`,
+`POST /ops/rebalance`), so they work from any machine that reaches it, inside the Ray cluster or not.
+The API is at WHATSAPP_BRIDGE_URL, else http://WHATSAPP_BRIDGE_HOST:WHATSAPP_BRIDGE_PORT; the key is
+WHATSAPP_BRIDGE_API_KEY, else the local run's `<data dir>/api_key`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import httpx
+
+from actors.config import Settings
+
+COMMANDS = ("sessions", "drain", "rebalance")
+HTTP_TIMEOUT_S = 30.0
+POLL_S = 1.0
+
+
+class OpsError(Exception):
+    """The API refused or could not be reached; the message says why (never the key)."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="whatsapp-bridge", description="Operate a running bridge's Ray cluster.")
+    p.add_argument("--url", help="the API (default WHATSAPP_BRIDGE_URL or http://HOST:PORT of the settings)")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sessions", help="every session: node, pid, status, uptime, restarts, memory")
+    s.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    d = sub.add_parser("drain", help="move every session off a node (Ray's node drain), then return")
+    d.add_argument("node", help="the node id (hex) or a unique prefix of at least 6 digits")
+    d.add_argument("--no-wait", action="store_true", help="start it and return")
+    r = sub.add_parser("rebalance", help="move sessions from the fullest nodes to the emptiest")
+    r.add_argument("--no-wait", action="store_true", help="start it and return")
+    return p
+
+
+def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    try:
+        with _client(args.url) as client:
+            if args.command == "sessions":
+                return _sessions(client, out, as_json=args.json)
+            if args.command == "drain":
+                path = f"/ops/nodes/{args.node}/drain"
+                return _operation(client, path, out, wait=not args.no_wait)
+            return _operation(client, "/ops/rebalance", out, wait=not args.no_wait)
+    except OpsError as err:
+        print(f"whatsapp-bridge {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the operation goes on in the API (run the command again to follow it)", file=out)
+        return 130
+
+
+def _client(url: str | None) -> httpx.Client:
+    settings = Settings()
+    base = url or os.environ.get("WHATSAPP_BRIDGE_URL")
+    if not base:
+        host = settings.whatsapp_bridge_host
+        base = (
+            f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{settings.whatsapp_bridge_port}"
+        )
+    key = settings.whatsapp_bridge_api_key.get_secret_value() if settings.whatsapp_bridge_api_key else None
+    if key is None:
+        path = settings.whatsapp_bridge_data_dir.expanduser() / "api_key"
+        try:
+            key = path.read_text().strip()
+        except OSError:
+            raise OpsError(f"no WHATSAPP_BRIDGE_API_KEY and no {path}") from None
+    return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=HTTP_TIMEOUT_S)
+
+
+def _call(client: httpx.Client, method: str, path: str) -> Any:
+    try:
+        response = client.request(method, path)
+    except httpx.HTTPError as err:
+        raise OpsError(f"cannot reach the API at {client.base_url} ({type(err).__name__})") from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except Exception:
+            message = response.text[:200]
+        raise OpsError(f"{response.status_code}: {message}")
+    return response.json()
+
+
+def _sessions(client: httpx.Client, out: TextIO, *, as_json: bool) -> int:
+    body = _call(client, "GET", "/ops/sessions")
+    if as_json:
+        json.dump(body, out, indent=2)
+        print(file=out)
+        return 0
+    rows: list[tuple[str, ...]] = [("SESSION", "NODE", "PID", "STATUS", "UPTIME", "RESTARTS", "RSS")]
+    for s in body["items"]:
+        rows.append(
+            (
+                s["sessionId"],
+                (s["nodeId"] or "-")[:12],
+                str(s["pid"] or "-"),
+                s["status"] or s["state"].lower(),
+                _duration(s["uptimeS"]),
+                str(s["restarts"]),
+                _mib(s["rssBytes"]),
+            )
+        )
+    _table(rows, out)
+    print(file=out)
+    nodes: list[tuple[str, ...]] = [("NODE", "ADDRESS", "SESSIONS", "CAPACITY", "STATE")]
+    for n in body["nodes"]:
+        state = "draining" if n["draining"] else ("head" if n["isHead"] else "ready")
+        nodes.append((n["nodeId"][:12], n["address"], str(n["sessions"]), str(n["capacity"]), state))
+    _table(nodes, out)
+    return 0
+
+
+def _operation(client: httpx.Client, path: str, out: TextIO, *, wait: bool) -> int:
+    body = _call(client, "POST", path)
+    what = body["operation"] + (f" of node {body['nodeId'][:12]}" if body.get("nodeId") else "")
+    print(f"{what} started", file=out, flush=True)
+    reported = -1
+    while wait and not _finished(body):
+        time.sleep(POLL_S)
+        body = _call(client, "GET", path)
+        if len(body["moved"]) != reported:
+            reported = len(body["moved"])
+            print(_progress(body), file=out, flush=True)
+    print(_progress(body) if wait else "running; follow it with the same command", file=out)
+    failed = [m for m in body["moved"] if m["error"] or not m["toNode"]]
+    for m in failed:
+        print(f"  {m['sessionId']}: {m['error'] or 'not placed again'}", file=out)
+    return 1 if failed or (wait and body["left"] and body["operation"] == "drain") else 0
+
+
+def _finished(body: dict[str, Any]) -> bool:
+    """Done, or no longer running in the API (a failed drain: the sessions `left` say so)."""
+    return bool(body["done"]) or not body["running"]
+
+
+def _progress(body: dict[str, Any]) -> str:
+    moved = len(body["moved"])
+    waiting = f", {len(body['waiting'])} waiting for their spool" if body["waiting"] else ""
+    return f"{moved} moved, {body['left']} left{waiting} ({body['elapsedS']:.0f}s)"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f} MiB"
+
+
+def _table(rows: list[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)

@@ -1,0 +1,168 @@
+"""Draining a node on a real multi-node Ray (`ray.cluster_utils.Cluster`: a head and two workers).
+
+Messages keep arriving on the simulated network while the sessions move; the test plays WhatsApp's
+server: a message a session could not take (its process is stopping or not up yet) is offered again
+later, and one it took must be in PostgreSQL exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from actors import drain, fleet
+from actors.domain import SessionStatus
+from actors.registry import start_registry
+from tests.raykit import (
+    Frames,
+    eventually,
+    fetchval,
+    frames,
+    handle,
+    insert_session,
+    kill_namespace_actors,
+    new_cluster,
+    pair,
+    registry_config,
+    status_of,
+    unique_namespace,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+
+SESSIONS = 4
+PER_WORKER = 4
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[Cluster, list[Any]]]:
+    """A head without session capacity and two workers of PER_WORKER sessions each."""
+    head = new_cluster(head_sessions=0)
+    workers = [
+        head.add_node(num_cpus=1, resources={"wa_session": PER_WORKER}, object_store_memory=80 * 1024 * 1024)
+        for _ in range(2)
+    ]
+    ray.init(address=head.address, logging_level="WARNING", configure_logging=False)
+    head.wait_for_nodes()
+    yield head, workers
+    ray.shutdown()
+    head.shutdown()
+
+
+class Network:
+    """Offers incoming messages to the sessions until each is taken once (WhatsApp's offline queue)."""
+
+    def __init__(self, namespace: str, sids: list[str]) -> None:
+        self.namespace = namespace
+        self.sids = sids
+        self.taken: dict[str, str] = {}  # text -> session id
+        self.refused = 0
+        self._stop = asyncio.Event()
+        self._counter = itertools.count()
+
+    async def run(self) -> None:
+        backlog: list[tuple[str, str]] = []
+        while not self._stop.is_set() or backlog:
+            if not self._stop.is_set():
+                n = next(self._counter)
+                backlog.append((self.sids[n % len(self.sids)], f"drain message {n}"))
+            retry = []
+            for sid, text in backlog:
+                try:
+                    await asyncio.wait_for(
+                        handle(sid, self.namespace).simulate.remote(
+                            "incoming", {"from_": "+15550001111", "text": text}
+                        ),
+                        5,
+                    )
+                    self.taken[text] = sid
+                except Exception:
+                    self.refused += 1
+                    retry.append((sid, text))
+            backlog = retry
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def _rows_by_text(database_url: str, sids: list[str]) -> Counter[str]:
+    import asyncpg
+
+    from actors.config import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await conn.fetch(
+            "SELECT text FROM message WHERE session_id = ANY($1::uuid[]) AND text LIKE 'drain message %'",
+            sids,
+        )
+    finally:
+        await conn.close()
+    return Counter(r["text"] for r in rows)
+
+
+async def test_drain_moves_every_session_elsewhere_without_scan_or_lost_message(
+    cluster: tuple[Cluster, list[Any]], database_url: str, redis_url: str
+) -> None:
+    _, workers = cluster
+    namespace = unique_namespace()
+    try:
+        sids = [await insert_session(database_url, f"u{i}") for i in range(SESSIONS)]
+        start_registry(registry_config(database_url, redis_url, namespace))
+        for i, sid in enumerate(sids):
+            await pair(sid, namespace, f"+1555126000{i}")
+        phones = {sid: (await status_of(sid, namespace)).phone for sid in sids}
+        placed = {e.session_id: e.node_id for e in fleet.session_actors(namespace)}
+        target = max((w.node_id for w in workers), key=lambda n: list(placed.values()).count(n))
+        on_target = [sid for sid, node in placed.items() if node == target]
+        assert on_target, placed
+
+        async with AsyncExitStack() as stack:
+            got: list[Frames] = [await stack.enter_async_context(frames(redis_url, sid)) for sid in sids]
+            network = Network(namespace, sids)
+            sender = asyncio.create_task(network.run())
+            await eventually(lambda: asyncio.sleep(0, len(network.taken)), lambda n: n >= 8, timeout=30)
+            seen: list[int] = []
+            report = await drain.drain(
+                namespace, target[:12], moves_per_s=2.0, on_progress=lambda p: seen.append(p.left)
+            )
+            taken_during = len(network.taken)
+            await eventually(lambda: asyncio.sleep(0, len(network.taken)), lambda n: n >= taken_during + 8)
+            network.stop()
+            await asyncio.wait_for(sender, 60)
+
+        assert report.done and report.left == 0, report
+        assert sorted(m.session_id for m in report.moved) == sorted(on_target)
+        assert all(m.ok and m.spool_left == 0 for m in report.moved), report.moved
+        assert seen and seen[-1] == 0, "progress was reported down to zero"
+        assert fleet.sessions_on(namespace, target) == [], "the drained node holds no session"
+        assert next(n for n in fleet.nodes() if n.node_id == target).draining
+        for sid in sids:
+            view = await status_of(sid, namespace)
+            assert view.status == SessionStatus.CONNECTED and view.phone == phones[sid], "device kept"
+            where = await handle(sid, namespace).ping.remote()
+            assert where.node_id != target
+        for one in got:
+            assert one.of("qr") == [], "no session asked for a scan"
+            assert all(body.get("status") != "qr_ready" for body in one.of("status"))
+
+        assert network.refused > 0, "messages arrived while sessions were moving"
+        rows = await eventually(
+            lambda: _rows_by_text(database_url, sids),
+            lambda c: sum(c.values()) >= len(network.taken),
+            timeout=30,
+        )
+        assert set(rows) == set(network.taken), "every message a session took is stored"
+        assert max(rows.values()) == 1, "no message stored twice"
+        assert await fetchval(database_url, "SELECT count(*) FROM wa_sim.device") == SESSIONS
+    finally:
+        kill_namespace_actors(namespace)
