@@ -178,7 +178,8 @@ async def test_media_inline_and_as_downloads(stack: Stack, chromium: Browser) ->
             await download_button.click()
         download = await waiting.value
         assert download.suggested_filename == "invoice.pdf"
-        assert Path(await download.path()).stat().st_size == 4096
+        saved = await download.path()
+        assert len(await asyncio.to_thread(saved.read_bytes)) == 4096
         console.assert_clean()
 
 
