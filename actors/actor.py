@@ -147,6 +147,9 @@ class SessionActor:
     async def typing(self, chat_id: str, state: str) -> bool:
         return await self._core.typing(chat_id, state)
 
+    async def chat_picture(self, chat_id: str) -> tuple[bytes, str]:
+        return await self._core.chat_picture(chat_id)
+
     async def simulate(self, op: str, kwargs: dict[str, Any]) -> Any:
         return await self._core.simulate(op, **kwargs)
 

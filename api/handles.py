@@ -178,6 +178,11 @@ class SessionActors:
         sent: bool = await self._session(session_id, "typing", chat_id, state)
         return sent
 
+    async def chat_picture(self, session_id: str, chat_id: str) -> tuple[bytes, str]:
+        """A chat's (or our own number's) picture: its bytes and mimetype."""
+        picture: tuple[bytes, str] = await self._session(session_id, "chat_picture", chat_id)
+        return picture
+
     async def simulate(
         self, session_id: str, op: str, kwargs: dict[str, Any], *, timeout_s: float | None = None
     ) -> Any:
