@@ -122,13 +122,20 @@ def history_sync(
 
 
 def receipt(
-    kind: str, *, chat: Any, sender: Any, ids: list[str], timestamp_s: int, group: bool = False
+    kind: str,
+    *,
+    chat: Any,
+    sender: Any,
+    ids: list[str],
+    timestamp_s: int,
+    group: bool = False,
+    from_me: bool = False,
 ) -> Any:
     proto = lib().proto
     source = proto.MessageSource(
         Chat=chat,
         Sender=sender,
-        IsFromMe=False,
+        IsFromMe=from_me,
         IsGroup=group,
         SenderAlt=no_jid(),
         RecipientAlt=no_jid(),
@@ -140,6 +147,30 @@ def receipt(
         Timestamp=timestamp_s,
         Type=proto.Receipt.ReceiptType.Value(kind),
     )
+
+
+def chat_presence(chat: Any, state: str, media: str = "TEXT", *, sender_alt: Any = None) -> Any:
+    """A ChatPresenceEv: `state` COMPOSING or PAUSED, `media` TEXT or AUDIO (recording a voice note)."""
+    proto = lib().proto
+    source = proto.MessageSource(
+        Chat=chat,
+        Sender=chat,
+        IsFromMe=False,
+        IsGroup=False,
+        SenderAlt=sender_alt if sender_alt is not None else no_jid(),
+        RecipientAlt=no_jid(),
+        BroadcastListOwner=no_jid(),
+    )
+    return proto.ChatPresence(
+        MessageSource=source,
+        State=proto.ChatPresence.ChatPresence.Value(state),
+        Media=proto.ChatPresence.ChatPresenceMedia.Value(media),
+    )
+
+
+def presence(who: Any, *, unavailable: bool, last_seen_s: int = 0) -> Any:
+    """A PresenceEv: a contact came online, or went offline (last seen, when they share it)."""
+    return lib().proto.Presence(From=who, Unavailable=unavailable, LastSeen=last_seen_s)
 
 
 def pair_success(user: str, device: int) -> Any:

@@ -35,6 +35,7 @@ from actors.errors import (
     SessionNotConnected,
 )
 from actors.events import (
+    ChatRead,
     ClientEvent,
     Connected,
     ContactName,
@@ -341,10 +342,12 @@ async def test_receipts_map_to_message_statuses(client: NeonizeClient) -> None:
     )
     nev.dispatch(client, nev.receipt("READ", chat=chat, sender=chat, ids=["A1"], timestamp_s=1_700_000_005))
 
-    delivered, read = await events.next(), await events.next()
+    delivered, read_on_phone, read = await events.next(), await events.next(), await events.next()
 
     at = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert delivered == Receipt(f"{ALICE}@s.whatsapp.net", ("A1", "A2"), MessageStatus.DELIVERED, at)
+    # READ_SELF: the user read the chat on the phone (tests/test_neonize_inbox.py), not a receipt of ours.
+    assert read_on_phone == ChatRead(f"{ALICE}@s.whatsapp.net", at + timedelta(seconds=1))
     assert read == Receipt(f"{ALICE}@s.whatsapp.net", ("A1",), MessageStatus.READ, at + timedelta(seconds=5))
 
 

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors.clients.neonize import authstore, convert, kinds, media_fetch, outgoing, runtime
+from actors.clients.neonize import authstore, convert, inbox, kinds, media_fetch, outgoing, runtime
 from actors.clients.neonize.convert import enum_name
 from actors.clients.neonize.gocalls import GoCalls
 from actors.clients.neonize.profiles import Profiles
@@ -91,6 +91,8 @@ _SUBSCRIPTIONS = {
     "MessageEv": "message",
     "ReceiptEv": "receipt",
     "HistorySyncEv": "history",
+    "ChatPresenceEv": "chat_presence",
+    "PresenceEv": "presence",
 }
 _OFFLINE_KINDS = frozenset(
     {"disconnected", "logged_out", "replaced", "banned", "connect_failure", "outdated"}
@@ -106,7 +108,7 @@ _FIXED = {
 }
 
 
-class NeonizeClient:
+class NeonizeClient(inbox.NeonizeActions):
     """One WhatsApp account through neonize. Construct it in the session process, inside its event loop."""
 
     def __init__(self, options: ClientOptions, *, media: media_fetch.MediaFetcher | None = None) -> None:
@@ -323,18 +325,7 @@ class NeonizeClient:
             except self._lib.exc.MarkReadError as err:
                 raise ClientError(f"mark read failed: {err}") from err
 
-    # Issue 13 (reactions, edits, revokes, typing, pictures): declared on the port, being built.
-    async def send_reaction(self, message: Message, emoji: str) -> SendResult:
-        raise NotImplementedError
-
-    async def edit_message(self, message: Message, text: str) -> SendResult:
-        raise NotImplementedError
-
-    async def revoke_message(self, message: Message) -> SendResult:
-        raise NotImplementedError
-
-    async def send_chat_presence(self, chat_id: str, state: str) -> None:
-        raise NotImplementedError
+    # send_reaction, edit_message, revoke_message, send_chat_presence: `inbox.NeonizeActions`.
 
     async def profile_picture(self, jid: str, known_id: str | None) -> PictureInfo | None:
         self._require_online()
@@ -475,13 +466,25 @@ class NeonizeClient:
                 return [Disconnected(convert.connect_failure_reason(name), retrying=False)]
             case "message":
                 links: list[ClientEvent] = list(convert.identity_links(payload.Info.MessageSource))
+                action = inbox.message_action(payload, self._own_jid)
+                if action is not None:
+                    return [*links, action]
                 got = convert.message_from_event(payload, self._own_jid)
                 if got:
                     self._look_up_name(got[0].chat_id)
                 return [*links, MessageReceived(*got)] if got else links
             case "receipt":
+                read = inbox.own_read(payload)
+                if read is not None:
+                    return [read]
                 receipt = convert.receipt_from_event(payload)
                 return [receipt] if receipt else []
+            case "chat_presence":
+                typing = inbox.chat_presence(payload)
+                return [typing] if typing else []
+            case "presence":
+                online = inbox.presence(payload)
+                return [online] if online else []
             case "history":
                 # Chunks hold thousands of messages: convert them off the event loop.
                 chunk = await asyncio.to_thread(convert.history_chunk, payload, self._own_jid)

@@ -20,6 +20,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from actors.clients.simulated.actions import SimulatedActions
 from actors.clients.simulated.content import (
     HistoryPlan,
     group_participant,
@@ -105,7 +106,7 @@ def not_on_whatsapp(jid: str) -> bool:
     return jid.endswith("@" + USER_SERVER) and jid_user(jid).endswith("0000")
 
 
-class SimulatedClient:
+class SimulatedClient(SimulatedActions):
     """A whatsmeow look-alike. Besides the port, its control methods are what /simulator routes drive."""
 
     def __init__(self, options: ClientOptions, *, pairing_history: HistoryPlan | None = None) -> None:
@@ -225,18 +226,7 @@ class SimulatedClient:
             raise InvalidInput(f"every message marked read must belong to {chat}")
         log.debug("session %s: %d messages in %s marked read", self._sid, len(messages), chat)
 
-    # Issue 13 (reactions, edits, revokes, typing, pictures): declared on the port, being built.
-    async def send_reaction(self, message: Message, emoji: str) -> SendResult:
-        raise NotImplementedError
-
-    async def edit_message(self, message: Message, text: str) -> SendResult:
-        raise NotImplementedError
-
-    async def revoke_message(self, message: Message) -> SendResult:
-        raise NotImplementedError
-
-    async def send_chat_presence(self, chat_id: str, state: str) -> None:
-        raise NotImplementedError
+    # send_reaction, edit_message, revoke_message, send_chat_presence: `SimulatedActions`.
 
     async def profile_picture(self, jid: str, known_id: str | None) -> PictureInfo | None:
         self._require_connected()

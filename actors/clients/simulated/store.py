@@ -7,6 +7,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,13 +24,27 @@ T = TypeVar("T")
 _SENT_COLUMNS = 'message_id, "to", type, mimetype, ptt, size, seconds, file_name, text, quoted_id, data'
 
 
+class SentAction(StrEnum):
+    """What the network received that is not a message: `message_id` is the message it is about (a new
+    id for presence), `text` the emoji, the new text or the typing state."""
+
+    REACTION = "reaction"
+    EDIT = "edit"
+    REVOKE = "revoke"
+    PRESENCE = "presence"
+
+
+def _sent_type(value: str) -> MessageType | SentAction:
+    return SentAction(value) if value in SentAction.__members__.values() else MessageType(value)
+
+
 @dataclass(frozen=True, slots=True)
 class SentMessage:
-    """One message the network received from a session (a row of `wa_sim.sent`)."""
+    """One message (or `SentAction`) the network received from a session (a row of `wa_sim.sent`)."""
 
     message_id: str
     to: str
-    type: MessageType
+    type: MessageType | SentAction
     mimetype: str | None = None
     ptt: bool = False
     size: int | None = None
@@ -151,7 +166,7 @@ class SimStore:
             SentMessage(
                 message_id=r["message_id"],
                 to=r["to"],
-                type=MessageType(r["type"]),
+                type=_sent_type(r["type"]),
                 mimetype=r["mimetype"],
                 ptt=r["ptt"],
                 size=r["size"],
