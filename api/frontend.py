@@ -52,9 +52,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         app.include_router(module.router, dependencies=keyed)
     chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:
-        from api.routes import simulator
+        from api.routes import simulator, simulator_inbox
 
         app.include_router(simulator.router, dependencies=keyed)
+        app.include_router(simulator_inbox.router, dependencies=keyed)
     app.include_router(events.socket_router)
     app.include_router(ops.router)
     if settings.console_enabled:

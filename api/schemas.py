@@ -336,11 +336,15 @@ class HistoryOut(ApiModel):
 
 
 class SentOut(ApiModel):
-    """One message the simulated network received from the session."""
+    """One message (or reaction, edit, revoke, typing state) the simulated network received."""
 
+    action: Literal["message", "reaction", "edit", "revoke", "presence"] = Field(
+        "message",
+        description="What it was; for reaction, edit and revoke `id` is the message it is about",
+    )
     id: str
     to: str
-    type: MessageType
+    type: MessageType | None = Field(description="The message's type (an edit's is text; null for others)")
     mimetype: str | None
     ptt: bool
     size: int | None
@@ -349,3 +353,5 @@ class SentOut(ApiModel):
     text: str | None
     caption: str | None
     quoted_id: str | None
+    emoji: str | None = Field(None, description='A reaction\'s emoji ("" removed it)')
+    state: str | None = Field(None, description="A typing state: composing, recording or paused")

@@ -143,7 +143,11 @@ async def typing(session_id: OwnedSession, res: Resources, chat_id: ChatId, body
     return {"chatId": jid, "state": body.state, "sent": sent}
 
 
-FRAME_MODELS: dict[str, type[ApiModel]] = {"chat": ChatFrame, "message_update": MessageUpdateFrame, "presence": PresenceFrame}
+FRAME_MODELS: dict[str, type[ApiModel]] = {
+    "chat": ChatFrame,
+    "message_update": MessageUpdateFrame,
+    "presence": PresenceFrame,
+}
 
 
 def document_frames(app: FastAPI) -> None:

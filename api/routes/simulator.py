@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response, status
 
 from actors.clients.simulated import SentMessage
+from actors.clients.simulated.store import SentAction
 from actors.domain import Message, MessageType
 from actors.errors import SessionNotFound
 from actors.events import HistoryChunk
@@ -80,6 +81,8 @@ async def sent(session_id: SessionIdParam, res: Resources) -> list[JSON]:
 
 
 def _sent_json(item: SentMessage) -> JSON:
+    if isinstance(item.type, SentAction):
+        return _action_json(item, item.type)
     kind = MessageType(item.type)
     is_text = kind == MessageType.TEXT
     return {
@@ -94,4 +97,24 @@ def _sent_json(item: SentMessage) -> JSON:
         "text": item.text if is_text else None,
         "caption": None if is_text else item.text,
         "quotedId": item.quoted_id,
+    }
+
+
+def _action_json(item: SentMessage, action: SentAction) -> JSON:
+    is_edit, is_presence = action is SentAction.EDIT, action is SentAction.PRESENCE
+    return {
+        "action": action.value,
+        "id": item.message_id,
+        "to": item.to,
+        "type": MessageType.TEXT.value if is_edit else None,
+        "mimetype": None,
+        "ptt": False,
+        "size": None,
+        "seconds": None,
+        "fileName": None,
+        "text": item.text if is_edit else None,
+        "caption": None,
+        "quotedId": None,
+        "emoji": item.text if action is SentAction.REACTION else None,
+        "state": item.text if is_presence else None,
     }
