@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from actors.domain import Backend
+from actors.inbox_scope import InboxChats
 from actors.publisher import Endpoint
 
 MB = 1024 * 1024
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     max_sessions_per_user: Annotated[int, Field(ge=1, le=32)] = 3
     wa_backend: Backend = Backend.NEONIZE
     max_media_bytes: Annotated[int, Field(ge=1)] = 16 * MB
+    # Which chats the inbox stores and pushes: direct messages only, or groups too (actors.inbox_scope).
+    inbox_chats: InboxChats = InboxChats.DIRECT
 
     # Ray placement and supervision.
     ray_namespace: str = "whatsapp-bridge"

@@ -159,8 +159,11 @@ class Chat:
     unread_count: int
     timestamp: datetime | None
     last_message: Message | None = None
-    # The contact's (or group's) picture as last fetched from WhatsApp: a CDN link that expires.
+    # The contact's (or group's) picture as last fetched from WhatsApp: a CDN link that expires. The
+    # session hands out the bridge's own URL instead (actors.session_contacts.picture_path).
     picture_url: str | None = None
+    picture_id: str | None = None  # WhatsApp's id of that picture
+    picture_checked_at: datetime | None = None  # when WhatsApp was last asked (None: never)
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,16 @@ class MessageNotFound(NotFound):
     default_message = "No such message"
 
 
+class ChatNotFound(NotFound):
+    code = "chat_not_found"
+    default_message = "No such chat"
+
+
+class PictureNotAvailable(NotFound):
+    code = "picture_not_available"
+    default_message = "This chat has no picture"
+
+
 class MediaNotAvailable(NotFound):
     code = "media_not_available"
     default_message = "This message has no downloadable media"

@@ -46,6 +46,7 @@ def registry_config(settings: Settings) -> RegistryConfig:
         qr_max_rounds=settings.qr_max_rounds,
         connect_timeout_s=settings.connect_timeout_s,
         max_media_bytes=settings.max_media_bytes,
+        inbox_chats=settings.inbox_chats.value,
         qr_first_s=settings.sim_qr_first_s,
         qr_next_s=settings.sim_qr_next_s,
         qr_codes=settings.sim_qr_codes,

@@ -75,12 +75,14 @@ class SessionCore(SessionInbox, SessionLifecycle):
         raise SessionUnavailable("A new pairing round is starting; retry shortly", retry_after=2)
 
     async def chats(self, limit: int, cursor: str | None) -> Page[Chat]:
+        """A page of chats; pictures never fetched are fetched now (briefly waited for)."""
         await self.wait_ready()
-        return await self._store.chats(limit, cursor)
+        return await self._fetch_pictures(await self._store.chats(limit, cursor))
 
     async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]:
         await self.wait_ready()
-        return await self._store.messages(to_jid(chat_id), limit, cursor)
+        await self._ensure_links()
+        return await self._store.messages(self._canon(to_jid(chat_id)), limit, cursor)
 
     def media(self, chat_id: str, message_id: str) -> MediaStream:
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""
@@ -120,5 +122,18 @@ class SessionCore(SessionInbox, SessionLifecycle):
 
 
 _SIM_OPS = frozenset(
-    {"scan", "incoming", "history", "drop", "unlink", "sent", "react", "edit", "revoke", "read", "presence"}
+    {
+        "scan",
+        "incoming",
+        "history",
+        "drop",
+        "unlink",
+        "sent",
+        "react",
+        "edit",
+        "revoke",
+        "read",
+        "presence",
+        "contact",
+    }
 )

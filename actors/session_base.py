@@ -55,6 +55,7 @@ class SessionConfig:
     backoff_base_s: float = 2.0
     spool_dir: str = ""  # "" = the system's temporary folder (see actors.actor)
     spool_max_bytes: int = 256 * 1024 * 1024
+    inbox_chats: str = "direct"  # INBOX_CHATS: "direct" or "all" (actors.inbox_scope)
 
 
 ClientFactory = Callable[[ClientOptions], WhatsAppClient]

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from actors.domain import Message, MessageType, SendResult, SessionStatus
 from actors.errors import ClientTimeout, InvalidInput, MediaTooLarge, SessionNotConnected
 from actors.ids import jid_user, to_jid
+from actors.message_kinds import summary_for
 from actors.ports import OutgoingMedia, WhatsAppClient
 from actors.session_base import SessionBase
 from actors.spool import SpoolFull
@@ -40,8 +41,17 @@ class SessionSends(SessionBase):
     def _own_message(self, sent: SendResult, to: str, **fields: Any) -> None:
         me = self._row.device_jid if self._row and self._row.device_jid else None
         sender = f"{jid_user(me)}@s.whatsapp.net" if me else "me"
+        # Our copy keeps the upload's reference: our own media downloads like anyone's.
+        summary = summary_for(fields.get("type", MessageType.TEXT), media=fields.get("media"))
         message = Message(
-            id=sent.id, chat_id=to, sender=sender, from_me=True, timestamp=sent.timestamp, **fields
+            id=sent.id,
+            chat_id=to,
+            sender=sender,
+            from_me=True,
+            timestamp=sent.timestamp,
+            media_ref=sent.media_ref,
+            summary=summary,
+            **fields,
         )
         try:
             self._write(StoreMessage(message, None, count_unread=False))

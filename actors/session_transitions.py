@@ -15,8 +15,10 @@ from actors.events import (
     ChatRead,
     ClientEvent,
     Connected,
+    ContactName,
     Disconnected,
     HistoryChunk,
+    IdentityLink,
     LoggedOut,
     MessageEdited,
     MessageReceived,
@@ -29,7 +31,8 @@ from actors.events import (
     Receipt,
 )
 from actors.presence import PresenceGate
-from actors.session_base import PAIRING_SETTLE_S, SessionBase
+from actors.session_base import PAIRING_SETTLE_S
+from actors.session_contacts import SessionContacts
 from actors.wire import presence_payload, qr_payload
 from actors.writes import (
     ClearDevice,
@@ -48,7 +51,7 @@ from actors.writes import (
 log = logging.getLogger(__name__)
 
 
-class SessionTransitions(SessionBase):
+class SessionTransitions(SessionContacts):
     """Event handlers and watchdogs."""
 
     async def _phone_taken(self, entry: SaveProfile, err: Exception) -> None:
@@ -110,6 +113,10 @@ class SessionTransitions(SessionBase):
     # ------------------------------------------------------------------ events
 
     async def _handle(self, event: ClientEvent) -> None:
+        in_inbox = await self._in_inbox(event)  # chat ids mapped to phone numbers; other chats dropped
+        if in_inbox is None:
+            return
+        event = in_inbox
         match event:
             case QrCode(code, expires_at):
                 await self._on_qr(code, expires_at)
@@ -125,6 +132,11 @@ class SessionTransitions(SessionBase):
                 await self._on_logged_out(reason)
             case MessageReceived(message, chat_name):
                 self._write(StoreMessage(message, chat_name, count_unread=not message.from_me))
+                self._after_message(message)
+            case ContactName(jid, name, source):
+                self._on_contact_name(jid, name, source)
+            case IdentityLink(lid, pn):
+                await self._on_identity_link(lid, pn)
             case HistoryChunk():
                 self._write(StoreHistory(event))
                 log.info(
@@ -200,6 +212,7 @@ class SessionTransitions(SessionBase):
         self._update(display_name=name, profile_pic_url=picture, last_seen=now, qr=None, pairing_code=None)
         await self._set_state(SessionStatus.CONNECTED, None)
         self._disarm()
+        self._own_picture_on_connect(pic)
 
     async def _on_disconnected(self, reason: Reason, retrying: bool, retry_after_s: float | None) -> None:
         if retrying:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from actors.domain import Chat, Media, Message, SessionView
+from actors.message_kinds import contacts_wire, location_wire, poll_wire
 
 JSON = dict[str, Any]
 
@@ -30,6 +31,7 @@ def media_json(media: Media | None) -> JSON | None:
         "size": media.size,
         "seconds": media.seconds,
         "ptt": media.ptt,
+        "videoNote": media.video_note,
     }
 
 
@@ -51,6 +53,10 @@ def message_json(message: Message) -> JSON:
         "reactions": [
             {"sender": r.sender, "emoji": r.emoji, "timestamp": iso(r.timestamp)} for r in message.reactions
         ],
+        "location": location_wire(message.location),
+        "contacts": contacts_wire(message.contacts),
+        "poll": poll_wire(message.poll),
+        "viewOnce": message.view_once,
     }
 
 
@@ -62,7 +68,14 @@ def chat_json(chat: Chat) -> JSON:
         "unreadCount": chat.unread_count,
         "timestamp": iso(chat.timestamp),
         "lastMessage": message_json(chat.last_message) if chat.last_message else None,
+        # Only ever the bridge's own URL (`picture_path`), never WhatsApp's expiring CDN link.
+        "pictureUrl": chat.picture_url if chat.picture_url and chat.picture_url.startswith("/") else None,
     }
+
+
+def picture_path(session_id: str, chat_id: str) -> str:
+    """The bridge's URL of a chat's (or our own number's) picture: `GET` it with the usual headers."""
+    return f"/sessions/{session_id}/chats/{chat_id}/picture"
 
 
 def session_json(view: SessionView) -> JSON:
@@ -73,7 +86,10 @@ def session_json(view: SessionView) -> JSON:
         "reason": view.reason.value if view.reason else None,
         "phone": view.phone,
         "displayName": view.display_name,
-        "profilePicUrl": view.profile_pic_url,
+        # Our own picture through the bridge (its CDN link expires): the chat route with our own number.
+        "profilePicUrl": picture_path(view.id, f"{view.phone.lstrip('+')}@s.whatsapp.net")
+        if view.profile_pic_url and view.phone
+        else None,
         "lastSeen": iso(view.last_seen),
         "qr": view.qr,
         "pairingCode": view.pairing_code,

@@ -18,6 +18,7 @@ from actors.bus import EventBus
 from actors.domain import Chat, Message, MessageStatus, Page, Reaction, Reason, SessionStatus
 from actors.events import HistoryChunk
 from actors.wire import chat_payload, msg_payload, update_payload
+from persistence.chat_people import StoredPicture
 from persistence.inbox_changes import ChatRead
 from persistence.send_records import SendRecord, SendRecords
 from persistence.session_store import StoredSession
@@ -62,6 +63,27 @@ class StoreRevoke:
 class StoreChatRead:
     chat_id: str
     up_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveContactName:
+    jid: str
+    name: str
+    source: str  # "contact" (address book), "subject" (a group's), "push" (their own)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveIdentityLink:
+    lid: str
+    pn: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavePicture:
+    chat_id: str
+    picture_id: str | None  # None: the chat has no picture
+    url: str | None
+    checked_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +140,9 @@ Write = (
     | StoreEdit
     | StoreRevoke
     | StoreChatRead
+    | SaveContactName
+    | SaveIdentityLink
+    | SavePicture
     | StoreHistory
     | SaveState
     | SaveProfile
@@ -161,6 +186,13 @@ class Store(Protocol):
     async def apply_revoke(self, chat_id: str, message_id: str) -> Message | None: ...
     async def apply_chat_read(self, chat_id: str, up_to: datetime | None = None) -> ChatRead | None: ...
     async def unread_incoming(self, chat_id: str, limit: int) -> list[Message]: ...
+    async def save_contact_name(self, jid: str, name: str, source: str) -> Chat | None: ...
+    async def identity_links(self) -> dict[str, str]: ...
+    async def link_identity(self, lid: str, pn: str) -> Chat | None: ...
+    async def save_picture(
+        self, chat_id: str, picture_id: str | None, url: str | None, checked_at: datetime
+    ) -> None: ...
+    async def picture(self, chat_id: str) -> StoredPicture: ...
     async def chats(self, limit: int, cursor: str | None) -> Page[Chat]: ...
     async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]: ...
     async def get_message(self, chat_id: str, message_id: str) -> Message: ...
@@ -196,6 +228,14 @@ def applier(
             case StoreChatRead(chat_id, up_to):
                 if (read := await store.apply_chat_read(chat_id, up_to)) is not None:
                     await bus.publish("chat", chat_payload(read.chat_id, read.unread_count, read.name))
+            case SaveContactName(jid, name, source):
+                if (named := await store.save_contact_name(jid, name, source)) is not None:
+                    await bus.publish("chat", chat_payload(named.id, named.unread_count, named.name))
+            case SaveIdentityLink(lid, pn):
+                if (merged := await store.link_identity(lid, pn)) is not None:
+                    await bus.publish("chat", chat_payload(merged.id, merged.unread_count, merged.name))
+            case SavePicture(chat_id, picture_id, url, checked_at):
+                await store.save_picture(chat_id, picture_id, url, checked_at)
             case StoreHistory(chunk):
                 await store.apply_history(chunk)
             case SaveState(status, reason):

@@ -102,7 +102,10 @@ class SessionOut(ApiModel):
     reason: Reason | None
     phone: str | None
     display_name: str | None
-    profile_pic_url: str | None
+    profile_pic_url: str | None = Field(
+        description="The bridge's URL of this number's own picture (the chat picture route with our own"
+        " number), never WhatsApp's expiring link"
+    )
     last_seen: Timestamp | None
     qr: str | None = Field(
         description="The QR payload to show while `status` is qr_ready (status route only)"
@@ -138,6 +141,27 @@ class MediaOut(ApiModel):
     size: int | None
     seconds: int | None
     ptt: bool
+    video_note: bool = Field(False, description="A round video message (type video)")
+
+
+class LocationOut(ApiModel):
+    latitude: float
+    longitude: float
+    name: str | None = Field(None, description="The place's name, when the sender picked a place")
+    address: str | None = None
+    url: str | None = None
+    live: bool = Field(False, description="A live location (its first position)")
+
+
+class ContactCardOut(ApiModel):
+    display_name: str
+    vcard: str = Field(description="The contact card as vCard text")
+
+
+class PollOut(ApiModel):
+    question: str
+    options: list[str]
+    selectable: int = Field(description="How many options a voter may pick (0: any number)")
 
 
 class ReactionOut(ApiModel):
@@ -163,6 +187,12 @@ class MessageOut(ApiModel):
     reactions: list[ReactionOut] = Field(
         default_factory=list, description="One per person who reacted (their latest reaction)"
     )
+    location: LocationOut | None = Field(None, description="For type location")
+    contacts: list[ContactCardOut] | None = Field(None, description="For type contact: one or more cards")
+    poll: PollOut | None = Field(None, description="For type poll")
+    view_once: bool = Field(
+        False, description="Sent as view once: shown as such, its content (caption, media) is not kept"
+    )
 
 
 class ChatOut(ApiModel):
@@ -172,6 +202,12 @@ class ChatOut(ApiModel):
     unread_count: int
     timestamp: Timestamp | None
     last_message: MessageOut | None
+    picture_url: str | None = Field(
+        None,
+        description="The bridge's URL of the chat's picture (GET it with the usual headers), never"
+        " WhatsApp's expiring link; null when the chat has none or it was not fetched yet",
+        examples=["/sessions/5f0c…/chats/15551234567@s.whatsapp.net/picture"],
+    )
 
 
 class ChatPage(ApiModel):
@@ -316,13 +352,62 @@ class IncomingMediaIn(ApiModel):
     mimetype: Annotated[str, Field(max_length=128), AfterValidator(_no_nul)] | None = None
     file_name: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
     size: int | None = Field(None, ge=1, le=16 * 1024 * 1024)
+    video_note: bool = Field(False, description="A round video message (with type video)")
+
+
+SimText = Annotated[str, Field(max_length=1024), AfterValidator(_no_nul)]
+
+
+class LocationIn(ApiModel):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    name: SimText | None = None
+    address: SimText | None = None
+    url: SimText | None = None
+    live: bool = False
+
+
+class ContactCardIn(ApiModel):
+    display_name: SimText = Field(min_length=1)
+    phone: Phone | None = None
+    vcard: Annotated[str, Field(max_length=8192), AfterValidator(_no_nul)] | None = None
+
+
+class PollIn(ApiModel):
+    question: SimText = Field(min_length=1)
+    options: list[SimText] = Field(min_length=2, max_length=12)
+    selectable: int = Field(1, ge=0, le=12)
 
 
 class IncomingIn(ApiModel):
-    from_: Recipient = Field(alias="from")
+    from_: Recipient = Field(
+        alias="from",
+        description="A phone, a user or group JID, or an address the inbox never opens (status@broadcast,"
+        " <digits>@broadcast, <digits>@newsletter, <digits>@bot, 0@s.whatsapp.net)",
+    )
     text: Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)] | None = None
     push_name: Annotated[str, Field(max_length=256), AfterValidator(_no_nul)] | None = None
     media: IncomingMediaIn | None = None
+    location: LocationIn | None = None
+    contacts: list[ContactCardIn] | None = Field(None, min_length=1, max_length=20)
+    poll: PollIn | None = None
+    view_once: bool = Field(False, description="The media is sent as view once")
+    quoted_id: Id | None = Field(None, description="The message this one replies to")
+    sender: Recipient | None = Field(
+        None, description="Who sent it: a group member, or the sender of a broadcast-list message"
+    )
+    subject: SimText | None = Field(None, description="The group's subject (with a group `from`)")
+
+
+class ContactIn(ApiModel):
+    jid: Recipient | Literal["me"] = Field(description="The contact (a phone or JID), or `me` (our own)")
+    name: SimText | None = Field(None, description="The name the phone's address book gives the contact")
+    push_name: SimText | None = Field(None, description="The name the contact gave themself")
+    picture: bool | None = Field(None, description="true: a new picture; false: none; omitted: unchanged")
+    lid: Recipient | None = Field(
+        None, description="The contact's LID (…@lid): from now on WhatsApp addresses them by it"
+    )
+    reveal_lid: bool = Field(True, description="Whether WhatsApp also tells the LID's phone number now")
 
 
 class HistoryIn(ApiModel):

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from actors.domain import Chat, Message, MessageStatus, Page
 from actors.errors import InvalidInput, MessageNotFound
 from actors.events import HistoryChunk, HistoryConversation
+from actors.message_kinds import content_json
 from persistence.inbox_changes import InboxChanges
 from persistence.rows import (
     MESSAGE_COLUMNS,
@@ -32,7 +33,8 @@ T = TypeVar("T")
 
 
 _CHAT_SELECT = (
-    "SELECT c.id, c.name, c.is_group, c.unread_count, c.last_message_at, "
+    "SELECT c.id, c.name, c.is_group, c.unread_count, c.last_message_at,"
+    " c.picture_id, c.picture_url, c.picture_checked_at, "
     + ", ".join(f"m.{name} AS m_{name}" for name in MESSAGE_COLUMNS)
     + " FROM chat c LEFT JOIN message m"
     " ON m.session_id = c.session_id AND m.chat_id = c.id AND m.id = c.last_message_id"
@@ -40,10 +42,13 @@ _CHAT_SELECT = (
 
 # Upsert of a chat; `last_message_*` only ever moves to a newer (ts, id). {rows}, {unread} differ by caller.
 _CHAT_UPSERT = """
-INSERT INTO chat (session_id, id, name, is_group, unread_count, last_message_at, last_message_id)
+INSERT INTO chat (session_id, id, name, is_group, unread_count, last_message_at, last_message_id, name_source)
 {rows}
 ON CONFLICT (session_id, id) DO UPDATE SET
-    name = COALESCE(EXCLUDED.name, chat.name),
+    name = CASE WHEN chat.name_source IN ('contact', 'subject') THEN chat.name
+        ELSE COALESCE(EXCLUDED.name, chat.name) END,
+    name_source = CASE WHEN chat.name_source IN ('contact', 'subject') THEN chat.name_source
+        ELSE COALESCE(EXCLUDED.name_source, chat.name_source) END,
     is_group = EXCLUDED.is_group,
     unread_count = {unread},
     last_message_at = CASE WHEN {newer} THEN EXCLUDED.last_message_at ELSE chat.last_message_at END,
@@ -54,7 +59,7 @@ _NEWER = (
     "(EXCLUDED.last_message_at, EXCLUDED.last_message_id) >= (chat.last_message_at, chat.last_message_id)))"
 )
 _CHAT_HISTORY = _CHAT_UPSERT.format(
-    rows="VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    rows="VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $3::varchar IS NOT NULL THEN 'push' END)",
     unread="GREATEST(chat.unread_count, EXCLUDED.unread_count)",
     newer=_NEWER,
 )
@@ -84,6 +89,8 @@ ON CONFLICT (session_id, chat_id, id) DO UPDATE SET
         ELSE COALESCE(EXCLUDED.media_ref, message.media_ref) END,
     summary = CASE WHEN message.type = 'revoked' THEN NULL
         ELSE COALESCE(EXCLUDED.summary, message.summary) END,
+    content = CASE WHEN message.type = 'revoked' THEN NULL
+        ELSE COALESCE(EXCLUDED.content, message.content) END,
     status = CASE WHEN {new} > {old} THEN EXCLUDED.status ELSE message.status END
 RETURNING (xmax = 0) AS inserted
 """.format(new=rank("EXCLUDED.status"), old=rank("message.status"))
@@ -99,7 +106,8 @@ _MESSAGE_AND_CHAT_ADD = (
     + "), c AS ("
     + _CHAT_UPSERT.format(
         rows=f"SELECT $1, $3, ${_CHAT_ARG}::text, ${_CHAT_ARG + 1}::boolean,"
-        f" CASE WHEN m.inserted AND ${_CHAT_ARG + 2}::boolean THEN 1 ELSE 0 END, $8, $2 FROM m",
+        f" CASE WHEN m.inserted AND ${_CHAT_ARG + 2}::boolean THEN 1 ELSE 0 END, $8, $2,"
+        f" CASE WHEN ${_CHAT_ARG}::text IS NOT NULL THEN 'push' END FROM m",
         unread="chat.unread_count + EXCLUDED.unread_count",
         newer=_NEWER,
     )
@@ -125,8 +133,15 @@ def _message_args(session_id: uuid.UUID, msg: Message) -> tuple[Any, ...]:
         "summary": msg.summary,
         "edited_at": utc(msg.edited_at) if msg.edited_at is not None else None,
         "reactions": reactions_to_json(msg.reactions),
+        "content": _content(msg),
+        "view_once": msg.view_once,
     }
     return (session_id, *(values[name] for name in MESSAGE_COLUMNS))
+
+
+def _content(msg: Message) -> str | None:
+    data = content_json(msg.location, msg.contacts, msg.poll)
+    return json.dumps(data) if data is not None else None
 
 
 def _newest(messages: Iterable[Message]) -> Message | None:

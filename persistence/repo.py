@@ -339,6 +339,9 @@ async def inbox_chats(
             CHAT.c.is_group,
             CHAT.c.unread_count,
             CHAT.c.last_message_at,
+            CHAT.c.picture_id,
+            CHAT.c.picture_url,
+            CHAT.c.picture_checked_at,
             *(m.c[name].label(f"m_{name}") for name in MESSAGE_COLUMNS),
         )
         .select_from(

@@ -24,6 +24,8 @@ from actors.domain import (
     SessionView,
 )
 from actors.errors import InvalidInput
+from actors.ids import phone_of_jid
+from actors.message_kinds import content_from_json
 
 MAX_PAGE = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -45,6 +47,8 @@ MESSAGE_COLUMNS = (
     "summary",
     "edited_at",
     "reactions",
+    "content",
+    "view_once",
 )
 _STATUS_ORDER = ", ".join(f"'{s.value}'" for s in sorted(MessageStatus, key=lambda s: s.rank))
 
@@ -72,6 +76,7 @@ def media_to_json(media: Media | None) -> str | None:
             "size": media.size,
             "seconds": media.seconds,
             "ptt": media.ptt,
+            "video_note": media.video_note,
         }
     )
 
@@ -87,6 +92,7 @@ def media_from_json(value: Any) -> Media | None:
         size=data.get("size"),
         seconds=data.get("seconds"),
         ptt=bool(data.get("ptt", False)),
+        video_note=bool(data.get("video_note", False)),
     )
 
 
@@ -121,6 +127,7 @@ def message_from_row(row: Mapping[Any, Any], prefix: str = "") -> Message:
         return row[prefix + name]
 
     ref = json_value(col("media_ref"))
+    location, contacts, poll = content_from_json(json_value(col("content")))
     return Message(
         id=col("id"),
         chat_id=col("chat_id"),
@@ -138,6 +145,10 @@ def message_from_row(row: Mapping[Any, Any], prefix: str = "") -> Message:
         summary=col("summary"),
         edited_at=utc(col("edited_at")) if col("edited_at") is not None else None,
         reactions=reactions_from_json(col("reactions")),
+        location=location,
+        contacts=contacts,
+        poll=poll,
+        view_once=bool(col("view_once")),
     )
 
 
@@ -160,13 +171,18 @@ def session_view_from_row(row: Mapping[Any, Any]) -> SessionView:
 def chat_from_row(row: Mapping[Any, Any]) -> Chat:
     """A domain `Chat` from a chat row joined with its last message's columns prefixed `m_`."""
     ts = row["last_message_at"]
+    checked = row.get("picture_checked_at")
     return Chat(
         id=row["id"],
-        name=row["name"],
+        # No name from the address book, the contact or the group: the formatted number, as the phone.
+        name=row["name"] or phone_of_jid(row["id"]),
         is_group=row["is_group"],
         unread_count=row["unread_count"],
         timestamp=utc(ts) if ts is not None else None,
         last_message=message_from_row(row, "m_") if row.get("m_id") is not None else None,
+        picture_url=row.get("picture_url"),
+        picture_id=row.get("picture_id"),
+        picture_checked_at=utc(checked) if checked is not None else None,
     )
 
 

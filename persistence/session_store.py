@@ -21,6 +21,7 @@ import asyncpg
 
 from actors.domain import Reason, SessionStatus, SessionView
 from actors.errors import PhoneAlreadyPaired, ServiceUnavailable, SessionNotFound
+from persistence.chat_people import ChatPeople
 from persistence.connection import DatabaseUnreachable, OneConnection
 from persistence.inbox_store import InboxStore
 from persistence.rows import (  # re-exported: importers of the store's names keep working
@@ -74,7 +75,7 @@ def _pg_dsn(dsn: str) -> str:
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
 
 
-class SessionStore(InboxStore):
+class SessionStore(InboxStore, ChatPeople):
     """One session's persistent state, on asyncpg with raw SQL.
 
     Connection budget: a store holds at most ONE PostgreSQL connection, ever. It opens lazily on the

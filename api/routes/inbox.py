@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from actors.domain import SessionStatus
-from actors.wire import JSON, chat_json
+from actors.domain import Chat, SessionStatus
+from actors.wire import JSON, chat_json, picture_path
 from api.deps import Resources, UserId
 from api.errors import error_responses
 from api.schemas import InboxOut
@@ -25,4 +26,11 @@ async def inbox_chats(
     sessions = await res.db.run(repo.list_sessions, user)
     connected = [s.id for s in sessions if s.status == SessionStatus.CONNECTED]
     chats = await res.db.run(repo.inbox_chats, user, connected, limit) if connected else []
-    return {"items": [{**chat_json(c.chat), "sessionId": c.session_id} for c in chats]}
+    return {"items": [{**chat_json(_with_picture(c)), "sessionId": c.session_id} for c in chats]}
+
+
+def _with_picture(item: repo.InboxChat) -> Chat:
+    """The chat with the bridge's picture URL when it has a picture (never the stored CDN link)."""
+    chat = item.chat
+    url = picture_path(item.session_id, chat.id) if chat.picture_id is not None else None
+    return replace(chat, picture_url=url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from actors.ids import to_jid
 from actors.wire import JSON, chat_json, message_json
@@ -74,3 +74,23 @@ async def media(
         "Content-Length": str(head.size),
     }
     return StreamingResponse(download.chunks(), media_type=head.mimetype, headers=headers)
+
+
+@router.get(
+    "/sessions/{id}/chats/{chatId}/picture",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/jpeg": {}, "image/png": {}},
+            "description": "The chat's picture (or, with our own number as chatId, the session's own)",
+        },
+        **error_responses(400, 404, 409, 504),
+    },
+)
+async def picture(session_id: OwnedSession, res: Resources, chat_id: ChatId) -> Response:
+    """A chat's picture, fetched from WhatsApp on first use and cached; refreshed when WhatsApp's link
+    expires. 404 `chat_not_found` for a chat this session does not have, `picture_not_available` when
+    the chat has no picture (or hides it); 409 while a picture never fetched needs the session connected."""
+    data, mimetype = await res.actors.chat_picture(session_id, to_jid(chat_id))
+    headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
+    return Response(content=data, media_type=mimetype, headers=headers)

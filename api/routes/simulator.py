@@ -17,7 +17,16 @@ from actors.events import HistoryChunk
 from actors.wire import JSON, message_json
 from api.deps import Resources
 from api.errors import error_responses
-from api.schemas import HistoryIn, HistoryOut, IncomingIn, MessageOut, ScanIn, ScanOut, SentOut
+from api.schemas import (
+    ContactIn,
+    HistoryIn,
+    HistoryOut,
+    IncomingIn,
+    MessageOut,
+    ScanIn,
+    ScanOut,
+    SentOut,
+)
 
 router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
 
@@ -43,10 +52,44 @@ async def scan(session_id: SessionIdParam, body: ScanIn, res: Resources) -> JSON
 async def incoming(session_id: SessionIdParam, body: IncomingIn, res: Resources) -> JSON:
     """A message arrives from `from` (a phone number, user or group JID)."""
     media = body.media.model_dump(by_alias=True, exclude_none=True) if body.media is not None else None
+    kinds: dict[str, Any] = {
+        "location": body.location.model_dump() if body.location else None,
+        "contacts": [c.model_dump(by_alias=True) for c in body.contacts] if body.contacts else None,
+        "poll": body.poll.model_dump() if body.poll else None,
+        "view_once": body.view_once,
+        "quoted_id": body.quoted_id,
+        "sender": body.sender,
+        "subject": body.subject,
+    }
     message: Message = await _simulate(
-        res, session_id, "incoming", from_=body.from_, text=body.text, push_name=body.push_name, media=media
+        res,
+        session_id,
+        "incoming",
+        from_=body.from_,
+        text=body.text,
+        push_name=body.push_name,
+        media=media,
+        **{k: v for k, v in kinds.items() if v},
     )
     return message_json(message)
+
+
+@router.post("/contacts", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409, 422))
+async def contact(session_id: SessionIdParam, body: ContactIn, res: Resources) -> Response:
+    """What the phone knows about a contact changes: its address-book name, its push name, its picture,
+    its LID (revealed with its phone number, or not yet)."""
+    await _simulate(
+        res,
+        session_id,
+        "contact",
+        jid=body.jid,
+        name=body.name,
+        push_name=body.push_name,
+        picture=body.picture,
+        lid=body.lid,
+        reveal_lid=body.reveal_lid,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/history", response_model=HistoryOut, responses=error_responses(404, 409))

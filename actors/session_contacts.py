@@ -1,0 +1,311 @@
+"""Who is who in a session's inbox: which chats it keeps, one chat per person, names and pictures.
+
+- Scope (`actors.inbox_scope`, `INBOX_CHATS`): every event that names a chat outside the inbox (a group
+  under `direct`; status, newsletters, Meta AI, system chats always) is dropped before anything is
+  written, so no chat is created that the API could not open.
+- LID addressing: WhatsApp names one contact by phone number (PN) or by LID. Every link it reveals
+  (`IdentityLink`) is journalled (`identity_link`) and kept in memory; every event's chat id is mapped to
+  the PN before it is written, so receipts addressed to a LID chat still find the message sent to the PN
+  chat; a LID chat stored before its link was known is merged into the PN chat when the link arrives.
+- Names: `ContactName` with its source; the store keeps the best (address book > push name), and a chat
+  with none shows its formatted number.
+- Pictures: fetched lazily (a chats listing waits briefly for chats never checked; the picture route
+  fetches on demand), cached in the chat row (id, CDN link, checked-at) and in a small in-memory LRU of
+  bytes; refreshed when the CDN link's `oe=` expiry passes or the last check is a day old. The API only
+  ever hands out the bridge's own URL (`picture_path`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from actors.domain import Chat, Message, Page, SessionStatus
+from actors.errors import (
+    MediaNotAvailable,
+    PictureNotAvailable,
+    ServiceUnavailable,
+    SessionNotConnected,
+)
+from actors.events import ClientEvent, HistoryChunk, MessageReceived
+from actors.ids import USER_SERVER, jid_user, to_jid
+from actors.inbox_scope import keeps
+from actors.ports import PictureInfo
+from actors.session_base import SessionBase
+from actors.wire import picture_path
+from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
+
+log = logging.getLogger(__name__)
+
+PICTURE_RECHECK = timedelta(hours=24)  # a picture may change without its link expiring
+PICTURE_EXPIRY_MARGIN = timedelta(minutes=5)
+PICTURE_MAX_BYTES = 2 * 1024 * 1024
+PICTURE_WAIT_S = 2.0  # how long a chats listing waits for pictures never fetched before
+PICTURE_FETCHES = 4  # pictures fetched at once
+PICTURE_CACHE = 64  # pictures' bytes kept in memory
+MAX_PENDING_NAMES = 5000
+OWN_UNKNOWN = ""  # our own picture as the row knows it: a link, but not WhatsApp's id of it
+
+
+def cdn_expiry(url: str | None) -> datetime | None:
+    """When a WhatsApp CDN link stops working: its `oe` parameter (hex Unix seconds), if it has one."""
+    if not url:
+        return None
+    values = parse_qs(urlsplit(url).query).get("oe")
+    try:
+        return datetime.fromtimestamp(int(values[0], 16), UTC) if values else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PictureState:
+    id: str | None = None
+    url: str | None = None  # the CDN link as last fetched
+    checked_at: datetime | None = None
+
+    def link_alive(self, now: datetime) -> bool:
+        expiry = cdn_expiry(self.url)
+        return bool(self.url) and (expiry is None or expiry - PICTURE_EXPIRY_MARGIN > now)
+
+    def stale(self, now: datetime) -> bool:
+        if self.checked_at is None or now - self.checked_at > PICTURE_RECHECK:
+            return True
+        return self.id is not None and not self.link_alive(now)
+
+
+class SessionContacts(SessionBase):
+    """Scope, identity links, names and pictures (mixed into the session)."""
+
+    _links: dict[str, str] | None = None  # lid → pn, loaded from the store on first use
+    _names: dict[str, SaveContactName] | None = None  # names learned this process, by chat
+    _pictures: dict[str, PictureState] | None = None
+    _picture_bytes: OrderedDict[str, tuple[bytes, str]] | None = None
+    _picture_gate: asyncio.Semaphore | None = None
+    _picture_jobs: dict[str, asyncio.Task[Any]] | None = None
+
+    # ------------------------------------------------------------------ scope and addressing
+
+    async def _ensure_links(self) -> dict[str, str]:
+        if self._links is None:
+            try:
+                self._links = dict(await self._store.identity_links())
+            except ServiceUnavailable:
+                return {}  # tried again on the next event; links written meanwhile are journalled
+        return self._links
+
+    def _canon(self, jid: str) -> str:
+        return (self._links or {}).get(jid, jid)
+
+    async def _in_inbox(self, event: ClientEvent) -> ClientEvent | None:
+        """`event` with its chat ids mapped to phone numbers; None when its chat is not the inbox's."""
+        chat_id = getattr(event, "chat_id", None)
+        if chat_id is None and not isinstance(event, MessageReceived | HistoryChunk):
+            return event
+        await self._ensure_links()
+        scope = self._config.inbox_chats
+        if isinstance(event, MessageReceived):
+            message = self._canon_message(event.message)
+            return replace(event, message=message) if keeps(message.chat_id, scope) else None
+        if isinstance(event, HistoryChunk):
+            kept = []
+            for conv in event.conversations:
+                chat = self._canon(conv.chat_id)
+                if keeps(chat, scope):
+                    messages = tuple(self._canon_message(m) for m in conv.messages)
+                    kept.append(replace(conv, chat_id=chat, messages=messages))
+            return HistoryChunk(tuple(kept)) if kept else None
+        assert chat_id is not None
+        chat = self._canon(chat_id)
+        if not keeps(chat, scope):
+            return None
+        return replace(event, chat_id=chat) if chat != chat_id else event  # type: ignore[arg-type]
+
+    def _canon_message(self, message: Message) -> Message:
+        chat, sender = self._canon(message.chat_id), self._canon(message.sender)
+        if (chat, sender) == (message.chat_id, message.sender):
+            return message
+        alt = message.sender if sender != message.sender else message.sender_alt
+        return replace(message, chat_id=chat, sender=sender, sender_alt=alt)
+
+    def _on_contact_name(self, jid: str, name: str, source: str) -> None:
+        """Journal a name; remember it for a chat that does not exist yet (its first message names it)."""
+        names = self._names if self._names is not None else {}
+        self._names = names
+        if len(names) >= MAX_PENDING_NAMES:
+            names.pop(next(iter(names)))
+        names[jid] = SaveContactName(jid, name, source)
+        self._write(names[jid])
+
+    def _after_message(self, message: Message) -> None:
+        """The chat of a message just written exists now: give it the name learned before it did."""
+        pending = self._names.pop(message.chat_id, None) if self._names else None
+        if pending is not None:
+            self._write(pending)
+
+    async def _on_identity_link(self, lid: str, pn: str) -> None:
+        links = await self._ensure_links()
+        if links.get(lid) == pn:
+            return
+        links[lid] = pn
+        if self._links is None:
+            self._links = links
+        self._write(SaveIdentityLink(lid, pn))
+
+    # ------------------------------------------------------------------ pictures
+
+    def _own_jid(self) -> str | None:
+        device = self._row.device_jid if self._row else None
+        return f"{jid_user(device)}@{USER_SERVER}" if device else None
+
+    def _with_picture_urls(self, page: Page[Chat]) -> Page[Chat]:
+        """Chats as the API shows them: `picture_url` is the bridge's URL when the chat has a picture."""
+        known = self._pictures or {}
+        items = []
+        for chat in page.items:
+            state = known.get(chat.id)
+            has = (state.id if state is not None else chat.picture_id) is not None
+            items.append(replace(chat, picture_url=picture_path(self.session_id, chat.id) if has else None))
+        return Page(items=tuple(items), next_cursor=page.next_cursor)
+
+    async def _fetch_pictures(self, page: Page[Chat]) -> Page[Chat]:
+        """Start fetching the pictures of the page's chats never checked (or stale); wait a little."""
+        now = datetime.now(UTC)
+        jobs = []
+        for chat in page.items:
+            if self._picture_state(chat).stale(now):
+                jobs.append(self._picture_job(chat.id, self._picture_state(chat)))
+        if jobs and self._connected():
+            await asyncio.wait(jobs, timeout=PICTURE_WAIT_S)
+        return self._with_picture_urls(page)
+
+    def _picture_state(self, chat: Chat) -> PictureState:
+        known = (self._pictures or {}).get(chat.id)
+        if known is not None:
+            return known
+        return PictureState(chat.picture_id, chat.picture_url, chat.picture_checked_at)
+
+    def _connected(self) -> bool:
+        return (
+            self._client is not None
+            and self._view is not None
+            and self._view.status == SessionStatus.CONNECTED
+        )
+
+    def _picture_job(self, jid: str, state: PictureState) -> asyncio.Task[Any]:
+        jobs = self._picture_jobs if self._picture_jobs is not None else {}
+        self._picture_jobs = jobs
+        job = jobs.get(jid)
+        if job is None or job.done():
+            job = self._tasks.spawn(self._refresh_picture(jid, state), f"picture {jid}")
+            jobs[jid] = job
+        return job
+
+    async def _refresh_picture(self, jid: str, state: PictureState, force: bool = False) -> PictureState:
+        """Ask WhatsApp for `jid`'s picture when `state` is stale (or `force`); journal what changed."""
+        now = datetime.now(UTC)
+        if not force and not state.stale(now):
+            return state
+        if not self._connected():
+            return state
+        assert self._client is not None
+        if self._picture_gate is None:
+            self._picture_gate = asyncio.Semaphore(PICTURE_FETCHES)
+        known = state.id if state.id and state.link_alive(now) and not force else None
+        async with self._picture_gate:
+            try:
+                info = await self._client.profile_picture(jid, known)
+            except (SessionNotConnected, ServiceUnavailable):
+                return state
+            except Exception:
+                log.info("session %s: picture of %s not available", self.session_id, jid, exc_info=True)
+                return state
+        if info is None:
+            fresh = PictureState(None, None, now)
+        elif not info.url:
+            fresh = replace(state, checked_at=now)  # unchanged
+        else:
+            fresh = PictureState(info.id, info.url, now)
+        if self._pictures is None:
+            self._pictures = {}
+        self._pictures[jid] = fresh
+        if jid == self._own_jid():
+            if fresh.url and fresh.url != (self._view.profile_pic_url if self._view else None):
+                self._write(SaveProfile(None, None, fresh.url, None))
+                self._update(profile_pic_url=fresh.url)
+        else:
+            self._write(SavePicture(jid, fresh.id, fresh.url, now))
+        return fresh
+
+    def _own_picture_on_connect(self, fetched_url: str | None) -> None:
+        """Our own picture: what the login just fetched, or a fetch now (the simulated network's login
+        fetches none)."""
+        own = self._own_jid()
+        if own is None:
+            return
+        if fetched_url:
+            pictures = self._pictures if self._pictures is not None else {}
+            self._pictures = pictures
+            pictures[own] = PictureState(OWN_UNKNOWN, fetched_url, datetime.now(UTC))
+            return
+        url = self._view.profile_pic_url if self._view else None
+        state = PictureState(OWN_UNKNOWN if url else None, url, None)
+        self._tasks.spawn(self._refresh_picture(own, state), "own picture")
+
+    async def chat_picture(self, chat_id: str) -> tuple[bytes, str]:
+        """The picture of a chat (or of our own number): its bytes and mimetype. 404 when the chat is
+        unknown or has no picture; 409 when it was never fetched and the session is not connected."""
+        await self.wait_ready()
+        await self._ensure_links()
+        jid = self._canon(to_jid(chat_id))
+        state = (self._pictures or {}).get(jid)
+        if state is None:
+            if jid == self._own_jid():
+                url = self._view.profile_pic_url if self._view else None
+                state = PictureState(OWN_UNKNOWN if url else None, url, None)
+            else:
+                stored = await self._store.picture(jid)  # ChatNotFound for an unknown chat
+                state = PictureState(stored.id, stored.url, stored.checked_at)
+        if state.stale(datetime.now(UTC)):
+            if not self._connected() and self._cached_picture(state) is None:
+                raise SessionNotConnected()
+            state = await self._refresh_picture(jid, state)
+        if state.id is None or not state.url:
+            raise PictureNotAvailable()
+        cached = self._cached_picture(state)
+        if cached is not None:
+            return cached
+        if not self._connected():
+            raise SessionNotConnected()
+        assert self._client is not None
+        try:
+            data = await self._client.download_picture(PictureInfo(state.id, state.url), PICTURE_MAX_BYTES)
+        except MediaNotAvailable:
+            # The link died before its stated expiry (or the picture changed): ask again, once.
+            state = await self._refresh_picture(jid, state, force=True)
+            if state.id is None or not state.url:
+                raise PictureNotAvailable() from None
+            data = await self._client.download_picture(PictureInfo(state.id, state.url), PICTURE_MAX_BYTES)
+        mimetype = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+        self._cache_picture(state, data, mimetype)
+        return data, mimetype
+
+    def _cached_picture(self, state: PictureState) -> tuple[bytes, str] | None:
+        key = f"{state.id}|{state.url}"
+        cache = self._picture_bytes
+        if cache is None or key not in cache:
+            return None
+        cache.move_to_end(key)
+        return cache[key]
+
+    def _cache_picture(self, state: PictureState, data: bytes, mimetype: str) -> None:
+        if self._picture_bytes is None:
+            self._picture_bytes = OrderedDict()
+        self._picture_bytes[f"{state.id}|{state.url}"] = (data, mimetype)
+        while len(self._picture_bytes) > PICTURE_CACHE:
+            self._picture_bytes.popitem(last=False)
