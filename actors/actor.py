@@ -54,7 +54,7 @@ class SessionActor:
             config,
             client_factory=factory,
             store=SessionStore(config.database_dsn, session_id),
-            bus=EventBus(config.redis_url, session_id),
+            bus=EventBus(config.redis_url, session_id, retained=config.events_retained),
             open_spool=open_spool,
             # A fresh process through Ray's own restart: no crash warning on the console (actors/recycle.py).
             exit_process=functools.partial(exit_for_restart, session_id),

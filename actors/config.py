@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from actors.domain import Backend
 from actors.inbox_scope import InboxChats
 from actors.publisher import Endpoint
+from actors.wire import EVENTS_RETAINED
 
 MB = 1024 * 1024
 
@@ -57,6 +58,8 @@ class Settings(BaseSettings):
     retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
     ws_token_ttl_s: Annotated[int, Field(ge=10, le=86400)] = 300
+    # Live events kept in the `wa:events` stream for resuming sockets (`/ws?cursor=`): the window.
+    event_stream_retained: Annotated[int, Field(gt=0)] = EVENTS_RETAINED
     # The browser console at `/` (api/console): it uses only the public API and asks for the API key.
     console_enabled: bool = True
 

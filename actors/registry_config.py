@@ -52,6 +52,7 @@ def registry_config(settings: Settings) -> RegistryConfig:
         qr_codes=settings.sim_qr_codes,
         spool_dir=str(settings.session_spool_dir) if settings.session_spool_dir else "",
         spool_max_bytes=settings.session_spool_max_bytes,
+        events_retained=settings.event_stream_retained,
     )
     return RegistryConfig(
         database_dsn=dsn,

@@ -22,7 +22,7 @@ from actors.ports import ClientOptions, WhatsAppClient
 from actors.presence import PresenceGate
 from actors.spool import Spool, SpoolFull
 from actors.tasks import TaskGroup
-from actors.wire import status_payload
+from actors.wire import EVENTS_RETAINED, status_payload
 from actors.writes import SaveState, Store, Write
 from persistence.session_store import StoredSession
 
@@ -55,6 +55,7 @@ class SessionConfig:
     backoff_base_s: float = 2.0
     spool_dir: str = ""  # "" = the system's temporary folder (see actors.actor)
     spool_max_bytes: int = 256 * 1024 * 1024
+    events_retained: int = EVENTS_RETAINED  # entries the capped `wa:events` stream keeps (EventBus)
     inbox_chats: str = "direct"  # INBOX_CHATS: "direct" or "all" (actors.inbox_scope)
 
 

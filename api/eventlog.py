@@ -1,8 +1,8 @@
 """Reading the replayable log of live events (the `wa:events` stream the sessions write, `actors.bus`).
 
 An entry's id (`<ms>-<n>`) is the `cursor` of the frame it becomes. Cursors compare as stream ids. The
-log keeps the last `EVENTS_RETAINED` entries across all sessions (see `actors.wire`): a cursor is
-resumable while nothing after it has been trimmed.
+log keeps the last `EVENT_STREAM_RETAINED` entries across all sessions (`actors.bus` trims it): a cursor
+is resumable while nothing after it has been trimmed.
 """
 
 from __future__ import annotations
