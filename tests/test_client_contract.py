@@ -13,13 +13,26 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from actors.domain import Media, Message, MessageType, Reason
-from actors.errors import MediaNotAvailable, SessionNotConnected, WaError
-from actors.events import ClientEvent, LoggedOut, PairingCode, QrCode
+from actors.errors import InvalidInput, MediaNotAvailable, NotOwnMessage, SessionNotConnected, WaError
+from actors.events import (
+    ChatRead,
+    ClientEvent,
+    Connected,
+    LoggedOut,
+    MessageEdited,
+    MessageRevoked,
+    PairingCode,
+    Presence,
+    QrCode,
+    ReactionChanged,
+)
 from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
 from persistence.migrate import auth_dsn, sim_dsn
 
@@ -65,6 +78,10 @@ PORT_METHODS = (
     "send_voice_note",
     "download_media",
     "mark_read",
+    "send_reaction",
+    "edit_message",
+    "revoke_message",
+    "send_chat_presence",
     "logout",
     "stop",
 )
@@ -141,6 +158,22 @@ async def test_sends_before_connect_raise_session_not_connected(client: WhatsApp
         await client.send_voice_note(CHAT, VoiceNote(b"OggS", seconds=1))
     with pytest.raises(SessionNotConnected):
         await client.mark_read(CHAT, [_message()])
+    mine = replace(_message(), from_me=True)
+    with pytest.raises(SessionNotConnected):
+        await client.send_reaction(_message(), "👍")
+    with pytest.raises(SessionNotConnected):
+        await client.edit_message(mine, "fixed")
+    with pytest.raises(SessionNotConnected):
+        await client.revoke_message(mine)
+    with pytest.raises(SessionNotConnected):
+        await client.send_chat_presence(CHAT, "composing")
+
+
+async def test_only_own_messages_can_be_edited_or_revoked(client: WhatsAppClient) -> None:
+    with pytest.raises(NotOwnMessage):
+        await client.edit_message(_message(), "not mine")
+    with pytest.raises(NotOwnMessage):
+        await client.revoke_message(_message())
 
 
 async def test_pairing_code_before_connect_fails_with_our_error(client: WhatsAppClient) -> None:
@@ -229,6 +262,63 @@ async def test_stop_while_connecting_ends_events(client: WhatsAppClient) -> None
     assert all(isinstance(e, QrCode) for e in await asyncio.wait_for(_drain(events), 2))
     with pytest.raises(SessionNotConnected):
         await client.send_text(CHAT, "hello")
+
+
+async def _connected(client: WhatsAppClient) -> AsyncIterator[ClientEvent]:
+    """Pair `client` through its QR (the simulated phone scans it); its events, from Connected on."""
+    events = client.events()
+    await client.connect()
+    assert isinstance(await next_event(events), QrCode)
+    await client.scan("+15557770009", "Me")  # type: ignore[attr-defined]
+    while not isinstance(await next_event(events), Connected):
+        pass
+    return events
+
+
+@online
+async def test_our_reactions_edits_revokes_and_typing_reach_the_network(client: WhatsAppClient) -> None:
+    await _connected(client)
+    theirs = _message()
+    mine = replace(_message(), id="3EB0000000000000000B", from_me=True)
+
+    reacted = await client.send_reaction(theirs, "👍")
+    unreacted = await client.send_reaction(theirs, "")
+    edited = await client.edit_message(mine, "fixed")
+    revoked = await client.revoke_message(mine)
+    await client.send_chat_presence(CHAT, "recording")
+    with pytest.raises(InvalidInput):
+        await client.send_chat_presence(CHAT, "dancing")
+
+    assert len({reacted.id, unreacted.id, edited.id, revoked.id}) == 4
+    sent = await client.sent()  # type: ignore[attr-defined]
+    got = [(str(s.type), s.message_id, s.to, s.text) for s in sent]
+    assert got[:4] == [
+        ("reaction", theirs.id, CHAT, "👍"),
+        ("reaction", theirs.id, CHAT, ""),
+        ("edit", mine.id, CHAT, "fixed"),
+        ("revoke", mine.id, CHAT, None),
+    ]
+    assert (str(sent[4].type), sent[4].to, sent[4].text) == ("presence", CHAT, "recording")
+
+
+@online
+async def test_what_the_contact_and_the_phone_do_arrives_as_events(client: WhatsAppClient) -> None:
+    events = await _connected(client)
+    sim: Any = client
+
+    await sim.react(CHAT, "M1", "😂")
+    await sim.edit(CHAT, "M2", "new text")
+    await sim.revoke(CHAT, "M3")
+    await sim.read(CHAT)
+    await sim.presence(CHAT, "composing")
+    got = [await next_event(events) for _ in range(5)]
+
+    assert isinstance(got[0], ReactionChanged) and (got[0].message_id, got[0].reaction.emoji) == ("M1", "😂")
+    assert got[0].reaction.sender == CHAT
+    assert isinstance(got[1], MessageEdited) and (got[1].message_id, got[1].text) == ("M2", "new text")
+    assert isinstance(got[2], MessageRevoked) and got[2].message_id == "M3"
+    assert isinstance(got[3], ChatRead) and got[3].chat_id == CHAT and got[3].up_to is not None
+    assert got[4] == Presence(CHAT, "composing")
 
 
 async def _drain(events: AsyncIterator[ClientEvent]) -> list[ClientEvent]:

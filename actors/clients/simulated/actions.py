@@ -58,17 +58,17 @@ class SimulatedActions:
 
     async def edit_message(self, message: Message, text: str) -> SendResult:
         """Replace the text of our own `message`."""
-        chat = self._recipient(message.chat_id)
         if not message.from_me:
             raise NotOwnMessage()
+        chat = self._recipient(message.chat_id)
         await self._store.record_sent(SentMessage(message.id, chat, SentAction.EDIT, text=text))
         return SendResult(message_id(), now())
 
     async def revoke_message(self, message: Message) -> SendResult:
         """Delete our own `message` for everyone."""
-        chat = self._recipient(message.chat_id)
         if not message.from_me:
             raise NotOwnMessage()
+        chat = self._recipient(message.chat_id)
         await self._store.record_sent(SentMessage(message.id, chat, SentAction.REVOKE))
         return SendResult(message_id(), now())
 
