@@ -7,6 +7,7 @@ WebSocket of the test received meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from actors.config import Settings
 from api.app import create_app
@@ -332,4 +333,40 @@ async def test_the_key_stays_in_session_storage_and_a_wrong_one_is_refused(
         assert "bridge.apiKey" in stored
         assert await console.page.evaluate("localStorage.length") == 0
         assert not [u for u in urls if stack.api_key in u], "the key never goes into a URL"
+        console.assert_clean()
+
+
+async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_resumes(
+    stack: Stack, chromium: Browser
+) -> None:
+    user = new_user()
+    refuse = False
+    opened: list[WebSocketRoute] = []
+
+    async def socket(route: WebSocketRoute) -> None:
+        opened.append(route)
+        if refuse:
+            await route.close(code=1013, reason="try again later")
+        else:
+            route.connect_to_server()
+
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
+        await console.page.route_web_socket(re.compile(r"/ws\?"), socket)
+        await console.sign_in(user, "settings")
+        live = console.page.locator("#live")
+        await expect(live).to_have_text("Live")
+        await asyncio.sleep(3.5)  # a QR rotation: a live frame, with a cursor, reached the page
+        refuse = True
+        await opened[-1].close(code=1001, reason="going away")
+        await expect(live).to_contain_text("Live updates lost. Reconnecting in")
+        # Meanwhile the card follows the session through GET /sessions/{id}/status.
+        body = {"phone": new_phone(), "displayName": "Polled"}
+        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
+        card = console.page.locator('article[data-slot="1"]')
+        await expect(card).to_have_attribute("data-state", "connected", timeout=15_000)
+        assert len(opened) >= 3, "it kept retrying"
+        refuse = False
+        await expect(live).to_have_text("Live", timeout=45_000)
+        assert "cursor=" in opened[-1].url, "the new socket resumes after the last frame seen"
         console.assert_clean()

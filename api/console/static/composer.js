@@ -8,14 +8,29 @@ function recorderType() {
   return wanted.find((type) => window.MediaRecorder && MediaRecorder.isTypeSupported(type)) || "";
 }
 
+// Paper clip and microphone icons (24 × 24 paths drawn for the console).
+const CLIP = "M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z";
+const MIC = "M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5.3-3a5.3 5.3 0 0 1-10.6 0H5a7 7 0 0 0 6 6.9V21h2v-3.1A7 7 0 0 0 19 11z";
+
+function icon(d) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", d);
+  svg.append(path);
+  return svg;
+}
+
 export function composer({ target, onSent }) {
   const textId = id("compose");
   const fileId = id("attach");
   const text = h("textarea", { id: textId, rows: 1, placeholder: "Type a message", enterkeyhint: "send" });
   const file = h("input", { id: fileId, type: "file", class: "visually-hidden" });
-  const attach = h("label", { for: fileId, class: "button icon", title: "Attach a file" }, h("span", { "aria-hidden": "true" }, "📎"), h("span", { class: "visually-hidden" }, "Attach a file"));
+  const attach = h("label", { for: fileId, class: "button icon", title: "Attach a file" }, icon(CLIP), h("span", { class: "visually-hidden" }, "Attach a file"));
   const send = h("button", { type: "submit", class: "primary" }, "Send");
-  const record = h("button", { type: "button", class: "icon", "aria-label": "Record a voice note", title: "Record a voice note" }, "🎤");
+  const record = h("button", { type: "button", class: "icon", "aria-label": "Record a voice note", title: "Record a voice note" }, icon(MIC));
   const error = h("p", { class: "error", role: "alert" });
   const status = h("p", { class: "muted small", role: "status" });
   const recording = h("div", { class: "recording", hidden: true });

@@ -55,9 +55,8 @@ export function connectModal(session, live, { onConnected, onClose } = {}) {
   const qrImg = h("img", { class: "qr", alt: "QR code to scan with WhatsApp on your phone", width: 264, height: 264, hidden: true });
   const qrWait = h("p", { class: "qr-wait" }, "Preparing a QR code…");
   const countdown = h("p", { class: "countdown", "aria-live": "off" });
-  const retryBox = h("div", { class: "retry", hidden: true, role: "alert" },
-    h("p", {}, "The QR codes expired before one was scanned."),
-  );
+  const retryText = h("p", {}, "The QR codes expired before one was scanned.");
+  const retryBox = h("div", { class: "retry", hidden: true, role: "alert" }, retryText);
   const retryButton = h("button", { type: "button", class: "primary" }, "Try again");
   const retryError = h("p", { class: "error", role: "alert" });
   retryBox.append(retryButton, retryError);
@@ -156,7 +155,8 @@ export function connectModal(session, live, { onConnected, onClose } = {}) {
     tick();
   }
 
-  function endRound() {
+  function endRound(text = "The QR codes expired before one was scanned.") {
+    retryText.textContent = text;
     ended = true;
     fetchSeq += 1;
     qrImg.hidden = true;
@@ -206,6 +206,9 @@ export function connectModal(session, live, { onConnected, onClose } = {}) {
           modal.close("connected");
           onConnected?.(now);
         } else if (now.qr && fetchSeq === 0) showQr(null);
+        else if (now.status === "disconnected" && !now.qr && fetchSeq === 0) {
+          endRound(now.reason === "qr_timeout" ? undefined : "No pairing is running for this slot.");
+        }
       })
       .catch(() => {});
   }

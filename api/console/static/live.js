@@ -5,6 +5,7 @@ import { api, sessionPath } from "./api.js";
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const POLL_MS = 3000;
 const HEALTH_MS = 15000;
+const SETTLE_MS = 2000;
 
 export class Live {
   constructor(statusEl) {
@@ -78,12 +79,19 @@ export class Live {
     if (this.cursor) query.set("cursor", this.cursor);
     const socket = new WebSocket(`${scheme}//${location.host}/ws?${query}`);
     this.socket = socket;
-    socket.addEventListener("open", () => {
+    // Up once it has delivered a frame or stayed open a moment: a socket that opens and closes at
+    // once (refused, overloaded) keeps backing off, and status keeps being polled meanwhile.
+    let settled = false;
+    const settle = () => {
+      if (settled || this.socket !== socket || socket.readyState !== WebSocket.OPEN) return;
+      settled = true;
       this.attempt = 0;
       if (!this.redisDown) this.stopPolling();
       this.say(this.redisDown ? this.pollingText() : "Live", this.redisDown ? "polling" : "live");
-    });
+    };
+    socket.addEventListener("open", () => setTimeout(settle, SETTLE_MS));
     socket.addEventListener("message", (event) => {
+      settle();
       let frame;
       try {
         frame = JSON.parse(event.data);

@@ -105,7 +105,9 @@ export function renderSettings(main, { live }) {
         actions.push(h("button", { type: "button", class: "danger", onclick: () => disconnect(session, error) }, "Disconnect"));
       } else if (session.status === "disconnected") {
         if (session.reason) body.push(h("p", { class: "reason" }, REASONS[session.reason] || session.reason));
-        actions.push(h("button", { type: "button", class: "primary", onclick: () => reconnect(session, error) }, session.phone ? "Reconnect" : "Connect"));
+        // Not paired and no reason: a pairing round may be starting; the modal shows it or offers a retry.
+        const start = session.reason || session.phone ? () => reconnect(session, error) : () => showModal(session);
+        actions.push(h("button", { type: "button", class: "primary", onclick: start }, session.phone ? "Reconnect" : "Connect"));
         actions.push(h("button", { type: "button", onclick: () => disconnect(session, error) }, "Remove"));
       } else {
         actions.push(h("button", { type: "button", class: "primary", onclick: () => showModal(session) }, "Show QR code"));

@@ -5,7 +5,7 @@ import { formatSize, formatTime, h } from "./dom.js";
 
 const PAGE = 30;
 const TICKS = {
-  pending: ["🕓", "Sending"],
+  pending: ["…", "Sending"],
   sent: ["✓", "Sent"],
   delivered: ["✓✓", "Delivered"],
   read: ["✓✓", "Read"],
