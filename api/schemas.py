@@ -263,12 +263,6 @@ class ChatReadOut(ApiModel):
     read_receipts: int = Field(description="Unread incoming messages WhatsApp got read receipts for")
 
 
-class TypingOut(ApiModel):
-    chat_id: str
-    state: str
-    sent: bool = Field(description="False: the same state went out moments ago, so nothing was sent")
-
-
 # WebSocket frame bodies (`{type, sessionId, cursor}` plus these), also the bodies on the Redis channels.
 
 

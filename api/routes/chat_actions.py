@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response, status
 
 from actors.ids import to_jid
 from actors.wire import JSON, message_json
@@ -26,7 +26,6 @@ from api.schemas import (
     PresenceFrame,
     ReactionIn,
     TypingIn,
-    TypingOut,
 )
 
 router = APIRouter(tags=["messages"])
@@ -45,8 +44,8 @@ def _responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     """The error responses of a route: 404, 409, 502, 504 and the always-possible ones, some described."""
     out = error_responses(404, 409, 502, 504, *described)
     texts = {404: _NOT_FOUND, 409: _NOT_CONNECTED, **described}
-    for status, text in texts.items():
-        out[status] = {"model": ErrorOut, "description": text}
+    for code, text in texts.items():
+        out[code] = {"model": ErrorOut, "description": text}
     return out
 
 
@@ -125,22 +124,21 @@ async def revoke(session_id: OwnedSession, res: Resources, chat_id: ChatId, mess
 
 @router.post(
     "/sessions/{id}/chats/{chatId}/typing",
-    response_model=TypingOut,
+    status_code=status.HTTP_204_NO_CONTENT,
     responses=_responses(
         {
             404: "No such session for this user (`session_not_found`)",
-            409: _NOT_CONNECTED,
             422: "`state` is not composing, recording or paused (`invalid_request`)",
-            429: "`rate_limited`: the state changed again within 0.5 s; see Retry-After",
+            429: "`rate_limited`: the state changed again within 0.5 s of the last one sent; see Retry-After",
         }
     ),
 )
-async def typing(session_id: OwnedSession, res: Resources, chat_id: ChatId, body: TypingIn) -> JSON:
+async def typing(session_id: OwnedSession, res: Resources, chat_id: ChatId, body: TypingIn) -> Response:
     """Show the contact that you are typing (`composing`), recording a voice note, or stopped (`paused`).
-    The same state again within 10 s is coalesced (`sent: false`, nothing goes to WhatsApp)."""
-    jid = to_jid(chat_id)
-    sent = await res.actors.typing(session_id, jid, body.state)
-    return {"chatId": jid, "state": body.state, "sent": sent}
+    Coalesced: the same state again within 10 s is not sent to WhatsApp again (send `composing` as often
+    as you like while the user types)."""
+    await res.actors.typing(session_id, to_jid(chat_id), body.state)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 FRAME_MODELS: dict[str, type[ApiModel]] = {
