@@ -402,6 +402,9 @@ class ContactIn(ApiModel):
         None, description="The contact's LID (…@lid): from now on WhatsApp addresses them by it"
     )
     reveal_lid: bool = Field(True, description="Whether WhatsApp also tells the LID's phone number now")
+    picture_ttl_s: float | None = Field(
+        None, gt=0, le=30 * 86400, description="How long picture links handed out from now on stay valid"
+    )
 
 
 class HistoryIn(ApiModel):

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from actors.domain import Media, Message, MessageType, Reason
+from actors.domain import ContactCard, Location, Media, Message, MessageType, Poll, Reason
 from actors.errors import InvalidInput, MediaNotAvailable, NotOwnMessage, SessionNotConnected, WaError
 from actors.events import (
     ChatRead,
@@ -27,13 +27,14 @@ from actors.events import (
     Connected,
     LoggedOut,
     MessageEdited,
+    MessageReceived,
     MessageRevoked,
     PairingCode,
     Presence,
     QrCode,
     ReactionChanged,
 )
-from actors.ports import ClientOptions, OutgoingMedia, VoiceNote, WhatsAppClient
+from actors.ports import ClientOptions, OutgoingMedia, PictureInfo, VoiceNote, WhatsAppClient
 from persistence.migrate import auth_dsn, sim_dsn
 
 pytestmark = pytest.mark.timeout(60)
@@ -82,6 +83,8 @@ PORT_METHODS = (
     "edit_message",
     "revoke_message",
     "send_chat_presence",
+    "profile_picture",
+    "download_picture",
     "logout",
     "stop",
 )
@@ -323,3 +326,191 @@ async def test_what_the_contact_and_the_phone_do_arrives_as_events(client: Whats
 
 async def _drain(events: AsyncIterator[ClientEvent]) -> list[ClientEvent]:
     return [event async for event in events]
+
+
+# ------------------------------------------------------------------------------------------ message kinds
+
+FROM = "15557770003"
+VCARD = "BEGIN:VCARD\nVERSION:3.0\nFN:Carol\nTEL;type=CELL;waid=15557770004:+15557770004\nEND:VCARD"
+# Each kind as the simulated network's control makes it and as WhatsApp sends it (waE2E fields), and the
+# domain fields every adapter must produce from it.
+KINDS: dict[str, tuple[dict[str, Any], Callable[[Any], dict[str, Any]], dict[str, Any]]] = {
+    "location": (
+        {"location": {"latitude": 48.8584, "longitude": 2.2945, "name": "Eiffel Tower"}},
+        lambda e2e: {
+            "locationMessage": e2e.LocationMessage(
+                degreesLatitude=48.8584, degreesLongitude=2.2945, name="Eiffel Tower"
+            )
+        },
+        {
+            "type": MessageType.LOCATION,
+            "location": Location(48.8584, 2.2945, "Eiffel Tower"),
+            "summary": "📍 Eiffel Tower",
+        },
+    ),
+    "live location": (
+        {"location": {"latitude": 1.5, "longitude": -2.25, "live": True}},
+        lambda e2e: {
+            "liveLocationMessage": e2e.LiveLocationMessage(degreesLatitude=1.5, degreesLongitude=-2.25)
+        },
+        {
+            "type": MessageType.LOCATION,
+            "location": Location(1.5, -2.25, live=True),
+            "summary": "📍 Live location",
+        },
+    ),
+    "contact card": (
+        {"contacts": [{"displayName": "Carol", "vcard": VCARD}]},
+        lambda e2e: {"contactMessage": e2e.ContactMessage(displayName="Carol", vcard=VCARD)},
+        {"type": MessageType.CONTACT, "contacts": (ContactCard("Carol", VCARD),), "summary": "👤 Carol"},
+    ),
+    "poll": (
+        {"poll": {"question": "Lunch?", "options": ["Pizza", "Sushi"], "selectable": 1}},
+        lambda e2e: {
+            "pollCreationMessageV3": e2e.PollCreationMessage(
+                name="Lunch?",
+                options=[e2e.PollCreationMessage.Option(optionName=o) for o in ("Pizza", "Sushi")],
+                selectableOptionsCount=1,
+            )
+        },
+        {"type": MessageType.POLL, "poll": Poll("Lunch?", ("Pizza", "Sushi"), 1), "summary": "📊 Lunch?"},
+    ),
+    "sticker": (
+        {"media": {"type": "sticker", "mimetype": "image/webp", "size": 2048}},
+        lambda e2e: {"stickerMessage": e2e.StickerMessage(mimetype="image/webp", fileLength=2048)},
+        {"type": MessageType.STICKER, "summary": "Sticker", "downloadable": True},
+    ),
+    "video note": (
+        {"media": {"type": "video", "mimetype": "video/mp4", "size": 400_000, "videoNote": True}},
+        lambda e2e: {"ptvMessage": e2e.VideoMessage(mimetype="video/mp4", fileLength=400_000, seconds=4)},
+        {"type": MessageType.VIDEO, "summary": "Video message", "video_note": True, "downloadable": True},
+    ),
+    "view once": (
+        {
+            "media": {"type": "image", "mimetype": "image/jpeg", "size": 4096},
+            "text": "secret",
+            "view_once": True,
+        },
+        lambda e2e: {
+            "viewOnceMessageV2": e2e.FutureProofMessage(
+                message=e2e.Message(
+                    imageMessage=e2e.ImageMessage(mimetype="image/jpeg", caption="secret", fileLength=4096)
+                )
+            )
+        },
+        {"type": MessageType.IMAGE, "summary": "View once photo", "view_once": True, "text": None},
+    ),
+    "reply": (
+        {"text": "agreed", "quoted_id": "3EB0QUOTED"},
+        lambda e2e: {
+            "extendedTextMessage": e2e.ExtendedTextMessage(
+                text="agreed", contextInfo=e2e.ContextInfo(stanzaID="3EB0QUOTED")
+            )
+        },
+        {"type": MessageType.TEXT, "text": "agreed", "quoted_id": "3EB0QUOTED", "summary": None},
+    ),
+}
+
+
+async def _arrives(
+    adapter: str, client: WhatsAppClient, control: dict[str, Any], wa: Callable[[Any], Any]
+) -> Message:
+    """Make one message arrive from FROM: through the simulated network's control, or as a real neonize
+    MessageEv through neonize's dispatcher."""
+    events = client.events()
+    if adapter == "simulated":
+        from actors.clients.simulated import SimulatedClient
+
+        assert isinstance(client, SimulatedClient)
+        await client.connect()
+        assert isinstance(await next_event(events), QrCode)
+        await client.scan("+15557770099")
+        await client.incoming(f"+{FROM}", **control)
+    else:
+        from actors.clients.neonize import NeonizeClient
+        from tests import neonize_events as nev
+
+        assert isinstance(client, NeonizeClient)
+        ev = nev.message_event(
+            nev.wa(**wa(nev.lib().e2e)),
+            chat=nev.jid(FROM),
+            sender=nev.jid(FROM),
+            id="3EB0KIND",
+            timestamp_ms=1,
+        )
+        nev.dispatch(client, ev)
+    while not isinstance(event := await next_event(events), MessageReceived):
+        pass
+    return event.message
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+async def test_every_message_kind_arrives_typed(adapter: str, client: WhatsAppClient, kind: str) -> None:
+    control, wa, expected = KINDS[kind]
+
+    got = await _arrives(adapter, client, control, wa)
+
+    assert got.chat_id == f"{FROM}@s.whatsapp.net"
+    assert got.type is expected["type"] and got.summary == expected["summary"]
+    for name in ("location", "contacts", "poll", "text", "quoted_id"):
+        if name in expected:
+            assert getattr(got, name) == expected[name], name
+    assert got.view_once == expected.get("view_once", False)
+    assert (got.media is not None and got.media.video_note) == expected.get("video_note", False)
+    # Only what the phone would let you open again can be downloaded (never a view-once media).
+    assert (got.media_ref is not None) == expected.get("downloadable", False)
+
+
+# ------------------------------------------------------------------------------ pictures, own media
+
+
+async def test_pictures_need_the_connection(client: WhatsAppClient) -> None:
+    with pytest.raises(SessionNotConnected):
+        await client.profile_picture(CHAT, None)
+    with pytest.raises(SessionNotConnected):
+        await client.download_picture(PictureInfo("1", "https://pps.whatsapp.net/v/x.jpg?oe=7FFFFFFF"), LIMIT)
+
+
+async def _paired_simulator(client: WhatsAppClient) -> Any:
+    from actors.clients.simulated import SimulatedClient
+
+    assert isinstance(client, SimulatedClient)
+    events = client.events()
+    await client.connect()
+    assert isinstance(await next_event(events), QrCode)
+    await client.scan("+15557770098")
+    while not isinstance(await next_event(events), Connected):
+        pass
+    return client
+
+
+@online
+async def test_a_contacts_picture_is_fetched_then_unchanged_then_gone(client: WhatsAppClient) -> None:
+    sim = await _paired_simulator(client)
+    assert await client.profile_picture(CHAT, None) is None
+
+    await sim.contact(CHAT, picture=True)
+    picture = await client.profile_picture(CHAT, None)
+    assert picture is not None and "oe=" in picture.url
+    data = await client.download_picture(picture, LIMIT)
+    same = await client.profile_picture(CHAT, picture.id)
+    await sim.contact(CHAT, picture=False)
+
+    assert data.startswith(b"\x89PNG")
+    assert same == PictureInfo(picture.id, "")  # unchanged: no new link, as whatsmeow answers
+    assert await client.profile_picture(CHAT, None) is None
+
+
+@online
+async def test_media_we_send_downloads_like_media_we_receive(client: WhatsAppClient) -> None:
+    await _paired_simulator(client)
+    data = b"%PDF-1.7\n" + bytes(range(256)) * 40
+
+    sent = await client.send_media(
+        CHAT, OutgoingMedia(data, MessageType.DOCUMENT, "application/pdf", "q.pdf")
+    )
+    body = await client.download_media(replace(_message(), media_ref=sent.media_ref), LIMIT)
+
+    assert sent.media_ref is not None
+    assert body.size == len(data)
+    assert b"".join([chunk async for chunk in body.chunks]) == data

@@ -88,6 +88,7 @@ async def contact(session_id: SessionIdParam, body: ContactIn, res: Resources) -
         picture=body.picture,
         lid=body.lid,
         reveal_lid=body.reveal_lid,
+        picture_ttl_s=body.picture_ttl_s,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -343,10 +343,13 @@ class SimulatedClient(SimulatedActions):
         picture: bool | None = None,
         lid: str | None = None,
         reveal_lid: bool = True,
+        picture_ttl_s: float | None = None,
     ) -> None:
         """What the phone knows about a contact: its address-book name, its push name, its picture (a
         new one each time `picture` is true; none when false), its LID (revealed, or not yet)."""
         self._require_connected()
+        if picture_ttl_s is not None:
+            self.contacts.picture_ttl_s = picture_ttl_s
         target = "me" if jid == "me" else to_jid(jid)
         contact = self.contacts.get(target)
         if picture is True:
