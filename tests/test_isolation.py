@@ -68,6 +68,16 @@ ROUTES: dict[str, Call] = {
     "POST /sessions/{id}/send/text": Call(json={"to": RECIPIENT, "text": "not yours"}),
     "POST /sessions/{id}/send/media": Call(form=True),
     "POST /sessions/{id}/send/audio": Call(form=True, audio=True),
+    "POST /sessions/{id}/chats/{chatId}/read": Call(),
+    "POST /sessions/{id}/chats/{chatId}/messages/{messageId}/reaction": Call(json={"emoji": "👍"}),
+    # The owner's message came from the contact: the owner may not edit or delete it either.
+    "PATCH /sessions/{id}/chats/{chatId}/messages/{messageId}": Call(
+        json={"text": "edited"}, owner_gets=frozenset({422})
+    ),
+    "DELETE /sessions/{id}/chats/{chatId}/messages/{messageId}": Call(owner_gets=frozenset({422})),
+    "POST /sessions/{id}/chats/{chatId}/typing": Call(
+        json={"state": "composing"}, owner_gets=frozenset({204})
+    ),
 }
 # Routes with a path parameter that belong to no user (API key only), and why.
 NOT_A_USERS: dict[str, str] = {
@@ -79,6 +89,11 @@ NOT_A_USERS: dict[str, str] = {
         ("POST", "drop"),
         ("POST", "unlink"),
         ("GET", "sent"),
+        ("POST", "react"),
+        ("POST", "edit"),
+        ("POST", "revoke"),
+        ("POST", "read"),
+        ("POST", "presence"),
     )
 }
 PARAM = re.compile(r"{(\w+)}")
@@ -217,7 +232,15 @@ async def test_every_route_with_an_id_answers_a_stranger_as_for_a_missing_id(
             )
             assert answer.status_code in call.owner_gets, (op, answer.text)
         sent = (await mine.get(f"/simulator/sessions/{owner.paired}/sent")).json()
-        assert sorted(item["type"] for item in sent) == ["audio", "image", "text"]
+        assert sorted(item["type"] for item in sent if item["action"] == "message") == [
+            "audio",
+            "image",
+            "text",
+        ]
+        assert sorted(item["action"] for item in sent if item["action"] != "message") == [
+            "presence",
+            "reaction",
+        ]
 
 
 async def test_a_socket_cannot_watch_another_users_session(stack: Stack, owner: Owner) -> None:
