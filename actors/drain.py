@@ -12,9 +12,11 @@ A move is one reconnect and nothing else (no logout, no scan, no lost write):
 
 Moves are staggered (`moves_per_s`) with at most `parallel` in flight, like the registry's creations.
 Draining marks the node with Ray's drain API first (`GcsClient.drain_node`, reason PREEMPTION, no
-deadline: what `ray drain-node` does), so nothing new is placed there; Ray cannot undo that, a drained
-node is taken down and started again. Both operations are idempotent: run again, they go on where an
-interrupted run stopped. Every function needs a connected Ray driver.
+deadline: what `ray drain-node` does), so nothing new is placed there. Ray cannot undo it, and it
+stops the node's raylet once the node is idle (measured with Ray 2.60: within a second of its last
+actor leaving); after maintenance, `ray start` on the machine joins it again as a new node. Both
+operations are idempotent: run again, they go on where an interrupted run stopped. Every function
+needs a connected Ray driver.
 """
 
 from __future__ import annotations
@@ -213,11 +215,12 @@ async def drain(
 
 
 def plan_rebalance(nodes: list[fleet.Node], placed: dict[str, str]) -> list[tuple[str, str, str]]:
-    """Moves (session, from node, to node) that bring every node within one session of its share.
+    """Moves (session, from node, to node) that bring every node to less than one session from its share.
 
     A node's share is the sessions placed times its `wa_session` capacity over the total capacity of
-    the live, non-draining nodes. Moves go from the node furthest above its share to the one furthest
-    below, one at a time, never past a node's capacity.
+    the live, non-draining nodes (6 sessions on two equal nodes: 3 and 3; 5: 3 and 2). Moves go from
+    the node furthest above its share to the one furthest below, one at a time, never past a node's
+    capacity.
     """
     usable = {n.node_id: n.capacity for n in nodes if n.alive and not n.draining and n.capacity > 0}
     total_cap = sum(usable.values())
@@ -237,7 +240,7 @@ def plan_rebalance(nodes: list[fleet.Node], placed: dict[str, str]) -> list[tupl
         if not room or not by_node[src]:
             return moves
         dst = min(room, key=lambda n: (count[n] - share[n], n))
-        if count[src] - share[src] <= 1 and share[dst] - count[dst] <= 1:
+        if count[src] - share[src] < 1 and share[dst] - count[dst] < 1:
             return moves
         # Each move lowers the sum of squared distances to the shares: the loop ends.
         sid = by_node[src].pop()

@@ -87,12 +87,12 @@ def nodes() -> list[Node]:
     return sorted(found, key=lambda n: n.node_id)
 
 
-def find_node(node_id: str) -> Node | None:
-    """The live node whose id is `node_id` or starts with it (at least 6 hex digits, unambiguous)."""
+def find_node(node_id: str, *, alive: bool = True) -> Node | None:
+    """The (live) node whose id is `node_id` or starts with it (at least 6 hex digits, unambiguous)."""
     wanted = node_id.strip().lower()
     if len(wanted) < 6:
         return None
-    matches = [n for n in nodes() if n.alive and n.node_id.startswith(wanted)]
+    matches = [n for n in nodes() if (n.alive or not alive) and n.node_id.startswith(wanted)]
     return matches[0] if len(matches) == 1 else None
 
 

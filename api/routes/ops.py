@@ -273,13 +273,16 @@ async def start_drain(node_id: NodeId, res: Resources, request: Request) -> Oper
 async def drain_status(node_id: NodeId, res: Resources, request: Request) -> OperationOut:
     """A drain's progress: `left` counts the sessions on the node now, `done` once it is draining and
     holds none (whichever API process moved them)."""
-    node = await _ray(fleet.find_node, node_id)
+    # A drained node may be gone already: Ray stops a draining node's raylet once it is idle.
+    node = await _ray(lambda: fleet.find_node(node_id, alive=False))
     if node is None:
         raise drain.NodeNotFound()
     left = len(await _ray(fleet.sessions_on, res.settings.ray_namespace, node.node_id))
     job = _jobs(request).get(node.node_id) or _Job(drain.Progress("drain", node.node_id, planned=0))
     out = _operation(job)
-    return out.model_copy(update={"left": left, "done": node.draining and left == 0})
+    # A session between its stop and its start elsewhere is on no node: done only once the moves are.
+    done = (node.draining or not node.alive) and left == 0 and not job.running
+    return out.model_copy(update={"left": left, "done": done})
 
 
 @router.post(
