@@ -1,7 +1,7 @@
 """Every call the session makes into neonize's Go library: on a small pool of our own, each with a bound.
 
 neonize's async client runs each FFI function through `asyncio.to_thread`, i.e. on the loop's shared
-default executor, with no time limit; a handful of downloads hung in Go would leave nothing for the
+default executor, with no time limit; a handful of uploads hung in Go would leave nothing for the
 rest of the process while the actor still answers pings. `GoCalls` replaces that dispatcher on one
 neonize client (`install`), so:
 - a call waits at most its kind's bound (`TIMEOUTS`, by Go function name), then raises `ClientTimeout`;
@@ -29,12 +29,11 @@ log = logging.getLogger(__name__)
 
 SLOTS = 8
 DEFAULT_TIMEOUT_S = 30.0
-# Go function → seconds a call may take. Media moves whole files (up to the media limit) over the network.
+# Go function → seconds a call may take. An upload moves a whole file (up to the media limit); downloads
+# make no Go call (`media_fetch`).
 TIMEOUTS = {
     "SendMessage": 30.0,
     "Upload": 180.0,
-    "DownloadAny": 180.0,
-    "DownloadMediaWithPath": 180.0,
     "GetMe": 10.0,
     "GetProfilePicture": 15.0,
     "GetUserInfo": 15.0,
