@@ -32,7 +32,7 @@ from actors.errors import (
     ServiceUnavailable,
     SessionNotConnected,
 )
-from actors.events import ClientEvent, HistoryChunk, MessageReceived
+from actors.events import ClientEvent, ContactName, HistoryChunk, MessageReceived
 from actors.ids import USER_SERVER, jid_user, to_jid
 from actors.inbox_scope import keeps
 from actors.ports import PictureInfo
@@ -104,6 +104,10 @@ class SessionContacts(SessionBase):
 
     async def _in_inbox(self, event: ClientEvent) -> ClientEvent | None:
         """`event` with its chat ids mapped to phone numbers; None when its chat is not the inbox's."""
+        if isinstance(event, ContactName):
+            await self._ensure_links()
+            jid = self._canon(event.jid)
+            return replace(event, jid=jid) if keeps(jid, self._config.inbox_chats) else None
         chat_id = getattr(event, "chat_id", None)
         if chat_id is None and not isinstance(event, MessageReceived | HistoryChunk):
             return event
