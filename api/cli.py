@@ -41,6 +41,10 @@ everything on one machine and finds its data again on the next start:
   DATABASE_URL unset      embedded PostgreSQL on 127.0.0.1 (data in <data dir>/pg)
   REDIS_URL unset         embedded Valkey on 127.0.0.1 (data in <data dir>/valkey)
   RAY_ADDRESS unset       a local Ray head with its dashboard on 127.0.0.1 (<data dir>/ray)
+  RAY_ADDRESS set         the cluster's head (host:port), or `auto`; a Ray driver must run on a
+                          node of the cluster, so on a machine that is not one, join first:
+                          ray start --address=host:port --num-cpus=0 --resources='{"wa_session": 0}'
+                          (the container's entry point, deploy/entrypoint.sh, does this)
   WHATSAPP_BRIDGE_API_KEY unset
                           a key is generated once and kept in <data dir>/api_key (mode 0600);
                           clients send it as the X-API-Key header
@@ -63,7 +67,7 @@ Examples:
   whatsapp-bridge                                    everything local, data in ./.data
   WA_BACKEND=simulated whatsapp-bridge               a demo without a phone
   DATABASE_URL=postgresql://bridge@db/bridge REDIS_URL=redis://cache:6379/0 \\
-    RAY_ADDRESS=ray-head:6379 whatsapp-bridge         against shared services
+    RAY_ADDRESS=auto whatsapp-bridge                  against shared services, on a Ray node
 """
 
 
