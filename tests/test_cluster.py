@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -136,11 +135,11 @@ async def test_full_cluster_restart_brings_every_paired_session_back(
                 assert body.get("status") != "qr_ready", (kind, body)
         created = [at for sid, at in await registry.creations.remote() if sid in sids]
         assert len(created) == 4
-        # Staggered: the registry spaced its creations 1/rate apart.
-        gaps = [b - a for a, b in itertools.pairwise(created)]
-        # (a late wake-up of one creation can shorten the next gap, never the whole span)
-        assert created[-1] - created[0] >= 0.95 * (len(created) - 1) / reload_per_s, gaps
-        assert min(gaps) >= 0.6 / reload_per_s, gaps
+        # Staggered: the registry spaces creations 1/rate apart (1.5 s for these four; unpaced, they
+        # would be milliseconds apart). Load delays any creation, the first one too, which shortens
+        # the span seen from it: half the paced span is the bound no load can break.
+        span = created[-1] - created[0]
+        assert span >= 0.5 * (len(created) - 1) / reload_per_s, created
     finally:
         kill_namespace_actors(namespace)
         ray.shutdown()
