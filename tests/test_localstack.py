@@ -157,12 +157,12 @@ def test_embedded_valkey_yields_a_url_and_stops(data_dir: Path) -> None:
     assert gone(server)
 
 
-# --- ray_cluster.yaml ------------------------------------------------------------------------------------
+# --- deploy/ray-onprem.yaml (machines you own; the autoscaled files: tests/test_deploy_manifests.py) ------
 
 
 @pytest.fixture(scope="module")
 def cluster_file() -> dict[str, object]:
-    loaded: dict[str, object] = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    loaded: dict[str, object] = yaml.safe_load((REPO / "deploy" / "ray-onprem.yaml").read_text())
     return loaded
 
 
