@@ -15,11 +15,13 @@ event carries it; chats the inbox does not hold (`actors.inbox_scope`) produce n
 Out: the waE2E messages whatsmeow's BuildReaction / BuildEdit / BuildRevoke make, built here (no FFI call
 to build them), sent through `send_message` (whatsmeow marks edits and revokes on the wire itself). The
 first typing state also sends presence `available` (as WhatsApp Web does while in use): WhatsApp sends
-contacts' typing states only to a client that is online.
+contacts' typing states only to a client that is online; typing in a chat also subscribes to that
+contact's online state (PresenceEv comes only for subscribed contacts).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +33,12 @@ from actors.events import ChatRead, ClientEvent, MessageEdited, MessageRevoked, 
 from actors.ids import is_group
 from actors.inbox_scope import ChatKind, chat_kind
 
+log = logging.getLogger(__name__)
+
 # Containers whose `.message` holds the reaction or protocol message (disappearing chats, own devices).
 _WRAPPERS = ("ephemeralMessage", "deviceSentMessage", "editedMessage")
 TYPING_STATES = ("composing", "recording", "paused")
+MAX_WATCHED = 500  # contacts whose online state one process subscribes to, at most
 
 
 # ---------------------------------------------------------------------- in
@@ -191,6 +196,7 @@ class NeonizeActions:
     _native: Any
     _own_jid: str | None
     _announced = False  # we told WhatsApp we are online (it then sends us the contacts' typing)
+    _watched: frozenset[str] = frozenset()  # contacts whose online state we subscribed to
 
     if TYPE_CHECKING:
 
@@ -233,6 +239,19 @@ class NeonizeActions:
             await self._call(self._native.send_chat_presence, jid, presence, media)
         except self._lib.exc.NeonizeError as err:
             raise ClientError(f"typing state not sent: {err}") from err
+        await self._watch(jid)
+
+    async def _watch(self, jid: Any) -> None:
+        """Subscribe to the contact's online state (as WhatsApp Web does for the chat in use), once."""
+        key = f"{jid.User}@{jid.Server}"
+        if key in self._watched or is_group(key) or len(self._watched) >= MAX_WATCHED:
+            return
+        try:
+            await self._call(self._native.subscribe_presence, jid)
+        except self._lib.exc.NeonizeError as err:
+            log.info("presence of %s not subscribed: %s", key, err)
+            return
+        self._watched = self._watched | {key}
 
 
 __all__ = [
