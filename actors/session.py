@@ -29,13 +29,13 @@ from typing import Any
 
 from actors.domain import Chat, Message, Page, SessionStatus, SessionView
 from actors.downloads import MediaStream, stream_media
-from actors.errors import AlreadyConnected, InvalidInput, SessionUnavailable
+from actors.errors import AlreadyConnected, InvalidInput, SessionNotConnected, SessionUnavailable
 from actors.ids import to_jid
 from actors.session_base import ClientFactory, SessionConfig
 from actors.session_boot import SessionLifecycle
 from actors.session_inbox import SessionInbox
 from actors.session_sends import MAX_TEXT
-from actors.writes import SaveCounters
+from actors.writes import SaveCounters, StoreChatRead
 
 __all__ = ["MAX_TEXT", "ClientFactory", "SessionConfig", "SessionCore"]
 
@@ -91,17 +91,11 @@ class SessionCore(SessionInbox, SessionLifecycle):
         )
 
     async def mark_read(self, chat_id: str) -> None:
-        jid = to_jid(chat_id)
-        await self._store.mark_chat_read(jid)
-        if (
-            self._client is not None
-            and self._view is not None
-            and self._view.status == SessionStatus.CONNECTED
-        ):
-            page = await self._store.messages(jid, 20, None)
-            unread = [m for m in page.items if not m.from_me]
-            if unread:
-                await self._client.mark_read(jid, unread)
+        """The seed's mark-read: `read_chat`, and without a connection the unread count alone."""
+        try:
+            await self.read_chat(chat_id)
+        except SessionNotConnected:
+            self._write(StoreChatRead(to_jid(chat_id)))
 
     # ------------------------------------------------------------------ the simulated network's controls
 
