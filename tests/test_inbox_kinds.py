@@ -96,7 +96,7 @@ async def test_every_kind_reaches_the_socket_and_the_store_typed(stack: Stack, p
         ]
         reply = await incoming(client, sid, **{"from": contact}, text="agreed", quotedId=sent[2]["id"])
         for item in [*sent, reply]:
-            await ws.wait_for(lambda f, i=item: f["type"] == "message" and f["message"]["id"] == i["id"])
+            await ws.wait_for(lambda f, mid=item["id"]: f["type"] == "message" and f["message"]["id"] == mid)
 
         stored = {m["id"]: m for m in await messages(client, sid, contact)}
         frames = {f["message"]["id"]: f["message"] for f in ws.of("message", sid)}

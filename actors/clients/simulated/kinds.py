@@ -117,7 +117,7 @@ class Contacts:
 
     def __init__(self) -> None:
         self._by_jid: dict[str, Contact] = {}
-        self.picture_ttl_s = PICTURE_TTL_S
+        self.picture_ttl_s: float = PICTURE_TTL_S
 
     def get(self, jid: str) -> Contact:
         return self._by_jid.setdefault(jid, Contact())
