@@ -13,6 +13,7 @@ import configparser
 import copy
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -162,6 +163,33 @@ def test_onprem_cluster_declares_capacity_in_ray_start() -> None:
     worker = " ".join(config["worker_start_ray_commands"])
     assert """--resources='{"wa_session": 0}'""" in head
     assert f"""--resources='{{"wa_session": {SESSIONS_PER_WORKER}}}'""" in worker
+
+
+def ray_start_params(command: str) -> dict[str, Any]:
+    """The options of the `ray start` in a shell command, parsed as `ray start` parses them."""
+    from ray.scripts.scripts import start
+
+    words = shlex.split(command.rsplit(";", 1)[-1].replace("$$", "$"))
+    at = words.index("start")
+    assert words[at - 1].endswith("ray")
+    params: dict[str, Any] = start.make_context("start", words[at + 1 :]).params
+    return params
+
+
+def test_cloud_and_compose_nodes_start_as_ray_parses_them() -> None:
+    cloud = load_yaml(REPO / "ray_cluster.yaml")[0]
+    head = ray_start_params(cloud["head_start_ray_commands"][-1])
+    worker = ray_start_params(cloud["worker_start_ray_commands"][-1])
+    assert head["head"] and head["system_config"]["health_check_failure_threshold"] == 5
+    assert head["object_store_memory"] == worker["object_store_memory"] == 200 * 1024 * 1024
+    # On a cloud provider the launcher passes each node type's resources itself.
+    assert head["resources"] == worker["resources"] == "{}"
+    services = load_yaml(DEPLOY / "compose.yaml")[0]["services"]
+    head = ray_start_params(services["ray-head"]["command"][0])
+    worker = ray_start_params(services["ray-worker"]["command"][0])
+    assert json.loads(head["resources"]) == {"wa_session": 0} and head["num_cpus"] == 0
+    assert json.loads(worker["resources"]) == {"wa_session": SESSIONS_PER_WORKER}
+    assert head["system_config"]["health_check_failure_threshold"] == 5
 
 
 @pytest.mark.parametrize("path", [REPO / "ray_cluster.yaml", DEPLOY / "ray-onprem.yaml"])
