@@ -78,6 +78,8 @@ ROUTES: dict[str, Call] = {
     "POST /sessions/{id}/chats/{chatId}/typing": Call(
         json={"state": "composing"}, owner_gets=frozenset({204})
     ),
+    # The owner's contact has no picture: the session asked WhatsApp, and there is none.
+    "GET /sessions/{id}/chats/{chatId}/picture": Call(owner_gets=frozenset({404})),
 }
 # Routes with a path parameter that belong to no user (API key only), and why.
 NOT_A_USERS: dict[str, str] = {
@@ -94,6 +96,7 @@ NOT_A_USERS: dict[str, str] = {
         ("POST", "revoke"),
         ("POST", "read"),
         ("POST", "presence"),
+        ("POST", "contacts"),
     )
 }
 PARAM = re.compile(r"{(\w+)}")
