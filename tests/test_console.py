@@ -183,13 +183,13 @@ async def test_round_end_offers_retry_then_a_pairing_code_the_network_accepts(
     async with console_page(chromium, stack) as console, stack.client(user) as client:
         await console.sign_in(user, "settings")
         sid = await connect_slot(console, 2)
-        await expect(console.page.locator("img.qr")).to_be_visible()
+        await expect(console.page.locator("img.qr")).to_be_visible(timeout=15_000)
         retry = console.page.get_by_role("button", name="Try again")
         await expect(retry).to_be_visible(timeout=20_000)
         await expect(console.page.get_by_role("dialog")).to_contain_text("expired before one was scanned")
         await expect(console.page.locator("img.qr")).to_be_hidden()
         await retry.click()
-        await expect(console.page.locator("img.qr")).to_be_visible()
+        await expect(console.page.locator("img.qr")).to_be_visible(timeout=15_000)
         # Tab 2: a pairing code for the phone, grouped as the phone shows it.
         await console.page.get_by_role("tab", name="Phone number").click()
         await console.page.get_by_label("Country code").select_option(label="United States (+1)")
@@ -228,7 +228,7 @@ async def test_the_modal_is_a_keyboard_dialog(stack: Stack, chromium: Browser) -
         # Closed, not cancelled: the slot still links, and the QR can be shown again.
         card = console.page.locator('article[data-slot="3"]')
         await card.get_by_role("button", name="Show QR code").click()
-        await expect(console.page.locator("img.qr")).to_be_visible()
+        await expect(console.page.locator("img.qr")).to_be_visible(timeout=15_000)
         console.assert_clean()
 
 
@@ -249,7 +249,10 @@ async def test_a_fourth_number_is_blocked_and_the_api_refusal_is_shown_in_words(
         _, failed = console.clean()
         assert [f for f in failed if "/sessions" in f and ": 400" in f], failed
         await console.page.reload()
+        await expect(console.page.locator("#live")).to_have_text("Live")
         await expect(console.page.locator('article[data-state="empty"]')).to_have_count(0)
+        # Each card says where its pairing is, from the socket's status frames.
+        await expect(console.page.locator('article[data-state="qr_ready"]')).to_have_count(3)
         blocked = console.page.get_by_role("button", name="Connect another number")
         await expect(blocked).to_be_disabled()
         await expect(console.page.locator("#slots-note")).to_contain_text("All 3 numbers are in use")

@@ -41,6 +41,7 @@ export function renderSettings(main, { live }) {
   let sessions = [];
   let openModal = null;
   let reloadTimer = null;
+  const fresh = new Map();
   const cards = h("div", { class: "cards" });
   const note = h("p", { class: "note", id: "slots-note" });
   const pageError = h("p", { class: "error", role: "alert" });
@@ -71,7 +72,9 @@ export function renderSettings(main, { live }) {
   }
 
   function draw() {
-    cards.replaceChildren(...SLOTS.map((slot) => card(slot, sessions.find((s) => s.slot === slot))));
+    // The list is as last stored; a `status` frame is fresher (e.g. `qr_ready` while pairing).
+    const now = sessions.map((s) => ({ ...s, ...(fresh.get(s.id) || {}) }));
+    cards.replaceChildren(...SLOTS.map((slot) => card(slot, now.find((s) => s.slot === slot))));
     const full = sessions.length >= SLOTS.length;
     note.replaceChildren();
     if (full) {
@@ -171,7 +174,16 @@ export function renderSettings(main, { live }) {
   }
 
   const unsubscribe = live.on((frame) => {
-    if (frame.type === "status" || frame.type === "resync") scheduleReload();
+    if (frame.type === "status") {
+      const { status, reason, phone, displayName } = frame;
+      const known = { status, reason };
+      if (phone) Object.assign(known, { phone, displayName });
+      fresh.set(frame.sessionId, known);
+      scheduleReload();
+    } else if (frame.type === "resync") {
+      fresh.clear();
+      scheduleReload();
+    }
   });
   load();
   return () => {
