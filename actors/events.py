@@ -160,6 +160,13 @@ class Presence:
     last_seen: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PictureChanged:
+    """A contact or group changed or removed its picture: what was fetched before is out of date."""
+
+    jid: str
+
+
 ClientEvent = (
     QrCode
     | PairingCode
@@ -177,4 +184,5 @@ ClientEvent = (
     | ContactName
     | IdentityLink
     | Presence
+    | PictureChanged
 )

@@ -32,7 +32,7 @@ from actors.errors import (
     ServiceUnavailable,
     SessionNotConnected,
 )
-from actors.events import ClientEvent, ContactName, HistoryChunk, MessageReceived
+from actors.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
 from actors.ids import USER_SERVER, jid_user, to_jid
 from actors.inbox_scope import keeps
 from actors.ports import PictureInfo
@@ -83,6 +83,7 @@ class SessionContacts(SessionBase):
     """Scope, identity links, names and pictures (mixed into the session)."""
 
     _links: dict[str, str] | None = None  # lid → pn, loaded from the store on first use
+    _links_loaded = False
     _names: dict[str, SaveContactName] | None = None  # names learned this process, by chat
     _pictures: dict[str, PictureState] | None = None
     _picture_bytes: OrderedDict[str, tuple[bytes, str]] | None = None
@@ -93,10 +94,14 @@ class SessionContacts(SessionBase):
 
     async def _ensure_links(self) -> dict[str, str]:
         if self._links is None:
+            self._links = {}
+        if not self._links_loaded:
             try:
-                self._links = dict(await self._store.identity_links())
+                stored = await self._store.identity_links()
             except ServiceUnavailable:
-                return {}  # tried again on the next event; links written meanwhile are journalled
+                return self._links  # loaded on a later event; links learned meanwhile are kept and journalled
+            self._links = {**stored, **self._links}
+            self._links_loaded = True
         return self._links
 
     def _canon(self, jid: str) -> str:
@@ -104,7 +109,7 @@ class SessionContacts(SessionBase):
 
     async def _in_inbox(self, event: ClientEvent) -> ClientEvent | None:
         """`event` with its chat ids mapped to phone numbers; None when its chat is not the inbox's."""
-        if isinstance(event, ContactName):
+        if isinstance(event, ContactName | PictureChanged):
             await self._ensure_links()
             jid = self._canon(event.jid)
             return replace(event, jid=jid) if keeps(jid, self._config.inbox_chats) else None
@@ -157,8 +162,6 @@ class SessionContacts(SessionBase):
         if links.get(lid) == pn:
             return
         links[lid] = pn
-        if self._links is None:
-            self._links = links
         self._write(SaveIdentityLink(lid, pn))
 
     # ------------------------------------------------------------------ pictures
@@ -245,6 +248,14 @@ class SessionContacts(SessionBase):
         else:
             self._write(SavePicture(jid, fresh.id, fresh.url, now))
         return fresh
+
+    def _on_picture_changed(self, jid: str) -> None:
+        """WhatsApp says the picture changed: fetch it again on the next listing or request."""
+        state = (self._pictures or {}).get(jid, PictureState())
+        pictures = self._pictures if self._pictures is not None else {}
+        self._pictures = pictures
+        pictures[jid] = replace(state, checked_at=None)
+        self._write(SavePicture(jid, state.id, state.url, None))
 
     def _own_picture_on_connect(self, fetched_url: str | None) -> None:
         """Our own picture: what the login just fetched, or a fetch now (the simulated network's login

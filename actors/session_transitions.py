@@ -25,6 +25,7 @@ from actors.events import (
     MessageRevoked,
     Paired,
     PairingCode,
+    PictureChanged,
     Presence,
     QrCode,
     ReactionChanged,
@@ -137,6 +138,8 @@ class SessionTransitions(SessionContacts):
                 self._on_contact_name(jid, name, source)
             case IdentityLink(lid, pn):
                 await self._on_identity_link(lid, pn)
+            case PictureChanged(jid):
+                self._on_picture_changed(jid)
             case HistoryChunk():
                 self._write(StoreHistory(event))
                 log.info(

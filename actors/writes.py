@@ -83,7 +83,7 @@ class SavePicture:
     chat_id: str
     picture_id: str | None  # None: the chat has no picture
     url: str | None
-    checked_at: datetime
+    checked_at: datetime | None  # None: out of date (WhatsApp said it changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,7 @@ class Store(Protocol):
     async def identity_links(self) -> dict[str, str]: ...
     async def link_identity(self, lid: str, pn: str) -> Chat | None: ...
     async def save_picture(
-        self, chat_id: str, picture_id: str | None, url: str | None, checked_at: datetime
+        self, chat_id: str, picture_id: str | None, url: str | None, checked_at: datetime | None
     ) -> None: ...
     async def picture(self, chat_id: str) -> StoredPicture: ...
     async def chats(self, limit: int, cursor: str | None) -> Page[Chat]: ...

@@ -140,9 +140,10 @@ class ChatPeople:
         return Chat(row["id"], row["name"], False, row["unread_count"], None)
 
     async def save_picture(
-        self, chat_id: str, picture_id: str | None, url: str | None, checked_at: datetime
+        self, chat_id: str, picture_id: str | None, url: str | None, checked_at: datetime | None
     ) -> None:
-        """Record what WhatsApp last said about a chat's picture (nothing happens for an unknown chat)."""
+        """Record what WhatsApp last said about a chat's picture (nothing happens for an unknown chat);
+        `checked_at` None: out of date, fetched again on next use."""
 
         async def op(conn: Any) -> None:
             await conn.execute(
@@ -152,7 +153,7 @@ class ChatPeople:
                 chat_id,
                 picture_id,
                 url,
-                utc(checked_at),
+                utc(checked_at) if checked_at is not None else None,
             )
 
         await self._run(op)

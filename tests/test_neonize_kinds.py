@@ -12,7 +12,7 @@ import pytest
 
 from actors.clients.neonize import NeonizeClient
 from actors.domain import ContactCard, Location, MessageStatus, MessageType, Poll
-from actors.events import ClientEvent, IdentityLink, MessageReceived, Receipt
+from actors.events import ClientEvent, IdentityLink, MessageReceived, PictureChanged, Receipt
 from actors.ports import ClientOptions
 from tests import neonize_events as nev
 
@@ -331,3 +331,12 @@ async def test_a_lid_without_its_number_stays_a_lid_chat_and_its_receipt_too(cli
     # The session maps both to the phone number once it knows the link (test_inbox_kinds).
     assert isinstance(got, MessageReceived) and got.message.chat_id == f"{LID}@lid"
     assert ack == Receipt(f"{LID}@lid", ("OUT1",), MessageStatus.READ, ack.timestamp)  # type: ignore[union-attr]
+
+
+async def test_a_changed_picture_is_announced(client: NeonizeClient) -> None:
+    proto = nev.lib().proto
+    changed = proto.Picture(JID=nev.jid(ALICE), Author=nev.jid(ALICE), Timestamp=1_700_000_000, Remove=False)
+
+    (got,) = await received(client, changed)
+
+    assert got == PictureChanged(f"{ALICE}@s.whatsapp.net")

@@ -55,6 +55,7 @@ from actors.events import (
     MessageReceived,
     Paired,
     PairingCode,
+    PictureChanged,
     QrCode,
 )
 from actors.ids import USER_SERVER, is_group, phone_digits, to_jid
@@ -93,6 +94,7 @@ _SUBSCRIPTIONS = {
     "HistorySyncEv": "history",
     "ChatPresenceEv": "chat_presence",
     "PresenceEv": "presence",
+    "PictureEv": "picture",
 }
 _OFFLINE_KINDS = frozenset(
     {"disconnected", "logged_out", "replaced", "banned", "connect_failure", "outdated"}
@@ -492,6 +494,9 @@ class NeonizeClient(inbox.NeonizeActions):
                 if chunk is None:
                     return known
                 return [*known, chunk, *convert.history_names(chunk, payload)]
+            case "picture":
+                jid = convert.jid_str(payload.JID)
+                return [PictureChanged(jid)] if jid else []
         log.info("session %s: %s %s", self._sid, kind, str(payload).replace("\n", " ")[:200])
         return []
 

@@ -60,6 +60,7 @@ from actors.events import (
     MessageReceived,
     Paired,
     PairingCode,
+    PictureChanged,
     QrCode,
     Receipt,
 )
@@ -358,6 +359,8 @@ class SimulatedClient(SimulatedActions):
             contact.picture = contact.picture_id = None
         if target == "me":
             return
+        if picture is not None:
+            self._emit(PictureChanged(target))  # whatsmeow's events.Picture
         if name is not None:
             contact.name = name
             self._emit(ContactName(target, name, "contact"))
