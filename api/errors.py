@@ -39,7 +39,10 @@ _HTTP_CODES = {
 }
 
 _DESCRIPTIONS = {
-    400: "Bad request (`missing_user_id`, `max_sessions_reached`, `invalid_slot`)",
+    400: (
+        "Bad request (`missing_user_id`, `max_sessions_reached`, `invalid_slot`;"
+        " `bad_request`: a body that cannot be decoded)"
+    ),
     401: "Missing or wrong X-API-Key (`unauthorized`)",
     404: "No such session for this user, or no such message (`session_not_found`, `message_not_found`)",
     409: "Conflict with the session's state (`slot_taken`, `phone_already_paired`, `session_not_connected`)",
@@ -53,8 +56,9 @@ _DESCRIPTIONS = {
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses (401, 422 and 503 are always possible)."""
-    wanted = sorted({401, 422, 503, *statuses})
+    """OpenAPI `responses` for these error statuses (400, 401, 422 and 503 are always possible: a body
+    that cannot be decoded is 400 on any route that takes one)."""
+    wanted = sorted({400, 401, 422, 503, *statuses})
     return {
         status: {"model": ErrorOut, "description": _DESCRIPTIONS.get(status, "Error")} for status in wanted
     }
