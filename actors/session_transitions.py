@@ -150,6 +150,7 @@ class SessionTransitions(SessionContacts):
             case Receipt(chat_id, ids, status, _ts):
                 self._write(StoreReceipt(chat_id, ids, status))
             case ReactionChanged(chat_id, message_id, reaction):
+                reaction = replace(reaction, sender=self._canon(reaction.sender))
                 self._write(StoreReaction(chat_id, message_id, reaction))
             case MessageEdited(chat_id, message_id, text, edited_at):
                 self._write(StoreEdit(chat_id, message_id, text, edited_at))
