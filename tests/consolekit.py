@@ -98,6 +98,19 @@ class ConsolePage:
         return path
 
 
+# Controls a screen reader would announce without a name (no label, aria-label, text or title).
+UNNAMED = """() => [...document.querySelectorAll("button, input, select, textarea, a[href]")]
+    .filter((el) => el.offsetParent !== null || el.type === "file")
+    .filter((el) => !((el.labels && el.labels.length) || el.getAttribute("aria-label")
+        || el.getAttribute("aria-labelledby") || el.textContent.trim() || el.title))
+    .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+async def unnamed_controls(page: Page) -> list[str]:
+    found: list[str] = await page.evaluate(UNNAMED)
+    return found
+
+
 @asynccontextmanager
 async def console_page(browser: Browser, stack: Stack, width: str = "desktop") -> AsyncIterator[ConsolePage]:
     context = await browser.new_context(

@@ -21,7 +21,15 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 from actors.config import Settings
 from api.app import create_app
 from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
-from tests.consolekit import ConsolePage, artifacts_dir, browser, console_page, needs_chromium, read_qr
+from tests.consolekit import (
+    ConsolePage,
+    artifacts_dir,
+    browser,
+    console_page,
+    needs_chromium,
+    read_qr,
+    unnamed_controls,
+)
 from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), needs_chromium]
@@ -191,7 +199,9 @@ async def test_round_end_offers_retry_then_a_pairing_code_the_network_accepts(
         await retry.click()
         await expect(console.page.locator("img.qr")).to_be_visible(timeout=15_000)
         # Tab 2: a pairing code for the phone, grouped as the phone shows it.
+        assert await unnamed_controls(console.page) == []
         await console.page.get_by_role("tab", name="Phone number").click()
+        assert await unnamed_controls(console.page) == []
         await console.page.get_by_label("Country code").select_option(label="United States (+1)")
         await console.page.get_by_label("Phone number of the WhatsApp account").fill(phone[2:])
         await console.page.get_by_role("button", name="Get pairing code").click()
@@ -296,6 +306,7 @@ async def test_onboarding_saves_the_number_and_skip_goes_to_settings(
         await console.sign_in(user)
         await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
         await console.shoot(shots, "onboarding-1280")
+        assert await unnamed_controls(console.page) == []
         field = console.page.get_by_label("Your WhatsApp number")
         await console.page.get_by_label("Country code").select_option(label="United States (+1)")
         await field.fill("41")

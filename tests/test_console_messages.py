@@ -19,7 +19,14 @@ import pytest_asyncio
 from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
-from tests.consolekit import ConsolePage, artifacts_dir, browser, console_page, needs_chromium
+from tests.consolekit import (
+    ConsolePage,
+    artifacts_dir,
+    browser,
+    console_page,
+    needs_chromium,
+    unnamed_controls,
+)
 from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), needs_chromium]
@@ -112,6 +119,7 @@ async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_cha
         await incoming(client, sid, "+15550001111", text="See you at five", pushName="Rita")
         await expect(thread.locator("li.bubble.theirs").last).to_contain_text("See you at five")
         await console.shoot(shots, "messages-1280")
+        assert await unnamed_controls(console.page) == []
         console.assert_clean()
 
 

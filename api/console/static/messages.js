@@ -192,7 +192,10 @@ export function renderMessages(main, { live }) {
   const unsubscribe = live.on((frame) => {
     if (frame.type === "message") onMessage(frame);
     else if (frame.type === "status" && !frame.polled) scheduleReload();
-    else if (frame.type === "resync") scheduleReload();
+    else if (frame.type === "resync") {
+      scheduleReload();
+      if (open) open.thread.refreshNewest();
+    }
   });
   load();
   return () => {
