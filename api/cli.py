@@ -316,6 +316,12 @@ def serve(settings: Settings) -> None:
 
     from api.app import create_app
 
+    # A wildcard bind is reached through loopback from this machine.
+    host = settings.whatsapp_bridge_host
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{settings.whatsapp_bridge_port}"
+    log.info("API: %s (docs at %s/docs)", base, base)
+    if settings.console_enabled:
+        log.info("console: %s/ (it asks for the API key and a user id)", base)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.whatsapp_bridge_host,
@@ -327,12 +333,6 @@ def serve(settings: Settings) -> None:
     )
     uvicorn.Server(config).run()
 
-    # A wildcard bind is reached through loopback from this machine.
-    host = settings.whatsapp_bridge_host
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{settings.whatsapp_bridge_port}"
-    log.info("API: %s (docs at %s/docs)", base, base)
-    if settings.console_enabled:
-        log.info("console: %s/ (it asks for the API key and a user id)", base)
 
 if __name__ == "__main__":
     sys.exit(main())
