@@ -138,7 +138,6 @@ def api_env(address: str, token: str, database_url: str, redis_url: str, port: i
         WHATSAPP_BRIDGE_API_KEY=secrets.token_urlsafe(24),
         WHATSAPP_BRIDGE_HOST=HOST,
         WHATSAPP_BRIDGE_PORT=str(port),
-        WHATSAPP_BRIDGE_DATA_DIR=tempfile.mkdtemp(prefix="wab-api-"),
         RAY_NAMESPACE=f"outside-{uuid.uuid4().hex[:8]}",
         WA_BACKEND="simulated",
         # The container's own node: ports of its own on this shared machine.
