@@ -149,3 +149,22 @@ async def test_our_own_picture_is_the_sessions_profile_pic_url(stack: Stack) -> 
         assert before["profilePicUrl"] is None
         assert after["profilePicUrl"] == f"/sessions/{sid}/chats/{own}/picture"
         assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
+
+
+async def test_a_picture_set_after_the_first_look_shows_at_once(stack: Stack) -> None:
+    user, jid = new_user(), "15551240021@s.whatsapp.net"
+    async with stack.client(user) as client:
+        sid, _own = await paired(client)
+        await say(client, sid, jid)  # listed (and looked up): no picture yet
+        missing = await client.get(f"/sessions/{sid}/chats/{jid}/picture")
+        await contact(client, sid, jid=jid, picture=True)  # WhatsApp announces the change
+
+        async def url() -> object:
+            items = (await client.get(f"/sessions/{sid}/chats")).json()["items"]
+            return next(c["pictureUrl"] for c in items if c["id"] == jid)
+
+        listed = await eventually(url, lambda u: u is not None, 15)
+        picture = await client.get(str(listed))
+
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "picture_not_available"
+        assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
