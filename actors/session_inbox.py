@@ -20,8 +20,7 @@ from actors.writes import StoreChatRead, StoreEdit, StoreReaction, StoreRevoke
 
 # whatsmeow's EditWindow: WhatsApp refuses edits sent later than this after the message.
 EDIT_WINDOW = timedelta(minutes=15)
-# Read receipts sent for at most this many of a chat's newest unread messages (the phone sends one for
-# what is on screen; older ones are implied).
+# Read receipts go out for at most this many of a chat's newest unread messages.
 MAX_READ_RECEIPTS = 100
 MAX_EMOJI_CODEPOINTS = 16  # the longest emoji sequences (families with skin tones) are about 11
 

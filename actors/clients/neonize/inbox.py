@@ -13,10 +13,11 @@ Chat ids follow `convert.message_from_event`: a 1:1 chat addressed by LID become
 event carries it; chats the inbox does not hold (`actors.inbox_scope`) produce nothing.
 
 Out: the waE2E messages whatsmeow's BuildReaction / BuildEdit / BuildRevoke make, built here (no FFI call
-to build them), sent through `send_message` (whatsmeow marks edits and revokes on the wire itself). The
-first typing state also sends presence `available` (as WhatsApp Web does while in use): WhatsApp sends
-contacts' typing states only to a client that is online; typing in a chat also subscribes to that
-contact's online state (PresenceEv comes only for subscribed contacts).
+to build them; tests compare them with neonize's builders), sent through `send_message` as neonize's own
+`edit_message` / `revoke_message` do. The first typing state also sends presence `available` (as
+WhatsApp Web does while in use; whatsmeow's documentation says WhatsApp sends presence only to clients
+marked online), and typing in a chat subscribes to that contact's online state (whatsmeow delivers
+PresenceEv for subscribed contacts).
 """
 
 from __future__ import annotations
