@@ -93,6 +93,7 @@ class SessionBase:
         self._watchdog: asyncio.Task[Any] | None = None
         self._pairing: asyncio.Future[str] | None = None
         self._closing = False
+        self._pump_task: asyncio.Task[None] | None = None  # reads the client's events (session_boot)
         self._journal: Journal | None = None
         self._ledger: SendLedger | None = None
         self._boot_error: str | None = None

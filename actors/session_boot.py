@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from actors.domain import TERMINAL_REASONS, Reason, SessionStatus
 from actors.errors import ServiceUnavailable
+from actors.events import Connected, Disconnected, LoggedOut, Paired, PairingCode, Presence, QrCode
 from actors.journal import Journal
 from actors.ledger import SendLedger
 from actors.ports import ClientOptions, WhatsAppClient
@@ -18,6 +19,9 @@ from actors.writes import applier
 from persistence.session_store import StoredSession
 
 log = logging.getLogger(__name__)
+
+# What only changes a session's connection state (or is ephemeral): ignored once it is closing.
+_CONNECTION_EVENTS = (QrCode, PairingCode, Paired, Connected, Disconnected, LoggedOut, Presence)
 
 
 class SessionLifecycle(SessionTransitions):
@@ -102,7 +106,7 @@ class SessionLifecycle(SessionTransitions):
         client = self._client = self._client_factory(options)
         await self._set_state(SessionStatus.CONNECTING, None)
         self._arm(self._config.connect_timeout_s, "connect did not finish", action="dial_failed")
-        self._tasks.spawn(self._pump(client), "events")
+        self._pump_task = self._tasks.spawn(self._pump(client), "events")
         self._client_running = True
         try:
             await asyncio.wait_for(client.connect(), self._config.connect_timeout_s)
@@ -111,8 +115,10 @@ class SessionLifecycle(SessionTransitions):
 
     async def _pump(self, client: WhatsAppClient) -> None:
         async for event in client.events():
-            if self._closing:
-                continue  # this process is going away: nothing more it hears may change the state
+            if self._closing and isinstance(event, _CONNECTION_EVENTS):
+                # This process is going away: nothing more it hears may change the state. What the
+                # network handed over (messages, receipts...) is still written: whatsmeow acked it.
+                continue
             try:
                 await self._handle(event)
             except Exception:
@@ -132,6 +138,10 @@ class SessionLifecycle(SessionTransitions):
             except Exception:
                 log.warning("session %s: logout failed; deleting locally", self.session_id, exc_info=True)
         await self._stop_client()
+        if not purge and self._pump_task is not None:
+            # The stopped client's events end once what it had queued is read (a message arriving
+            # just before a drain's stop would be lost otherwise: tests/test_drain.py).
+            await asyncio.wait({self._pump_task}, timeout=CLOSE_DRAIN_S)
         await self._tasks.cancel_all()
         journal, self._journal = self._journal, None
         if journal is not None:

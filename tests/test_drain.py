@@ -12,6 +12,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +36,8 @@ from tests.raykit import (
     status_of,
     unique_namespace,
 )
+from tests.sessionkit import session_factory
+from tests.sessionkit import wait_status as core_wait_status
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
@@ -166,3 +169,21 @@ async def test_drain_moves_every_session_elsewhere_without_scan_or_lost_message(
         assert await fetchval(database_url, "SELECT count(*) FROM wa_sim.device") == SESSIONS
     finally:
         kill_namespace_actors(namespace)
+
+
+async def test_a_graceful_stop_keeps_what_arrived_just_before_it(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The stop a move starts with: a message the network handed over (whatsmeow has acked it) right
+    before `close(purge=False)` is in PostgreSQL afterwards, not dropped with the process."""
+    async with session_factory(database_url, redis_url, tmp_path) as build:
+        session, _ = await build()
+        await core_wait_status(session, SessionStatus.QR_READY)
+        await session.simulate("scan", phone="+15551299001", display_name=None)
+        await core_wait_status(session, SessionStatus.CONNECTED)
+        sid = session.session_id
+        # Delivered and stopped in the same turn of the loop: the session has not read it yet.
+        await session.simulate("incoming", from_="+15550002222", text="drain message last")
+        await session.close(purge=False)
+    rows = await _rows_by_text(database_url, [sid])
+    assert rows == {"drain message last": 1}
