@@ -32,9 +32,14 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
     "api": ("bench_api", "5. send/text at 1, 10, 100 clients", ["--sessions=10", "--duration=5"]),
     "events": ("bench_events", "6. incoming message → WebSocket frame", ["--sessions=10", "--duration=5"]),
     "first_qr": ("bench_first_qr", "7. POST /sessions → first QR frame", ["--sessions=5"]),
+    "drain": (
+        "bench_drain",
+        "8. drain a node of N sessions; autoscale up from pending to connected",
+        ["--sessions=10", "--autoscale-sessions=6"],
+    ),
     "levers": ("bench_levers", "memory levers, N=10 (not part of the full run)", ["--idle-s=5"]),
 }
-FULL_RUN = ("memory", "reload", "failover", "api", "events", "first_qr", "capacity")
+FULL_RUN = ("memory", "reload", "failover", "api", "events", "first_qr", "drain", "capacity")
 
 
 def run(name: str, argv: Sequence[str]) -> bool:
