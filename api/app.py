@@ -211,7 +211,8 @@ async def _pending(request: Request) -> PendingOut | None:
     if resources is None:
         return None
     try:
-        found = await resources.actors.pending(timeout_s=HEALTH_TIMEOUT_S)
+        # Bounded as a whole: finding the registry's handle can take longer than the call itself.
+        found = await asyncio.wait_for(resources.actors.pending(timeout_s=HEALTH_TIMEOUT_S), HEALTH_TIMEOUT_S)
     except Exception:
         return None
     oldest = None if found.oldest_s is None else round(found.oldest_s, 1)

@@ -57,8 +57,8 @@ async def metrics(res: Resources) -> Response:
         for state in SessionStatus:
             res.metrics.sessions.labels(status=state.value).set(counts.get(state.value, 0))
     try:
-        pending = await res.actors.pending(timeout_s=PENDING_TIMEOUT_S)
-    except WaError:
+        pending = await asyncio.wait_for(res.actors.pending(timeout_s=PENDING_TIMEOUT_S), PENDING_TIMEOUT_S)
+    except (WaError, TimeoutError):
         pending = None  # the registry is away: keep the last values, like the database's
     if pending is not None:
         res.metrics.sessions_pending.set(pending.count)
