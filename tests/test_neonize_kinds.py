@@ -340,3 +340,28 @@ async def test_a_changed_picture_is_announced(client: NeonizeClient) -> None:
     (got,) = await received(client, changed)
 
     assert got == PictureChanged(f"{ALICE}@s.whatsapp.net")
+
+
+async def test_a_receipt_with_both_forms_reveals_the_link_and_names_the_number(client: NeonizeClient) -> None:
+    proto = nev.lib().proto
+    source = proto.MessageSource(
+        Chat=nev.jid(LID, "lid"),
+        Sender=nev.jid(LID, "lid"),
+        IsFromMe=False,
+        IsGroup=False,
+        SenderAlt=nev.jid(BOB),
+        RecipientAlt=nev.no_jid(),
+        BroadcastListOwner=nev.no_jid(),
+    )
+    ack = proto.Receipt(
+        MessageSource=source,
+        MessageIDs=["OUT2"],
+        Timestamp=2,
+        Type=proto.Receipt.ReceiptType.Value("DELIVERED"),
+    )
+
+    link, receipt = await received(client, ack, count=2)
+
+    assert link == IdentityLink(lid=f"{LID}@lid", pn=f"{BOB}@s.whatsapp.net")
+    assert isinstance(receipt, Receipt) and receipt.chat_id == f"{BOB}@s.whatsapp.net"
+    assert (receipt.message_ids, receipt.status) == (("OUT2",), MessageStatus.DELIVERED)

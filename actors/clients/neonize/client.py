@@ -480,7 +480,8 @@ class NeonizeClient(inbox.NeonizeActions):
                 if read is not None:
                     return [read]
                 receipt = convert.receipt_from_event(payload)
-                return [receipt] if receipt else []
+                revealed: list[ClientEvent] = list(convert.identity_links(payload.MessageSource))
+                return [*revealed, receipt] if receipt else revealed
             case "chat_presence":
                 typing = inbox.chat_presence(payload)
                 return [typing] if typing else []
