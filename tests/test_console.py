@@ -20,6 +20,7 @@ from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from actors.config import Settings
 from api.app import create_app
+from api.localstack import EmbeddedValkey
 from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
 from tests.consolekit import (
     ConsolePage,
@@ -39,8 +40,15 @@ TIMINGS = {"qr_first_s": 3.0, "qr_next_s": 2.0, "qr_codes": 4, "qr_max_rounds": 
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
-    with local_ray(), api_stack(postgres_server, redis_server, session=TIMINGS) as running:
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]:
+    """This module's own Redis: the outage test stops it."""
+    with EmbeddedValkey(tmp_path_factory.mktemp("valkey")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_server: str, valkey: EmbeddedValkey) -> Iterator[Stack]:
+    with local_ray(), api_stack(postgres_server, valkey.url, session=TIMINGS) as running:
         yield running
 
 
@@ -295,61 +303,6 @@ async def test_disconnect_asks_first_then_frees_the_slot(
         console.assert_clean()
 
 
-# --- Onboarding and access --------------------------------------------------------------------------------
-
-
-async def test_onboarding_saves_the_number_and_skip_goes_to_settings(
-    stack: Stack, chromium: Browser, shots: Path
-) -> None:
-    user = new_user()
-    async with console_page(chromium, stack) as console, stack.client(user) as client:
-        await console.sign_in(user)
-        await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
-        await console.shoot(shots, "onboarding-1280")
-        assert await unnamed_controls(console.page) == []
-        field = console.page.get_by_label("Your WhatsApp number")
-        await console.page.get_by_label("Country code").select_option(label="United States (+1)")
-        await field.fill("41")
-        await console.page.get_by_role("button", name="Save").click()
-        await expect(console.page.locator(".phone-field .error")).to_have_text("This number is too short.")
-        await field.fill("(415) 555-2671")
-        await console.page.get_by_role("button", name="Save").click()
-        await expect(console.page.locator(".onboarding .success")).to_have_text("Saved: +1 415 555 2671")
-        assert (await client.get("/users/me")).json()["whatsappPhone"] == "+14155552671"
-        console.assert_clean()
-    other = new_user()
-    async with console_page(chromium, stack, "phone") as console, stack.client(other) as client:
-        await console.sign_in(other)
-        await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
-        await console.shoot(shots, "onboarding-375")
-        await console.page.get_by_role("button", name="Skip for now").click()
-        await expect(console.page.get_by_role("heading", name="WhatsApp Inbox")).to_be_visible()
-        assert (await client.get("/users/me")).json()["whatsappPhone"] is None
-        console.assert_clean()
-
-
-async def test_the_key_stays_in_session_storage_and_a_wrong_one_is_refused(
-    stack: Stack, chromium: Browser
-) -> None:
-    user = new_user()
-    async with console_page(chromium, stack) as console:
-        await console.page.goto(stack.base_url + "/console/")
-        await console.page.get_by_label("API key").fill("not-the-key")
-        await console.page.get_by_label("User id").fill(user)
-        await console.page.get_by_role("button", name="Open").click()
-        await expect(console.page.get_by_role("alert").filter(has_text="refused")).to_be_visible()
-        console.clean()  # the 401 it showed
-        urls: list[str] = []
-        console.page.on("request", lambda request: urls.append(request.url))
-        await console.sign_in(user, "settings")
-        await expect(console.page.locator("#live")).to_have_text("Live")
-        stored = await console.page.evaluate("JSON.stringify(Object.keys(sessionStorage))")
-        assert "bridge.apiKey" in stored
-        assert await console.page.evaluate("localStorage.length") == 0
-        assert not [u for u in urls if stack.api_key in u], "the key never goes into a URL"
-        console.assert_clean()
-
-
 async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_resumes(
     stack: Stack, chromium: Browser
 ) -> None:
@@ -383,4 +336,31 @@ async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_r
         refuse = False
         await expect(live).to_have_text("Live", timeout=45_000)
         assert "cursor=" in opened[-1].url, "the new socket resumes after the last frame seen"
+        console.assert_clean()
+
+
+async def test_with_redis_down_the_console_says_so_and_follows_status_by_polling(
+    stack: Stack, chromium: Browser, valkey: EmbeddedValkey
+) -> None:
+    user = new_user()
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        await console.sign_in(user, "settings")
+        live = console.page.locator("#live")
+        await expect(live).to_have_text("Live")
+        valkey.stop()
+        try:
+            await expect(live).to_have_text(
+                "Live updates are paused (Redis is down); checking status every 3 s.", timeout=15_000
+            )
+            # A number linked during the outage: its card appears and follows it without Redis.
+            sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
+            await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
+            body = {"phone": new_phone(), "displayName": "No Redis"}
+            assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
+            card = console.page.locator('article[data-slot="1"]')
+            await expect(card).to_have_attribute("data-state", "connected", timeout=15_000)
+            await expect(card).to_contain_text("No Redis")
+        finally:
+            valkey.start()
+        await expect(live).to_have_text("Live", timeout=15_000)
         console.assert_clean()

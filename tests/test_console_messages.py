@@ -1,4 +1,4 @@
-"""The console's Messages screen in Chromium against a real bridge on the simulated network.
+"""The console's Messages and Onboarding screens and its sign-in, in Chromium against a real bridge.
 
 The merged inbox updates live from the WebSocket; replies go out as text, a file and a voice note
 recorded from Chromium's fake microphone, and the test reads what the simulated network received.
@@ -229,4 +229,59 @@ async def test_a_contact_on_two_numbers_can_be_answered_from_either_and_the_phon
         await console.shoot(shots, "messages-375-chat")
         await console.page.get_by_role("button", name="‹ Chats").click()
         await expect(console.page.locator(".list-pane")).to_be_visible()
+        console.assert_clean()
+
+
+# --- Onboarding and access --------------------------------------------------------------------------------
+
+
+async def test_onboarding_saves_the_number_and_skip_goes_to_settings(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    async with console_page(chromium, stack) as console, stack.client(user) as client:
+        await console.sign_in(user)
+        await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
+        await console.shoot(shots, "onboarding-1280")
+        assert await unnamed_controls(console.page) == []
+        field = console.page.get_by_label("Your WhatsApp number")
+        await console.page.get_by_label("Country code").select_option(label="United States (+1)")
+        await field.fill("41")
+        await console.page.get_by_role("button", name="Save").click()
+        await expect(console.page.locator(".phone-field .error")).to_have_text("This number is too short.")
+        await field.fill("(415) 555-2671")
+        await console.page.get_by_role("button", name="Save").click()
+        await expect(console.page.locator(".onboarding .success")).to_have_text("Saved: +1 415 555 2671")
+        assert (await client.get("/users/me")).json()["whatsappPhone"] == "+14155552671"
+        console.assert_clean()
+    other = new_user()
+    async with console_page(chromium, stack, "phone") as console, stack.client(other) as client:
+        await console.sign_in(other)
+        await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
+        await console.shoot(shots, "onboarding-375")
+        await console.page.get_by_role("button", name="Skip for now").click()
+        await expect(console.page.get_by_role("heading", name="WhatsApp Inbox")).to_be_visible()
+        assert (await client.get("/users/me")).json()["whatsappPhone"] is None
+        console.assert_clean()
+
+
+async def test_the_key_stays_in_session_storage_and_a_wrong_one_is_refused(
+    stack: Stack, chromium: Browser
+) -> None:
+    user = new_user()
+    async with console_page(chromium, stack) as console:
+        await console.page.goto(stack.base_url + "/console/")
+        await console.page.get_by_label("API key").fill("not-the-key")
+        await console.page.get_by_label("User id").fill(user)
+        await console.page.get_by_role("button", name="Open").click()
+        await expect(console.page.get_by_role("alert").filter(has_text="refused")).to_be_visible()
+        console.clean()  # the 401 it showed
+        urls: list[str] = []
+        console.page.on("request", lambda request: urls.append(request.url))
+        await console.sign_in(user, "settings")
+        await expect(console.page.locator("#live")).to_have_text("Live")
+        stored = await console.page.evaluate("JSON.stringify(Object.keys(sessionStorage))")
+        assert "bridge.apiKey" in stored
+        assert await console.page.evaluate("localStorage.length") == 0
+        assert not [u for u in urls if stack.api_key in u], "the key never goes into a URL"
         console.assert_clean()

@@ -4,7 +4,7 @@ import { api, sessionPath } from "./api.js";
 
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const POLL_MS = 3000;
-const HEALTH_MS = 15000;
+const HEALTH_MS = 10000;
 const SETTLE_MS = 2000;
 
 export class Live {
@@ -34,6 +34,7 @@ export class Live {
   start() {
     this.stopped = false;
     this.connect();
+    this.checkHealth();
     this.healthTimer = setInterval(() => this.checkHealth(), HEALTH_MS);
   }
 
