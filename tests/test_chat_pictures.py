@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from actors.session_contacts import PictureState, cdn_expiry
 from tests.apikit import Stack, api_stack, new_user
 from tests.raykit import eventually, fetchval, local_ray
 
@@ -168,3 +170,14 @@ async def test_a_picture_set_after_the_first_look_shows_at_once(stack: Stack) ->
 
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "picture_not_available"
         assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
+
+
+def test_whatsapps_link_expiry_is_read_from_its_oe_parameter() -> None:
+    url = "https://pps.whatsapp.net/v/t61.24694-24/123_456_n.jpg?ccb=11-4&oh=01_Q5AaI&oe=6753A1F0&_nc_cat=1"
+
+    assert cdn_expiry(url) == datetime(2024, 12, 7, 1, 16, 32, tzinfo=UTC)
+    assert cdn_expiry("https://pps.whatsapp.net/v/x.jpg") is None
+    assert cdn_expiry("https://pps.whatsapp.net/v/x.jpg?oe=nothex") is None
+    alive = PictureState("1", url, datetime(2024, 12, 6, tzinfo=UTC))
+    assert not alive.stale(datetime(2024, 12, 6, 12, tzinfo=UTC))
+    assert alive.stale(datetime(2024, 12, 7, 1, 14, tzinfo=UTC))  # within the margin of its expiry

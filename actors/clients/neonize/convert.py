@@ -150,8 +150,9 @@ def history_names(chunk: HistoryChunk, ev: Any) -> list[ContactName]:
     """Names a history chunk tells: a 1:1 conversation's `name` is the phone's address-book name, a
     group's its subject; push names are the contacts' own."""
     names: dict[str, ContactName] = {}
-    for p in ev.Data.pushnames:
-        if p.pushname and is_phone(str(p.ID)):
+    chats = {conv.chat_id for conv in chunk.conversations}
+    for p in ev.Data.pushnames:  # only for this chunk's chats: a chunk can name thousands of people
+        if p.pushname and str(p.ID) in chats:
             names[str(p.ID)] = ContactName(str(p.ID), str(p.pushname), "push")
     by_id: dict[str, Any] = {}
     for c in ev.Data.conversations:
