@@ -232,6 +232,43 @@ async def test_a_contact_on_two_numbers_can_be_answered_from_either_and_the_phon
         console.assert_clean()
 
 
+async def test_a_long_history_loads_upwards_as_the_chat_is_scrolled(stack: Stack, chromium: Browser) -> None:
+    user = new_user()
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid, _ = await connected(client, 1, "History")
+        synced = await client.post(
+            f"/simulator/sessions/{sid}/history", json={"chats": 1, "messagesPerChat": 90}
+        )
+        assert synced.status_code == 200, synced.text
+
+        async def longest() -> tuple[str, list[dict[str, Any]]]:
+            chats = (await client.get(f"/sessions/{sid}/chats")).json()["items"]
+            pages = [
+                (c["id"], (await client.get(f"/sessions/{sid}/chats/{c['id']}/messages?limit=100")).json())
+                for c in chats
+            ]
+            chat_id, page = max(pages, key=lambda pair: len(pair[1]["items"]))
+            return chat_id, page["items"]
+
+        chat_id, messages = await eventually(longest, lambda found: len(found[1]) >= 90)
+        await console.sign_in(user, "messages")
+        await chat_item(console, chat_id).click()
+        bubbles = console.page.locator("ol.thread li.bubble")
+        await expect(bubbles).to_have_count(30)
+        top = console.page.locator(".thread-top")
+        await expect(top).to_have_text("Loading older messages…")
+        for _ in range(10):
+            await console.page.locator(".thread-scroll").evaluate("(el) => { el.scrollTop = 0; }")
+            if await top.text_content() == "Start of the conversation":
+                break
+            await asyncio.sleep(0.3)
+        await expect(top).to_have_text("Start of the conversation")
+        await expect(bubbles).to_have_count(len(messages))
+        oldest = await bubbles.first.get_attribute("data-id")
+        assert oldest == messages[-1]["id"], "the oldest message is at the top"
+        console.assert_clean()
+
+
 # --- Onboarding and access --------------------------------------------------------------------------------
 
 
