@@ -78,9 +78,11 @@ async def test_a_picture_is_fetched_on_listing_and_served_by_the_bridge(
         none = await client.get(f"/sessions/{sid}/chats/{without}/picture")
         unknown = await client.get(f"/sessions/{sid}/chats/15551249999@s.whatsapp.net/picture")
         theirs = await stranger.get(str(listed[with_pic]))
+        merged = {c["id"]: c["pictureUrl"] for c in (await client.get("/inbox/chats")).json()["items"]}
 
         assert listed[with_pic] == f"/sessions/{sid}/chats/{with_pic}/picture"
         assert listed[without] is None
+        assert (merged[with_pic], merged[without]) == (listed[with_pic], None)  # the merged inbox too
         assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
         assert picture.content.startswith(b"\x89PNG") and again.content == picture.content
         assert none.status_code == 404 and none.json()["error"]["code"] == "picture_not_available"
