@@ -31,14 +31,21 @@ class OpsError(Exception):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whatsapp-bridge", description="Operate a running bridge's Ray cluster.")
-    p.add_argument("--url", help="the API (default WHATSAPP_BRIDGE_URL or http://HOST:PORT of the settings)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", help="the API (default WHATSAPP_BRIDGE_URL, else http://HOST:PORT of the settings)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sessions", help="every session: node, pid, status, uptime, restarts, memory")
+    s = sub.add_parser(
+        "sessions", parents=[common], help="every session: node, pid, status, uptime, restarts, memory"
+    )
     s.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
-    d = sub.add_parser("drain", help="move every session off a node (Ray's node drain), then return")
+    d = sub.add_parser("drain", parents=[common], help="move every session off a node, then return")
     d.add_argument("node", help="the node id (hex) or a unique prefix of at least 6 digits")
     d.add_argument("--no-wait", action="store_true", help="start it and return")
-    r = sub.add_parser("rebalance", help="move sessions from the fullest nodes to the emptiest")
+    r = sub.add_parser(
+        "rebalance", parents=[common], help="move sessions from the fullest nodes to the emptiest"
+    )
     r.add_argument("--no-wait", action="store_true", help="start it and return")
     return p
 
