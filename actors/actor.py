@@ -132,7 +132,7 @@ class SessionActor:
     async def mark_read(self, chat_id: str) -> None:
         await self._core.mark_read(chat_id)
 
-    async def read_chat(self, chat_id: str) -> int:
+    async def read_chat(self, chat_id: str) -> tuple[str, int]:
         return await self._core.read_chat(chat_id)
 
     async def react(self, chat_id: str, message_id: str, emoji: str) -> Message:

@@ -15,6 +15,7 @@ from actors.domain import Message, MessageType, Reaction
 from actors.errors import EditWindowClosed, InvalidInput, NotEditable, NotOwnMessage
 from actors.ids import jid_user, to_jid
 from actors.presence import TYPING_STATES, TypingGate
+from actors.session_contacts import SessionContacts
 from actors.session_sends import MAX_TEXT, SessionSends
 from actors.writes import StoreChatRead, StoreEdit, StoreReaction, StoreRevoke
 
@@ -56,34 +57,40 @@ def revoked(message: Message) -> Message:
     )
 
 
-class SessionInbox(SessionSends):
+class SessionInbox(SessionSends, SessionContacts):
     """Reads, reactions, edits, revokes and typing of one session."""
 
     _typing: TypingGate | None = None
+
+    async def _chat(self, chat_id: str) -> str:
+        """The chat as the store keys it: a LID linked to a phone number is that number's chat."""
+        jid = to_jid(chat_id)
+        return (await self._ensure_links()).get(jid, jid)
 
     def _me(self) -> str:
         me = self._row.device_jid if self._row and self._row.device_jid else None
         return f"{jid_user(me)}@s.whatsapp.net" if me else "me"
 
-    async def read_chat(self, chat_id: str) -> int:
+    async def read_chat(self, chat_id: str) -> tuple[str, int]:
         """Mark the chat read: read receipts for its unread incoming messages, unread count 0.
 
-        The number of messages WhatsApp got read receipts for.
+        The chat's id (a linked LID becomes the phone number's chat) and how many messages WhatsApp got
+        read receipts for.
         """
         await self.wait_ready()
-        jid = to_jid(chat_id)
+        jid = await self._chat(chat_id)
         client = self._client_if_connected()
         unread = await self._store.unread_incoming(jid, MAX_READ_RECEIPTS)
         if unread:
             await self._timed(client.mark_read(jid, unread))
         self._write(StoreChatRead(jid))
-        return len(unread)
+        return jid, len(unread)
 
     async def react(self, chat_id: str, message_id: str, emoji: str) -> Message:
         """React to a message of the chat (ours or theirs); "" removes our reaction."""
         check_emoji(emoji)
         await self.wait_ready()
-        jid = to_jid(chat_id)
+        jid = await self._chat(chat_id)
         message = await self._store.get_message(jid, message_id)
         if message.type is MessageType.REVOKED:
             raise InvalidInput("cannot react to a message that was deleted for everyone")
@@ -99,7 +106,7 @@ class SessionInbox(SessionSends):
         if not text.strip() or len(text) > MAX_TEXT:
             raise InvalidInput(f"text must be 1..{MAX_TEXT} characters")
         await self.wait_ready()
-        jid = to_jid(chat_id)
+        jid = await self._chat(chat_id)
         message = await self._store.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
@@ -115,7 +122,7 @@ class SessionInbox(SessionSends):
     async def revoke(self, chat_id: str, message_id: str) -> Message:
         """Delete our own message for everyone (a message already deleted stays so: no second request)."""
         await self.wait_ready()
-        jid = to_jid(chat_id)
+        jid = await self._chat(chat_id)
         message = await self._store.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
@@ -132,7 +139,7 @@ class SessionInbox(SessionSends):
         if state not in TYPING_STATES:
             raise InvalidInput(f"state must be one of {', '.join(TYPING_STATES)}")
         await self.wait_ready()
-        jid = to_jid(chat_id)
+        jid = await self._chat(chat_id)
         client = self._client_if_connected()
         if self._typing is None:
             self._typing = TypingGate()

@@ -158,9 +158,10 @@ class SessionActors:
     async def mark_read(self, session_id: str, chat_id: str) -> None:
         await self._session(session_id, "mark_read", chat_id)
 
-    async def read_chat(self, session_id: str, chat_id: str) -> int:
-        receipts: int = await self._session(session_id, "read_chat", chat_id)
-        return receipts
+    async def read_chat(self, session_id: str, chat_id: str) -> tuple[str, int]:
+        """The chat read (its id as the session keys it) and the read receipts sent."""
+        read: tuple[str, int] = await self._session(session_id, "read_chat", chat_id)
+        return read
 
     async def react(self, session_id: str, chat_id: str, message_id: str, emoji: str) -> Message:
         message: Message = await self._session(session_id, "react", chat_id, message_id, emoji)

@@ -146,6 +146,36 @@ async def test_read_on_a_session_that_is_not_connected_is_409(
     assert (typing.status_code, error_code(typing)) == (409, "session_not_connected")
 
 
+async def test_a_contact_addressed_by_lid_is_one_chat_here_too(
+    stack: Stack, paired: tuple[str, str, str]
+) -> None:
+    user, sid, _ = paired
+    phone, chat = new_contact()
+    lid = f"{random.randint(10**14, 10**15 - 1)}@lid"
+    async with stack.client(user) as client:
+        linked = await client.post(f"/simulator/sessions/{sid}/contacts", json={"jid": phone, "lid": lid})
+        assert linked.status_code == 204, linked.text
+        message = await incoming(client, sid, phone, text="by number")
+        await eventually(lambda: chat_of(client, sid, chat), lambda c: c["unreadCount"] == 1, 10)
+
+        read = await client.post(f"/sessions/{sid}/chats/{lid}/read")
+        reacted = await client.post(
+            f"/sessions/{sid}/chats/{lid}/messages/{message['id']}/reaction", json={"emoji": "👍"}
+        )
+        body = {"chatId": lid, "messageId": message["id"], "emoji": "🙌"}
+        theirs = await client.post(f"/simulator/sessions/{sid}/react", json=body)
+
+        assert read.status_code == 200 and read.json()["chatId"] == chat
+        assert reacted.status_code == 200 and reacted.json()["chatId"] == chat
+        assert theirs.status_code == 204
+        stored_message = await eventually(
+            lambda: stored(client, sid, chat, message["id"]), lambda m: len(m["reactions"]) == 2, 10
+        )
+        assert {r["emoji"] for r in stored_message["reactions"]} == {"👍", "🙌"}
+        assert chat in {r["sender"] for r in stored_message["reactions"]}
+        assert (await chat_of(client, sid, chat))["unreadCount"] == 0
+
+
 # ------------------------------------------------------------------------------------------ reactions
 
 

@@ -57,8 +57,7 @@ def _responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 async def read_chat(session_id: OwnedSession, res: Resources, chat_id: ChatId) -> JSON:
     """Mark the chat read up to its newest message: the contact gets read receipts (blue ticks), its
     `unreadCount` becomes 0, and a `chat` frame tells every open console."""
-    jid = to_jid(chat_id)
-    receipts = await res.actors.read_chat(session_id, jid)
+    jid, receipts = await res.actors.read_chat(session_id, to_jid(chat_id))
     return {"chatId": jid, "unreadCount": 0, "readReceipts": receipts}
 
 
