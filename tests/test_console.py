@@ -285,12 +285,24 @@ async def test_disconnect_asks_first_then_frees_the_slot(
     async with console_page(chromium, stack, "phone") as console, stack.client(user) as client:
         sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
         await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
-        body = {"phone": new_phone(), "displayName": "Shop"}
+        phone = new_phone()
+        body = {"phone": phone, "displayName": "Shop"}
         assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
         await console.sign_in(user, "settings")
         card = console.page.locator('article[data-slot="1"]')
         await expect(card).to_have_attribute("data-state", "connected")
         await console.shoot(shots, "settings-375")
+        # The same phone asked for in another slot: refused in words before the API's 409.
+        await connect_slot(console, 2)
+        await console.page.get_by_role("tab", name="Phone number").click()
+        await console.page.get_by_label("Country code").select_option(label="United States (+1)")
+        await console.page.get_by_label("Phone number of the WhatsApp account").fill(phone[2:])
+        await console.shoot(shots, "connect-pairing-375")
+        await console.page.get_by_role("button", name="Get pairing code").click()
+        await expect(console.page.locator(".pair-form .error").first).to_have_text(
+            f"+1 415 555 {phone[-4:]} is already linked in slot 1. Disconnect it there first."
+        )
+        await console.page.keyboard.press("Escape")
         await card.get_by_role("button", name="Disconnect").click()
         confirm = console.page.get_by_role("dialog")
         await expect(confirm).to_contain_text("Disconnect +1 415 555")
@@ -299,7 +311,7 @@ async def test_disconnect_asks_first_then_frees_the_slot(
         await card.get_by_role("button", name="Disconnect").click()
         await console.page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
         await expect(card).to_have_attribute("data-state", "empty", timeout=45_000)
-        assert (await client.get("/sessions")).json() == []
+        assert [s["slot"] for s in (await client.get("/sessions")).json()] == [2]
         console.assert_clean()
 
 

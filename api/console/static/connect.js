@@ -45,7 +45,7 @@ export function groupCode(code) {
   return code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code;
 }
 
-export function connectModal(session, live, { onConnected, onClose } = {}) {
+export function connectModal(session, live, { onConnected, onClose, linked = [] } = {}) {
   const sessionId = session.id;
   let expiresAt = null;
   let objectUrl = null;
@@ -83,6 +83,12 @@ export function connectModal(session, live, { onConnected, onClose } = {}) {
     phone.error(problem);
     codeError.textContent = "";
     if (problem) return phone.focus();
+    const taken = linked.find((other) => other.phone === phone.value());
+    if (taken) {
+      // The API would refuse the pairing with 409 phone_already_paired: say so before asking.
+      phone.error(`${formatPhone(taken.phone)} is already linked in slot ${taken.slot}. Disconnect it there first.`);
+      return phone.focus();
+    }
     codeButton.disabled = true;
     try {
       const { code } = await api(sessionPath(sessionId, "/pairing-code"), { method: "POST", json: { phone: phone.value() } });

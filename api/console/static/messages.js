@@ -191,6 +191,15 @@ export function renderMessages(main, { live }) {
 
   const unsubscribe = live.on((frame) => {
     if (frame.type === "message") onMessage(frame);
+    else if (frame.type === "chat" && frame.chatId) {
+      // Another client read the chat, or its name changed.
+      const chat = chats.find((c) => c.sessionId === frame.sessionId && c.id === frame.chatId);
+      if (chat) {
+        if (typeof frame.unreadCount === "number") chat.unreadCount = frame.unreadCount;
+        if (frame.name) chat.name = frame.name;
+        drawList();
+      }
+    }
     else if (frame.type === "status" && !frame.polled) scheduleReload();
     else if (frame.type === "resync") {
       scheduleReload();

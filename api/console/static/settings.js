@@ -127,7 +127,9 @@ export function renderSettings(main, { live }) {
 
   function showModal(session) {
     if (openModal && !openModal.closed) return;
+    const linked = sessions.filter((s) => s.id !== session.id && s.phone);
     openModal = connectModal(session, live, {
+      linked,
       onConnected: () => scheduleReload(),
       onClose: () => scheduleReload(),
     });
