@@ -11,7 +11,7 @@ from actors.errors import ClientTimeout, InvalidInput, MediaTooLarge, SessionNot
 from actors.ids import jid_user, to_jid
 from actors.message_kinds import summary_for
 from actors.ports import OutgoingMedia, WhatsAppClient
-from actors.session_base import SessionBase
+from actors.session_contacts import SessionContacts
 from actors.spool import SpoolFull
 from actors.writes import StoreMessage
 
@@ -20,7 +20,7 @@ T = TypeVar("T")
 MAX_TEXT = 65_536
 
 
-class SessionSends(SessionBase):
+class SessionSends(SessionContacts):
     """The three sends and what they share (a connected client, a timed call, our stored copy)."""
 
     def _client_if_connected(self) -> WhatsAppClient:
@@ -73,7 +73,7 @@ class SessionSends(SessionBase):
     ) -> SendResult:
         if not text.strip() or len(text) > MAX_TEXT:
             raise InvalidInput(f"text must be 1..{MAX_TEXT} characters")
-        jid = to_jid(to)
+        jid = self._canon(to_jid(to))  # a LID we know the number of: the number's chat
 
         async def send() -> SendResult:
             client = self._client_if_connected()
@@ -98,7 +98,7 @@ class SessionSends(SessionBase):
 
         if len(data) > self._config.max_media_bytes:
             raise MediaTooLarge(limit=self._config.max_media_bytes)
-        jid = to_jid(to)
+        jid = self._canon(to_jid(to))  # a LID we know the number of: the number's chat
 
         async def send() -> SendResult:
             client = self._client_if_connected()
@@ -115,7 +115,7 @@ class SessionSends(SessionBase):
 
         if len(data) > self._config.max_media_bytes:
             raise MediaTooLarge(limit=self._config.max_media_bytes)
-        jid = to_jid(to)
+        jid = self._canon(to_jid(to))  # a LID we know the number of: the number's chat
 
         async def send() -> SendResult:
             client = self._client_if_connected()

@@ -244,9 +244,20 @@ async def test_one_chat_per_person_whether_addressed_by_number_or_lid(
             return next(m for m in await messages(client, sid, pn) if m["id"] == rid)
 
         read = await eventually(ours, lambda m: m["status"] == "read", 15)
+        # Sent to the LID, it is still the number's chat.
+        by_lid = await client.post(f"/sessions/{sid}/send/text", json={"to": lid, "text": "and by lid"})
+        assert by_lid.status_code == 200, by_lid.text
+        await eventually(
+            lambda: messages(client, sid, pn), lambda ms: any(m["id"] == by_lid.json()["id"] for m in ms), 15
+        )
 
         in_chat = await messages(client, sid, pn)
-        assert [m["text"] for m in reversed(in_chat)] == ["from a lid", "by number now", "got both"]
+        assert [m["text"] for m in reversed(in_chat)] == [
+            "from a lid",
+            "by number now",
+            "got both",
+            "and by lid",
+        ]
         assert {m["chatId"] for m in in_chat} == {pn} and read["status"] == "read"
         assert await theirs(client, sid, pn, lid) == [pn]
         # A LID in the route finds the same chat.
