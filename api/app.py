@@ -17,7 +17,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from actors.config import Settings
+from api import ray_driver
 from api.frontend import install, serving
+from api.unavailable import ray_unavailable
 from persistence import repo
 from persistence.db import create_engine, session_factory
 
@@ -96,8 +98,11 @@ def _settle(future: Future[bool]) -> None:
 def _ray_alive() -> bool:
     import ray  # lazily: the API is usable (and testable) without Ray loaded
 
-    if not ray.is_initialized():
+    if ray_unavailable() is not None:  # not connected, or being connected again: do not touch Ray
         return False
+    driver = ray_driver.current()
+    if driver is not None:  # its probe, not ray.nodes(): that aborts the process on a replaced head
+        return driver.healthy
     nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]  # untyped in Ray 2.60
     return any(node.get("Alive") for node in nodes)
 

@@ -24,7 +24,7 @@ from types import FrameType
 from pydantic import SecretStr, ValidationError
 
 from actors.config import Settings
-from api import redact
+from api import ray_driver, redact
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +235,7 @@ def start_stack(settings: Settings, stack: ExitStack) -> Settings:
     _migrate(database_url)
     _connect_ray(ray_address, settings.ray_namespace, stack)
     _ensure_registry(settings)
+    stack.enter_context(ray_driver.supervised(_ray_driver(ray_address, settings)))
     return settings
 
 
@@ -296,11 +297,33 @@ def _connect_ray(address: str, namespace: str, stack: ExitStack) -> None:
     ray_logger = logging.getLogger("ray")
     ray_logger.handlers.clear()
     ray_logger.propagate = True
-    # log_to_driver=False: session logs stay in Ray's log files (streaming them here cost the API ~6 % CPU).
-    ray.init(address=address, namespace=namespace, configure_logging=False, log_to_driver=False)
+    _ray_init(address, namespace)
     stack.callback(ray.shutdown)
     # ray.init installs a SIGTERM handler that calls sys.exit; ours unwinds the same way as Ctrl+C.
     signal.signal(signal.SIGTERM, _raise_shutdown)
+
+
+def _ray_init(address: str, namespace: str) -> None:
+    import ray
+
+    # log_to_driver=False: session logs stay in Ray's log files (streaming them here cost the API ~6 % CPU).
+    ray.init(address=address, namespace=namespace, configure_logging=False, log_to_driver=False)
+
+
+def _ray_driver(address: str, settings: Settings) -> ray_driver.RayDriver:
+    """Connects this driver again, and ensures the registry, if its cluster is replaced (`api.ray_driver`)."""
+    import ray
+
+    from actors.registry import REGISTRY_NAME
+
+    def lookup() -> object:
+        # A GCS call every time (ray.get_actor can answer from the driver's cache with the GCS gone).
+        names = ray.util.list_named_actors(all_namespaces=False)
+        return REGISTRY_NAME if REGISTRY_NAME in names else None
+
+    return ray_driver.RayDriver(
+        lambda: _ray_init(address, settings.ray_namespace), lambda: _ensure_registry(settings), lookup
+    )
 
 
 def _ensure_registry(settings: Settings) -> None:

@@ -25,9 +25,10 @@ from actors.domain import Chat, Message, Page, Placement, SendResult, SessionVie
 from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from actors.ids import actor_name
 from actors.supervision import Pending
+from api import ray_driver
 from api.media_stream import MediaDownload
 from api.metrics import Metrics
-from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
+from api.unavailable import RETRY_AFTER_S, as_wa_error, describe, ray_unavailable
 from api.unavailable import ActorUnreachable as ActorUnreachable
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class SessionActors:
         self._send_timeout_s = send_timeout_s
         self._media_send_timeout_s = media_send_timeout_s
         self._handles: dict[str, Any] = {}
+        self._generation = 0  # of `api.ray_driver`'s driver when the handles were looked up
         # Lookups ask the GCS, which can block for long when it is gone: never on the event loop, and
         # never in the default executor that the rest of the process shares.
         self._lookups = ThreadPoolExecutor(4, thread_name_prefix="ray-lookup")
@@ -234,13 +236,17 @@ class SessionActors:
             raise ServiceUnavailable("The session registry is unavailable, try again shortly") from err
 
     async def _handle(self, name: str) -> Any:
+        refused = ray_unavailable()
+        if refused is not None:
+            raise refused
+        driver = ray_driver.current()
+        generation = driver.generation if driver is not None else 0
+        if generation != self._generation:  # the driver connected again: old handles are another cluster's
+            self._handles.clear()
+            self._generation = generation
         handle = self._handles.get(name)
         if handle is not None:
             return handle
-        import ray
-
-        if not ray.is_initialized():
-            raise ActorUnreachable("Not connected to the Ray cluster", retry_after=RETRY_AFTER_S)
         loop = asyncio.get_running_loop()
         lookup = loop.run_in_executor(self._lookups, _get_actor, name, self._namespace)
         try:

@@ -6,6 +6,9 @@ cannot be reached, `ServiceUnavailable` (503 + Retry-After) when PostgreSQL, Red
 or time out, or the bridge's own 503/504 error found in the chain. `None` means "not an availability
 problem": the caller lets the exception go on (a constraint violation, a bug).
 
+`ray_unavailable()` answers before any Ray call whether one may be made at all (503 while this process's
+Ray driver is not connected).
+
 `describe(err)` names an exception for a log line without its text: SQLAlchemy's text holds the SQL and
 its parameters, which can be secrets.
 """
@@ -21,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from actors.errors import ServiceUnavailable, SessionUnavailable, WaError
+from api import ray_driver
 
 RETRY_AFTER_S = 2
 
@@ -54,6 +58,20 @@ def as_wa_error(err: BaseException) -> WaError | None:
             return None
         if found is not None:
             return found
+    return None
+
+
+def ray_unavailable() -> ActorUnreachable | None:
+    """Why no actor call may be made right now, or None: this process's Ray driver is not connected, or
+    is being connected again after its cluster was replaced (`api.ray_driver`)."""
+    driver = ray_driver.current()
+    if driver is not None and not driver.connected:
+        return ActorUnreachable(
+            "Reconnecting to the Ray cluster, try again shortly", retry_after=RETRY_AFTER_S
+        )
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ActorUnreachable("Not connected to the Ray cluster", retry_after=RETRY_AFTER_S)
     return None
 
 
