@@ -111,6 +111,42 @@ async def unnamed_controls(page: Page) -> list[str]:
     return found
 
 
+# Visible text below WCAG AA contrast against the first opaque background behind it (4.5:1, or 3:1 for
+# large text); disabled controls are exempt, as in WCAG.
+LOW_CONTRAST = """() => {
+  const rgb = (value) => (value.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b]
+    .map((c) => c / 255)
+    .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (el) => {
+    for (let node = el; node; node = node.parentElement) {
+      const parts = rgb(getComputedStyle(node).backgroundColor);
+      if (parts.length && (parts.length < 4 || parts[3] >= 0.5)) return parts.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const found = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const text = [...el.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join("").trim();
+    if (!text || el.offsetParent === null || el.closest("[disabled], .visually-hidden")) continue;
+    const style = getComputedStyle(el);
+    const fg = lum(rgb(style.color));
+    const bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) found.push(`${text.slice(0, 40)}: ${ratio.toFixed(2)}`);
+  }
+  return found;
+}"""
+
+
+async def low_contrast(page: Page) -> list[str]:
+    found: list[str] = await page.evaluate(LOW_CONTRAST)
+    return found
+
+
 @asynccontextmanager
 async def console_page(browser: Browser, stack: Stack, width: str = "desktop") -> AsyncIterator[ConsolePage]:
     context = await browser.new_context(

@@ -27,6 +27,7 @@ from tests.consolekit import (
     artifacts_dir,
     browser,
     console_page,
+    low_contrast,
     needs_chromium,
     read_qr,
     unnamed_controls,
@@ -174,6 +175,7 @@ async def test_connect_by_qr_the_code_on_screen_rotates_and_a_scan_closes_the_mo
             re.compile(r"This code changes in \d+ s")
         )
         await console.shoot(shots, "connect-qr-1280")
+        assert await low_contrast(console.page) == []
         # The next code replaces it on screen.
         second = await eventually(
             lambda: current_qr_shown(console.page, frames, sid), lambda shown: shown != first, timeout=10
@@ -188,6 +190,7 @@ async def test_connect_by_qr_the_code_on_screen_rotates_and_a_scan_closes_the_mo
         await expect(card).to_contain_text("Ana Lima")
         await expect(card).to_contain_text("+1 415 555 " + phone[-4:])
         await console.shoot(shots, "settings-connected-1280")
+        assert await low_contrast(console.page) == []
         console.assert_clean()
 
 
@@ -292,6 +295,7 @@ async def test_disconnect_asks_first_then_frees_the_slot(
         card = console.page.locator('article[data-slot="1"]')
         await expect(card).to_have_attribute("data-state", "connected")
         await console.shoot(shots, "settings-375")
+        assert await low_contrast(console.page) == []
         # The same phone asked for in another slot: refused in words before the API's 409.
         await connect_slot(console, 2)
         await console.page.get_by_role("tab", name="Phone number").click()

@@ -24,6 +24,7 @@ from tests.consolekit import (
     artifacts_dir,
     browser,
     console_page,
+    low_contrast,
     needs_chromium,
     unnamed_controls,
 )
@@ -120,6 +121,7 @@ async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_cha
         await expect(thread.locator("li.bubble.theirs").last).to_contain_text("See you at five")
         await console.shoot(shots, "messages-1280")
         assert await unnamed_controls(console.page) == []
+        assert await low_contrast(console.page) == []
         console.assert_clean()
 
 
@@ -227,6 +229,7 @@ async def test_a_contact_on_two_numbers_can_be_answered_from_either_and_the_phon
         assert await sent(client, first) == []
         await expect(console.page.locator(".chat-head")).to_contain_text(second_phone[-4:])
         await console.shoot(shots, "messages-375-chat")
+        assert await low_contrast(console.page) == []
         await console.page.get_by_role("button", name="‹ Chats").click()
         await expect(console.page.locator(".list-pane")).to_be_visible()
         console.assert_clean()
@@ -296,6 +299,7 @@ async def test_onboarding_saves_the_number_and_skip_goes_to_settings(
         await console.sign_in(other)
         await expect(console.page.get_by_role("heading", name="What's your WhatsApp number?")).to_be_visible()
         await console.shoot(shots, "onboarding-375")
+        assert await low_contrast(console.page) == []
         await console.page.get_by_role("button", name="Skip for now").click()
         await expect(console.page.get_by_role("heading", name="WhatsApp Inbox")).to_be_visible()
         assert (await client.get("/users/me")).json()["whatsappPhone"] is None
