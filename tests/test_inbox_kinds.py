@@ -233,7 +233,7 @@ async def test_one_chat_per_person_whether_addressed_by_number_or_lid(
         )
         assert revealed.status_code == 204
         await eventually(lambda: theirs(client, sid, pn, lid), lambda ids: ids == [pn], 15)
-        later = await incoming(client, sid, **{"from": pn}, text="by number now")
+        later = await incoming(client, sid, **{"from": pn}, text="by number now", media={"type": "image"})
         await ws.wait_for(lambda f: f["type"] == "message" and f["message"]["id"] == later["id"])
         # Our reply goes to the number; its receipts come back addressed to the LID chat.
         reply = await client.post(f"/sessions/{sid}/send/text", json={"to": pn, "text": "got both"})
@@ -260,8 +260,10 @@ async def test_one_chat_per_person_whether_addressed_by_number_or_lid(
         ]
         assert {m["chatId"] for m in in_chat} == {pn} and read["status"] == "read"
         assert await theirs(client, sid, pn, lid) == [pn]
-        # A LID in the route finds the same chat.
+        # A LID in the route finds the same chat, and its media.
         assert [m["id"] for m in await messages(client, sid, lid)] == [m["id"] for m in in_chat]
+        by_lid_media = await client.get(f"/sessions/{sid}/chats/{lid}/messages/{later['id']}/media")
+        assert by_lid_media.status_code == 200 and by_lid_media.content.startswith(b"\xff\xd8")
         link = await fetchval(
             postgres_server, "SELECT pn FROM identity_link WHERE session_id = $1::uuid AND lid = $2", sid, lid
         )
