@@ -98,6 +98,9 @@ NOT_A_USERS: dict[str, str] = {
         ("POST", "presence"),
         ("POST", "contacts"),
     )
+} | {
+    f"{method} /ops/nodes/{{nodeId}}/drain": "operators' control of the cluster's nodes (API key only)"
+    for method in ("GET", "POST")
 }
 PARAM = re.compile(r"{(\w+)}")
 
