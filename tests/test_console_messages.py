@@ -117,8 +117,19 @@ async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_cha
         await expect(thread).to_contain_text("Hello, is the shop open?")
         await expect(thread).to_contain_text("Until when?")
         await expect(rita.locator(".unread")).to_have_count(0)
-        await incoming(client, sid, "+15550001111", text="See you at five", pushName="Rita")
+        five = await incoming(client, sid, "+15550001111", text="See you at five", pushName="Rita")
         await expect(thread.locator("li.bubble.theirs").last).to_contain_text("See you at five")
+        # Her edit and her reaction change the bubble in place.
+        chat = "15550001111@s.whatsapp.net"
+        edit = {"chatId": chat, "messageId": five["id"], "text": "See you at six"}
+        assert (await client.post(f"/simulator/sessions/{sid}/edit", json=edit)).status_code == 204
+        react = {"chatId": chat, "messageId": five["id"], "emoji": "👍"}
+        assert (await client.post(f"/simulator/sessions/{sid}/react", json=react)).status_code == 204
+        edited = thread.locator(f'li.bubble[data-id="{five["id"]}"]')
+        await expect(edited).to_contain_text("See you at six")
+        await expect(edited).to_contain_text("edited")
+        await expect(edited.get_by_label("Reactions: 👍")).to_be_visible()
+        await expect(thread.locator("li.bubble")).to_have_count(3)
         await console.shoot(shots, "messages-1280")
         assert await unnamed_controls(console.page) == []
         assert await low_contrast(console.page) == []

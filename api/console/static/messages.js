@@ -17,7 +17,9 @@ export function chatTitle(chat) {
 function preview(message) {
   if (!message) return "";
   const who = message.fromMe ? "You: " : "";
+  if (message.type === "revoked") return `${who}This message was deleted`;
   if (message.text) return who + message.text;
+  if (message.summary) return who + message.summary;
   const kinds = { image: "Photo", video: "Video", audio: message.media?.ptt ? "Voice note" : "Audio", document: "Document", sticker: "Sticker" };
   return who + (kinds[message.type] || "Message");
 }
@@ -189,8 +191,21 @@ export function renderMessages(main, { live }) {
     drawList();
   }
 
+  // A reaction, edit, deletion or receipt: the message as it is now, in place; never a new unread.
+  function onUpdate({ sessionId, chatId, message }) {
+    const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
+    if (chat && chat.lastMessage && chat.lastMessage.id === message.id) {
+      chat.lastMessage = message;
+      drawList();
+    }
+    if (open && open.sessionId === sessionId && open.chatId === chatId && open.thread.byId.has(message.id)) {
+      open.thread.upsert(message);
+    }
+  }
+
   const unsubscribe = live.on((frame) => {
     if (frame.type === "message") onMessage(frame);
+    else if (frame.type === "message_update" && frame.message) onUpdate(frame);
     else if (frame.type === "chat" && frame.chatId) {
       // Another client read the chat, or its name changed.
       const chat = chats.find((c) => c.sessionId === frame.sessionId && c.id === frame.chatId);

@@ -137,8 +137,15 @@ export class Thread {
       });
       item.append(download, error);
     }
-    if (message.text) item.append(h("p", { class: "text" }, message.text));
+    if (message.type === "revoked") item.append(h("p", { class: "text muted" }, "This message was deleted."));
+    else if (message.text) item.append(h("p", { class: "text" }, message.text));
+    else if (!media && message.summary) item.append(h("p", { class: "text" }, message.summary));
+    if (message.reactions && message.reactions.length) {
+      const emojis = message.reactions.map((r) => r.emoji).join(" ");
+      item.append(h("p", { class: "reactions", "aria-label": `Reactions: ${emojis}` }, emojis));
+    }
     const meta = h("p", { class: "meta" }, h("time", { datetime: message.timestamp }, formatTime(message.timestamp)));
+    if (message.editedAt) meta.prepend("edited · ");
     if (message.fromMe) {
       const [mark, words] = TICKS[message.status] || ["", message.status];
       meta.append(h("span", { class: `tick tick-${message.status}`, title: words, "aria-label": words }, mark));
