@@ -117,6 +117,12 @@ async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_cha
         await expect(thread).to_contain_text("Hello, is the shop open?")
         await expect(thread).to_contain_text("Until when?")
         await expect(rita.locator(".unread")).to_have_count(0)
+
+        async def rita_unread() -> int:
+            chats = (await client.get(f"/sessions/{sid}/chats")).json()["items"]
+            return int(next(c["unreadCount"] for c in chats if c["id"] == "15550001111@s.whatsapp.net"))
+
+        await eventually(rita_unread, lambda unread: unread == 0)  # read on the server too
         five = await incoming(client, sid, "+15550001111", text="See you at five", pushName="Rita")
         await expect(thread.locator("li.bubble.theirs").last).to_contain_text("See you at five")
         # Her edit and her reaction change the bubble in place.

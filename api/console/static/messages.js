@@ -30,8 +30,8 @@ export function renderMessages(main, { live }) {
   let numberFilter = "";
   let open = null; // { sessionId, chatId, thread }
   let reloadTimer = null;
-  let canMarkRead = false;
-  hasRoute(READ_ROUTE, "post").then((yes) => { canMarkRead = yes; });
+  // Marking read is a later addition to the API: used when this bridge's OpenAPI document lists it.
+  const canMarkRead = hasRoute(READ_ROUTE, "post");
 
   const pageError = h("p", { class: "error", role: "alert" });
   const list = h("ul", { class: "chat-list", "aria-label": "Chats" });
@@ -118,9 +118,10 @@ export function renderMessages(main, { live }) {
 
   function markRead(chat) {
     chat.unreadCount = 0;
-    if (canMarkRead) {
+    canMarkRead.then((yes) => {
+      if (!yes) return;
       api(sessionPath(chat.sessionId, `/chats/${encodeURIComponent(chat.id)}/read`), { method: "POST" }).catch(() => {});
-    }
+    });
   }
 
   function openChat(sessionId, chatId) {
