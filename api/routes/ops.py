@@ -19,7 +19,7 @@ from actors.errors import WaError
 from api.deps import Resources, require_api_key
 from api.errors import error_responses
 from api.schemas import ApiModel
-from api.unavailable import RETRY_AFTER_S, ActorUnreachable
+from api.unavailable import RETRY_AFTER_S, ActorUnreachable, ray_unavailable
 from persistence import repo
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,14 @@ def _jobs(request: Request) -> dict[str, _Job]:
 
 
 async def _ray(call: Callable[..., T], *args: Any) -> T:
-    """A GCS read off the event loop; 503 + Retry-After when Ray cannot answer."""
-    import ray
+    """A GCS read off the event loop; 503 + Retry-After when Ray cannot answer.
 
-    if not ray.is_initialized():
-        raise ActorUnreachable("Not connected to the Ray cluster", retry_after=RETRY_AFTER_S)
+    Never while the driver is not connected or being connected again (`ray_unavailable`): a GCS call
+    on a driver whose cluster was replaced can abort the process (Ray 2.60, api/ray_driver.py).
+    """
+    unavailable = ray_unavailable()
+    if unavailable is not None:
+        raise unavailable
     try:
         return await asyncio.wait_for(asyncio.to_thread(call, *args), OPS_TIMEOUT_S)
     except WaError:
