@@ -36,6 +36,7 @@ SESSIONS = 10
 # gone 15 s after their actors (notes/ray.md).
 SCALE_UP_TIMEOUT_S = 240.0
 SCALE_DOWN_TIMEOUT_S = 180.0
+IDLE_TIMEOUT_S = 6.0  # tests/autoscalekit.py: idle_timeout_minutes 0.1
 
 
 @pytest.fixture
@@ -87,6 +88,11 @@ async def test_sessions_add_worker_nodes_and_idle_ones_go_away(
             f"autoscale up: {pending.count} pending after {first_pending - started:.1f}s, "
             f"{SESSIONS} connected on {len(workers)} new nodes after {connected - started:.1f}s"
         )
+        # A node holding sessions is never idle: past the idle timeout, every worker and session stays.
+        await asyncio.sleep(IDLE_TIMEOUT_S + 5)
+        assert {w.node_id for w in _worker_nodes()} == {w.node_id for w in workers}
+        still = [(await status_of(sid, namespace)).status for sid in sids]
+        assert still == [SessionStatus.CONNECTED] * SESSIONS
 
         for sid in sids:
             await registry.destroy_session.remote(sid)
