@@ -4,7 +4,7 @@ import { api, sessionPath } from "./api.js";
 
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const POLL_MS = 3000;
-const HEALTH_MS = 10000;
+const HEALTH_MS = 5000;
 const SETTLE_MS = 2000;
 
 export class Live {
