@@ -28,13 +28,12 @@ from tests.consolekit import (
     browser,
     console_page,
     low_contrast,
-    needs_chromium,
     read_qr,
     unnamed_controls,
 )
 from tests.raykit import eventually, local_ray
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), needs_chromium]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
 # First code 3 s, then 2 s each, 4 codes: a round ends ~9 s after it starts, and one round is all.
 TIMINGS = {"qr_first_s": 3.0, "qr_next_s": 2.0, "qr_codes": 4, "qr_max_rounds": 1}

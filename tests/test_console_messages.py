@@ -25,12 +25,11 @@ from tests.consolekit import (
     browser,
     console_page,
     low_contrast,
-    needs_chromium,
     unnamed_controls,
 )
 from tests.raykit import eventually, local_ray
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(120), needs_chromium]
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
 MB = 1024 * 1024
 
