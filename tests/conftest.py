@@ -12,8 +12,10 @@ import asyncio
 import gc
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -68,6 +70,47 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             subprocess._cleanup()  # type: ignore[attr-defined]  # reaps the exited children
             time.sleep(0.01)
         gc.collect()
+
+
+class DeadEndProxy:
+    """A local port that takes each connection and hangs up at once, counting them: where WhatsApp is."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.attempts = 0
+        threading.Thread(target=self._serve, name="dead-end-proxy", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture(scope="module")
+def no_route_to_whatsapp() -> Iterator[DeadEndProxy]:
+    """No route to WhatsApp for every process started from here on (neonize children, Ray workers).
+
+    whatsmeow dials through Go's `http.ProxyFromEnvironment`, which reads HTTPS_PROXY from the
+    environment a process *starts* with (checked: the dial to web.whatsapp.com:443 arrives here as a
+    CONNECT). Pointed at a port that hangs up, every dial fails at once, with or without internet, and
+    `attempts` shows it was tried here. Local addresses are never proxied (NO_PROXY; Go skips them too).
+    """
+    proxy = DeadEndProxy()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            patch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            patch.setenv(name, "127.0.0.1,localhost")
+        yield proxy
+    proxy.close()
 
 
 @pytest.fixture(scope="session")

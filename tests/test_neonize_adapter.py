@@ -51,6 +51,7 @@ from actors.events import (
 from actors.ports import ClientOptions, OutgoingMedia, VoiceNote
 from persistence.migrate import auth_dsn
 from tests import neonize_events as nev
+from tests.conftest import DeadEndProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 UNUSED_DSN = "postgresql://nobody@127.0.0.1:1/never?sslmode=disable"  # in-process clients never connect
@@ -677,13 +678,14 @@ def test_import_leaves_the_root_logger_as_it_was() -> None:
 
 
 async def test_real_connect_fails_without_a_route_and_the_process_lives(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, no_route_to_whatsapp: DeadEndProxy
 ) -> None:
     dsn = auth_dsn(database_url)
 
     out, logs = await asyncio.to_thread(run_child, tmp_path, "new", dsn)
 
     assert out["event"] == repr(Disconnected(Reason.NETWORK, retrying=False))
+    assert no_route_to_whatsapp.attempts >= 1, "the dial went to the dead end, not to WhatsApp"
     assert out["guarded"] == ["SessionNotConnected", "SessionNotConnected"]
     assert out["rest"] == []
     assert out["bot_tag"] == "off" and out["root_unchanged"]
@@ -711,7 +713,9 @@ async def test_resume_of_a_deleted_device_is_a_logout_without_touching_go(
     assert out["event"] == repr(LoggedOut(Reason.LOGGED_OUT))
 
 
-async def test_resume_of_a_stored_device_dials(tmp_path: Path, database_url: str) -> None:
+async def test_resume_of_a_stored_device_dials(
+    tmp_path: Path, database_url: str, no_route_to_whatsapp: DeadEndProxy
+) -> None:
     dsn = auth_dsn(database_url)
     await asyncio.to_thread(run_child, tmp_path, "new", dsn)  # whatsmeow creates its tables
     await insert_fake_device(dsn, "15559990001:5@s.whatsapp.net")
@@ -722,3 +726,4 @@ async def test_resume_of_a_stored_device_dials(tmp_path: Path, database_url: str
     assert (
         "session child-resume: [Client/Socket] Dialing wss://web.whatsapp.com" in logs
     )  # whatsmeow loaded the device
+    assert no_route_to_whatsapp.attempts >= 2, "both dials went to the dead end"

@@ -9,6 +9,7 @@ from actors.config import asyncpg_dsn
 from actors.domain import Reason, SessionStatus
 from actors.registry import create_session_actor
 from persistence.migrate import auth_dsn
+from tests.conftest import DeadEndProxy
 from tests.raykit import (
     eventually,
     insert_session,
@@ -17,7 +18,8 @@ from tests.raykit import (
     status_of,
 )
 
-pytestmark = pytest.mark.ray
+# Before the module's Ray starts: its workers must start with no route to WhatsApp.
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("no_route_to_whatsapp")]
 
 
 async def _failures(database_url: str, sid: str) -> int:
@@ -31,7 +33,7 @@ async def _failures(database_url: str, sid: str) -> int:
 
 
 async def test_unreachable_whatsapp_is_network_and_retried_in_fresh_processes(
-    database_url: str, redis_url: str, namespace: str
+    database_url: str, redis_url: str, namespace: str, no_route_to_whatsapp: DeadEndProxy
 ) -> None:
     config = registry_config(
         database_url,
@@ -54,6 +56,7 @@ async def test_unreachable_whatsapp_is_network_and_retried_in_fresh_processes(
 
     await eventually(watch, lambda n: n >= 3, timeout=60, every=0.1)
     assert await _failures(database_url, sid) >= 2
+    assert no_route_to_whatsapp.attempts >= 3, "every dial went to the dead end, not to WhatsApp"
     view = await status_of(sid, namespace)
     assert view.status in (SessionStatus.DISCONNECTED, SessionStatus.CONNECTING)
     assert view.reason == Reason.NETWORK or view.status == SessionStatus.CONNECTING
