@@ -23,6 +23,7 @@ from sqlmodel import SQLModel
 import persistence.models  # noqa: F401  (fills SQLModel.metadata)
 from persistence.db import create_engine
 from persistence.migrate import alembic_config, auth_dsn, schema_dsn, sim_dsn, upgrade, upgrade_async
+from tests.conftest import DeadEndProxy
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -201,11 +202,13 @@ def test_schema_dsn_keeps_the_urls_own_settings() -> None:
     assert schema_dsn("postgresql://u@h/db", "wa_sim").endswith("&sslmode=prefer")
 
 
-async def test_whatsmeow_keeps_its_tables_in_its_own_schema(fresh_db: FreshDb) -> None:
+async def test_whatsmeow_keeps_its_tables_in_its_own_schema(
+    fresh_db: FreshDb, no_route_to_whatsapp: DeadEndProxy
+) -> None:
     """neonize's Go side (lib/pq) honours the auth DSN: its 17 tables appear in `whatsmeow` only."""
     url = await fresh_db()
     await upgrade_async(url)
-    # Connecting fails at the WhatsApp dial here (no route), after whatsmeow has set up its store.
+    # Connecting fails at the WhatsApp dial (no route: the dead end), after whatsmeow set up its store.
     script = textwrap.dedent(
         f"""
         import os, threading, uuid
@@ -220,6 +223,7 @@ async def test_whatsmeow_keeps_its_tables_in_its_own_schema(fresh_db: FreshDb) -
         """
     )
     await _python(script, timeout=90)
+    assert no_route_to_whatsapp.attempts >= 1
     count = "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename LIKE 'whatsmeow%'"
     assert await _fetchval(url, count.format("whatsmeow")) >= 10
     assert await _fetchval(url, count.format("public")) == 0
