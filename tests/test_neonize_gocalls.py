@@ -58,7 +58,7 @@ async def test_a_hung_go_call_times_out_within_its_bound_and_others_still_run(
         started = time.monotonic()
         with pytest.raises(ClientTimeout):
             await calls.GetAllDevices(dsn, log_cb)
-        assert BOUND_S <= time.monotonic() - started < BOUND_S + 1.0
+        assert BOUND_S <= time.monotonic() - started < BOUND_S + 5.0  # at its bound; load only delays
         # The hung call keeps its thread and its slot; another call still runs on the other one.
         assert calls.busy == 1
         assert await calls.GetVersion() == runtime.load().version.encode()
@@ -69,7 +69,7 @@ async def test_a_hung_go_call_times_out_within_its_bound_and_others_still_run(
         started = time.monotonic()
         with pytest.raises(ClientTimeout):
             await calls.GetVersion()
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < BOUND_S / 2  # queued behind them, it would take BOUND_S
     finally:
         proxy.restore()
     # Go returns once the database answers: the slots come back by themselves.
