@@ -102,7 +102,7 @@ def _ray_alive() -> bool:
         return False
     driver = ray_driver.current()
     if driver is not None:  # its probe, not ray.nodes(): that aborts the process on a replaced head
-        return driver.healthy
+        return driver.healthy()
     nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]  # untyped in Ray 2.60
     return any(node.get("Alive") for node in nodes)
 

@@ -15,7 +15,7 @@ tolerance, or its storage lost) is another cluster: the old driver's calls fail 
 - Meanwhile `connected` is false: `api.unavailable.ray_unavailable` turns every actor call into 503 +
   Retry-After before it touches Ray, and `generation` changes once connected again, so cached actor
   handles of the old cluster are dropped.
-- `healthy` is the last probe's answer, for /health: `ray.nodes()` aborts the whole process (a failed
+- `healthy()` probes now, for /health: `ray.nodes()` aborts the whole process (a failed
   check in Ray's GlobalStateAccessor) when a fresh cluster answers the old driver, measured with Ray
   2.60; the registry lookup raises instead.
 - The loop never dies: a failing step is logged and the next one runs.
@@ -78,6 +78,7 @@ class RayDriver:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending: Future[Probe] | None = None
+        self._probing = threading.Lock()
         self._down_since: float | None = None
         self._connected = True
         self._verdict: Probe | None = None  # of the last probe
@@ -89,10 +90,9 @@ class RayDriver:
         """False while the driver is being connected again: actor calls answer 503 meanwhile."""
         return self._connected
 
-    @property
     def healthy(self) -> bool:
-        """Connected, and the last probe reached the cluster (what /health reports for Ray)."""
-        return self._connected and self._verdict in (Probe.OK, Probe.NO_REGISTRY)
+        """Connected, and a probe now (shared with the loop's) reaches the cluster: what /health reports."""
+        return self._connected and self._probe() in (Probe.OK, Probe.NO_REGISTRY)
 
     @property
     def generation(self) -> int:
@@ -155,13 +155,15 @@ class RayDriver:
                 self._reconnect(f"the GCS has not answered for {now - self._down_since:.0f}s")
 
     def _probe(self) -> Probe:
-        if self._pending is None or self._pending.done():
-            self._pending = Future()
-            threading.Thread(
-                target=self._settle, args=(self._pending,), name="ray-driver-probe", daemon=True
-            ).start()
+        with self._probing:  # the loop and /health share one probe: at most one GCS call in flight
+            pending = self._pending
+            if pending is None or pending.done():
+                pending = self._pending = Future()
+                threading.Thread(
+                    target=self._settle, args=(pending,), name="ray-driver-probe", daemon=True
+                ).start()
         try:
-            return self._pending.result(timeout=self._probe_timeout_s)
+            return pending.result(timeout=self._probe_timeout_s)
         except FutureTimeout:
             return Probe.UNREACHABLE
 

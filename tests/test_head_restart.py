@@ -213,6 +213,8 @@ async def test_the_api_and_the_sessions_outlive_the_head(
         assert api.alive()
     finally:
         interrupt(control, 30)
+        assert control.stdout is not None
+        control.stdout.close()  # left to the garbage collector, it warns in whichever test runs then
         interrupt(api.proc, 30)
         if head_up:  # the session processes end with their raylet when the head is lost
             raykit.kill_namespace_actors(namespace)
