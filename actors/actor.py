@@ -40,6 +40,7 @@ class SessionActor:
     def __init__(self, session_id: str, config: SessionConfig) -> None:
         _configure_logging()
         self._session_id = session_id
+        self._backend = config.backend
 
         def factory(options: ClientOptions) -> WhatsAppClient:
             return make_client(config.backend, options)
@@ -65,6 +66,16 @@ class SessionActor:
             report_restart(session_id)
         except Exception:  # a constructor must not fail: Ray would not retry it
             log.warning("session %s: could not tell why the process restarted", session_id, exc_info=True)
+
+    def __repr__(self) -> str:
+        # Ray reads this once per process, right after __init__ (the dashboard's and the GCS actor table's
+        # `repr_name`), never again: only what a process keeps for its life belongs here, not the status.
+        context = ray.get_runtime_context()
+        start = "restarted" if context.was_current_actor_reconstructed else "first"
+        return (
+            f"SessionActor(session={self._session_id}, backend={self._backend}, "
+            f"node={context.get_node_id()[:12]}, pid={os.getpid()}, start={start})"
+        )
 
     async def ping(self) -> Placement:
         view = self._core.current()

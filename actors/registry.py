@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from typing import Any
@@ -123,6 +124,11 @@ class SessionRegistry(RegistrySupervision):
         self._tasks.spawn(self._loop(), "reconcile loop")
         if config.message_retention_days > 0:
             self._tasks.spawn(self._retention_loop(), "message retention")
+
+    def __repr__(self) -> str:
+        # Read by Ray once per process, after __init__ (`repr_name` in the dashboard and the GCS actor table).
+        node = ray.get_runtime_context().get_node_id()[:12]
+        return f"SessionRegistry(namespace={self._config.namespace}, node={node}, pid={os.getpid()})"
 
     # ------------------------------------------------------------------ public calls
 
