@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import ray
+from ray._private.authentication.authentication_token_setup import generate_and_save_token
+from ray._raylet import AuthenticationTokenLoader
 
 from api.local_ray import _kill_ray
 from api.localproc import free_port
@@ -73,9 +75,16 @@ def cluster_config(gcs_address: str, per_worker: int, max_workers: int) -> dict[
 def autoscaling_cluster(per_worker: int, max_workers: int, *, namespace: str | None = None) -> Iterator[str]:
     """The head started and this process connected to it (`ray.init`); yields its address.
 
-    No token authentication: a driver that imported Ray before the head created its token cannot
-    present it, and the autoscaler's nodes would need it as well. Every process is local.
+    Token authentication, as every other cluster of the suite: Ray fixes a process's authentication
+    mode the first time it connects, so a cluster without tokens here would leave every later test of
+    the same process unable to reach its own. The token (made now if this process has none yet) is
+    the file Ray's loader reads, which the head and the autoscaler's nodes inherit.
     """
+    os.environ["RAY_AUTH_MODE"] = "token"
+    loader = AuthenticationTokenLoader.instance()
+    if not loader.has_token(ignore_auth_mode=True):
+        generate_and_save_token()
+        loader.reset_cache()
     ip = ray._private.services.get_node_ip_address()  # type: ignore[no-untyped-call]
     address = f"{ip}:{free_port()}"
     temp_dir = tempfile.mkdtemp(prefix="wab-as-")  # short: Ray's socket paths must fit 107 bytes
@@ -85,7 +94,6 @@ def autoscaling_cluster(per_worker: int, max_workers: int, *, namespace: str | N
         **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
         "AUTOSCALER_UPDATE_INTERVAL_S": "1",
         "RAY_FAKE_CLUSTER": "1",
-        "RAY_AUTH_MODE": "disabled",
         # Fixed defaults would collide with any other Ray on the machine.
         "AUTOSCALER_METRIC_PORT": str(free_port()),
         "DASHBOARD_METRIC_PORT": str(free_port()),
@@ -106,7 +114,6 @@ def autoscaling_cluster(per_worker: int, max_workers: int, *, namespace: str | N
         f"--temp-dir={temp_dir}",
     ]
     log = Path(temp_dir) / "ray-start.log"
-    saved_auth = os.environ.get("RAY_AUTH_MODE")
     with log.open("w") as out:
         # Its own process session: what it starts, the autoscaler's worker nodes included, is found
         # (and stopped) by session id, never by name.
@@ -116,14 +123,9 @@ def autoscaling_cluster(per_worker: int, max_workers: int, *, namespace: str | N
     try:
         if proc.wait(timeout=120) != 0:
             raise RuntimeError(f"ray start failed:\n{log.read_text()[-3000:]}")
-        os.environ["RAY_AUTH_MODE"] = "disabled"
         ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, configure_logging=False)
         yield address
     finally:
         ray.shutdown()
         _kill_ray(proc.pid)
-        if saved_auth is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved_auth
         shutil.rmtree(temp_dir, ignore_errors=True)
