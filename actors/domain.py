@@ -37,6 +37,7 @@ class Reason(StrEnum):
     REPLACED = "replaced"  # another client took over this device's stream
     BANNED = "banned"  # temporary ban
     OUTDATED = "outdated"  # WhatsApp refused this client version
+    PHONE_IN_USE = "phone_in_use"  # the phone scanned is linked to another session; a new round follows
     ERROR = "error"  # anything else
 
 

@@ -58,6 +58,9 @@ class SessionTransitions(SessionContacts):
     async def _phone_taken(self, entry: SaveProfile, err: Exception) -> None:
         """The phone just paired is held by another session: unlink this device and start afresh."""
         log.warning("session %s: %s is paired to another session; unlinking", self.session_id, entry.phone)
+        # Said before `_closing` silences state changes; the next round's `connecting` clears it.
+        self._update(phone=None, display_name=None)  # the row never took this phone
+        await self._set_state(SessionStatus.DISCONNECTED, Reason.PHONE_IN_USE)
         self._settle_pairing(err)
         self._closing = True  # e.g. the Connected that follows Paired must not show this session up
         await self._store.clear_device()

@@ -99,7 +99,10 @@ class SessionOut(ApiModel):
     id: str
     slot: int
     status: SessionStatus
-    reason: Reason | None
+    reason: Reason | None = Field(
+        description="Why the number is not connected. `phone_in_use`: the phone just scanned is linked to"
+        " another number of this bridge; shown until the next pairing round starts"
+    )
     phone: str | None
     display_name: str | None
     profile_pic_url: str | None = Field(

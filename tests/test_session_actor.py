@@ -120,11 +120,14 @@ async def test_scan_without_qr_and_phone_paired_twice(
             await handle(second, namespace).simulate.remote(
                 "scan", {"phone": "+15551230002", "display_name": None}
             )
+        # The browser learns why: a status frame with the stable reason, before the new round.
+        taken = await got.wait_for("status", lambda b: b["reason"] == Reason.PHONE_IN_USE, timeout=5)
+        assert (taken["status"], taken["phone"]) == ("disconnected", None)
         # The second session stays unpaired and offers a fresh QR; the first keeps its phone.
         await eventually(lambda: pid_of(second, namespace), lambda p: p > 0)
         await got.wait_for("qr", lambda b: True, timeout=15)
         view = await wait_status(second, namespace, SessionStatus.QR_READY)
-    assert view.phone is None
+    assert view.phone is None and view.reason is None, "the new round clears the reason"
     assert [s for s in got.of("status") if s["status"] == "connected"] == [], "never shown as connected"
     assert (await status_of(first, namespace)).phone == "+15551230002"
 
