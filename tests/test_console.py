@@ -318,6 +318,40 @@ async def test_disconnect_asks_first_then_frees_the_slot(
         console.assert_clean()
 
 
+async def test_a_phone_another_number_holds_is_refused_in_words_and_a_new_round_follows(
+    stack: Stack, chromium: Browser
+) -> None:
+    user = new_user()
+    phone = new_phone()
+    async with console_page(chromium, stack) as console, stack.client(user) as client:
+        first = (await client.post("/sessions", json={"slot": 1})).json()["id"]
+        await eventually(lambda: client.get(f"/sessions/{first}/status"), lambda r: r.json()["qr"])
+        assert (
+            await client.post(f"/simulator/sessions/{first}/scan", json={"phone": phone})
+        ).status_code == 200
+        await console.sign_in(user, "settings")
+        await expect(console.page.locator('article[data-slot="1"]')).to_have_attribute(
+            "data-state", "connected"
+        )
+        sid = await connect_slot(console, 2)
+        await expect(console.page.locator("img.qr")).to_be_visible(timeout=15_000)
+        # The same phone scans slot 2's QR: the scanner gets 409, the browser the words.
+        scanned = await client.post(f"/simulator/sessions/{sid}/scan", json={"phone": phone})
+        assert scanned.status_code == 409 and scanned.json()["error"]["code"] == "phone_already_paired"
+        dialog = console.page.get_by_role("dialog")
+        words = (
+            "This phone is already linked to another number in this bridge."
+            " Unlink it there first, then scan again."
+        )
+        await expect(dialog.get_by_role("alert").filter(has_text="already linked")).to_have_text(words)
+        # The session pairs afresh by itself: a new code shows, the words stay.
+        await expect(console.page.locator("img.qr")).to_be_visible(timeout=15_000)
+        await expect(dialog).to_contain_text(words)
+        status = (await client.get(f"/sessions/{sid}/status")).json()
+        assert (status["status"], status["reason"], status["phone"]) == ("qr_ready", None, None)
+        console.assert_clean()
+
+
 async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_resumes(
     stack: Stack, chromium: Browser
 ) -> None:

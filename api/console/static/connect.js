@@ -41,6 +41,10 @@ function tabs(items) {
   return h("div", {}, list, ...panels);
 }
 
+// Reason `phone_in_use`: the scan was refused (409) and the session starts a new round by itself.
+export const PHONE_IN_USE =
+  "This phone is already linked to another number in this bridge. Unlink it there first, then scan again.";
+
 export function groupCode(code) {
   return code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code;
 }
@@ -55,6 +59,7 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
   const qrImg = h("img", { class: "qr", alt: "QR code to scan with WhatsApp on your phone", width: 264, height: 264, hidden: true });
   const qrWait = h("p", { class: "qr-wait" }, "Preparing a QR code…");
   const countdown = h("p", { class: "countdown", "aria-live": "off" });
+  const taken = h("p", { class: "error", role: "alert" });
   const retryText = h("p", {}, "The QR codes expired before one was scanned.");
   const retryBox = h("div", { class: "retry", hidden: true, role: "alert" }, retryText);
   const retryButton = h("button", { type: "button", class: "primary" }, "Try again");
@@ -62,6 +67,7 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
   retryBox.append(retryButton, retryError);
   const qrPanel = h(
     "div", { class: "qr-panel" },
+    taken,
     h("div", { class: "qr-frame" }, qrImg, qrWait),
     countdown,
     retryBox,
@@ -161,6 +167,17 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
     tick();
   }
 
+  // Kept on screen while the next round's codes show: the user reads it, then scans with another phone.
+  function phoneInUse() {
+    taken.textContent = PHONE_IN_USE;
+    fetchSeq += 1; // a code still loading belongs to the round that ended
+    expiresAt = null;
+    qrImg.hidden = true;
+    qrWait.hidden = false;
+    qrWait.textContent = "Preparing a new QR code…";
+    tick();
+  }
+
   function endRound(text = "The QR codes expired before one was scanned.") {
     retryText.textContent = text;
     ended = true;
@@ -199,6 +216,8 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
         onConnected?.(frame);
       } else if (frame.status === "disconnected" && frame.reason === "qr_timeout") {
         endRound();
+      } else if (frame.reason === "phone_in_use" && !ended) {
+        phoneInUse();
       }
     }
   });
@@ -212,6 +231,7 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
           modal.close("connected");
           onConnected?.(now);
         } else if (now.qr && fetchSeq === 0) showQr(null);
+        else if (now.reason === "phone_in_use") phoneInUse();
         else if (now.status === "disconnected" && !now.qr && fetchSeq === 0) {
           endRound(now.reason === "qr_timeout" ? undefined : "No pairing is running for this slot.");
         }

@@ -1,6 +1,6 @@
 // Settings → Integrations → WhatsApp Inbox: one card per slot, connect / reconnect / disconnect.
 import { api, sessionPath } from "./api.js";
-import { connectModal } from "./connect.js";
+import { PHONE_IN_USE, connectModal } from "./connect.js";
 import { announce, formatTime, h } from "./dom.js";
 import { confirmDialog } from "./modal.js";
 import { formatPhone } from "./phone.js";
@@ -15,6 +15,7 @@ const REASONS = {
   banned: "WhatsApp has banned this number.",
   outdated: "WhatsApp says this bridge's version is outdated.",
   error: "An error stopped this number.",
+  phone_in_use: PHONE_IN_USE,
 };
 
 const STATUS_WORDS = {
