@@ -3,6 +3,7 @@ neonize, and protobuf never leaves it. Importing this package is cheap: neonize 
 the first `NeonizeClient` is built (after `NEONIZE_BOT_TAG=off` is set).
 
 - `client`: `NeonizeClient` (the port) and the invariants that keep the process alive.
+- `events_in`: Go's callbacks queued, then converted in order (the client's `events()`).
 - `convert`: protobuf → domain events (identities, timestamps, message types).
 - `outgoing`: domain → the waE2E messages we send.
 - `media_fetch`: incoming media fetched from WhatsApp's media servers, decrypted and verified as it streams.
