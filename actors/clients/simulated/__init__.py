@@ -12,8 +12,9 @@ paired session survives restarts exactly like a real one. The network's rules:
 
 from __future__ import annotations
 
-from actors.clients.simulated.client import Phase, SimulatedClient, not_on_whatsapp
+from actors.clients.simulated.client import SimulatedClient, not_on_whatsapp
 from actors.clients.simulated.content import PAIRING_ALPHABET, HistoryPlan
+from actors.clients.simulated.phone import Phase
 from actors.clients.simulated.store import SentMessage
 
 __all__ = ["PAIRING_ALPHABET", "HistoryPlan", "Phase", "SentMessage", "SimulatedClient", "not_on_whatsapp"]

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from enum import StrEnum
-from typing import Any
 
 from actors.clients.simulated.actions import SimulatedActions
 from actors.clients.simulated.content import (
     HistoryPlan,
-    group_participant,
-    incoming_media,
     make_history,
     media_chunks,
     media_size,
@@ -34,37 +30,31 @@ from actors.clients.simulated.content import (
     qr_keys,
     qr_payload,
 )
-from actors.clients.simulated.kinds import Contacts, chat_of, typed_content
+from actors.clients.simulated.kinds import Contacts
+from actors.clients.simulated.phone import PAIRED, Phase, SimulatedPhone, digits_of
 from actors.clients.simulated.store import SentMessage, SimStore
 from actors.domain import Message, MessageStatus, MessageType, Reason, SendResult
 from actors.errors import (
     AlreadyConnected,
     ClientError,
     InvalidInput,
-    InvalidPhone,
     InvalidRecipient,
     MediaNotAvailable,
     MediaTooLarge,
-    NoQrShowing,
     NotOnWhatsApp,
     SessionNotConnected,
 )
 from actors.events import (
     ClientEvent,
     Connected,
-    ContactName,
     Disconnected,
     HistoryChunk,
-    IdentityLink,
     LoggedOut,
-    MessageReceived,
-    Paired,
     PairingCode,
-    PictureChanged,
     QrCode,
     Receipt,
 )
-from actors.ids import USER_SERVER, is_group, jid_user, phone_digits, to_jid
+from actors.ids import USER_SERVER, is_group, jid_user, to_jid
 from actors.inbox_scope import ChatKind, chat_kind
 from actors.ports import (
     ClientOptions,
@@ -82,24 +72,6 @@ CONNECT_DELAY_S = 0.03  # a resumed device logs in this long after connect()
 RECONNECT_DELAY_S = 0.3  # whatsmeow waits 2 s × errors; scaled down
 HISTORY_STEP_S = 0.05  # between the pairing and each history chunk
 RECEIPTS_AFTER_S = {MessageStatus.DELIVERED: 0.1, MessageStatus.READ: 0.3, MessageStatus.PLAYED: 0.5}
-MAX_HISTORY_CHATS = 100
-MAX_HISTORY_MESSAGES = 500
-
-
-class Phase(StrEnum):
-    NEW = "new"
-    PAIRING = "pairing"  # a QR round is running
-    SILENT = "silent"  # the QR round ended unscanned
-    LINKING = "linking"  # scanned; the device row is being written
-    RESUMING = "resuming"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    LOGGED_OUT = "logged_out"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-_PAIRED = (Phase.CONNECTED, Phase.RECONNECTING)
 
 
 def not_on_whatsapp(jid: str) -> bool:
@@ -107,7 +79,7 @@ def not_on_whatsapp(jid: str) -> bool:
     return jid.endswith("@" + USER_SERVER) and jid_user(jid).endswith("0000")
 
 
-class SimulatedClient(SimulatedActions):
+class SimulatedClient(SimulatedPhone, SimulatedActions):
     """A whatsmeow look-alike. Besides the port, its control methods are what /simulator routes drive."""
 
     def __init__(self, options: ClientOptions, *, pairing_history: HistoryPlan | None = None) -> None:
@@ -160,8 +132,8 @@ class SimulatedClient(SimulatedActions):
 
     async def request_pairing_code(self, phone: str) -> str:
         """An 8-character code for `phone`, valid while the QR round runs; also emitted as `PairingCode`."""
-        digits = _digits(phone)
-        if self._phase in (*_PAIRED, Phase.LINKING, Phase.RESUMING):
+        digits = digits_of(phone)
+        if self._phase in (*PAIRED, Phase.LINKING, Phase.RESUMING):
             raise AlreadyConnected("this client is already paired")
         if self._phase is not Phase.PAIRING:
             raise SessionNotConnected(f"no pairing round is running (client {self.phase})")
@@ -258,158 +230,7 @@ class SimulatedClient(SimulatedActions):
         await self._store.close()
         log.info("session %s: simulated client stopped", self._sid)
 
-    # ------------------------------------------------------------------ control surface (/simulator)
-
-    async def scan(self, phone: str, display_name: str | None = None) -> str:
-        """The phone scans the QR or enters the pairing code: pair, connect, sync history; the device JID."""
-        digits = _digits(phone)
-        if self._phase is not Phase.PAIRING or (self._qr is None and self._code is None):
-            raise NoQrShowing()
-        if self._code is not None and self._code[1] != digits:
-            raise InvalidPhone(f"the pairing code was issued for +{self._code[1]}, not +{digits}")
-        self._cancel_round()
-        self._phase = Phase.LINKING
-        try:
-            jid = await self._store.add_device(digits, display_name)
-        except BaseException:
-            if self._phase is Phase.LINKING:
-                self._phase = Phase.SILENT  # the round is gone: like a failed pairing, only a restart helps
-            raise
-        if self._phase is not Phase.LINKING:  # stopped meanwhile
-            return jid
-        self._device_jid, self._push_name = jid, display_name
-        log.info("session %s: +%s scanned; paired as %s", self._sid, digits, jid)
-        self._emit(Paired(jid, f"+{digits}", display_name))
-        self._go_online()
-        self._tasks.spawn(self._pairing_history(), "history sync")
-        return jid
-
-    async def incoming(
-        self,
-        from_: str,
-        text: str | None = None,
-        push_name: str | None = None,
-        media: Mapping[str, Any] | None = None,
-        **kind: Any,
-    ) -> Message:
-        """A message from `from_` (phone, user or group JID, or an address the inbox drops); delivered
-        now, or after the reconnect. `kind`: location, contacts, poll, view_once, quoted_id, sender (a
-        group member or a broadcast list's sender), subject (a group's)."""
-        if self._phase not in _PAIRED:
-            raise SessionNotConnected()
-        chat = chat_of(from_)
-        typed = any(kind.get(k) for k in ("location", "contacts", "poll"))
-        if text is None and media is None and not typed:
-            raise InvalidInput("an incoming message needs text, media, a location, contacts or a poll")
-        mid = message_id()
-        fields = typed_content(
-            text=text,
-            location=kind.get("location"),
-            contacts=kind.get("contacts"),
-            poll=kind.get("poll"),
-            view_once=bool(kind.get("view_once")),
-            media=incoming_media(mid, media) if media is not None else None,
-        )
-        given = kind.get("sender")
-        sender = to_jid(given) if given else (group_participant(chat) if is_group(chat) else chat)
-        message = Message(
-            id=mid,
-            chat_id=chat,
-            sender=sender,
-            from_me=False,
-            timestamp=now(),
-            sender_name=push_name,
-            quoted_id=kind.get("quoted_id"),
-            **fields,
-        )
-        events: list[ClientEvent] = []
-        if kind.get("subject") and is_group(chat):
-            events.append(ContactName(chat, str(kind["subject"]), "subject"))
-        routed = self._route(message)
-        if routed is not None:
-            events.append(MessageReceived(routed, chat_name=None if is_group(chat) else push_name))
-        for event in events:
-            if self._online.is_set():
-                self._emit(event)
-            else:
-                self._tasks.spawn(self._when_online(event), f"deliver {mid}")
-        log.debug("session %s: incoming %s %s from %s", self._sid, message.type, mid, chat)
-        return routed or message
-
-    async def contact(
-        self,
-        jid: str,
-        name: str | None = None,
-        push_name: str | None = None,
-        picture: bool | None = None,
-        lid: str | None = None,
-        reveal_lid: bool = True,
-        picture_ttl_s: float | None = None,
-    ) -> None:
-        """What the phone knows about a contact: its address-book name, its push name, its picture (a
-        new one each time `picture` is true; none when false), its LID (revealed, or not yet)."""
-        self._require_connected()
-        if picture_ttl_s is not None:
-            self.contacts.picture_ttl_s = picture_ttl_s
-        target = "me" if jid == "me" else to_jid(jid)
-        contact = self.contacts.get(target)
-        if picture is True:
-            self.contacts.set_picture(target, message_id())
-        elif picture is False:
-            contact.picture = contact.picture_id = None
-        if target == "me":
-            return
-        if picture is not None:
-            self._emit(PictureChanged(target))  # whatsmeow's events.Picture
-        if name is not None:
-            contact.name = name
-            self._emit(ContactName(target, name, "contact"))
-        if push_name is not None:
-            contact.push_name = push_name
-            self._emit(ContactName(target, push_name, "push"))
-        if lid is not None:
-            self.contacts.set_lid(target, to_jid(lid))
-        if contact.lid and reveal_lid and not contact.lid_revealed:
-            contact.lid_revealed = True
-            self._emit(IdentityLink(lid=contact.lid, pn=target))
-
-    async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk:
-        """One more history chunk of `chats` conversations, each `messages_per_chat` long."""
-        self._require_connected()
-        if not (1 <= chats <= MAX_HISTORY_CHATS and 1 <= messages_per_chat <= MAX_HISTORY_MESSAGES):
-            raise InvalidInput(
-                f"history is 1..{MAX_HISTORY_CHATS} chats of 1..{MAX_HISTORY_MESSAGES} messages"
-            )
-        chunk = HistoryChunk(make_history(self._own_jid(), chats, messages_per_chat))
-        self._emit(chunk)
-        return chunk
-
-    async def drop(self, hang_reconnect: bool = False) -> None:
-        """A transient network drop; reconnects by itself unless `hang_reconnect` (then never)."""
-        self._require_connected()
-        self._phase = Phase.RECONNECTING
-        self._online.clear()
-        self._emit(Disconnected(Reason.NETWORK, retrying=True))
-        log.info("session %s: network dropped%s", self._sid, " (reconnect hangs)" if hang_reconnect else "")
-        if not hang_reconnect:
-            self._reconnect = self._tasks.spawn(self._reconnect_later(), "reconnect")
-
-    async def unlink(self) -> None:
-        """The phone removes this linked device: its row goes, `LoggedOut` follows; the client is done."""
-        if self._phase not in _PAIRED:
-            raise SessionNotConnected("no device is linked")
-        await self._store.delete_devices()
-        self._done(Phase.LOGGED_OUT)
-        self._emit(LoggedOut(Reason.LOGGED_OUT))
-        log.info("session %s: the phone unlinked %s", self._sid, self._device_jid)
-
-    async def sent(self) -> list[SentMessage]:
-        """What the network received from this session, oldest first."""
-        try:
-            return await self._store.sent()
-        finally:
-            if self._phase is Phase.STOPPED:
-                await self._store.close()
+    # scan, incoming, contact, history, drop, unlink, sent (the /simulator controls): `SimulatedPhone`.
 
     # ------------------------------------------------------------------ internals
 
@@ -552,13 +373,6 @@ async def _chunks(chunks: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
     for chunk in chunks:
         yield chunk
         await asyncio.sleep(0)  # a chunk costs ~1 ms to make: let the session's other work in between
-
-
-def _digits(phone: str) -> str:
-    try:
-        return phone_digits(phone)
-    except InvalidRecipient as err:
-        raise InvalidPhone(f"{phone!r} is not a phone number") from err
 
 
 _: type[WhatsAppClient] = SimulatedClient
