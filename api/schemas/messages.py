@@ -1,0 +1,185 @@
+"""Chats and messages: the inbox's bodies, acting on messages, WebSocket frames, sending text."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from actors.domain import MessageStatus, MessageType
+from api.schemas.common import ApiModel, Id, MessageText, Recipient, Timestamp
+
+# --- chats and messages ------------------------------------------------------------------------------------
+
+
+class MediaOut(ApiModel):
+    mimetype: str
+    file_name: str | None
+    size: int | None
+    seconds: int | None
+    ptt: bool
+    video_note: bool = Field(False, description="A round video message (type video)")
+
+
+class LocationOut(ApiModel):
+    latitude: float
+    longitude: float
+    name: str | None = Field(None, description="The place's name, when the sender picked a place")
+    address: str | None = None
+    url: str | None = None
+    live: bool = Field(False, description="A live location (its first position)")
+
+
+class ContactCardOut(ApiModel):
+    display_name: str
+    vcard: str = Field(description="The contact card as vCard text")
+
+
+class PollOut(ApiModel):
+    question: str
+    options: list[str]
+    selectable: int = Field(description="How many options a voter may pick (0: any number)")
+
+
+class ReactionOut(ApiModel):
+    sender: str = Field(description="Who reacted (a JID; ours when we reacted)")
+    emoji: str
+    timestamp: Timestamp
+
+
+class MessageOut(ApiModel):
+    id: str
+    chat_id: str
+    sender: str
+    sender_name: str | None
+    from_me: bool
+    timestamp: Timestamp
+    type: MessageType
+    text: str | None
+    media: MediaOut | None
+    quoted_id: str | None
+    status: MessageStatus
+    summary: str | None = Field(None, description="A short text any UI can show for this message")
+    edited_at: Timestamp | None = Field(None, description="When the author last edited the text")
+    reactions: list[ReactionOut] = Field(
+        default_factory=list, description="One per person who reacted (their latest reaction)"
+    )
+    location: LocationOut | None = Field(None, description="For type location")
+    contacts: list[ContactCardOut] | None = Field(None, description="For type contact: one or more cards")
+    poll: PollOut | None = Field(None, description="For type poll")
+    view_once: bool = Field(
+        False, description="Sent as view once: shown as such, its content (caption, media) is not kept"
+    )
+
+
+class ChatOut(ApiModel):
+    id: str
+    name: str | None
+    is_group: bool
+    unread_count: int
+    timestamp: Timestamp | None
+    last_message: MessageOut | None
+    picture_url: str | None = Field(
+        None,
+        description="The bridge's URL of the chat's picture (GET it with the usual headers), never"
+        " WhatsApp's expiring link; null when the chat has none or it was not fetched yet",
+        examples=["/sessions/5f0c…/chats/15551234567@s.whatsapp.net/picture"],
+    )
+
+
+class ChatPage(ApiModel):
+    items: list[ChatOut]
+    next_cursor: str | None
+
+
+class MessagePage(ApiModel):
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+class InboxChatOut(ChatOut):
+    session_id: str
+
+
+class InboxOut(ApiModel):
+    items: list[InboxChatOut]
+
+
+# --- acting on chats and messages -------------------------------------------------------------------------
+
+
+def _emoji(value: str) -> str:
+    from actors.errors import InvalidInput
+    from actors.session_inbox import check_emoji
+
+    try:
+        return check_emoji(value)
+    except InvalidInput as err:
+        raise ValueError(err.message) from err
+
+
+class ReactionIn(ApiModel):
+    emoji: Annotated[str, Field(max_length=64, examples=["👍"]), AfterValidator(_emoji)] = Field(
+        description='One emoji; "" removes your reaction'
+    )
+
+
+class EditIn(ApiModel):
+    text: MessageText
+
+
+class TypingIn(ApiModel):
+    state: Literal["composing", "recording", "paused"] = Field(
+        description="composing (typing), recording (a voice note), paused (stopped)"
+    )
+
+
+class ChatReadOut(ApiModel):
+    chat_id: str
+    unread_count: int = Field(description="0: the chat is read")
+    read_receipts: int = Field(description="Unread incoming messages WhatsApp got read receipts for")
+
+
+# WebSocket frame bodies (`{type, sessionId, cursor}` plus these), also the bodies on the Redis channels.
+
+
+class ChatFrame(ApiModel):
+    """`chat` frame (`wa:chat:{id}`): a chat's unread count changed (read here, on the phone, ...)."""
+
+    chat_id: str
+    unread_count: int
+    name: str | None
+
+
+class MessageUpdateFrame(ApiModel):
+    """`message_update` frame (`wa:message_update:{id}`): a stored message changed; `message` is all of it
+    as it is now (a revoked one has `type: revoked` and no content)."""
+
+    chat_id: str
+    message_id: str
+    change: Literal["reaction", "edit", "revoke", "receipt"]
+    message: MessageOut
+
+
+class PresenceFrame(ApiModel):
+    """`presence` frame (`wa:presence:{id}`): the contact of `chatId` is composing, recording, paused
+    (stopped typing), available (online) or unavailable (offline). At most one per chat every 0.5 s, the
+    same state repeated only after 10 s; the latest state always arrives."""
+
+    chat_id: str
+    state: Literal["composing", "recording", "paused", "available", "unavailable"]
+    last_seen: Timestamp | None = Field(description="When the contact was last online, when they share it")
+
+
+# --- sending -----------------------------------------------------------------------------------------------
+
+
+class SendTextIn(ApiModel):
+    to: Recipient
+    text: MessageText
+    quoted_id: Id | None = None
+
+
+class SendResultOut(ApiModel):
+    id: str
+    timestamp: Timestamp

@@ -1,0 +1,75 @@
+"""Sessions (a user's WhatsApp numbers, pairing) and the user's own bodies."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from actors.domain import Reason, SessionStatus
+from api.schemas.common import ApiModel, Phone, Timestamp
+
+# --- sessions ----------------------------------------------------------------------------------------------
+
+
+class SessionOut(ApiModel):
+    """A WhatsApp number of the user (the contract's `Session`)."""
+
+    id: str
+    slot: int
+    status: SessionStatus
+    reason: Reason | None = Field(
+        description="Why the number is not connected. `phone_in_use`: the phone just scanned is linked to"
+        " another number of this bridge; shown until the next pairing round starts"
+    )
+    phone: str | None
+    display_name: str | None
+    profile_pic_url: str | None = Field(
+        description="The bridge's URL of this number's own picture (the chat picture route with our own"
+        " number), never WhatsApp's expiring link"
+    )
+    last_seen: Timestamp | None
+    qr: str | None = Field(
+        description="The QR payload to show while `status` is qr_ready (status route only)"
+    )
+    pairing_code: str | None = Field(description="The 8-character code to type on the phone, once issued")
+
+
+class CreateSessionIn(ApiModel):
+    slot: int | None = Field(None, description="1..MAX_SESSIONS_PER_USER; the lowest free slot when omitted")
+    pairing_phone: Phone | None = Field(
+        None, description="Pair by phone-number code instead of QR: the code appears as `pairingCode`"
+    )
+
+
+class PairingCodeIn(ApiModel):
+    phone: Phone
+
+
+class PairingCodeOut(ApiModel):
+    code: str = Field(examples=["ABCD-EFGH"])
+
+
+class ReconnectOut(ApiModel):
+    status: Literal["connecting"]
+
+
+# --- users -------------------------------------------------------------------------------------------------
+
+
+class UserOut(ApiModel):
+    id: str
+    whatsapp_phone: str | None
+
+
+class PhoneIn(ApiModel):
+    phone: Phone
+
+
+class PhoneOut(ApiModel):
+    phone: str = Field(examples=["+14155552671"])
+
+
+class WsTokenOut(ApiModel):
+    token: str
+    expires_at: Timestamp
