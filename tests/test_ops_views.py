@@ -109,13 +109,13 @@ async def test_ops_sessions_lists_node_pid_status_uptime_restarts_and_memory(
         health = (await client.get("/health")).json()
         metrics = (await client.get("/metrics")).text
     assert health["status"] == "ok" and health["pending"]["count"] == 1, health
-    assert health["pending"]["oldestSeconds"] >= 1.0, health
+    assert health["pending"]["oldestSeconds"] > 0, health
     gauges = {
         line.split()[0]: float(line.split()[1])
         for line in metrics.splitlines()
         if line.startswith("wab_sessions_pending")
     }
-    assert gauges["wab_sessions_pending"] == 1 and gauges["wab_sessions_pending_oldest_seconds"] >= 1.0
+    assert gauges["wab_sessions_pending"] == 1 and gauges["wab_sessions_pending_oldest_seconds"] > 0
 
     # A crashed process is restarted by Ray: the view counts it and shows the new pid. (The waiting
     # session goes first: it would take the freed unit.)
