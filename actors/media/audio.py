@@ -136,19 +136,9 @@ def _check_decoded_length(data: bytes, demuxer: str, max_seconds: int | None) ->
         if max_seconds is not None and declared is not None and declared > max_seconds * 1.1 + 1:
             raise _too_long(max_seconds)
         seconds = 0.0
-        bad = good = 0
-        for packet in source.demux(stream):
-            try:
-                frames = stream.decode(packet)
-                good += 1
-            except av.error.InvalidDataError:
-                bad += 1
-                if bad > 50 and bad > good:
-                    raise
-                continue
-            for frame in frames:
-                _check_channels(frame.layout.nb_channels)
-                seconds += frame.samples / (frame.sample_rate or OPUS_RATE)
+        for frame in _decoded(source, stream):
+            _check_channels(frame.layout.nb_channels)
+            seconds += frame.samples / (frame.sample_rate or OPUS_RATE)
             if max_seconds is not None and seconds > max_seconds:
                 raise _too_long(max_seconds)
 
@@ -160,35 +150,42 @@ def _check_channels(channels: int) -> None:
         )
 
 
-def _mono_frames(source: InputContainer, stream: AudioStream) -> Iterator[AudioFrame]:
-    """The stream decoded and resampled to 10 ms frames of mono 48 kHz float."""
+def _decoded(source: InputContainer, stream: AudioStream, *, report: bool = False) -> Iterator[AudioFrame]:
+    """The stream's frames; a damaged packet in an otherwise sound file is skipped, as the ffmpeg CLI
+    does (more than 50 damaged packets and more damaged than sound ones: the error is raised)."""
     import av
 
-    resampler, layout = None, None
     bad = good = 0
     for packet in source.demux(stream):
         try:
             frames = stream.decode(packet)
             good += 1
         except av.error.InvalidDataError:
-            # A damaged packet in an otherwise sound file: skip it, as the ffmpeg CLI does.
             bad += 1
             if bad > 50 and bad > good:
                 raise
             continue
-        for frame in frames:
-            # A chained Ogg or concatenated MP3 may change rate or channels mid-stream.
-            if resampler is None or layout != (frame.format.name, frame.layout.name, frame.sample_rate):
-                if resampler is not None:
-                    yield from resampler.resample(None)
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=OPUS_RATE, frame_size=_BLOCK)
-                layout = (frame.format.name, frame.layout.name, frame.sample_rate)
-            frame.pts = None
-            yield from resampler.resample(frame)
+        yield from frames
+    if bad and report:
+        log.warning("voice note: skipped %d damaged packets of %d", bad, bad + good)
+
+
+def _mono_frames(source: InputContainer, stream: AudioStream) -> Iterator[AudioFrame]:
+    """The stream decoded and resampled to 10 ms frames of mono 48 kHz float."""
+    import av
+
+    resampler, layout = None, None
+    for frame in _decoded(source, stream, report=True):
+        # A chained Ogg or concatenated MP3 may change rate or channels mid-stream.
+        if resampler is None or layout != (frame.format.name, frame.layout.name, frame.sample_rate):
+            if resampler is not None:
+                yield from resampler.resample(None)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=OPUS_RATE, frame_size=_BLOCK)
+            layout = (frame.format.name, frame.layout.name, frame.sample_rate)
+        frame.pts = None
+        yield from resampler.resample(frame)
     if resampler is not None:
         yield from resampler.resample(None)
-    if bad:
-        log.warning("voice note: skipped %d damaged packets of %d", bad, bad + good)
 
 
 def _declared_seconds(
