@@ -18,14 +18,15 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+import pytest_asyncio
 import redis
 
 from actors.config import asyncpg_dsn
@@ -218,3 +219,20 @@ def namespace(local_ray: None) -> Iterator[str]:
     ns = unique_namespace()
     yield ns
     kill_namespace_actors(ns)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def chromium() -> AsyncIterator[Any]:
+    """One Chromium for a console test module (tests/consolekit.py launches it)."""
+    from tests.consolekit import browser
+
+    async with browser() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the console tests save their screenshots (test artifacts)."""
+    from tests.consolekit import artifacts_dir
+
+    return artifacts_dir(tmp_path_factory.getbasetemp())

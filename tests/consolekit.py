@@ -8,6 +8,7 @@ happened; `read_qr` decodes a screenshot with zxing-cpp.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import struct
 import zlib
@@ -227,3 +228,8 @@ def read_qr(png: bytes) -> list[str]:
     width, height, grey = _png_grey(png)
     image = memoryview(grey).cast("B", (height, width))
     return [found.text for found in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
+
+
+def new_phone() -> str:
+    """A phone number no other test of the run is likely to hold."""
+    return f"+1415555{random.randint(1000, 9999)}"

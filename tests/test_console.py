@@ -8,14 +8,12 @@ WebSocket of the test received meanwhile.
 from __future__ import annotations
 
 import asyncio
-import random
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from actors.config import Settings
@@ -24,10 +22,9 @@ from api.localstack import EmbeddedValkey
 from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
 from tests.consolekit import (
     ConsolePage,
-    artifacts_dir,
-    browser,
     console_page,
     low_contrast,
+    new_phone,
     read_qr,
     unnamed_controls,
 )
@@ -50,21 +47,6 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]
 def stack(postgres_server: str, valkey: EmbeddedValkey) -> Iterator[Stack]:
     with local_ray(), api_stack(postgres_server, valkey.url, session=TIMINGS) as running:
         yield running
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def chromium() -> AsyncIterator[Browser]:
-    async with browser() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return artifacts_dir(tmp_path_factory.getbasetemp())
-
-
-def new_phone() -> str:
-    return f"+1415555{random.randint(1000, 9999)}"
 
 
 async def qr_on_screen(page: Page) -> str:

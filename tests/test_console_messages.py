@@ -7,24 +7,21 @@ recorded from Chromium's fake microphone, and the test reads what the simulated 
 from __future__ import annotations
 
 import asyncio
-import random
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
 from tests.consolekit import (
     ConsolePage,
-    artifacts_dir,
-    browser,
     console_page,
     low_contrast,
+    new_phone,
     unnamed_controls,
 )
 from tests.raykit import eventually, local_ray
@@ -38,21 +35,6 @@ MB = 1024 * 1024
 def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
     with local_ray(), api_stack(postgres_server, redis_server) as running:
         yield running
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def chromium() -> AsyncIterator[Browser]:
-    async with browser() as launched:
-        yield launched
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return artifacts_dir(tmp_path_factory.getbasetemp())
-
-
-def new_phone() -> str:
-    return f"+1415555{random.randint(1000, 9999)}"
 
 
 async def connected(client: httpx.AsyncClient, slot: int, name: str) -> tuple[str, str]:
