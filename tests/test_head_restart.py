@@ -11,13 +11,10 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import ray
 from ray.cluster_utils import Cluster
@@ -25,6 +22,7 @@ from ray.cluster_utils import Cluster
 from api.cli import DRIVER_GCS_RECONNECT_TIMEOUT_S, GCS_RECONNECT_ENV
 from api.localstack import EmbeddedValkey, free_port
 from tests import raykit
+from tests.apiproc import Api
 from tests.clikit import clean_env, command, interrupt
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
@@ -33,47 +31,6 @@ START_TIMEOUT_S = 90.0
 # The control driver's reconnect timeout: Ray's 60 s default, scaled down so that the test stays short.
 SHORT_RECONNECT_S = 3
 REQUEST_BOUND_S = 15.0  # no request may take longer while the head is away (api/handles.py: 10 s)
-
-
-@dataclass
-class Api:
-    """The `whatsapp-bridge` process under test."""
-
-    proc: subprocess.Popen[bytes]
-    base: str
-    key: str
-    log: Path
-
-    def request(self, method: str, path: str, body: object = None) -> httpx.Response:
-        headers = {"X-API-Key": self.key, "X-User-Id": "head-user"}
-        started = time.monotonic()
-        response = httpx.request(
-            method, self.base + path, json=body, headers=headers, timeout=REQUEST_BOUND_S + 5
-        )
-        assert time.monotonic() - started < REQUEST_BOUND_S, f"{method} {path} took too long"
-        return response
-
-    def get(self, path: str) -> httpx.Response:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: object) -> httpx.Response:
-        return self.request("POST", path, body)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def until(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        last: object = None
-        while time.monotonic() < deadline:
-            assert self.alive(), f"the API exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
-            try:
-                if check():
-                    return
-            except (httpx.HTTPError, KeyError) as err:
-                last = err
-            time.sleep(0.5)
-        raise AssertionError(f"{what}: not within {timeout} s; last {last!r}\n{self.log.read_text()[-3000:]}")
 
 
 @pytest.fixture
@@ -127,7 +84,7 @@ def _spawn_api(tmp_path: Path, cluster: Cluster, database_url: str, redis_url: s
     log = tmp_path / "api.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(command(), env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    return Api(proc, f"http://127.0.0.1:{port}", key, log)
+    return Api(proc, f"http://127.0.0.1:{port}", key, log, user="head-user", request_bound_s=REQUEST_BOUND_S)
 
 
 def _spawn_short_driver(cluster: Cluster, tmp_path: Path) -> subprocess.Popen[str]:

@@ -15,16 +15,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from api.localstack import RAY_NODE_ENV, free_port, ray_driver_env
+from tests.apiproc import Api
 from tests.clikit import clean_env, command, interrupt
 
 pytestmark = [pytest.mark.ray]
@@ -105,37 +104,6 @@ def _start_head(data_dir: Path, port: int) -> Head:
     return Head(proc.pid, temp_dir)
 
 
-@dataclass
-class Api:
-    proc: subprocess.Popen[bytes]
-    base: str
-    key: str
-    log: Path
-
-    def request(self, method: str, path: str, body: object = None) -> httpx.Response:
-        headers = {"X-API-Key": self.key, "X-User-Id": "reinit-user"}
-        started = time.monotonic()
-        response = httpx.request(
-            method, self.base + path, json=body, headers=headers, timeout=REQUEST_BOUND_S + 5
-        )
-        assert time.monotonic() - started < REQUEST_BOUND_S, f"{method} {path} took too long"
-        return response
-
-    def until(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> float:
-        """Seconds it took until `check()` held; the API must stay up all along."""
-        started = time.monotonic()
-        last: object = None
-        while time.monotonic() - started < timeout:
-            assert self.proc.poll() is None, f"the API exited:\n{self.log.read_text()[-3000:]}"
-            try:
-                if check():
-                    return time.monotonic() - started
-            except (httpx.HTTPError, KeyError) as err:
-                last = err
-            time.sleep(0.5)
-        raise AssertionError(f"{what}: not within {timeout} s; last {last!r}\n{self.log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def ray_dir(tmp_path: Path) -> Path:
     data_dir = tmp_path / "ray"
@@ -195,7 +163,9 @@ def test_the_api_connects_again_to_a_fresh_head_on_the_same_address(
     log = tmp_path / "api.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(command(), env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    api = Api(proc, f"http://127.0.0.1:{api_port}", key, log)
+    api = Api(
+        proc, f"http://127.0.0.1:{api_port}", key, log, user="reinit-user", request_bound_s=REQUEST_BOUND_S
+    )
     try:
         api.until("healthy", lambda: api.request("GET", "/health").json()["status"] == "ok", START_TIMEOUT_S)
         created = api.request("POST", "/sessions", {"slot": 1})

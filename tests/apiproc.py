@@ -1,0 +1,57 @@
+"""A `whatsapp-bridge` API process under test, driven over HTTP from synchronous test code.
+
+Used by the tests that take the Ray head away from a running API (tests/test_head_restart.py,
+tests/test_ray_reinit.py): every request must answer within `request_bound_s`, and the API must stay up.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+@dataclass
+class Api:
+    proc: subprocess.Popen[bytes]
+    base: str
+    key: str
+    log: Path
+    user: str = "api-user"
+    request_bound_s: float = 15.0
+
+    def request(self, method: str, path: str, body: object = None) -> httpx.Response:
+        headers = {"X-API-Key": self.key, "X-User-Id": self.user}
+        started = time.monotonic()
+        response = httpx.request(
+            method, self.base + path, json=body, headers=headers, timeout=self.request_bound_s + 5
+        )
+        assert time.monotonic() - started < self.request_bound_s, f"{method} {path} took too long"
+        return response
+
+    def get(self, path: str) -> httpx.Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: object) -> httpx.Response:
+        return self.request("POST", path, body)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def until(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> float:
+        """Seconds it took until `check()` held; the API must stay up all along."""
+        started = time.monotonic()
+        last: object = None
+        while time.monotonic() - started < timeout:
+            assert self.alive(), f"the API exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}"
+            try:
+                if check():
+                    return time.monotonic() - started
+            except (httpx.HTTPError, KeyError) as err:
+                last = err
+            time.sleep(0.5)
+        raise AssertionError(f"{what}: not within {timeout} s; last {last!r}\n{self.log.read_text()[-3000:]}")
