@@ -40,11 +40,19 @@ BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now and not handed out before in this run (the OS may give one twice, and Ray
+    refuses a node whose components were given the same port: seen once under load)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def ray_env(token: str, **extra: str) -> dict[str, str]:
