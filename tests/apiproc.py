@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.clikit import command
+
 
 @dataclass
 class Api:
@@ -55,3 +57,13 @@ class Api:
                 last = err
             time.sleep(0.5)
         raise AssertionError(f"{what}: not within {timeout} s; last {last!r}\n{self.log.read_text()[-3000:]}")
+
+
+def spawn(
+    tmp_path: Path, env: dict[str, str], port: int, key: str, *, user: str, request_bound_s: float
+) -> Api:
+    """`whatsapp-bridge` started with `env` (its log in tmp_path/api.log), serving on `port`."""
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command(), env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    return Api(proc, f"http://127.0.0.1:{port}", key, log, user=user, request_bound_s=request_bound_s)

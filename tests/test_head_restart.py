@@ -22,8 +22,8 @@ from ray.cluster_utils import Cluster
 from api.cli import DRIVER_GCS_RECONNECT_TIMEOUT_S, GCS_RECONNECT_ENV
 from api.localstack import EmbeddedValkey, free_port
 from tests import raykit
-from tests.apiproc import Api
-from tests.clikit import clean_env, command, interrupt
+from tests.apiproc import Api, spawn
+from tests.clikit import clean_env, interrupt
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
@@ -81,10 +81,7 @@ def _spawn_api(tmp_path: Path, cluster: Cluster, database_url: str, redis_url: s
         # called ray.init, Ray sets RAY_AUTH_MODE=token here, and the cluster above requires a token.
         **{k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH_")},
     )
-    log = tmp_path / "api.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command(), env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    return Api(proc, f"http://127.0.0.1:{port}", key, log, user="head-user", request_bound_s=REQUEST_BOUND_S)
+    return spawn(tmp_path, env, port, key, user="head-user", request_bound_s=REQUEST_BOUND_S)
 
 
 def _spawn_short_driver(cluster: Cluster, tmp_path: Path) -> subprocess.Popen[str]:

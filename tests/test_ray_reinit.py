@@ -23,8 +23,8 @@ import psutil
 import pytest
 
 from api.localstack import RAY_NODE_ENV, free_port, ray_driver_env
-from tests.apiproc import Api
-from tests.clikit import clean_env, command, interrupt
+from tests.apiproc import Api, spawn
+from tests.clikit import clean_env, interrupt
 
 pytestmark = [pytest.mark.ray]
 
@@ -160,12 +160,7 @@ def test_the_api_connects_again_to_a_fresh_head_on_the_same_address(
         RECONCILE_INTERVAL_S="1",
         **ray_driver_env(ray_dir),  # the cluster's token, as its drivers need it
     )
-    log = tmp_path / "api.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command(), env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    api = Api(
-        proc, f"http://127.0.0.1:{api_port}", key, log, user="reinit-user", request_bound_s=REQUEST_BOUND_S
-    )
+    api = spawn(tmp_path, env, api_port, key, user="reinit-user", request_bound_s=REQUEST_BOUND_S)
     try:
         api.until("healthy", lambda: api.request("GET", "/health").json()["status"] == "ok", START_TIMEOUT_S)
         created = api.request("POST", "/sessions", {"slot": 1})
@@ -194,7 +189,7 @@ def test_the_api_connects_again_to_a_fresh_head_on_the_same_address(
         sid2 = second.json()["id"]
         api.until("a new session", lambda: _status(api, sid2) == "qr_ready")
         assert api.proc.poll() is None, "the same API process throughout"
-        assert "reconnecting the Ray driver" in log.read_text()
+        assert "reconnecting the Ray driver" in api.log.read_text()
         print(f"ray ok {took:.1f} s after the new head was up")
     finally:
         interrupt(api.proc, 30)
