@@ -152,10 +152,14 @@ async def test_a_cursor_outside_the_window_gets_resync(
     async with websocket(api, user) as ws:
         await _incoming(api, sid, "soon trimmed")
         old = (await ws.wait_for(lambda f: f["type"] == "message"))["cursor"]
-    await _incoming(api, sid, "newer")
+        # The simulator's 200 means delivered to the session, not yet published: wait for the frame.
+        await _incoming(api, sid, "newer")
+        newer = await ws.wait_for(lambda f: f["type"] == "message" and f["message"]["text"] == "newer")
     async with Redis.from_url(valkey.url) as redis:
-        newest = (await redis.xrevrange(EVENTS_STREAM, count=1))[0][0].decode()
-        await redis.xtrim(EVENTS_STREAM, minid=newest, approximate=False)  # the window moved past `old`
+        await redis.xtrim(
+            EVENTS_STREAM, minid=newer["cursor"], approximate=False
+        )  # the window moved past `old`
+        assert _key((await redis.xrange(EVENTS_STREAM, count=1))[0][0].decode()) > _key(old)
     for cursor, reason in (
         (old, "cursor_expired"),
         ("not-a-cursor", "invalid_cursor"),
