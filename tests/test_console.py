@@ -7,9 +7,8 @@ WebSocket of the test received meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
 
 import httpx
@@ -334,19 +333,29 @@ async def test_a_phone_another_number_holds_is_refused_in_words_and_a_new_round_
         console.assert_clean()
 
 
+async def _count(items: Sized) -> int:
+    return len(items)
+
+
 async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_resumes(
     stack: Stack, chromium: Browser
 ) -> None:
     user = new_user()
     refuse = False
     opened: list[WebSocketRoute] = []
+    cursors: list[str] = []  # of the frames the server sent the page
+
+    def forward(route: WebSocketRoute, message: str | bytes) -> None:
+        if isinstance(message, str) and '"cursor"' in message:
+            cursors.append(message)
+        route.send(message)
 
     async def socket(route: WebSocketRoute) -> None:
         opened.append(route)
         if refuse:
             await route.close(code=1013, reason="try again later")
         else:
-            route.connect_to_server()
+            route.connect_to_server().on_message(lambda message: forward(route, message))
 
     async with stack.client(user) as client, console_page(chromium, stack) as console:
         sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
@@ -354,7 +363,7 @@ async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_r
         await console.sign_in(user, "settings")
         live = console.page.locator("#live")
         await expect(live).to_have_text("Live")
-        await asyncio.sleep(3.5)  # a QR rotation: a live frame, with a cursor, reached the page
+        await eventually(lambda: _count(cursors), lambda n: n > 0)  # a live frame with a cursor reached it
         refuse = True
         await opened[-1].close(code=1001, reason="going away")
         await expect(live).to_contain_text("Live updates lost. Reconnecting in")
@@ -363,7 +372,7 @@ async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_r
         assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
         card = console.page.locator('article[data-slot="1"]')
         await expect(card).to_have_attribute("data-state", "connected", timeout=15_000)
-        assert len(opened) >= 3, "it kept retrying"
+        await eventually(lambda: _count(opened), lambda n: n >= 3, timeout=30)  # it kept retrying
         refuse = False
         await expect(live).to_have_text("Live", timeout=45_000)
         assert "cursor=" in opened[-1].url, "the new socket resumes after the last frame seen"
