@@ -57,6 +57,7 @@ class SessionConfig:
     spool_max_bytes: int = 256 * 1024 * 1024
     events_retained: int = EVENTS_RETAINED  # entries the capped `wa:events` stream keeps (EventBus)
     inbox_chats: str = "direct"  # INBOX_CHATS: "direct" or "all" (actors.inbox_scope)
+    close_drain_s: float = CLOSE_DRAIN_S  # how long a graceful stop waits for the journal to drain
 
 
 ClientFactory = Callable[[ClientOptions], WhatsAppClient]

@@ -13,7 +13,7 @@ from actors.events import Connected, Disconnected, LoggedOut, Paired, PairingCod
 from actors.journal import Journal
 from actors.ledger import SendLedger
 from actors.ports import ClientOptions, WhatsAppClient
-from actors.session_base import BOOT_RETRY_MAX_S, CLOSE_DRAIN_S
+from actors.session_base import BOOT_RETRY_MAX_S
 from actors.session_transitions import SessionTransitions
 from actors.writes import applier
 from persistence.session_store import StoredSession
@@ -127,7 +127,7 @@ class SessionLifecycle(SessionTransitions):
     async def close(self, *, purge: bool) -> None:
         """Stop for good (the registry kills the actor next); purge also unlinks and drops the store.
 
-        Without purge, what the journal holds is applied first (within CLOSE_DRAIN_S), so a session
+        Without purge, what the journal holds is applied first (within `close_drain_s`), so a session
         stopped here and started on another node loses nothing that reached PostgreSQL in time.
         """
         self._closing = True
@@ -141,11 +141,11 @@ class SessionLifecycle(SessionTransitions):
         if not purge and self._pump_task is not None:
             # The stopped client's events end once what it had queued is read (a message arriving
             # just before a drain's stop would be lost otherwise: tests/test_drain.py).
-            await asyncio.wait({self._pump_task}, timeout=CLOSE_DRAIN_S)
+            await asyncio.wait({self._pump_task}, timeout=self._config.close_drain_s)
         await self._tasks.cancel_all()
         journal, self._journal = self._journal, None
         if journal is not None:
-            if not purge and not await journal.wait_drained(CLOSE_DRAIN_S):
+            if not purge and not await journal.wait_drained(self._config.close_drain_s):
                 log.warning("session %s: %d writes still spooled at close", self.session_id, journal.backlog)
             await journal.close()
             if purge:

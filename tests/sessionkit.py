@@ -45,6 +45,9 @@ async def session_factory(database_url: str, redis_url: str, spool_dir: Path) ->
     ) -> tuple[SessionCore, Exits]:
         """A session; `db`: another URL for the bridge's tables (the simulated network keeps the test's)."""
         sid = sid or await insert_session(database_url)
+        # A stop with the database cut waits this long for the spool to drain (tests/test_drain.py shows
+        # what it keeps with the database up); the default 10 s would only lengthen teardowns.
+        overrides.setdefault("close_drain_s", 2.0)
         config: SessionConfig = session_config(database_url, redis or redis_url, **overrides)
         exits = Exits()
         spool_path = spool_dir / f"{sid}.spool"
