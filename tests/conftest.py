@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,6 +49,25 @@ def run_in_thread(factory: Callable[[], Awaitable[T]]) -> T:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, main()).result()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that connect this process to a Ray of their own (marker `own_ray`) run last, so the others
+    share one local Ray (tests.raykit.local_ray) instead of each starting one."""
+    items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_ray(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("own_ray") is not None:
+        from tests.raykit import release_shared_ray
+
+        release_shared_ray()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if "tests.raykit" in sys.modules:  # a run without Ray tests never imports Ray
+        sys.modules["tests.raykit"].release_shared_ray()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

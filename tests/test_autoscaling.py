@@ -27,7 +27,7 @@ from tests.raykit import (
     wait_status,
 )
 
-pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.own_ray]
 
 PER_WORKER = 4
 MAX_WORKERS = 3

@@ -26,7 +26,7 @@ from tests.raykit import (
     wait_status,
 )
 
-pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.own_ray]
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from tests.raykit import (
     wait_status,
 )
 
-pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.own_ray]
 
 # Node death noticed in ~5 s instead of ~20 s (notes/ray.md).
 FAST_HEALTH = {

@@ -39,7 +39,7 @@ from tests.raykit import (
 from tests.sessionkit import session_factory
 from tests.sessionkit import wait_status as core_wait_status
 
-pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.own_ray]
 
 SESSIONS = 4
 PER_WORKER = 4

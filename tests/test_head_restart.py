@@ -25,7 +25,7 @@ from tests import raykit
 from tests.apiproc import Api, spawn
 from tests.clikit import clean_env, interrupt
 
-pytestmark = [pytest.mark.ray, pytest.mark.cluster]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.own_ray]
 
 START_TIMEOUT_S = 90.0
 # The control driver's reconnect timeout: Ray's 60 s default, scaled down so that the test stays short.

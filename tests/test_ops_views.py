@@ -20,7 +20,7 @@ from tests.apikit import Stack, api_stack
 from tests.clikit import clean_env, command
 from tests.raykit import eventually, insert_session, pair, pid_of, ray_init_local, wait_status
 
-pytestmark = [pytest.mark.ray]
+pytestmark = [pytest.mark.ray, pytest.mark.own_ray]
 
 CAPACITY = 2
 

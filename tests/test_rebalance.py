@@ -21,6 +21,8 @@ from tests.apikit import Stack, api_stack
 from tests.clikit import clean_env, command
 from tests.raykit import Frames, eventually, frames, insert_session, new_cluster, pair, status_of
 
+pytestmark = pytest.mark.own_ray
+
 PER_NODE = 4
 NODE_ARGS: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
 
