@@ -57,17 +57,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)
 
 
+def _release_shared_ray() -> None:
+    if "tests.raykit" in sys.modules:  # a run without Ray tests never imports Ray
+        sys.modules["tests.raykit"].release_shared_ray()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _own_ray(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("own_ray") is not None:
-        from tests.raykit import release_shared_ray
-
-        release_shared_ray()
+        _release_shared_ray()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if "tests.raykit" in sys.modules:  # a run without Ray tests never imports Ray
-        sys.modules["tests.raykit"].release_shared_ray()
+    _release_shared_ray()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -123,7 +125,10 @@ def no_route_to_whatsapp() -> Iterator[DeadEndProxy]:
     environment a process *starts* with (checked: the dial to web.whatsapp.com:443 arrives here as a
     CONNECT). Pointed at a port that hangs up, every dial fails at once, with or without internet, and
     `attempts` shows it was tried here. Local addresses are never proxied (NO_PROXY; Go skips them too).
+    Ray workers start with their raylet's environment, so a shared Ray started before is stopped first
+    and the one started under this fixture is stopped after it.
     """
+    _release_shared_ray()
     proxy = DeadEndProxy()
     with pytest.MonkeyPatch.context() as patch:
         for name in ("HTTPS_PROXY", "https_proxy"):
@@ -131,6 +136,7 @@ def no_route_to_whatsapp() -> Iterator[DeadEndProxy]:
         for name in ("NO_PROXY", "no_proxy"):
             patch.setenv(name, "127.0.0.1,localhost")
         yield proxy
+        _release_shared_ray()
     proxy.close()
 
 
