@@ -195,7 +195,9 @@ def test_api_container_joins_the_cluster_as_a_node_and_serves(
     bare = container(
         {
             **api_env(address, token, database_url, redis_url, free_port()),
-            "RAY_GCS_SERVER_REQUEST_TIMEOUT_SECONDS": "5",
+            # How long ray.init looks for a node to connect through (Ray's default 60 s; the name is
+            # case-sensitive: ray/_private/ray_constants.py).
+            "RAY_gcs_server_request_timeout_seconds": "5",
         },
         str(BIN / "whatsapp-bridge"),
     )
