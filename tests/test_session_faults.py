@@ -7,6 +7,7 @@ store on the test database directly, as WhatsApp's servers would stay up.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -95,12 +96,17 @@ async def _spooled(session: SessionCore) -> int:
 
 
 async def test_a_session_that_boots_while_the_database_is_away_recovers_by_itself(
-    core: Factory, pg_proxy: FaultProxy, database_url: str
+    core: Factory, pg_proxy: FaultProxy, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="actors.session_boot")
+
+    async def failed_boots() -> int:
+        return sum("cannot load its row" in record.getMessage() for record in caplog.records)
+
     sid = await insert_session(database_url)
     pg_proxy.cut()
     session, exits = await core(sid, db=pg_proxy.url_for(database_url))
-    await asyncio.sleep(1.5)  # several boot attempts fail meanwhile
+    await eventually(failed_boots, lambda n: n == 1, 20)  # logged once, however often it is retried
     assert not session.ready and session.current() is None
     pg_proxy.restore()
     await eventually(lambda: _ready(session), bool, 15)
