@@ -274,6 +274,12 @@ async def test_disconnect_asks_first_then_frees_the_slot(
         await console.sign_in(user, "settings")
         card = console.page.locator('article[data-slot="1"]')
         await expect(card).to_have_attribute("data-state", "connected")
+        await expect(console.page.locator("#live")).to_have_text("Live")
+        # At 375 px the screens and "Sign out" share one row of the header.
+        nav = await console.page.locator("#nav").bounding_box()
+        sign_out = await console.page.locator("#signout").bounding_box()
+        assert nav and sign_out and abs(nav["y"] - sign_out["y"]) < nav["height"], (nav, sign_out)
+        assert nav["x"] + nav["width"] <= sign_out["x"] <= 375 - sign_out["width"]
         await console.shoot(shots, "settings-375")
         assert await low_contrast(console.page) == []
         # The same phone asked for in another slot: refused in words before the API's 409.
