@@ -230,7 +230,7 @@ def redis_url(redis_server: str) -> str:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    """A local single-node Ray for one test module (modules that never ask never start one)."""
+    """The shared local Ray (tests.raykit.local_ray), started by the first module that asks."""
     from tests.raykit import local_ray as started
 
     with started():
