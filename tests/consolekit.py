@@ -1,8 +1,9 @@
-"""Browser tests of the console: Debian's Chromium driven by Playwright, pages watched for errors.
+"""Browser tests of the console: Chromium driven by Playwright, pages watched for errors.
 
-`browser()` launches the system Chromium (Playwright's own download is not needed) with a fake
-microphone; `ConsolePage` records every console error and failed request so a test can assert none
-happened; `read_qr` decodes a screenshot with zxing-cpp.
+`browser()` launches the Chromium that tests/browser.sh provisioned (`CHROMIUM_PATH`, else the
+system's `chromium`, else Playwright's own build) with a fake microphone; `ConsolePage` records every
+console error and failed request so a test can assert none happened; `read_qr` decodes a screenshot
+with zxing-cpp.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, Respons
 
 from tests.apikit import Stack
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+# None: Playwright's own build (what tests/browser.sh installs where the system has no Chromium).
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
@@ -35,11 +37,12 @@ HEIGHT = {"desktop": 800, "phone": 740}
 
 @asynccontextmanager
 async def browser() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 (one stat before a browser starts)
-        # The suite never skips: a machine without a browser fails here, saying what to install.
-        pytest.fail(f"Chromium is not at {CHROMIUM}: apt-get install chromium (.ci/run does)", pytrace=False)
     async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        path = CHROMIUM or pw.chromium.executable_path
+        if not os.path.exists(path):  # noqa: ASYNC240 (one stat before a browser starts)
+            # The suite never skips: a machine without a browser fails here, saying what to run.
+            pytest.fail(f"No Chromium at {path}: make test installs one (tests/browser.sh)", pytrace=False)
+        launched = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:
