@@ -46,12 +46,6 @@ RAY_NODE_ENV: Mapping[str, str] = {
     # this in the node's environment, 1:1 messages carry WhatsApp's "AI" badge (neonize issue #196).
     "NEONIZE_BOT_TAG": "off",
 }
-# Node death noticed in ~6 s instead of ~20 s, so sessions move off a lost node sooner.
-RAY_SYSTEM_CONFIG: Mapping[str, int] = {
-    "health_check_period_ms": 1000,
-    "health_check_timeout_ms": 1000,
-    "health_check_failure_threshold": 5,
-}
 RAY_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 _RAY_START_TIMEOUT_S = 120
 # Longest temp dir that keeps `<tmp>/session_<date>_<pid>/sockets/plasma_store` under AF_UNIX's 107 bytes.
@@ -203,7 +197,6 @@ def _ray_start_command(settings: Settings, head: _RayHead) -> list[str]:
         f"--ray-client-server-port={free_port()}",
         f"--object-store-memory={RAY_OBJECT_STORE_BYTES}",
         f"--resources={resources}",
-        f"--system-config={json.dumps(dict(RAY_SYSTEM_CONFIG))}",
         f"--temp-dir={head.temp_dir}",
     ]
 

@@ -14,7 +14,6 @@ from api.local_postgres import DATABASE, PG_SYSTEM_USER, embedded_postgres, pg_b
 from api.local_ray import (
     RAY_NODE_ENV,
     RAY_OBJECT_STORE_BYTES,
-    RAY_SYSTEM_CONFIG,
     local_ray,
     ray_driver_env,
     ray_temp_dir,
@@ -28,7 +27,6 @@ __all__ = [
     "PG_SYSTEM_USER",
     "RAY_NODE_ENV",
     "RAY_OBJECT_STORE_BYTES",
-    "RAY_SYSTEM_CONFIG",
     "EmbeddedValkey",
     "embedded_postgres",
     "embedded_valkey",

@@ -21,7 +21,6 @@ import yaml
 
 from api.localstack import (
     RAY_NODE_ENV,
-    RAY_SYSTEM_CONFIG,
     EmbeddedValkey,
     embedded_postgres,
     embedded_valkey,
@@ -202,8 +201,8 @@ def test_cluster_nodes_start_with_the_session_capacity_and_the_idle_cpu_settings
     for name, value in RAY_NODE_ENV.items():
         assert f"{name}={value}" in command
     assert "RAY_AUTH_MODE=token" in command
-    if sessions == 0:
-        assert params["system_config"] == dict(RAY_SYSTEM_CONFIG)  # click parses this one as JSON
+    # Ray's own node health checks: a faster one marks a CPU-throttled node dead and moves its sessions.
+    assert params["system_config"] is None
 
 
 def test_cluster_head_keeps_its_gcs_tables_in_redis_and_nodes_wait_for_a_restarted_head(
@@ -217,5 +216,4 @@ def test_cluster_head_keeps_its_gcs_tables_in_redis_and_nodes_wait_for_a_restart
         assert "RAY_gcs_rpc_server_reconnect_timeout_s=600" in command.rsplit(";", 1)[0]  # the export
     # In the environment, not in the system config: that one is handed to drivers and would cut the
     # API's own wait for the head short.
-    assert "gcs_rpc_server_reconnect_timeout_s" not in RAY_SYSTEM_CONFIG
-    assert "gcs_rpc_server_reconnect_timeout_s" not in head[-1].split("--system-config", 1)[1]
+    assert "--system-config" not in head[-1]

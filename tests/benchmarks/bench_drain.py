@@ -40,8 +40,6 @@ STORE = 80 * 1024 * 1024
 async def drain_round(args: argparse.Namespace, services: bk.Services) -> dict[str, Any]:
     from ray.cluster_utils import Cluster
 
-    from api.localstack import RAY_SYSTEM_CONFIG
-
     n = args.sessions
     namespace = "bench-drain"
     await bk.reset(services)
@@ -57,7 +55,6 @@ async def drain_round(args: argparse.Namespace, services: bk.Services) -> dict[s
                 "resources": {"wa_session": 0},
                 "include_dashboard": False,
                 "object_store_memory": STORE,
-                "_system_config": dict(RAY_SYSTEM_CONFIG),
             },
         )
         first = cluster.add_node(num_cpus=1, resources={"wa_session": n}, object_store_memory=STORE)

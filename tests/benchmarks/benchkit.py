@@ -234,7 +234,7 @@ def local_ray(
     """A single-node Ray started by this process, configured like the local run; stopped on exit."""
     import ray
 
-    from api.localstack import RAY_OBJECT_STORE_BYTES, RAY_SYSTEM_CONFIG, free_port
+    from api.localstack import RAY_OBJECT_STORE_BYTES, free_port
 
     saved = dict(os.environ)
     os.environ.update(ray_node_env(worker_env))
@@ -253,7 +253,6 @@ def local_ray(
             dashboard_port=free_port(),
             _node_ip_address="127.0.0.1",
             object_store_memory=RAY_OBJECT_STORE_BYTES,
-            _system_config=dict(RAY_SYSTEM_CONFIG),
             logging_level=logging.WARNING,
             configure_logging=False,
             log_to_driver=False,
@@ -290,8 +289,6 @@ def local_cluster(
     import ray
     from ray.cluster_utils import Cluster
 
-    from api.localstack import RAY_SYSTEM_CONFIG
-
     saved = dict(os.environ)
     os.environ.update(ray_node_env(worker_env))
     store = 80 * 1024 * 1024
@@ -305,7 +302,6 @@ def local_cluster(
                 "resources": {"wa_session": sessions_per_node},
                 "include_dashboard": False,
                 "object_store_memory": store,
-                "_system_config": dict(RAY_SYSTEM_CONFIG),
             },
         )
         workers = [
