@@ -1,6 +1,6 @@
 # The two commands: `make run` (the service, with embedded PostgreSQL/Valkey/Ray when no URLs are set)
-# and `make test` (Chromium if missing, lint, types, the whole suite). Both install from uv.lock into
-# .venv on every call (`uv sync --frozen`: a no-op when nothing changed, and it puts back the locked
+# and `make test` (Chromium and systemd-analyze if missing, lint, types, the whole suite). Both install
+# from uv.lock into .venv on every call (`uv sync --frozen`: a no-op when nothing changed, and it puts back the locked
 # version of anything that drifted). uv itself is installed by hash from deploy/uv-requirements.txt.
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 SYNC = $(UV) sync --frozen --python $(PYTHON)
 
-.PHONY: run dev test lint browser bench lock test-latest test-oldest clean
+.PHONY: run dev test lint system-tools bench lock test-latest test-oldest clean
 
 $(UV): deploy/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -30,9 +30,10 @@ run: $(UV)
 dev: $(UV)
 	$(SYNC) --extra dev --quiet
 
-# The console tests' browser: installed here when missing, or one line that says how (tests/browser.sh).
-browser: dev
-	sh tests/browser.sh $(BIN)
+# What the tests need from the system (Chromium, systemd-analyze): installed here when missing, or one
+# line that says how (tests/system-tools.sh).
+system-tools: dev
+	sh tests/system-tools.sh $(BIN)
 
 # `uv lock --check`: pyproject.toml changed without `uv lock` (or `make lock`) fails here.
 lint: dev
@@ -41,7 +42,7 @@ lint: dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: browser lint
+test: system-tools lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Upgrade the lock on purpose (newest versions pyproject.toml allows), and uv's own pin with it.
@@ -65,7 +66,7 @@ test-latest test-oldest: $(UV)
 	  --extra dev | grep '==' | sed 's/ *;.*//' | sort > $(SCRATCH)/locked.txt
 	@$(UV) pip freeze --python $(SCRATCH)/bin/python | grep '==' | sort \
 	  | comm -13 $(SCRATCH)/locked.txt - | sed 's/^/  /'
-	sh tests/browser.sh $(SCRATCH)/bin
+	sh tests/system-tools.sh $(SCRATCH)/bin
 	$(if $(filter highest,$(RESOLUTION)),$(SCRATCH)/bin/ruff check . && $(SCRATCH)/bin/ruff format --check . \
 	  && $(SCRATCH)/bin/mypy)
 	$(SCRATCH)/bin/python -m pytest $(PYTEST_ARGS); status=$$?; rm -rf $(SCRATCH); exit $$status

@@ -1,6 +1,6 @@
 """Browser tests of the console: Chromium driven by Playwright, pages watched for errors.
 
-`browser()` launches the Chromium that tests/browser.sh provisioned (`CHROMIUM_PATH`, else the
+`browser()` launches the Chromium that tests/system-tools.sh provisioned (`CHROMIUM_PATH`, else the
 system's `chromium`, else Playwright's own build) with a fake microphone; `ConsolePage` records every
 console error and failed request so a test can assert none happened; `read_qr` decodes a screenshot
 with zxing-cpp.
@@ -24,7 +24,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, Respons
 
 from tests.apikit import Stack
 
-# None: Playwright's own build (what tests/browser.sh installs where the system has no Chromium).
+# None: Playwright's own build (what tests/system-tools.sh installs where the system has no Chromium).
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
@@ -41,7 +41,7 @@ async def browser() -> AsyncIterator[Browser]:
         path = CHROMIUM or pw.chromium.executable_path
         if not os.path.exists(path):  # noqa: ASYNC240 (one stat before a browser starts)
             # The suite never skips: a machine without a browser fails here, saying what to run.
-            pytest.fail(f"No Chromium at {path}: make test installs one (tests/browser.sh)", pytrace=False)
+            pytest.fail(f"No Chromium at {path}: make test installs it (system-tools.sh)", pytrace=False)
         launched = await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         try:
             yield launched

@@ -1,48 +1,63 @@
 #!/bin/sh
-# The console tests' browser, provisioned before anything runs (`make test`, so `.ci/run` too).
-# Usage: sh tests/browser.sh VENV_BIN
-#   1. Chromium already there (CHROMIUM_PATH, or `chromium` on PATH): nothing to do.
-#   2. Debian: `apt-get install chromium` (as root, or through passwordless sudo).
-#   3. Elsewhere (Ubuntu's `chromium` is a snap, which does not run headless in containers or CI):
-#      Playwright's own Chromium build with its system libraries (`playwright install --with-deps`).
-#   Otherwise: one line with the exact command, and a non-zero exit before any test runs.
+# What the suite needs from the system, provisioned before anything runs (`make test`, so `.ci/run`
+# too): Chromium for the console tests, systemd-analyze for the systemd units' checks.
+# Usage: sh tests/system-tools.sh VENV_BIN
+#   Chromium: nothing to do when CHROMIUM_PATH or `chromium` on the PATH gives one. On Debian,
+#   `apt-get install chromium`; elsewhere (Ubuntu's `chromium` is a snap, which does not run headless
+#   in containers or CI) Playwright's own build with its system libraries (`playwright install`).
+#   systemd-analyze: `apt-get install systemd` where it is missing.
+#   apt runs as root or through passwordless sudo. Where neither works: one line with the exact
+#   command, and a non-zero exit before any test runs.
 set -eu
 bin="${1:-.venv/bin}"
 
-if [ -n "${CHROMIUM_PATH:-}" ]; then
-  [ -x "$CHROMIUM_PATH" ] && exit 0
-  echo "CHROMIUM_PATH=$CHROMIUM_PATH is not an executable: unset it or point it at Chromium" >&2
-  exit 1
-fi
-command -v chromium >/dev/null 2>&1 && exit 0
-# Playwright's own build, from an earlier run of step 3.
-"$bin/python" -c 'import sys
+has_chromium() {
+  if [ -n "${CHROMIUM_PATH:-}" ]; then
+    [ -x "$CHROMIUM_PATH" ] && return 0
+    echo "CHROMIUM_PATH=$CHROMIUM_PATH is not an executable: unset it or point it at Chromium" >&2
+    exit 1
+  fi
+  command -v chromium >/dev/null 2>&1 && return 0
+  # Playwright's own build, from an earlier run.
+  "$bin/python" -c 'import os, sys
 from playwright.sync_api import sync_playwright
-import os
 with sync_playwright() as pw:
-    sys.exit(0 if os.path.exists(pw.chromium.executable_path) else 1)' 2>/dev/null && exit 0
+    sys.exit(0 if os.path.exists(pw.chromium.executable_path) else 1)' 2>/dev/null
+}
 
 if [ "$(id -u)" = 0 ]; then sudo=""
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"
 else sudo=none
 fi
+# shellcheck source=/dev/null
 distro=$(. /etc/os-release 2>/dev/null && echo "${ID:-}") || distro=""
 
-if [ "$distro" = debian ]; then
-  if [ "$sudo" = none ]; then
-    echo "The console tests need Chromium: run 'sudo apt-get install -y chromium', then make test again." >&2
-    exit 1
-  fi
-  echo "Installing Debian's chromium for the console tests (apt-get)..."
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  exit 0
-fi
+apt_packages=""
+playwright=""
+has_chromium || if [ "$distro" = debian ]; then apt_packages="chromium"; else playwright=1; fi
+command -v systemd-analyze >/dev/null 2>&1 || apt_packages="$apt_packages systemd"
+apt_packages="${apt_packages# }"
 
-if [ "$sudo" = none ]; then
-  echo "The console tests need Chromium: run 'sudo $bin/playwright install-deps chromium && $bin/playwright install chromium', then make test again." >&2
+if [ "$sudo" = none ] && { [ -n "$apt_packages" ] || [ -n "$playwright" ]; }; then
+  wanted=""
+  [ -n "$apt_packages" ] && wanted="sudo apt-get install -y $apt_packages"
+  [ -n "$playwright" ] && wanted="${wanted:+$wanted && }sudo $bin/playwright install-deps chromium && $bin/playwright install chromium"
+  echo "The tests need system packages this user cannot install: run '$wanted', then make test again." >&2
   exit 1
 fi
-echo "Installing Playwright's Chromium and its system libraries for the console tests..."
-$sudo "$bin/playwright" install-deps chromium
-"$bin/playwright" install chromium
+
+if [ -n "$apt_packages" ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "The tests need $apt_packages (not found, and this system has no apt-get): install them, then make test again." >&2
+    exit 1
+  fi
+  echo "Installing $apt_packages for the tests (apt-get)..."
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $apt_packages >/dev/null
+fi
+if [ -n "$playwright" ]; then
+  echo "Installing Playwright's Chromium and its system libraries for the console tests..."
+  $sudo "$bin/playwright" install-deps chromium
+  "$bin/playwright" install chromium
+fi
