@@ -64,7 +64,7 @@ test-latest test-oldest: $(UV)
 	$(UV) pip install --quiet --python $(SCRATCH)/bin/python --resolution $(RESOLUTION) -e '.[dev]'
 	@echo "Not the lock's versions:"; $(UV) export --frozen --quiet --no-hashes --no-emit-project \
 	  --extra dev | grep '==' | sed 's/ *;.*//' | sort > $(SCRATCH)/locked.txt
-	@$(UV) pip freeze --python $(SCRATCH)/bin/python | grep '==' | sort \
+	@$(UV) pip freeze --quiet --python $(SCRATCH)/bin/python | grep '==' | sort \
 	  | comm -13 $(SCRATCH)/locked.txt - | sed 's/^/  /'
 	sh tests/system-tools.sh $(SCRATCH)/bin
 	$(if $(filter highest,$(RESOLUTION)),$(SCRATCH)/bin/ruff check . && $(SCRATCH)/bin/ruff format --check . \

@@ -22,7 +22,7 @@ from actors.domain import Chat, Message, Page, Placement, SendResult, SessionVie
 from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.fleet import ProcessInfo, own_process
 from actors.ports import ClientOptions, WhatsAppClient
-from actors.recycle import exit_for_restart, report_restart
+from actors.recycle import exit_for_restart, report_restart, was_restarted
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool
 from persistence.session_store import SessionStore
@@ -70,11 +70,10 @@ class SessionActor:
     def __repr__(self) -> str:
         # Ray reads this once per process, right after __init__ (the dashboard's and the GCS actor table's
         # `repr_name`), never again: only what a process keeps for its life belongs here, not the status.
-        context = ray.get_runtime_context()
-        start = "restarted" if context.was_current_actor_reconstructed else "first"
+        start = "restarted" if was_restarted() else "first"
         return (
             f"SessionActor(session={self._session_id}, backend={self._backend}, "
-            f"node={context.get_node_id()[:12]}, pid={os.getpid()}, start={start})"
+            f"node={ray.get_runtime_context().get_node_id()[:12]}, pid={os.getpid()}, start={start})"
         )
 
     async def ping(self) -> Placement:

@@ -14,10 +14,12 @@ the console of every driver (the API's included) and in its own log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import time
+import warnings
 
 import ray
 
@@ -55,12 +57,20 @@ def exit_for_restart(session_id: str, why: str) -> None:
     os._exit(1)  # Ray restarts us all the same (max_restarts=-1), and prints its crash warning
 
 
+@functools.cache
+def was_restarted() -> bool:
+    """Whether Ray restarted this actor's process (a GCS query, asked once per process)."""
+    with warnings.catch_warnings():
+        # Ray 2.60's property reads its own deprecated `actor_id`: a RayDeprecationWarning on every call.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
 def report_restart(session_id: str) -> None:
     """In a process Ray has just (re)started: if it replaces one that ended unplanned, say so once."""
     from ray.experimental import internal_kv
 
-    context = ray.get_runtime_context()
-    if not context.was_current_actor_reconstructed:
+    if not was_restarted():
         internal_kv._internal_kv_del(_key(session_id), namespace=_KV_NAMESPACE)  # a stale marker
         return
     planned = internal_kv._internal_kv_get(_key(session_id), namespace=_KV_NAMESPACE)
