@@ -264,7 +264,7 @@ async def sessions_to_run(db: AsyncSession) -> list[SessionToRun]:
 async def session_status_counts(db: AsyncSession) -> dict[str, int]:
     """How many sessions are in each status (as last recorded by their actors)."""
     rows = await db.execute(sa.select(SESSION.c.status, sa.func.count()).group_by(SESSION.c.status))
-    return {str(status): int(count) for status, count in rows.tuples()}
+    return {str(status): int(count) for status, count in rows}
 
 
 async def session_counts(db: AsyncSession) -> SessionCounts:
