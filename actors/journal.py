@@ -17,6 +17,7 @@ import asyncio
 import logging
 import pickle
 import random
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -164,13 +165,14 @@ class Journal:
             if found is not None:
                 raise _Waiting(found) from err
             self._spool.set_aside(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
+            # The error's text is left out: PostgreSQL's DETAIL quotes the failing row, a message's content.
             log.error(
                 "%s: applying %s failed (%s); set aside in %s (%d there), replayed by"
-                " `whatsapp-bridge spool replay`",
+                " `whatsapp-bridge spool replay`\n%s",
                 self._label,
                 type(entry).__name__,
                 describe(err),
                 self._spool.failed_path.name,
                 self._spool.failed,
-                exc_info=err,
+                "".join(traceback.format_tb(err.__traceback__)),
             )

@@ -77,8 +77,9 @@ class Outage:
 
     @property
     def reconnect(self) -> bool:
-        """The connection is gone: open a new one before trying again."""
-        return self.why is Why.CONNECTION_LOST
+        """Open a new connection before trying again: this one is gone, or its server takes no writes (a
+        primary demoted in a failover stays a standby; a new connection may reach the new primary)."""
+        return self.why in (Why.CONNECTION_LOST, Why.READ_ONLY)
 
     @property
     def refuses_writes(self) -> bool:

@@ -3,9 +3,10 @@
 Budget: at most one connection per object, ever. It opens on first use; a lost one is terminated before
 a new one opens, and the call is retried once on the new one (at worst a statement runs twice). Calls
 are serialised by a lock. What "lost" and "unreachable" mean is `actors.outages`' answer, the same the
-API uses: a connection that is closed, or an outage that says the connection is gone, is lost; a
-database that refuses (read-only, disk full, a deadlock...) raises `DatabaseUnreachable` on a connection
-that stays open; anything else (a bug) passes through unchanged. asyncpg and the stdlib only (plus
+API uses: a connection that is closed, or an outage that asks for a new connection (lost, or read-only:
+a new one may reach the new primary after a failover), is replaced; other outages (disk full, a
+deadlock, a timeout...) raise `DatabaseUnreachable` on a connection that stays open; anything else (a
+bug) passes through unchanged. asyncpg and the stdlib only (plus
 `actors.outages`, which imports nothing of ours): every session process imports this.
 """
 
@@ -54,7 +55,7 @@ class OneConnection:
         self._lock = asyncio.Lock()
 
     async def run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        """Run `op(connection)`; other errors than a lost connection pass through unchanged."""
+        """Run `op(connection)`; DatabaseUnreachable for an outage, anything else unchanged."""
         async with self._lock:
             for attempt in (1, 2):
                 conn = await self._connection()
@@ -68,10 +69,20 @@ class OneConnection:
                         found = replace(found, service=Service.DATABASE)  # e.g. our command timeout
                         raise DatabaseUnreachable(f"The database refused ({found.why})", found) from err
                     self._discard()
+                    lost = found or Outage(Service.DATABASE, Why.CONNECTION_LOST)
                     if attempt == 2:
-                        lost = found or Outage(Service.DATABASE, Why.CONNECTION_LOST)
-                        raise DatabaseUnreachable("Lost the database connection", lost) from err
-                    log.warning("%s: lost the database connection (%s)", self._label, type(err).__name__)
+                        raise DatabaseUnreachable(
+                            f"The database did not take the call ({lost.why})", lost
+                        ) from err
+                    # A read-only server is retried by the journal for as long as it lasts: it logs that once.
+                    level = logging.WARNING if lost.why is Why.CONNECTION_LOST else logging.DEBUG
+                    log.log(
+                        level,
+                        "%s: new database connection (%s: %s)",
+                        self._label,
+                        lost.why,
+                        type(err).__name__,
+                    )
         raise AssertionError("unreachable")
 
     async def close(self, timeout_s: float = 5.0) -> None:
