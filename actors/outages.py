@@ -39,7 +39,7 @@ This module imports nothing of the bridge's own.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
@@ -67,6 +67,11 @@ class Why(StrEnum):
 
 # The database answers but will not take writes: what `/health` reports as "refused".
 REFUSES_WRITES: Final = frozenset({Why.READ_ONLY, Why.NO_RESOURCES})
+
+
+def refusals(reported: Iterable[str], read_only: bool) -> list[str]:
+    """Why the database refuses writes: what sessions' journals reported, and read-only if a probe saw it."""
+    return sorted(set(reported) | ({Why.READ_ONLY.value} if read_only else set()))
 
 
 @dataclass(frozen=True, slots=True)

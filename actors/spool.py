@@ -49,7 +49,7 @@ class Spool:
         self._read = 0  # offset of the first entry not yet committed
         self._pending = 0
         self._recover()
-        self._failed = sum(1 for _ in _records(self.failed_path))
+        self._failed = len(_records(self.failed_path))
 
     @property
     def failed_path(self) -> Path:
@@ -171,7 +171,7 @@ class Spool:
                 self.failed_path.rename(taking)
             except FileNotFoundError:
                 return 0
-        self._failed = sum(1 for _ in _records(self.failed_path))  # set aside since the rename: none
+        self._failed = len(_records(self.failed_path))  # none, unless a requeue died half-way
         requeued = 0
         full = False
         for body in _records(taking):

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from actors.config import Settings
-from actors.outages import Why
+from actors.outages import refusals
 from actors.supervision import Writes
 from api import ray_driver
 from api.frontend import install, serving
@@ -237,13 +237,11 @@ async def health(app_state: State, request: Request) -> HealthOut:
 
 def _writes(db_ok: bool, read_only_now: bool, journals: Writes | None) -> WritesOut:
     """What this process's probe and the sessions' journals (through the registry) say about writes."""
-    refused = set(journals.refused if journals else ())
-    if read_only_now:
-        refused.add(str(Why.READ_ONLY))
+    refused = refusals(journals.refused if journals else (), read_only_now)
     state: Literal["ok", "refused", "error"] = "refused" if refused else "ok"
     return WritesOut(
         database=state if db_ok or refused else "error",
-        refused=sorted(refused),
+        refused=refused,
         spooled=journals.spooled if journals else None,
         failed=journals.failed if journals else None,
     )

@@ -16,7 +16,7 @@ from pydantic import Field
 from actors import drain, fleet
 from actors.domain import SessionStatus
 from actors.errors import WaError
-from actors.outages import REFUSES_WRITES, Why
+from actors.outages import REFUSES_WRITES, refusals
 from api.deps import Resources, require_api_key
 from api.errors import error_responses
 from api.schemas import ApiModel
@@ -83,7 +83,7 @@ async def _write_metrics(res: Resources) -> None:
         res.metrics.writes_spooled.set(journals.spooled)
         res.metrics.writes_failed.set(journals.failed)
     if journals is not None and read_only_now is not None:
-        refused = set(journals.refused) | ({str(Why.READ_ONLY)} if read_only_now else set())
+        refused = refusals(journals.refused, read_only_now)
         for reason in REFUSES_WRITES:
             res.metrics.writes_refused.labels(reason=str(reason)).set(1 if reason in refused else 0)
 
