@@ -87,7 +87,13 @@ class SessionActor:
             ready=self._core.ready,
             stuck=self._core.stuck,
             spooled=self._core.spooled,
+            failed=self._core.failed,
+            refused=self._core.refused,
         )
+
+    async def replay_failed(self) -> int:
+        """Apply the writes this session set aside, once their cause is fixed (`spool replay`)."""
+        return self._core.replay_failed()
 
     async def status(self) -> SessionView:
         return await self._core.view()

@@ -214,3 +214,7 @@ class Placement:
     stuck: str | None = None
     # Events received but not yet in PostgreSQL (spooled on the session's disk).
     spooled: int = 0
+    # Writes PostgreSQL could not apply (a bug, bad data), kept in `<spool>.failed` for `spool replay`.
+    failed: int = 0
+    # Why the database does not take this session's writes now (`read_only`, `no_resources`), or None.
+    refused: str | None = None

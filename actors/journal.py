@@ -1,11 +1,14 @@
 """Every write a session makes to PostgreSQL goes through its journal: spooled first, applied in order.
 
 `write(entry)` returns once the entry is durable in the session's spool (`actors.spool`); one task applies
-entries to the database strictly in order, each through the session's `apply`. An entry whose database
-is unavailable (`ServiceUnavailable`) stays at the head and is retried with capped, jittered backoff, so
-an outage of any length loses nothing and keeps the order; a session whose row is gone
-(`SessionNotFound`) drops its entries; an entry that fails for any other reason (a bug, bad data) is set
-aside in the spool's `.failed` file, logged, and the rest goes on: one bad entry never blocks a session.
+entries to the database strictly in order, each through the session's `apply`. An entry that meets an
+outage (`actors.outages`: the database unreachable, read-only, full, a deadlock... the same meaning the
+API uses) stays at the head and is retried with capped, jittered backoff, so an outage of any length
+loses nothing and keeps the order; `outage` says what it waits for meanwhile. A session whose row is
+gone (`SessionNotFound`) drops its entries. An entry that fails for any other reason (a bug, bad data)
+is set aside in the spool's `.failed` file (0600), logged with its error's class and SQLSTATE, counted
+(`failed`, reported to the registry, `/health` and `/metrics`), and the rest goes on: one bad entry
+never blocks a session. `replay_failed` puts those entries back at the end once their cause is fixed.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import asyncio
 import logging
 import pickle
 import random
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.errors import ServiceUnavailable, SessionNotFound
+from actors.outages import Outage, Service, Why, describe, outage
 from actors.spool import Spool
 from actors.tasks import TaskGroup
 
@@ -30,6 +35,14 @@ RETRY_MAX_S = 5.0
 Apply = Callable[[Any], Awaitable[None]]
 
 
+class _Waiting(Exception):
+    """The head entry met an outage: keep it and retry."""
+
+    def __init__(self, outage: Outage) -> None:
+        super().__init__(f"{outage.service} {outage.why}")
+        self.outage = outage
+
+
 class Journal:
     def __init__(self, spool: Spool, apply: Apply, label: str) -> None:
         self._spool = spool
@@ -39,8 +52,12 @@ class Journal:
         self._drained = asyncio.Event()
         self._tasks = TaskGroup(f"journal {label}")
         self._running = False
-        self.db_ok = True
-        self.failed = 0
+        self.outage: Outage | None = None  # what the head entry waits for, None while applying
+
+    @property
+    def failed(self) -> int:
+        """Entries set aside (bugs, bad data), waiting in `.failed` for `replay_failed`."""
+        return self._spool.failed
 
     @property
     def backlog(self) -> int:
@@ -60,15 +77,23 @@ class Journal:
             self._wake.set()
             self._tasks.spawn(self._run(), "apply")
 
+    def replay_failed(self) -> int:
+        """Put the set-aside entries back at the end of the journal (their cause is fixed); how many."""
+        count = self._spool.requeue_failed()
+        if count:
+            log.info("%s: %d set-aside writes requeued", self._label, count)
+            self._drained.clear()
+            self._wake.set()
+        return count
+
     async def flush(self) -> None:
-        """Apply everything pending now, in order; ServiceUnavailable as soon as the database fails us."""
-        while True:
-            batch = self._spool.head(BATCH)
-            if not batch:
-                return
-            for end, entry in batch:
-                await self._apply_one(entry)
-                self._spool.commit(end)
+        """Apply everything pending now, in order; ServiceUnavailable as soon as an outage stops it."""
+        try:
+            await self._flush()
+        except _Waiting as waiting:
+            raise ServiceUnavailable(
+                f"Writes wait: {waiting.outage.service} {waiting.outage.why}"
+            ) from waiting
 
     async def wait_drained(self, timeout_s: float) -> bool:
         """True once nothing is pending (within `timeout_s`)."""
@@ -95,35 +120,59 @@ class Journal:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self.flush()
-            except ServiceUnavailable as err:
-                if self.db_ok:
+                await self._flush()
+            except _Waiting as waiting:
+                if self.outage != waiting.outage:
                     log.warning(
-                        "%s: database unavailable (%s); %d writes spooled", self._label, err, self.backlog
+                        "%s: writes wait: %s %s; %d spooled",
+                        self._label,
+                        waiting.outage.service,
+                        waiting.outage.why,
+                        self.backlog,
                     )
-                self.db_ok = False
+                self.outage = waiting.outage
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, RETRY_MAX_S)
                 self._wake.set()
                 continue
-            if not self.db_ok:
-                log.info("%s: database back; spooled writes applied", self._label)
-            self.db_ok = True
+            if self.outage is not None:
+                log.info("%s: the database takes writes again; spooled writes applied", self._label)
+            self.outage = None
             delay = RETRY_MIN_S
             if not self._spool.pending:
                 self._drained.set()
 
+    async def _flush(self) -> None:
+        while True:
+            batch = self._spool.head(BATCH)
+            if not batch:
+                return
+            for end, entry in batch:
+                await self._apply_one(entry)
+                self._spool.commit(end)
+
     async def _apply_one(self, entry: Any) -> None:
-        if entry is None:  # unreadable: already set aside by the spool
-            self.failed += 1
+        if entry is None:  # unreadable: already set aside (and counted) by the spool
             return
         try:
             await self._apply(entry)
-        except ServiceUnavailable:
-            raise
         except SessionNotFound:
             log.info("%s: the session's row is gone; dropping %s", self._label, type(entry).__name__)
-        except Exception:
-            self.failed += 1
-            log.exception("%s: applying %s failed; set aside", self._label, type(entry).__name__)
+        except Exception as err:
+            found = outage(err)
+            if found is None and isinstance(err, ServiceUnavailable):
+                found = Outage(Service.DATABASE, Why.UNREACHABLE)  # decided by the store, cause unknown
+            if found is not None:
+                raise _Waiting(found) from err
             self._spool.set_aside(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
+            # The error's text is left out: PostgreSQL's DETAIL quotes the failing row, a message's content.
+            log.error(
+                "%s: applying %s failed (%s); set aside in %s (%d there), replayed by"
+                " `whatsapp-bridge spool replay`\n%s",
+                self._label,
+                type(entry).__name__,
+                describe(err),
+                self._spool.failed_path.name,
+                self._spool.failed,
+                "".join(traceback.format_tb(err.__traceback__)),
+            )

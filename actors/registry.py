@@ -28,8 +28,12 @@ Guarantees (its truth is PostgreSQL plus the named actors that exist, so it can 
 - Sessions never depend on the registry: killing it changes nothing for them; restarted by Ray, it
   rebuilds its picture from the named actors and PostgreSQL (orphan grace and pending ages start anew).
 
+- Each pass keeps what every placed session's journal reported (`writes()`: spooled, set aside, refused
+  by the database); `replay_failed` has sessions requeue what they set aside, on demand only.
+
 Idempotent calls: `ensure_session` (creates at most one actor), `destroy_session` (a missing actor or row
-is not an error), `reconcile`, `placements`, `where`, `pending`.
+is not an error), `reconcile`, `placements`, `where`, `pending`, `writes`. `replay_failed` requeues each
+set-aside write once (a write replayed twice after a crash is stored once: every write is idempotent).
 """
 
 from __future__ import annotations
@@ -55,8 +59,13 @@ from actors.registry_config import (
     registry_config,
     session_actor_options,
 )
-from actors.registry_supervision import CLOSE_TIMEOUT_S, RegistrySupervision, absent_placement
-from actors.supervision import Pacer, Pending, Since, Strikes
+from actors.registry_supervision import (
+    CLOSE_TIMEOUT_S,
+    PING_TIMEOUT_S,
+    RegistrySupervision,
+    absent_placement,
+)
+from actors.supervision import Pacer, Pending, Replayed, Since, Strikes, Writes
 from actors.tasks import TaskGroup
 from persistence import repo
 from persistence.db import create_engine, session_factory
@@ -113,6 +122,7 @@ class SessionRegistry(RegistrySupervision):
         self._orphans = Since()  # actors without a row, since the first pass that saw none
         self._pending = Since()  # actors Ray has not placed, since first seen so
         self._pending_logged = (0, 0.0)  # (count, monotonic time) last logged
+        self._reports: dict[str, Placement] = {}
         self._creating: set[str] = set()
         self._destroying: set[str] = set()
         self._created: deque[tuple[str, float]] = deque(maxlen=1000)
@@ -186,6 +196,41 @@ class SessionRegistry(RegistrySupervision):
             self._pending.observe(unplaced)
         ids = tuple(self._pending.keys())
         return Pending(count=len(ids), oldest_s=self._pending.oldest(), session_ids=ids)
+
+    async def writes(self) -> Writes:
+        """The sessions' journals as of the last pass: spooled, set aside, refused by the database."""
+        reports = list(self._reports.values())
+        return Writes(
+            spooled=sum(p.spooled for p in reports),
+            failed=sum(p.failed for p in reports),
+            refused=tuple(sorted({p.refused for p in reports if p.refused})),
+            sessions_failed=tuple(sorted(p.session_id for p in reports if p.failed)),
+        )
+
+    async def replay_failed(self, session_id: str | None = None) -> list[Replayed]:
+        """Have each session (or one) apply the writes it set aside, on its own node; what each did.
+
+        Run once the cause is fixed (`whatsapp-bridge spool replay`): an entry that fails again is set
+        aside again. Not periodic: a bug fails the same way on every try, and only an operator knows
+        when it is fixed.
+        """
+        handles = self._session_handles()
+        if session_id is not None:
+            handles = {session_id: handles[session_id]} if session_id in handles else {}
+        results = await asyncio.gather(
+            *(asyncio.wait_for(h.replay_failed.remote(), PING_TIMEOUT_S) for h in handles.values()),
+            return_exceptions=True,
+        )
+        done = []
+        for sid, result in zip(handles, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("registry: session %s could not replay its set-aside writes (%r)", sid, result)
+                done.append(Replayed(sid, None, type(result).__name__))
+            else:
+                done.append(Replayed(sid, int(result)))
+                if result:
+                    log.info("registry: session %s requeued %d set-aside writes", sid, result)
+        return sorted(done, key=lambda r: r.session_id)
 
     async def reconcile(self) -> dict[str, int]:
         """One pass: create what is missing, stop orphans past their grace, restart the silent or stuck."""

@@ -38,6 +38,7 @@ class RegistrySupervision:
     _orphans: Since
     _pending: Since
     _pending_logged: tuple[int, float]
+    _reports: dict[str, Placement]  # the last ping of each placed session (journals: `writes()`)
     _db: async_sessionmaker[AsyncSession]
 
     async def _stop_orphans(self, orphans: dict[str, ActorHandle[Any]], unplaced: set[str] | None) -> int:
@@ -90,6 +91,7 @@ class RegistrySupervision:
         self._misses.keep_only(placed)
         self._stuck.keep_only(placed)
         pings = await asyncio.gather(*(self._ping(sid, h) for sid, h in placed.items()))
+        self._reports = {p.session_id: p for p in pings if p.alive}
         replaced = restarted = 0
         booting: list[str] = []
         limit = self._config.unresponsive_passes

@@ -116,6 +116,29 @@ class SessionBase:
     def spooled(self) -> int:
         return self._journal.backlog if self._journal is not None else 0
 
+    @property
+    def failed(self) -> int:
+        """Writes set aside because PostgreSQL could not apply them (see `replay_failed`)."""
+        return self._journal.failed if self._journal is not None else 0
+
+    @property
+    def refused(self) -> str | None:
+        """Why the database refuses this session's writes right now (read-only, full), or None."""
+        outage = self._journal.outage if self._journal is not None else None
+        return str(outage.why) if outage is not None and outage.refuses_writes else None
+
+    def replay_failed(self) -> int:
+        """Requeue the writes set aside (their cause is fixed); how many. SessionUnavailable while booting.
+
+        The session's current state is written after them: a state entry among them is older than it.
+        """
+        if self._journal is None:
+            raise SessionUnavailable(retry_after=2)
+        count = self._journal.replay_failed()
+        if count and self._view is not None and not self._closing:
+            self._write(SaveState(self._view.status, self._view.reason))
+        return count
+
     def _backoff(self, failures: int) -> float:
         ceiling = min(BACKOFF_CAP_S, self._config.backoff_base_s * 2 ** min(failures - 1, 16))
         return float(ceiling * random.uniform(0.5, 1.0))

@@ -11,6 +11,13 @@ dies are applied again by the next one: every operation the session spools is id
 Bounded: `max_bytes` (an append beyond it raises `SpoolFull`). A torn last record (a crash in the middle
 of a write) is cut off when the spool is opened; a record that does not unpickle is moved to
 `<file>.failed` with the rest of the log left intact.
+
+`<file>.failed` holds what could not be applied (set aside by the journal), in the same record format and
+mode 0600 like the spool: it holds messages. `failed` counts its entries (across process restarts);
+`requeue_failed` moves them back to the end of the spool once their cause is fixed
+(`whatsapp-bridge spool replay`). It renames the file before reading it, so an entry is requeued by one
+call only; a crash between the append and the removal requeues those entries again, which is safe
+because every entry is idempotent.
 """
 
 from __future__ import annotations
@@ -42,6 +49,16 @@ class Spool:
         self._read = 0  # offset of the first entry not yet committed
         self._pending = 0
         self._recover()
+        self._failed = len(_records(self.failed_path))
+
+    @property
+    def failed_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".failed")
+
+    @property
+    def failed(self) -> int:
+        """Entries set aside in `<file>.failed`, waiting for their cause to be fixed and a replay."""
+        return self._failed
 
     @property
     def pending(self) -> int:
@@ -53,7 +70,9 @@ class Spool:
         return self._size
 
     def append(self, entry: Any) -> None:
-        body = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+        self._append_body(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _append_body(self, body: bytes) -> None:
         record = _HEADER.pack(len(body)) + body
         if self._size + len(record) > self._max_bytes:
             raise SpoolFull(f"spool {self.path.name} holds {self._size} bytes (limit {self._max_bytes})")
@@ -132,6 +151,56 @@ class Spool:
         self.set_aside(body)
 
     def set_aside(self, body: bytes) -> None:
-        """Keep a pickled entry that cannot be applied in `<file>.failed` (same record format)."""
-        with open(f"{self.path}.failed", "ab") as failed:
-            failed.write(_HEADER.pack(len(body)) + body)
+        """Keep a pickled entry that cannot be applied in `<file>.failed` (same record format, 0600)."""
+        fd = os.open(self.failed_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # also a file an older version left readable to others
+            os.write(fd, _HEADER.pack(len(body)) + body)
+        finally:
+            os.close(fd)
+        self._failed += 1
+
+    def requeue_failed(self) -> int:
+        """Append every set-aside entry to the spool again (in order); how many were requeued.
+
+        What does not fit under `max_bytes` stays set aside, for a later replay.
+        """
+        taking = self.failed_path.with_name(self.failed_path.name + ".requeue")
+        if not taking.exists():  # else a requeue died half-way: finish that one first
+            try:
+                self.failed_path.rename(taking)
+            except FileNotFoundError:
+                return 0
+        self._failed = len(_records(self.failed_path))  # none, unless a requeue died half-way
+        requeued = 0
+        full = False
+        for body in _records(taking):
+            if not full:
+                try:
+                    self._append_body(body)
+                    requeued += 1
+                    continue
+                except SpoolFull:
+                    full = True
+                    log.warning("spool %s: full; the rest stays in %s", self.path.name, self.failed_path.name)
+            self.set_aside(body)
+        taking.unlink()
+        return requeued
+
+
+def _records(path: Path) -> list[bytes]:
+    """The bodies of a record file (a torn last record is ignored); none if there is no file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    bodies = []
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length = _HEADER.unpack_from(data, offset)[0]
+        end = offset + _HEADER.size + length
+        if end > len(data):
+            break
+        bodies.append(data[offset + _HEADER.size : end])
+        offset = end
+    return bodies

@@ -17,6 +17,25 @@ class Pending:
     session_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """What the sessions' journals reported on the registry's last pass (`SessionActor.ping`)."""
+
+    spooled: int  # received, not yet in PostgreSQL
+    failed: int  # set aside: PostgreSQL could not apply them (`whatsapp-bridge spool replay`)
+    refused: tuple[str, ...]  # why the database refuses sessions' writes now (e.g. `read_only`), sorted
+    sessions_failed: tuple[str, ...]  # the sessions that hold set-aside writes
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One session's answer to `spool replay`: how many set-aside writes it requeued, or why it could not."""
+
+    session_id: str
+    replayed: int | None
+    error: str | None = None
+
+
 @dataclass(slots=True)
 class Pacer:
     """Spaces actor creations `1 / rate` seconds apart."""

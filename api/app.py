@@ -17,11 +17,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from actors.config import Settings
+from actors.outages import refusals
+from actors.supervision import Writes
 from api import ray_driver
 from api.frontend import install, serving
 from api.unavailable import ray_unavailable
 from persistence import repo
-from persistence.db import create_engine, session_factory
+from persistence.db import create_engine, read_only, session_factory
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,21 @@ class PendingOut(BaseModel):
     oldest_seconds: float | None = Field(alias="oldestSeconds")
 
 
+class WritesOut(BaseModel):
+    """Whether PostgreSQL takes writes, and the writes sessions hold that it has not stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # "refused": it answers but takes no writes (read-only, full): sessions keep theirs spooled meanwhile.
+    database: Literal["ok", "refused", "error"]
+    refused: list[str] = Field(description="Why it refuses: read_only, no_resources")
+    # Null when the registry did not answer within HEALTH_TIMEOUT_S.
+    spooled: int | None = Field(description="Writes sessions hold on their disk, not yet in PostgreSQL")
+    failed: int | None = Field(
+        description="Writes PostgreSQL could not apply, kept aside until `whatsapp-bridge spool replay`"
+    )
+
+
 class HealthOut(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -67,6 +84,7 @@ class HealthOut(BaseModel):
     components: ComponentsOut
     # Null when the registry did not answer within HEALTH_TIMEOUT_S.
     pending: PendingOut | None = None
+    writes: WritesOut | None = None
 
 
 class RayProbe:
@@ -159,9 +177,10 @@ async def _bounded(coro: Awaitable[T], name: str, app_state: AppState) -> T | No
     return result
 
 
-async def _count_sessions(app_state: AppState) -> repo.SessionCounts:
+async def _count_sessions(app_state: AppState) -> tuple[repo.SessionCounts, bool]:
+    """The session counts, and whether the database refuses writes."""
     async with app_state.sessions() as db:
-        return await repo.session_counts(db)
+        return await repo.session_counts(db), await read_only(db)
 
 
 async def _ping_redis(app_state: AppState) -> bool:
@@ -187,13 +206,17 @@ def _events_ok(request: Request, app_state: AppState) -> bool:
 
 async def health(app_state: State, request: Request) -> HealthOut:
     """Each backing service checked concurrently, each within HEALTH_TIMEOUT_S: health never hangs."""
-    counts, redis_ok, ray_ok, pending = await asyncio.gather(
+    database, redis_ok, ray_ok, pending, journals = await asyncio.gather(
         _bounded(_count_sessions(app_state), "database", app_state),
         _bounded(_ping_redis(app_state), "redis", app_state),
         _bounded(_ray_ok(app_state), "ray", app_state),
         _pending(request),
+        _journals(request),
     )
-    db_ok = counts is not None
+    db_ok = database is not None
+    counts, read_only_now = database or (None, False)
+    writes = _writes(db_ok, read_only_now, journals)
+    app_state.note("database writes", ok=writes.database != "refused", why=", ".join(writes.refused))
     events_ok = _events_ok(request, app_state)
     components = ComponentsOut(
         database=_component(db_ok),
@@ -202,12 +225,40 @@ async def health(app_state: State, request: Request) -> HealthOut:
         events=_component(events_ok),
     )
     counts = counts or repo.SessionCounts(total=0, connected=0)
+    ok = db_ok and redis_ok and ray_ok and events_ok and writes.database == "ok" and not writes.failed
     return HealthOut(
-        status="ok" if db_ok and redis_ok and ray_ok and events_ok else "degraded",
+        status="ok" if ok else "degraded",
         sessions=SessionCountsOut(total=counts.total, connected=counts.connected),
         components=components,
         pending=pending,
+        writes=writes,
     )
+
+
+def _writes(db_ok: bool, read_only_now: bool, journals: Writes | None) -> WritesOut:
+    """What this process's probe and the sessions' journals (through the registry) say about writes."""
+    refused = refusals(journals.refused if journals else (), read_only_now)
+    state: Literal["ok", "refused", "error"] = "refused" if refused else "ok"
+    return WritesOut(
+        database=state if db_ok or refused else "error",
+        refused=refused,
+        spooled=journals.spooled if journals else None,
+        failed=journals.failed if journals else None,
+    )
+
+
+async def _journals(request: Request) -> Writes | None:
+    """What the registry last heard from the sessions' journals; None if it does not answer in time."""
+    resources = getattr(request.app.state, "api", None)
+    if resources is None:
+        return None
+    try:
+        found: Writes = await asyncio.wait_for(
+            resources.actors.writes(timeout_s=HEALTH_TIMEOUT_S), HEALTH_TIMEOUT_S
+        )
+    except Exception:
+        return None
+    return found
 
 
 async def _pending(request: Request) -> PendingOut | None:

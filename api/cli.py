@@ -62,6 +62,7 @@ Operations on a running bridge (through its API: WHATSAPP_BRIDGE_URL, the API ke
   whatsapp-bridge sessions                           every session: node, pid, status, uptime, memory
   whatsapp-bridge drain NODE                         move every session off a node before maintenance
   whatsapp-bridge rebalance                          spread sessions over the nodes by capacity
+  whatsapp-bridge spool replay [--session ID]        apply the writes PostgreSQL could not (once fixed)
 
 Examples:
   whatsapp-bridge                                    everything local, data in ./.data
@@ -71,7 +72,7 @@ Examples:
 """
 
 
-OPS_COMMANDS = ("sessions", "drain", "rebalance")  # api.ops_cli
+OPS_COMMANDS = ("sessions", "drain", "rebalance", "spool")  # api.ops_cli
 GCS_RECONNECT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
 # A year: "never" for an operator, and small enough for Ray's uint32 setting (verified with Ray 2.60).
 DRIVER_GCS_RECONNECT_TIMEOUT_S = 365 * 24 * 3600

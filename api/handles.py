@@ -24,7 +24,7 @@ from typing import Any
 from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
 from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from actors.ids import actor_name
-from actors.supervision import Pending
+from actors.supervision import Pending, Replayed, Writes
 from api import ray_driver
 from api.media_stream import MediaDownload
 from api.metrics import Metrics
@@ -208,6 +208,16 @@ class SessionActors:
         """Sessions whose actor waits for a node with a free `wa_session` unit (or a restart)."""
         found: Pending = await self._registry("pending", timeout_s=timeout_s)
         return found
+
+    async def writes(self, *, timeout_s: float | None = None) -> Writes:
+        """What the sessions' journals reported: spooled, set aside, refused by the database."""
+        found: Writes = await self._registry("writes", timeout_s=timeout_s)
+        return found
+
+    async def replay_failed(self, session_id: str | None = None) -> list[Replayed]:
+        """Sessions requeue the writes they set aside (`whatsapp-bridge spool replay`)."""
+        done: list[Replayed] = await self._registry("replay_failed", session_id)
+        return done
 
     # ------------------------------------------------------------------ internals
 

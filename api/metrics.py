@@ -61,6 +61,23 @@ class Metrics:
             ["why"],
             registry=r,
         )
+        self.writes_spooled = Gauge(
+            "wab_writes_spooled",
+            "Writes sessions received and hold on their disk, not yet in PostgreSQL (last registry pass)",
+            registry=r,
+        )
+        self.writes_failed = Gauge(
+            "wab_writes_failed",
+            "Writes PostgreSQL could not apply (a bug, bad data), kept aside in the sessions' .failed files"
+            " until `whatsapp-bridge spool replay` (last registry pass)",
+            registry=r,
+        )
+        self.writes_refused = Gauge(
+            "wab_database_writes_refused",
+            "1 while PostgreSQL answers but refuses writes (read-only, full), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.ws_resyncs = Counter(
             "wab_ws_resyncs", "WebSocket resumes answered with `resync`", ["reason"], registry=r
         )

@@ -1,7 +1,8 @@
-"""`whatsapp-bridge sessions | drain NODE | rebalance`: the ops routes of a running bridge, from a shell.
+"""`whatsapp-bridge sessions | drain NODE | rebalance | spool replay`: the ops routes of a running bridge.
 
 They talk to the API over HTTP (`GET /ops/sessions`, `POST /ops/nodes/{nodeId}/drain`,
-`POST /ops/rebalance`), so they work from any machine that reaches it, inside the Ray cluster or not.
+`POST /ops/rebalance`, `POST /ops/spool/replay`), so they work from any machine that reaches it, inside
+the Ray cluster or not (each session replays its own spool on its own node).
 The API is at WHATSAPP_BRIDGE_URL, else http://WHATSAPP_BRIDGE_HOST:WHATSAPP_BRIDGE_PORT; the key is
 WHATSAPP_BRIDGE_API_KEY, else the local run's `<data dir>/api_key`.
 """
@@ -20,7 +21,7 @@ import httpx
 
 from actors.config import Settings
 
-COMMANDS = ("sessions", "drain", "rebalance")
+COMMANDS = ("sessions", "drain", "rebalance", "spool")
 HTTP_TIMEOUT_S = 30.0
 POLL_S = 1.0
 
@@ -47,6 +48,14 @@ def parser() -> argparse.ArgumentParser:
         "rebalance", parents=[common], help="move sessions from the fullest nodes to the emptiest"
     )
     r.add_argument("--no-wait", action="store_true", help="start it and return")
+    sp = sub.add_parser("spool", help="the writes sessions set aside because PostgreSQL could not apply them")
+    spool = sp.add_subparsers(dest="spool_command", required=True)
+    replay = spool.add_parser(
+        "replay",
+        parents=[common],
+        help="apply them now (once their cause is fixed); one that fails again is set aside again",
+    )
+    replay.add_argument("--session", help="only this session (its id)")
     return p
 
 
@@ -56,6 +65,8 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         with _client(args.url) as client:
             if args.command == "sessions":
                 return _sessions(client, out, as_json=args.json)
+            if args.command == "spool":
+                return _replay(client, out, args.session)
             if args.command == "drain":
                 path = f"/ops/nodes/{args.node}/drain"
                 return _operation(client, path, out, wait=not args.no_wait)
@@ -86,9 +97,9 @@ def _client(url: str | None) -> httpx.Client:
     return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=HTTP_TIMEOUT_S)
 
 
-def _call(client: httpx.Client, method: str, path: str) -> Any:
+def _call(client: httpx.Client, method: str, path: str, params: dict[str, str] | None = None) -> Any:
     try:
-        response = client.request(method, path)
+        response = client.request(method, path, params=params)
     except httpx.HTTPError as err:
         raise OpsError(f"cannot reach the API at {client.base_url} ({type(err).__name__})") from None
     if response.status_code >= 400:
@@ -127,6 +138,18 @@ def _sessions(client: httpx.Client, out: TextIO, *, as_json: bool) -> int:
         nodes.append((n["nodeId"][:12], n["address"], str(n["sessions"]), str(n["capacity"]), state))
     _table(nodes, out)
     return 0
+
+
+def _replay(client: httpx.Client, out: TextIO, session_id: str | None) -> int:
+    """1 when a session could not be asked (it keeps its entries: run the command again)."""
+    body = _call(client, "POST", "/ops/spool/replay", {"sessionId": session_id} if session_id else None)
+    for item in body["items"]:
+        if item["error"] or item["replayed"]:
+            done = f"error {item['error']}" if item["error"] else f"{item['replayed']} requeued"
+            print(f"  {item['sessionId']}: {done}", file=out)
+    sessions = len(body["items"])
+    print(f"{body['replayed']} set-aside writes requeued over {sessions} sessions", file=out)
+    return 1 if any(item["error"] for item in body["items"]) else 0
 
 
 def _operation(client: httpx.Client, path: str, out: TextIO, *, wait: bool) -> int:

@@ -2,7 +2,12 @@
 
 Budget: at most one connection per object, ever. It opens on first use; a lost one is terminated before
 a new one opens, and the call is retried once on the new one (at worst a statement runs twice). Calls
-are serialised by a lock. asyncpg and the stdlib only: every session process imports this.
+are serialised by a lock. What "lost" and "unreachable" mean is `actors.outages`' answer, the same the
+API uses: a connection that is closed, or an outage that asks for a new connection (lost, or read-only:
+a new one may reach the new primary after a failover), is replaced; other outages (disk full, a
+deadlock, a timeout...) raise `DatabaseUnreachable` on a connection that stays open; anything else (a
+bug) passes through unchanged. asyncpg and the stdlib only (plus
+`actors.outages`, which imports nothing of ours): every session process imports this.
 """
 
 from __future__ import annotations
@@ -10,27 +15,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import asyncpg
+
+from actors.outages import Outage, Service, Why, outage
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# What a connection that is gone looks like (asyncpg raises InternalClientError on a connection the
-# server killed while it was idle).
-LOST = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
-
 
 class DatabaseUnreachable(Exception):
-    """No connection could be opened, or it was lost again right after reopening."""
+    """The database is not taking this call now: no connection could be opened, it was lost again right
+    after reopening, or the database refused (`outage` says why)."""
+
+    def __init__(self, message: str, outage: Outage) -> None:
+        super().__init__(message)
+        self.outage = outage
 
 
 class OneConnection:
@@ -52,19 +55,34 @@ class OneConnection:
         self._lock = asyncio.Lock()
 
     async def run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        """Run `op(connection)`; other errors than a lost connection pass through unchanged."""
+        """Run `op(connection)`; DatabaseUnreachable for an outage, anything else unchanged."""
         async with self._lock:
             for attempt in (1, 2):
                 conn = await self._connection()
                 try:
                     return await op(conn)
-                except LOST as err:
-                    if isinstance(err, asyncpg.InterfaceError) and not conn.is_closed():
-                        raise  # a misuse, not a lost connection
+                except Exception as err:
+                    found = outage(err)
+                    if not (conn.is_closed() or (found is not None and found.reconnect)):
+                        if found is None:
+                            raise  # a bug: not ours to retry
+                        found = replace(found, service=Service.DATABASE)  # e.g. our command timeout
+                        raise DatabaseUnreachable(f"The database refused ({found.why})", found) from err
                     self._discard()
+                    lost = found or Outage(Service.DATABASE, Why.CONNECTION_LOST)
                     if attempt == 2:
-                        raise DatabaseUnreachable("Lost the database connection") from err
-                    log.warning("%s: lost the database connection (%r)", self._label, err)
+                        raise DatabaseUnreachable(
+                            f"The database did not take the call ({lost.why})", lost
+                        ) from err
+                    # A read-only server is retried by the journal for as long as it lasts: it logs that once.
+                    level = logging.WARNING if lost.why is Why.CONNECTION_LOST else logging.DEBUG
+                    log.log(
+                        level,
+                        "%s: new database connection (%s: %s)",
+                        self._label,
+                        lost.why,
+                        type(err).__name__,
+                    )
         raise AssertionError("unreachable")
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -74,7 +92,7 @@ class OneConnection:
             if conn is not None and not conn.is_closed():
                 try:
                     await asyncio.wait_for(conn.close(), timeout_s)
-                except (TimeoutError, *LOST):
+                except Exception:  # timed out, or lost meanwhile: nothing to close politely
                     conn.terminate()
 
     async def _connection(self) -> Any:
@@ -88,8 +106,13 @@ class OneConnection:
                 command_timeout=self._command_timeout,
                 server_settings={"application_name": self._application_name},
             )
-        except (TimeoutError, asyncpg.PostgresError, *LOST) as err:
-            raise DatabaseUnreachable("The database is unreachable") from err
+        except Exception as err:
+            found = outage(err)
+            if found is None:
+                raise  # e.g. a wrong password or database name: configuration, not an outage
+            raise DatabaseUnreachable(
+                "The database is unreachable", replace(found, service=Service.DATABASE)
+            ) from err
         return self._conn
 
     def _discard(self) -> None:

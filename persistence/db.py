@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -42,6 +43,13 @@ def create_engine(
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
     )
+
+
+async def read_only(db: AsyncSession) -> bool:
+    """Whether the database refuses writes from this connection: a standby (a primary demoted in a
+    failover), or `default_transaction_read_only` set on the database."""
+    setting = await db.scalar(text("SELECT current_setting('transaction_read_only')"))
+    return bool(setting == "on")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -126,8 +126,6 @@ class SessionStore(InboxStore, ChatPeople):
             return await self._db.run(op)
         except asyncpg.ForeignKeyViolationError as err:
             raise SessionNotFound() from err
-        except TimeoutError as err:
-            raise ServiceUnavailable("The database did not answer in time") from err
         except DatabaseUnreachable as err:
             raise ServiceUnavailable(str(err)) from err
 

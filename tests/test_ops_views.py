@@ -141,6 +141,7 @@ async def test_ops_routes_need_the_api_key_and_a_known_node(stack: Stack) -> Non
             ("GET", "/ops/nodes/abcdef12/drain"),
             ("POST", "/ops/rebalance"),
             ("GET", "/ops/rebalance"),
+            ("POST", "/ops/spool/replay"),
         ):
             assert (await anonymous.request(method, path)).status_code == 401, path
     async with stack.client() as client:

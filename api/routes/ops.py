@@ -9,18 +9,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from actors import drain, fleet
 from actors.domain import SessionStatus
 from actors.errors import WaError
+from actors.outages import REFUSES_WRITES, refusals
 from api.deps import Resources, require_api_key
 from api.errors import error_responses
 from api.schemas import ApiModel
 from api.unavailable import RETRY_AFTER_S, ActorUnreachable, ray_unavailable
 from persistence import repo
+from persistence.db import read_only
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,27 @@ async def metrics(res: Resources) -> Response:
     if pending is not None:
         res.metrics.sessions_pending.set(pending.count)
         res.metrics.sessions_pending_oldest.set(pending.oldest_s or 0.0)
+    await _write_metrics(res)
     return Response(generate_latest(res.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _write_metrics(res: Resources) -> None:
+    """Writes spooled, set aside and refused; what cannot be read now keeps its last value."""
+    try:
+        journals = await asyncio.wait_for(res.actors.writes(timeout_s=PENDING_TIMEOUT_S), PENDING_TIMEOUT_S)
+    except (WaError, TimeoutError):
+        journals = None
+    try:
+        read_only_now: bool | None = await res.db.run(read_only)
+    except WaError:
+        read_only_now = None
+    if journals is not None:
+        res.metrics.writes_spooled.set(journals.spooled)
+        res.metrics.writes_failed.set(journals.failed)
+    if journals is not None and read_only_now is not None:
+        refused = refusals(journals.refused, read_only_now)
+        for reason in REFUSES_WRITES:
+            res.metrics.writes_refused.labels(reason=str(reason)).set(1 if reason in refused else 0)
 
 
 # --- operations on the cluster (API key only, no user) -----------------------------------------------------
@@ -313,3 +335,32 @@ async def rebalance_status(request: Request) -> OperationOut:
     """The progress of this API process's last rebalance (`planned` 0 and `done` false: none ran here)."""
     job = _jobs(request).get(REBALANCE) or _Job(drain.Progress("rebalance", None, planned=0))
     return _operation(job)
+
+
+class ReplayedOut(ApiModel):
+    session_id: str
+    replayed: int | None = Field(
+        description="Set-aside writes requeued; null when the session did not answer"
+    )
+    error: str | None
+
+
+class ReplayOut(ApiModel):
+    replayed: int = Field(description="Set-aside writes requeued, over every session that answered")
+    items: list[ReplayedOut]
+
+
+@router.post("/ops/spool/replay", response_model=ReplayOut, dependencies=keyed, responses=error_responses())
+async def replay_spools(
+    res: Resources, session_id: Annotated[str | None, Query(alias="sessionId")] = None
+) -> ReplayOut:
+    """Every session (or one) requeues the writes PostgreSQL could not apply, once their cause is fixed.
+
+    Each session applies them on its own node, in order after what it holds, and publishes what it stores
+    for the first time; an entry that fails again is set aside again (see `/health` `writes.failed`).
+    """
+    done = await res.actors.replay_failed(session_id)
+    return ReplayOut(
+        replayed=sum(r.replayed or 0 for r in done),
+        items=[ReplayedOut(session_id=r.session_id, replayed=r.replayed, error=r.error) for r in done],
+    )

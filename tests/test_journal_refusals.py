@@ -1,0 +1,145 @@
+"""A session's journal when PostgreSQL answers but refuses, without Ray: real refusals on a database of the
+test's own (tests/refusalkit.py).
+
+- Read-only (a primary demoted in a failover): writes wait in the spool and are stored once the database
+  takes writes again; nothing is set aside, nothing published before it is stored.
+- A write PostgreSQL rejects for good (a constraint): set aside in `<spool>.failed` (0600), counted, the
+  rest goes on; once the cause is fixed a replay stores it, publishes it once, and a second replay does
+  nothing.
+"""
+
+from __future__ import annotations
+
+import pickle
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from actors.domain import SessionStatus
+from actors.session import SessionCore
+from tests.raykit import eventually, frames, insert_session
+from tests.refusalkit import POISON, own_database, refuse_poison, set_read_only, stored_texts
+from tests.sessionkit import Factory, session_factory, wait_status
+
+pytestmark = pytest.mark.timeout(180)
+
+T = TypeVar("T")
+
+CONTACT = "+15557004321"
+
+
+@pytest.fixture
+async def own_db(postgres_server: str) -> AsyncIterator[str]:
+    with own_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture
+async def core(own_db: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Factory]:
+    async with session_factory(own_db, redis_url, tmp_path) as build:
+        yield build
+
+
+async def _connected(core: Factory, own_db: str, phone: str) -> tuple[str, SessionCore]:
+    sid = await insert_session(own_db)
+    session, exits = await core(sid)
+    await wait_status(session, SessionStatus.QR_READY)
+    await session.simulate("scan", phone=phone, display_name="Refusals")
+    await wait_status(session, SessionStatus.CONNECTED)
+    await eventually(_value(lambda: session.spooled), lambda n: n == 0, 10)
+    assert exits.reasons == []
+    return sid, session
+
+
+def _value(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """`read()` as the coroutine function `eventually` polls."""
+
+    async def get() -> T:
+        return read()
+
+    return get
+
+
+async def test_a_read_only_database_keeps_writes_spooled_and_stores_each_once_it_takes_writes(
+    core: Factory, own_db: str, postgres_server: str, redis_url: str
+) -> None:
+    sid, session = await _connected(core, own_db, "+15551239001")
+    texts = [f"while read-only {i}" for i in range(5)]
+    async with frames(redis_url, sid) as got:
+        try:
+            await set_read_only(postgres_server, own_db, True)
+            for text in texts:
+                await session.simulate("incoming", from_=CONTACT, text=text)
+            await eventually(_value(lambda: session.refused), lambda r: r == "read_only", 15)
+            assert session.spooled >= len(texts) and session.failed == 0
+            assert got.of("msg") == []  # nothing is published before it is stored
+            assert set(texts).isdisjoint(await stored_texts(own_db, sid))
+        finally:
+            await set_read_only(postgres_server, own_db, False)
+        await eventually(_value(lambda: session.spooled), lambda n: n == 0, 30)
+        await got.wait_for("msg", lambda b: b["message"]["text"] == texts[-1], timeout=10)
+    stored = await stored_texts(own_db, sid)
+    # Stored once each (the store orders by WhatsApp's millisecond timestamps, ties by id) ...
+    assert sorted(t for t in stored if t in texts) == texts
+    # ... and published once each, in the order they arrived.
+    assert [b["message"]["text"] for b in got.of("msg")] == texts
+    assert session.failed == 0 and session.refused is None
+    assert (await session.view()).status == SessionStatus.CONNECTED
+
+
+async def test_a_write_the_database_rejects_is_set_aside_privately_and_replayed_once_fixed(
+    core: Factory, own_db: str, redis_url: str, tmp_path: Path
+) -> None:
+    sid, session = await _connected(core, own_db, "+15551239002")
+    await refuse_poison(own_db, True)
+    async with frames(redis_url, sid) as got:
+        for text in ("before", POISON, "after"):
+            await session.simulate("incoming", from_=CONTACT, text=text)
+        await eventually(_value(lambda: session.failed), lambda n: n == 1, 15)
+        await eventually(lambda: stored_texts(own_db, sid), lambda t: "after" in t, 15)
+        assert POISON not in await stored_texts(own_db, sid)
+        failed = tmp_path / f"{sid}.spool.failed"
+        assert stat.S_IMODE(failed.stat().st_mode) == 0o600  # it holds a message: private, like the spool
+        assert session.spooled == 0  # one bad write never blocks the rest
+
+        assert session.replay_failed() == 1  # cause not fixed: applied, rejected, set aside again
+        await eventually(_value(lambda: session.failed), lambda n: n == 1, 15)
+        await eventually(_value(lambda: session.spooled), lambda n: n == 0, 15)
+
+        await refuse_poison(own_db, False)
+        assert session.replay_failed() == 1
+        await eventually(lambda: stored_texts(own_db, sid), lambda t: POISON in t, 15)
+        await got.wait_for("msg", lambda b: b["message"]["text"] == POISON, timeout=10)
+        assert session.failed == 0 and not failed.exists()
+        assert session.replay_failed() == 0  # nothing left: a second replay applies nothing
+        await eventually(_value(lambda: session.spooled), lambda n: n == 0, 15)
+    stored = await stored_texts(own_db, sid)
+    assert sorted(t for t in stored if t in ("before", POISON, "after")) == sorted(
+        ("before", POISON, "after")
+    )
+    assert [b["message"]["text"] for b in got.of("msg")].count(POISON) == 1
+    assert (await session.view()).status == SessionStatus.CONNECTED
+
+
+def test_set_aside_entries_survive_a_restart_and_a_requeue_that_died_half_way(tmp_path: Path) -> None:
+    from actors.spool import Spool
+    from actors.writes import SaveLastSeen
+
+    path = tmp_path / "s.spool"
+    spool = Spool(path, max_bytes=1 << 20)
+    entries = [SaveLastSeen(at) for at in ("a", "b", "c")]  # type: ignore[arg-type]
+    for entry in entries[:2]:
+        spool.set_aside(pickle.dumps(entry))
+    spool.close()
+    again = Spool(path, max_bytes=1 << 20)  # the next process counts what the last one set aside
+    assert again.failed == 2 and stat.S_IMODE(again.failed_path.stat().st_mode) == 0o600
+    again.failed_path.rename(f"{again.failed_path}.requeue")  # a requeue that died after its rename
+    again.set_aside(pickle.dumps(entries[2]))
+    assert again.requeue_failed() == 2  # the interrupted one first, once
+    assert [e for _, e in again.head(10)] == entries[:2] and again.failed == 1
+    assert again.requeue_failed() == 1 and again.failed == 0 and not again.failed_path.exists()
+    assert [e for _, e in again.head(10)] == entries
+    assert again.requeue_failed() == 0
