@@ -89,7 +89,7 @@ async def test_slots_qr_frames_scan_and_conflicts(stack: Stack) -> None:
         assert [s["slot"] for s in sessions] == [1, 2, 3]
         assert set(sessions[0]) == {
             "id", "slot", "status", "reason", "phone", "displayName", "profilePicUrl", "lastSeen", "qr",
-            "pairingCode",
+            "pairingCode", "live",
         }  # fmt: skip
         fourth = await client.post("/sessions", json={})
         assert fourth.status_code == 400
