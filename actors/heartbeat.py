@@ -64,6 +64,9 @@ class Heartbeat:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failing = False
+        self._shown = 0  # changes shown so far
+        self._stored = 0  # of them, the last one written
+        self._wrote = asyncio.Event()
 
     @property
     def ttl_s(self) -> float:
@@ -74,9 +77,22 @@ class Heartbeat:
         if self._stopping or beat == self._latest:
             return
         self._latest = beat
+        self._shown += 1
         self._wake.set()
         if self._task is None:
             self._task = self._tasks.spawn(self._run(), "heartbeat")
+
+    async def stored(self, timeout_s: float) -> bool:
+        """Wait, at most `timeout_s`, until what shows now is in PostgreSQL (False: not in time)."""
+        want = self._shown
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._stored < want and not self._stopping:
+                    self._wrote.clear()
+                    await self._wrote.wait()
+        except TimeoutError:
+            return False
+        return self._stored >= want
 
     async def stop(self) -> None:
         """Stop beating and delete the row (bounded: with the database away the last beat runs out)."""
@@ -97,15 +113,16 @@ class Heartbeat:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            beat = self._latest
-            if beat is not None:
-                await self._write(beat)
+            beat, shown = self._latest, self._shown
+            if beat is not None and await self._write(beat):
+                self._stored = shown
+            self._wrote.set()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
             except TimeoutError:
                 pass
 
-    async def _write(self, beat: Beat) -> None:
+    async def _write(self, beat: Beat) -> bool:
         try:
             await self._store.beat(
                 self.ttl_s,
@@ -118,7 +135,8 @@ class Heartbeat:
             if not self._failing:
                 log.warning("session %s: heartbeat not written (%s)", self._session_id, type(err).__name__)
             self._failing = True
-            return
+            return False
         if self._failing:
             log.info("session %s: heartbeat written again", self._session_id)
         self._failing = False
+        return True
