@@ -1,10 +1,10 @@
 """What the routes read: answered from PostgreSQL, whatever the session's process is doing.
 
-A read never waits for Ray and never fails because a session's process is starting, restarting, moving
-or waiting for capacity (`Session.live` says whether it is up and connected). The one exception is a
-picture the store cannot serve (never downloaded, or out of date): getting it is live work, asked of
-the session (`SessionActor.chat_picture`); if the session cannot answer, the bytes cached last are
-served when there are any.
+While PostgreSQL answers, a read never waits for Ray and never fails because a session's process is
+starting, restarting, moving or waiting for capacity (`Session.live` says whether it is up and
+connected). Two exceptions: a picture the store cannot serve (never downloaded, or out of date) is live
+work, asked of the session (`SessionActor.chat_picture`), and the bytes cached last are served if it
+cannot answer; and with the database away, the status is asked of the session instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from actors.domain import Chat, Message, Page, SessionView
-from actors.errors import ServiceUnavailable, SessionNotConnected, SessionNotFound, SessionUnavailable
+from actors.errors import (
+    ServiceUnavailable,
+    SessionNotConnected,
+    SessionNotFound,
+    SessionUnavailable,
+    WaError,
+)
 from actors.pictures import PictureState, cache_serves
 from actors.wire import picture_path
 from api.resources import ApiResources
@@ -24,15 +30,27 @@ log = logging.getLogger(__name__)
 
 # How long a picture the store cannot serve as it is waits for the session, when bytes are cached.
 PICTURE_REFRESH_TIMEOUT_S = 3.0
+# How long the status waits for the session's process when the database cannot answer.
+STATUS_FALLBACK_TIMEOUT_S = 2.0
 
 
 async def session_status(res: ApiResources, user: str, session_id: str) -> SessionView:
-    """The session as stored, with `live` and the QR / pairing code its process shows now."""
+    """The session as stored, with `live` and the QR / pairing code its process shows now.
+
+    With PostgreSQL away (and only then), the session's process is asked instead, briefly (DESIGN's
+    "status from the actor when it can"); the database's 503 stands if it cannot say either.
+    """
     try:
         return await res.db.run(reads.session_status, user, session_id)
     except SessionNotFound:
         res.owners.forget(session_id)  # deleted meanwhile, e.g. through another API process
         raise
+    except ServiceUnavailable as down:
+        try:
+            return await res.actors.status(session_id, timeout_s=STATUS_FALLBACK_TIMEOUT_S)
+        except WaError as err:
+            log.info("session %s: no status without the database (%s)", session_id, err.code)
+            raise down from None
 
 
 async def chats(res: ApiResources, session_id: str, limit: int, cursor: str | None) -> Page[Chat]:
