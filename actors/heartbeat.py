@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -41,6 +42,7 @@ class Beat:
 class BeatStore(Protocol):
     async def beat(
         self,
+        process: str,
         ttl_s: float,
         *,
         connected: bool,
@@ -48,7 +50,7 @@ class BeatStore(Protocol):
         qr_expires_at: datetime | None = None,
         pairing_code: str | None = None,
     ) -> None: ...
-    async def end_beat(self) -> None: ...
+    async def end_beat(self, process: str) -> None: ...
 
 
 class Heartbeat:
@@ -59,6 +61,7 @@ class Heartbeat:
         self._tasks = tasks
         self._session_id = session_id
         self._interval_s = interval_s
+        self._process = secrets.token_hex(8)  # whose beat the row holds: a stop deletes only its own
         self._latest: Beat | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -106,7 +109,7 @@ class Heartbeat:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         try:
-            await asyncio.wait_for(self._store.end_beat(), STOP_TIMEOUT_S)
+            await asyncio.wait_for(self._store.end_beat(self._process), STOP_TIMEOUT_S)
         except Exception as err:  # best effort: the last beat runs out by itself
             log.info("session %s: could not end the heartbeat (%s)", self._session_id, type(err).__name__)
 
@@ -125,6 +128,7 @@ class Heartbeat:
     async def _write(self, beat: Beat) -> bool:
         try:
             await self._store.beat(
+                self._process,
                 self.ttl_s,
                 connected=beat.connected,
                 qr=beat.qr,

@@ -150,6 +150,7 @@ class SessionHeartbeat(SQLModel, table=True):
     session_id: uuid.UUID = Field(
         sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
     )
+    process: str = Field(max_length=32, nullable=False)  # which process beat last (a random token)
     beat_until: datetime = _ts(nullable=False)
     connected: bool = Field(nullable=False)
     qr: str | None = None

@@ -236,6 +236,7 @@ class SessionStore(InboxStore, ChatPeople):
 
     async def beat(
         self,
+        process: str,
         ttl_s: float,
         *,
         connected: bool,
@@ -248,8 +249,9 @@ class SessionStore(InboxStore, ChatPeople):
         async def op(conn: Any) -> None:
             await conn.execute(
                 "INSERT INTO session_heartbeat (session_id, beat_until, connected, qr, qr_expires_at,"
-                " pairing_code) VALUES ($1, now() + make_interval(secs => $2), $3, $4, $5, $6)"
+                " pairing_code, process) VALUES ($1, now() + make_interval(secs => $2), $3, $4, $5, $6, $7)"
                 " ON CONFLICT (session_id) DO UPDATE SET beat_until = EXCLUDED.beat_until,"
+                " process = EXCLUDED.process,"
                 " connected = EXCLUDED.connected, qr = EXCLUDED.qr, qr_expires_at = EXCLUDED.qr_expires_at,"
                 " pairing_code = EXCLUDED.pairing_code",
                 self._sid,
@@ -258,14 +260,17 @@ class SessionStore(InboxStore, ChatPeople):
                 qr,
                 utc(qr_expires_at) if qr_expires_at is not None else None,
                 pairing_code,
+                process,
             )
 
         await self._run(op)
 
-    async def end_beat(self) -> None:
-        """Say that this process is going away: the session is not live until a process beats again."""
+    async def end_beat(self, process: str) -> None:
+        """Say that this process is going away (unless another one beats already)."""
 
         async def op(conn: Any) -> None:
-            await conn.execute("DELETE FROM session_heartbeat WHERE session_id = $1", self._sid)
+            await conn.execute(
+                "DELETE FROM session_heartbeat WHERE session_id = $1 AND process = $2", self._sid, process
+            )
 
         await self._run(op)

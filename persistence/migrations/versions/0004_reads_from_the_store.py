@@ -29,6 +29,7 @@ def upgrade() -> None:
     op.create_table(
         "session_heartbeat",
         _session_fk(),
+        sa.Column("process", sa.String(32), nullable=False),
         sa.Column("beat_until", sa.DateTime(timezone=True), nullable=False),
         sa.Column("connected", sa.Boolean, nullable=False),
         sa.Column("qr", sa.String, nullable=True),
