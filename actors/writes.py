@@ -17,6 +17,7 @@ from typing import Protocol
 from actors.bus import EventBus
 from actors.domain import Chat, Message, MessageStatus, Reaction, Reason, SessionStatus
 from actors.events import HistoryChunk
+from actors.heartbeat import BeatStore
 from actors.wire import chat_payload, msg_payload, update_payload
 from persistence.chat_people import StoredPicture
 from persistence.inbox_changes import ChatRead
@@ -154,8 +155,8 @@ Write = (
 )
 
 
-class Store(Protocol):
-    """What the session needs of `persistence.session_store.SessionStore`."""
+class Store(BeatStore, Protocol):
+    """What the session needs of `persistence.session_store.SessionStore` (its heartbeat's too)."""
 
     send_records: SendRecords
 
@@ -194,17 +195,6 @@ class Store(Protocol):
     ) -> None: ...
     async def picture(self, chat_id: str) -> StoredPicture: ...
     async def cache_picture(self, chat_id: str, key: str, mimetype: str, data: bytes) -> None: ...
-    async def beat(
-        self,
-        process: str,
-        ttl_s: float,
-        *,
-        connected: bool,
-        qr: str | None = None,
-        qr_expires_at: datetime | None = None,
-        pairing_code: str | None = None,
-    ) -> None: ...
-    async def end_beat(self, process: str) -> None: ...
     async def get_message(self, chat_id: str, message_id: str) -> Message: ...
     async def mark_chat_read(self, chat_id: str) -> None: ...
     async def purge(self) -> None: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.domain import Chat, Message, Page
 from actors.errors import ChatNotFound, InvalidInput, MessageNotFound
@@ -24,6 +24,8 @@ from persistence.rows import (
     message_from_row,
     utc,
 )
+
+R = TypeVar("R", Chat, Message)
 
 CHAT_SELECT = (
     "SELECT c.id, c.name, c.is_group, c.unread_count, c.last_message_at,"
@@ -52,6 +54,14 @@ class CachedPicture:
     data: bytes
 
 
+def _page(kind: str, items: list[R], limit: int) -> Page[R]:
+    """The first `limit` of `items` (fetched one more than a page), and the cursor after them if more."""
+    if len(items) <= limit:
+        return Page(items=tuple(items), next_cursor=None)
+    last = items[limit - 1]
+    return Page(items=tuple(items[:limit]), next_cursor=encode_cursor(kind, last.timestamp, last.id))
+
+
 async def chat_page(conn: Any, sid: uuid.UUID, limit: int, cursor: str | None) -> Page[Chat]:
     """Chats, most recent first (chats without messages last), `limit` per page."""
     check_limit(limit)
@@ -69,12 +79,7 @@ async def chat_page(conn: Any, sid: uuid.UUID, limit: int, cursor: str | None) -
                 " OR c.last_message_at IS NULL)"
             )
     sql = f"{CHAT_SELECT} WHERE {where} ORDER BY c.last_message_at DESC NULLS LAST, c.id DESC LIMIT $2"
-    items = [chat_from_row(row) for row in await conn.fetch(sql, *args)]
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_cursor = encode_cursor("chats", items[-1].timestamp, items[-1].id)
-    return Page(items=tuple(items), next_cursor=next_cursor)
+    return _page("chats", [chat_from_row(row) for row in await conn.fetch(sql, *args)], limit)
 
 
 async def message_page(
@@ -91,12 +96,7 @@ async def message_page(
         args += [ts, key]
         where += " AND (ts, id) < ($4, $5)"
     sql = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM message WHERE {where} ORDER BY ts DESC, id DESC LIMIT $3"
-    items = [message_from_row(row) for row in await conn.fetch(sql, *args)]
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_cursor = encode_cursor("messages", items[-1].timestamp, items[-1].id)
-    return Page(items=tuple(items), next_cursor=next_cursor)
+    return _page("messages", [message_from_row(row) for row in await conn.fetch(sql, *args)], limit)
 
 
 async def one_message(conn: Any, sid: uuid.UUID, chat_id: str, message_id: str) -> Message:
