@@ -18,9 +18,10 @@ import ray
 
 from actors.bus import EventBus
 from actors.clients import make_client
-from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
+from actors.domain import Message, Placement, SendResult, SessionView
 from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.fleet import ProcessInfo, own_process
+from actors.pictures import PictureState
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.recycle import exit_for_restart, report_restart, was_restarted
 from actors.session import SessionConfig, SessionCore
@@ -134,11 +135,8 @@ class SessionActor:
     async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
         return await self._core.send_voice_note(to, data, idempotency_key)
 
-    async def chats(self, limit: int, cursor: str | None) -> Page[Chat]:
-        return await self._core.chats(limit, cursor)
-
-    async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]:
-        return await self._core.messages(chat_id, limit, cursor)
+    async def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
+        return self._core.refresh_pictures(stored)
 
     @ray.method(num_returns="streaming", _generator_backpressure_num_objects=STREAM_AHEAD)
     async def media(self, chat_id: str, message_id: str) -> MediaStream:

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # every node's local disk; unset = the node's temporary folder (lost on reboot).
     session_spool_dir: Path | None = None
     session_spool_max_bytes: Annotated[int, Field(ge=1 * MB)] = 256 * MB
+    # How often a session's process renews its heartbeat (`Session.live`); a beat lasts three of these.
+    session_heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
     # Pairing: a QR round that ends unpaired starts a fresh one, at most this many, then `qr_timeout`.
     qr_max_rounds: Annotated[int, Field(ge=1)] = 3

@@ -197,6 +197,8 @@ class SessionView:
     qr: str | None = None
     qr_expires_at: datetime | None = None
     pairing_code: str | None = None
+    # The session's process is up and holds the WhatsApp connection (its heartbeat: actors.heartbeat).
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)

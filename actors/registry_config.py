@@ -53,6 +53,7 @@ def registry_config(settings: Settings) -> RegistryConfig:
         spool_dir=str(settings.session_spool_dir) if settings.session_spool_dir else "",
         spool_max_bytes=settings.session_spool_max_bytes,
         events_retained=settings.event_stream_retained,
+        heartbeat_s=settings.session_heartbeat_s,
     )
     return RegistryConfig(
         database_dsn=dsn,

@@ -25,9 +25,10 @@ until the database answers, reporting itself not ready meanwhile.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
-from actors.domain import Chat, Message, Page, SessionStatus, SessionView
+from actors.domain import SessionStatus, SessionView
 from actors.downloads import MediaStream, stream_media
 from actors.errors import AlreadyConnected, InvalidInput, SessionNotConnected, SessionUnavailable
 from actors.ids import to_jid
@@ -46,7 +47,7 @@ class SessionCore(SessionInbox, SessionLifecycle):
     # ------------------------------------------------------------------ user requests
 
     async def view(self) -> SessionView:
-        return await self.wait_ready()
+        return replace(await self.wait_ready(), live=self._connected())
 
     def current(self) -> SessionView | None:
         """The view as it stands now (None while the row is still loading)."""
@@ -73,16 +74,6 @@ class SessionCore(SessionInbox, SessionLifecycle):
         await self._set_state(SessionStatus.CONNECTING, None)
         self._tasks.spawn(self._recycle_later(0.2, "pairing requested"), "recycle")
         raise SessionUnavailable("A new pairing round is starting; retry shortly", retry_after=2)
-
-    async def chats(self, limit: int, cursor: str | None) -> Page[Chat]:
-        """A page of chats; pictures never fetched are fetched now (briefly waited for)."""
-        await self.wait_ready()
-        return await self._fetch_pictures(await self._store.chats(limit, cursor))
-
-    async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]:
-        await self.wait_ready()
-        await self._ensure_links()
-        return await self._store.messages(self._canon(to_jid(chat_id)), limit, cursor)
 
     def media(self, chat_id: str, message_id: str) -> MediaStream:
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""

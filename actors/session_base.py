@@ -16,6 +16,7 @@ from typing import Any
 from actors.bus import EventBus
 from actors.domain import Reason, SessionStatus, SessionView
 from actors.errors import SessionNotFound, SessionUnavailable
+from actors.heartbeat import Beat, Heartbeat
 from actors.journal import Journal
 from actors.ledger import SendLedger
 from actors.ports import ClientOptions, WhatsAppClient
@@ -36,6 +37,7 @@ PAIRING_SETTLE_S = 3.0
 STUCK_AFTER_TIMEOUTS = 3
 CLOSE_DRAIN_S = 10.0
 RECYCLE_DRAIN_S = 2.0
+HEARTBEAT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class SessionConfig:
     events_retained: int = EVENTS_RETAINED  # entries the capped `wa:events` stream keeps (EventBus)
     inbox_chats: str = "direct"  # INBOX_CHATS: "direct" or "all" (actors.inbox_scope)
     close_drain_s: float = CLOSE_DRAIN_S  # how long a graceful stop waits for the journal to drain
+    heartbeat_s: float = HEARTBEAT_S  # how often the process renews its heartbeat (actors.heartbeat)
 
 
 ClientFactory = Callable[[ClientOptions], WhatsAppClient]
@@ -100,6 +103,8 @@ class SessionBase:
         self._boot_error: str | None = None
         self._client_timeouts = 0
         self._presence: PresenceGate | None = None  # contacts' typing/online frames (session_transitions)
+        # What the API reads to tell whether this process is up and connected, and its QR / pairing code.
+        self._heartbeat = Heartbeat(store, self._tasks, session_id, config.heartbeat_s)
 
     @property
     def ready(self) -> bool:
@@ -161,6 +166,7 @@ class SessionBase:
         """
         log.warning("session %s: recycling the process: %s", self.session_id, why)
         self._closing = True
+        await self._heartbeat.stop()
         await self._stop_client()
         if self._journal is not None:
             await self._journal.wait_drained(RECYCLE_DRAIN_S)
@@ -198,6 +204,15 @@ class SessionBase:
     def _update(self, **changes: Any) -> None:
         if self._view is not None:
             self._view = replace(self._view, **changes)
+            self._beat()
+
+    def _beat(self) -> None:
+        """Tell the heartbeat what the process shows now (connected: its client is logged in)."""
+        view = self._view
+        if view is None:
+            return
+        connected = view.status == SessionStatus.CONNECTED and self._client is not None
+        self._heartbeat.show(Beat(connected, view.qr, view.qr_expires_at, view.pairing_code))
 
     async def _set_state(self, status: SessionStatus, reason: Reason | None) -> None:
         if self._view is None or self._closing:

@@ -64,6 +64,7 @@ class SessionLifecycle(SessionTransitions):
         self._row = row
         self._view = replace(row.view, qr=None, qr_expires_at=None, pairing_code=None)
         self._ready.set()
+        self._beat()  # up, not connected yet: the stored status is a predecessor's until the dial ends
         waiting = row.view.reason in TERMINAL_REASONS and row.device_jid is None
         if waiting or row.qr_rounds >= self._config.qr_max_rounds:
             reason = row.view.reason or Reason.QR_TIMEOUT
@@ -132,6 +133,7 @@ class SessionLifecycle(SessionTransitions):
         """
         self._closing = True
         self._disarm()
+        await self._heartbeat.stop()
         if purge and self._client is not None and self._client_running:
             try:
                 await asyncio.wait_for(self._client.logout(), 5.0)

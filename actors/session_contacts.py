@@ -9,10 +9,11 @@
   chat; a LID chat stored before its link was known is merged into the PN chat when the link arrives.
 - Names: `ContactName` with its source; the store keeps the best (address book > push name), and a chat
   with none shows its formatted number.
-- Pictures: fetched lazily (a chats listing waits briefly for chats never checked; the picture route
-  fetches on demand), cached in the chat row (id, CDN link, checked-at) and in a small in-memory LRU of
-  bytes; refreshed when the CDN link's `oe=` expiry passes or the last check is a day old. The API only
-  ever hands out the bridge's own URL (`picture_path`).
+- Pictures: fetched lazily (the API asks for the chats of a listing never checked: `refresh_pictures`;
+  the picture route fetches on demand), recorded in the chat row (id, CDN link, checked-at), their bytes
+  in `picture_cache` (the API serves them from there) and a small in-memory LRU; refreshed when the CDN
+  link's `oe=` expiry passes or the last check is a day old (`actors.pictures`). The API only ever hands
+  out the bridge's own URL (`picture_path`).
 """
 
 from __future__ import annotations
@@ -20,63 +21,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from actors.domain import Chat, Message, Page, SessionStatus
+from actors.domain import Message, SessionStatus
 from actors.errors import (
     MediaNotAvailable,
     PictureNotAvailable,
     ServiceUnavailable,
     SessionNotConnected,
+    SessionNotFound,
 )
 from actors.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
 from actors.ids import USER_SERVER, jid_user, to_jid
 from actors.inbox_scope import keeps
+from actors.pictures import OWN_UNKNOWN, PictureState, own_picture
 from actors.ports import PictureInfo
 from actors.session_base import SessionBase
-from actors.wire import picture_path
 from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
 
 log = logging.getLogger(__name__)
 
-PICTURE_RECHECK = timedelta(hours=24)  # a picture may change without its link expiring
-PICTURE_EXPIRY_MARGIN = timedelta(minutes=5)
 PICTURE_MAX_BYTES = 2 * 1024 * 1024
-PICTURE_WAIT_S = 2.0  # how long a chats listing waits for pictures never fetched before
 PICTURE_FETCHES = 4  # pictures fetched at once
 PICTURE_CACHE = 64  # pictures' bytes kept in memory
 MAX_PENDING_NAMES = 5000
-OWN_UNKNOWN = ""  # our own picture as the row knows it: a link, but not WhatsApp's id of it
-
-
-def cdn_expiry(url: str | None) -> datetime | None:
-    """When a WhatsApp CDN link stops working: its `oe` parameter (hex Unix seconds), if it has one."""
-    if not url:
-        return None
-    values = parse_qs(urlsplit(url).query).get("oe")
-    try:
-        return datetime.fromtimestamp(int(values[0], 16), UTC) if values else None
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class PictureState:
-    id: str | None = None
-    url: str | None = None  # the CDN link as last fetched
-    checked_at: datetime | None = None
-
-    def link_alive(self, now: datetime) -> bool:
-        expiry = cdn_expiry(self.url)
-        return bool(self.url) and (expiry is None or expiry - PICTURE_EXPIRY_MARGIN > now)
-
-    def stale(self, now: datetime) -> bool:
-        if self.checked_at is None or now - self.checked_at > PICTURE_RECHECK:
-            return True
-        return self.id is not None and not self.link_alive(now)
 
 
 class SessionContacts(SessionBase):
@@ -170,32 +140,19 @@ class SessionContacts(SessionBase):
         device = self._row.device_jid if self._row else None
         return f"{jid_user(device)}@{USER_SERVER}" if device else None
 
-    def _with_picture_urls(self, page: Page[Chat]) -> Page[Chat]:
-        """Chats as the API shows them: `picture_url` is the bridge's URL when the chat has a picture."""
-        known = self._pictures or {}
-        items = []
-        for chat in page.items:
-            state = known.get(chat.id)
-            has = (state.id if state is not None else chat.picture_id) is not None
-            items.append(replace(chat, picture_url=picture_path(self.session_id, chat.id) if has else None))
-        return Page(items=tuple(items), next_cursor=page.next_cursor)
-
-    async def _fetch_pictures(self, page: Page[Chat]) -> Page[Chat]:
-        """Start fetching the pictures of the page's chats never checked (or stale); wait a little."""
+    def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
+        """Start fetching the pictures of these chats (as stored) that were never fetched or are out of
+        date; nothing waits for them. How many fetches started (none while not connected)."""
+        if not self._connected():
+            return 0
         now = datetime.now(UTC)
-        jobs = []
-        for chat in page.items:
-            if self._picture_state(chat).stale(now):
-                jobs.append(self._picture_job(chat.id, self._picture_state(chat)))
-        if jobs and self._connected():
-            await asyncio.wait(jobs, timeout=PICTURE_WAIT_S)
-        return self._with_picture_urls(page)
-
-    def _picture_state(self, chat: Chat) -> PictureState:
-        known = (self._pictures or {}).get(chat.id)
-        if known is not None:
-            return known
-        return PictureState(chat.picture_id, chat.picture_url, chat.picture_checked_at)
+        started = 0
+        for jid, state in stored.items():
+            state = (self._pictures or {}).get(jid, state)
+            if state.stale(now):
+                self._picture_job(jid, state)
+                started += 1
+        return started
 
     def _connected(self) -> bool:
         return (
@@ -269,7 +226,7 @@ class SessionContacts(SessionBase):
             pictures[own] = PictureState(OWN_UNKNOWN, fetched_url, datetime.now(UTC))
             return
         url = self._view.profile_pic_url if self._view else None
-        state = PictureState(OWN_UNKNOWN if url else None, url, None)
+        state = own_picture(url)
         self._tasks.spawn(self._refresh_picture(own, state), "own picture")
 
     async def chat_picture(self, chat_id: str) -> tuple[bytes, str]:
@@ -282,7 +239,7 @@ class SessionContacts(SessionBase):
         if state is None:
             if jid == self._own_jid():
                 url = self._view.profile_pic_url if self._view else None
-                state = PictureState(OWN_UNKNOWN if url else None, url, None)
+                state = own_picture(url)
             else:
                 stored = await self._store.picture(jid)  # ChatNotFound for an unknown chat
                 state = PictureState(stored.id, stored.url, stored.checked_at)
@@ -308,7 +265,15 @@ class SessionContacts(SessionBase):
             data = await self._client.download_picture(PictureInfo(state.id, state.url), PICTURE_MAX_BYTES)
         mimetype = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
         self._cache_picture(state, data, mimetype)
+        # For the API to serve without this process (best effort: a miss only means fetching again).
+        self._tasks.spawn(self._keep_picture(jid, state.key, mimetype, data), f"picture cache {jid}")
         return data, mimetype
+
+    async def _keep_picture(self, jid: str, key: str, mimetype: str, data: bytes) -> None:
+        try:
+            await self._store.cache_picture(jid, key, mimetype, data)
+        except (ServiceUnavailable, SessionNotFound) as err:
+            log.info("session %s: picture of %s not cached (%s)", self.session_id, jid, err.code)
 
     def _cached_picture(self, state: PictureState) -> tuple[bytes, str] | None:
         key = f"{state.id}|{state.url}"

@@ -51,6 +51,8 @@ from actors.writes import (
 
 log = logging.getLogger(__name__)
 
+QR_STORED_S = 0.5  # how long a QR frame waits for the code to be in PostgreSQL (actors.heartbeat)
+
 
 class SessionTransitions(SessionContacts):
     """Event handlers and watchdogs."""
@@ -177,6 +179,9 @@ class SessionTransitions(SessionContacts):
         self._update(qr=code, qr_expires_at=expires_at)
         if self._view is not None and self._view.status != SessionStatus.QR_READY:
             await self._set_state(SessionStatus.QR_READY, None)
+        # The API reads the code from the heartbeat: a client that gets the frame then asks finds it
+        # (bounded: with PostgreSQL away the frame goes out anyway).
+        await self._heartbeat.stored(QR_STORED_S)
         await self._bus.publish("qr", qr_payload(code, expires_at))
         # The round ends when the last code expires and no next one came (neonize then goes silent).
         grace = min(5.0, self._config.qr_next_s)

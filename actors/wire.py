@@ -93,6 +93,7 @@ def session_json(view: SessionView) -> JSON:
         "lastSeen": iso(view.last_seen),
         "qr": view.qr,
         "pairingCode": view.pairing_code,
+        "live": view.live,
     }
 
 

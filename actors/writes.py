@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Protocol
 
 from actors.bus import EventBus
-from actors.domain import Chat, Message, MessageStatus, Page, Reaction, Reason, SessionStatus
+from actors.domain import Chat, Message, MessageStatus, Reaction, Reason, SessionStatus
 from actors.events import HistoryChunk
+from actors.heartbeat import BeatStore
 from actors.wire import chat_payload, msg_payload, update_payload
 from persistence.chat_people import StoredPicture
 from persistence.inbox_changes import ChatRead
@@ -154,8 +155,8 @@ Write = (
 )
 
 
-class Store(Protocol):
-    """What the session needs of `persistence.session_store.SessionStore`."""
+class Store(BeatStore, Protocol):
+    """What the session needs of `persistence.session_store.SessionStore` (its heartbeat's too)."""
 
     send_records: SendRecords
 
@@ -193,8 +194,7 @@ class Store(Protocol):
         self, chat_id: str, picture_id: str | None, url: str | None, checked_at: datetime | None
     ) -> None: ...
     async def picture(self, chat_id: str) -> StoredPicture: ...
-    async def chats(self, limit: int, cursor: str | None) -> Page[Chat]: ...
-    async def messages(self, chat_id: str, limit: int, cursor: str | None) -> Page[Message]: ...
+    async def cache_picture(self, chat_id: str, key: str, mimetype: str, data: bytes) -> None: ...
     async def get_message(self, chat_id: str, message_id: str) -> Message: ...
     async def mark_chat_read(self, chat_id: str) -> None: ...
     async def purge(self) -> None: ...

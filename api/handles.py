@@ -21,10 +21,12 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actors.domain import Chat, Message, Page, Placement, SendResult, SessionView
+from actors.domain import Message, Placement, SendResult, SessionView
 from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from actors.ids import actor_name
+from actors.pictures import PictureState
 from actors.supervision import Pending, Replayed, Writes
+from actors.tasks import TaskGroup
 from api import ray_driver
 from api.media_stream import MediaDownload
 from api.metrics import Metrics
@@ -40,6 +42,7 @@ CALL_TIMEOUT_S = 10.0
 LOOKUP_TIMEOUT_S = 3.0
 SEND_TIMEOUT_S = 30.0
 MEDIA_SEND_TIMEOUT_S = 90.0
+MAX_BACKGROUND = 64  # background calls in flight at most
 
 
 class SessionActors:
@@ -64,8 +67,10 @@ class SessionActors:
         # Lookups ask the GCS, which can block for long when it is gone: never on the event loop, and
         # never in the default executor that the rest of the process shares.
         self._lookups = ThreadPoolExecutor(4, thread_name_prefix="ray-lookup")
+        self._background = TaskGroup("session calls")  # what reads ask of sessions without waiting
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self._background.cancel_all()
         self._handles.clear()
         self._lookups.shutdown(wait=False, cancel_futures=True)
 
@@ -142,14 +147,6 @@ class SessionActors:
         )
         return sent
 
-    async def chats(self, session_id: str, limit: int, cursor: str | None) -> Page[Chat]:
-        page: Page[Chat] = await self._session(session_id, "chats", limit, cursor)
-        return page
-
-    async def messages(self, session_id: str, chat_id: str, limit: int, cursor: str | None) -> Page[Message]:
-        page: Page[Message] = await self._session(session_id, "messages", chat_id, limit, cursor)
-        return page
-
     async def media(self, session_id: str, chat_id: str, message_id: str) -> MediaDownload:
         """The message's media as a stream (`api.media_stream`): its head now, failures as from any call."""
         download: MediaDownload = await self._session(
@@ -181,10 +178,31 @@ class SessionActors:
         sent: bool = await self._session(session_id, "typing", chat_id, state)
         return sent
 
-    async def chat_picture(self, session_id: str, chat_id: str) -> tuple[bytes, str]:
+    async def chat_picture(
+        self, session_id: str, chat_id: str, *, timeout_s: float | None = None
+    ) -> tuple[bytes, str]:
         """A chat's (or our own number's) picture: its bytes and mimetype."""
-        picture: tuple[bytes, str] = await self._session(session_id, "chat_picture", chat_id)
+        picture: tuple[bytes, str] = await self._session(
+            session_id, "chat_picture", chat_id, timeout_s=timeout_s
+        )
         return picture
+
+    async def refresh_pictures(self, session_id: str, stored: dict[str, PictureState]) -> int:
+        """Have the session fetch these chats' pictures (as stored) if they need it; how many it started."""
+        started: int = await self._session(session_id, "refresh_pictures", stored)
+        return started
+
+    def refresh_pictures_soon(self, session_id: str, stored: dict[str, PictureState]) -> None:
+        """`refresh_pictures` in the background: a read never waits for a session (nor fails for it)."""
+        if len(self._background) >= MAX_BACKGROUND:
+            return  # the sessions are slow to answer: the next listing asks again
+        self._background.spawn(self._quietly(self.refresh_pictures(session_id, stored)), "pictures")
+
+    async def _quietly(self, call: Awaitable[Any]) -> None:
+        try:
+            await call
+        except WaError as err:
+            log.debug("background call not answered: %s", err.code)
 
     async def simulate(
         self, session_id: str, op: str, kwargs: dict[str, Any], *, timeout_s: float | None = None

@@ -48,4 +48,4 @@ async def open_resources(
         yield resources
     finally:
         await hub.stop()
-        actors.close()
+        await actors.close()

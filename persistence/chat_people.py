@@ -13,26 +13,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from actors.domain import Chat
-from actors.errors import ChatNotFound
+from persistence.inbox_reads import StoredPicture, stored_picture
 from persistence.rows import utc
+
+__all__ = ["ChatPeople", "StoredPicture"]
 
 T = TypeVar("T")
 
 
 def _rank(expr: str) -> str:
     return f"(CASE {expr} WHEN 'contact' THEN 3 WHEN 'subject' THEN 3 WHEN 'push' THEN 2 ELSE 0 END)"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPicture:
-    id: str | None
-    url: str | None
-    checked_at: datetime | None
 
 
 _MERGE = f"""
@@ -160,17 +154,22 @@ class ChatPeople:
 
     async def picture(self, chat_id: str) -> StoredPicture:
         """A chat's picture as last fetched; ChatNotFound for a chat this session does not have."""
+        return await self._run(lambda conn: stored_picture(conn, self._sid, chat_id))
 
-        async def op(conn: Any) -> Any:
-            return await conn.fetchrow(
-                "SELECT picture_id, picture_url, picture_checked_at FROM chat"
-                " WHERE session_id = $1 AND id = $2",
+    async def cache_picture(self, chat_id: str, key: str, mimetype: str, data: bytes) -> None:
+        """Keep the bytes of a chat's (or our own) picture just downloaded, for the API to serve."""
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO picture_cache (session_id, chat_id, picture_key, mimetype, data)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_id, chat_id) DO UPDATE SET"
+                " picture_key = EXCLUDED.picture_key, mimetype = EXCLUDED.mimetype, data = EXCLUDED.data,"
+                " fetched_at = now()",
                 self._sid,
                 chat_id,
+                key,
+                mimetype,
+                data,
             )
 
-        row = await self._run(op)
-        if row is None:
-            raise ChatNotFound(chat_id=chat_id)
-        checked = row["picture_checked_at"]
-        return StoredPicture(row["picture_id"], row["picture_url"], utc(checked) if checked else None)
+        await self._run(op)

@@ -12,16 +12,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from actors.domain import Chat, Message, MessageStatus, Page
-from actors.errors import InvalidInput, MessageNotFound
 from actors.events import HistoryChunk, HistoryConversation
 from actors.message_kinds import content_json
 from persistence.inbox_changes import InboxChanges
+from persistence.inbox_reads import chat_page, message_page, one_message
 from persistence.rows import (
     MESSAGE_COLUMNS,
-    chat_from_row,
-    check_limit,
-    decode_cursor,
-    encode_cursor,
     media_to_json,
     message_from_row,
     rank,
@@ -31,14 +27,6 @@ from persistence.rows import (
 
 T = TypeVar("T")
 
-
-_CHAT_SELECT = (
-    "SELECT c.id, c.name, c.is_group, c.unread_count, c.last_message_at,"
-    " c.picture_id, c.picture_url, c.picture_checked_at, "
-    + ", ".join(f"m.{name} AS m_{name}" for name in MESSAGE_COLUMNS)
-    + " FROM chat c LEFT JOIN message m"
-    " ON m.session_id = c.session_id AND m.chat_id = c.id AND m.id = c.last_message_id"
-)
 
 # Upsert of a chat; `last_message_*` only ever moves to a newer (ts, id). {rows}, {unread} differ by caller.
 _CHAT_UPSERT = """
@@ -225,74 +213,15 @@ class InboxStore(InboxChanges):
 
     async def chats(self, limit: int = 50, cursor: str | None = None) -> Page[Chat]:
         """Chats, most recent first (chats without messages last), `limit` per page."""
-        check_limit(limit)
-        args: list[Any] = [self._sid, limit + 1]
-        where = "c.session_id = $1"
-        if cursor is not None:
-            ts, key = decode_cursor("chats", cursor)
-            if ts is None:
-                args.append(key)
-                where += " AND c.last_message_at IS NULL AND c.id < $3"
-            else:
-                args += [ts, key]
-                where += (
-                    " AND (c.last_message_at < $3 OR (c.last_message_at = $3 AND c.id < $4)"
-                    " OR c.last_message_at IS NULL)"
-                )
-        sql = f"{_CHAT_SELECT} WHERE {where} ORDER BY c.last_message_at DESC NULLS LAST, c.id DESC LIMIT $2"
-
-        async def op(conn: Any) -> list[Any]:
-            return list(await conn.fetch(sql, *args))
-
-        items = [chat_from_row(row) for row in await self._run(op)]
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            next_cursor = encode_cursor("chats", items[-1].timestamp, items[-1].id)
-        return Page(items=tuple(items), next_cursor=next_cursor)
+        return await self._run(lambda conn: chat_page(conn, self._sid, limit, cursor))
 
     async def messages(self, chat_id: str, limit: int = 50, cursor: str | None = None) -> Page[Message]:
         """A chat's messages, newest first, `limit` per page."""
-        check_limit(limit)
-        args: list[Any] = [self._sid, chat_id, limit + 1]
-        where = "session_id = $1 AND chat_id = $2"
-        if cursor is not None:
-            ts, key = decode_cursor("messages", cursor)
-            if ts is None:
-                raise InvalidInput("Malformed cursor")
-            args += [ts, key]
-            where += " AND (ts, id) < ($4, $5)"
-        sql = (
-            f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM message WHERE {where}"
-            " ORDER BY ts DESC, id DESC LIMIT $3"
-        )
-
-        async def op(conn: Any) -> list[Any]:
-            return list(await conn.fetch(sql, *args))
-
-        items = [message_from_row(row) for row in await self._run(op)]
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            next_cursor = encode_cursor("messages", items[-1].timestamp, items[-1].id)
-        return Page(items=tuple(items), next_cursor=next_cursor)
+        return await self._run(lambda conn: message_page(conn, self._sid, chat_id, limit, cursor))
 
     async def get_message(self, chat_id: str, message_id: str) -> Message:
         """One message; MessageNotFound if this session has no such message in that chat."""
-
-        async def op(conn: Any) -> Any:
-            return await conn.fetchrow(
-                f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM message"
-                " WHERE session_id = $1 AND chat_id = $2 AND id = $3",
-                self._sid,
-                chat_id,
-                message_id,
-            )
-
-        row = await self._run(op)
-        if row is None:
-            raise MessageNotFound(chat_id=chat_id, message_id=message_id)
-        return message_from_row(row)
+        return await self._run(lambda conn: one_message(conn, self._sid, chat_id, message_id))
 
     async def mark_chat_read(self, chat_id: str) -> None:
         """Set the chat's unread count to zero (nothing happens for an unknown chat)."""
@@ -305,10 +234,11 @@ class InboxStore(InboxChanges):
         await self._run(op)
 
     async def purge(self) -> None:
-        """Delete every chat and message of this session (the session row stays)."""
+        """Delete every chat, message and cached picture of this session (the session row stays)."""
 
         async def op(conn: Any) -> None:
             async with conn.transaction():
+                await conn.execute("DELETE FROM picture_cache WHERE session_id = $1", self._sid)
                 await conn.execute("DELETE FROM message WHERE session_id = $1", self._sid)
                 await conn.execute("DELETE FROM chat WHERE session_id = $1", self._sid)
 

@@ -138,6 +138,42 @@ class IdentityLink(SQLModel, table=True):
     pn: str = Field(max_length=128, nullable=False)
 
 
+class SessionHeartbeat(SQLModel, table=True):
+    """What a session's process says of itself, renewed while it runs (`actors.heartbeat`).
+
+    The process is up while `beat_until` is ahead of the database's clock; `connected`: it holds the
+    WhatsApp connection. `qr` and `pairing_code` are what it shows now (the status route's live fields).
+    """
+
+    __tablename__ = "session_heartbeat"
+
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
+    )
+    process: str = Field(max_length=32, nullable=False)  # which process beat last (a random token)
+    beat_until: datetime = _ts(nullable=False)
+    connected: bool = Field(nullable=False)
+    qr: str | None = None
+    qr_expires_at: datetime | None = _ts(nullable=True)
+    pairing_code: str | None = Field(default=None, max_length=16)
+
+
+class PictureCache(SQLModel, table=True):
+    """The bytes of a chat's (or our own) picture as last downloaded, so the API serves it without the
+    session's process. `picture_key`: WhatsApp's picture id (our own picture: its link)."""
+
+    __tablename__ = "picture_cache"
+
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
+    )
+    chat_id: str = Field(primary_key=True, max_length=128)
+    picture_key: str = Field(nullable=False)
+    mimetype: str = Field(max_length=64, nullable=False)
+    data: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    fetched_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+
+
 class SendRecord(SQLModel, table=True):
     """A send made with an Idempotency-Key: a retry with the same key (per user, 24 h) gets this result.
 

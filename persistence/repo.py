@@ -32,6 +32,7 @@ from actors.errors import (
     SlotTaken,
 )
 from persistence import models
+from persistence.reads import list_sessions as list_sessions  # the user's sessions, with `live`
 from persistence.session_store import MAX_PAGE, MESSAGE_COLUMNS, chat_from_row, session_view_from_row
 
 log = logging.getLogger(__name__)
@@ -175,12 +176,6 @@ async def create_session(
         ).one()
     log.info("user %s: session %s created in slot %d", user_id, new_id, slot)
     return session_view_from_row(row._mapping)
-
-
-async def list_sessions(db: AsyncSession, user_id: str) -> list[SessionView]:
-    """The user's sessions by slot."""
-    rows = await db.execute(sa.select(SESSION).where(SESSION.c.user_id == user_id).order_by(SESSION.c.slot))
-    return [session_view_from_row(row._mapping) for row in rows]
 
 
 async def delete_session(db: AsyncSession, session_id: str, *, user_id: str | None = None) -> None:

@@ -153,8 +153,10 @@ def message_from_row(row: Mapping[Any, Any], prefix: str = "") -> Message:
 
 
 def session_view_from_row(row: Mapping[Any, Any]) -> SessionView:
-    """A `SessionView` from a `whatsapp_session` row."""
+    """A `SessionView` from a `whatsapp_session` row, with the heartbeat's columns when it has them
+    (`persistence.reads`: `live`, `qr`, `qr_expires_at`, `pairing_code`)."""
     last_seen = row["last_seen"]
+    qr_expires_at = row.get("qr_expires_at")
     return SessionView(
         id=str(row["id"]),
         user_id=row["user_id"],
@@ -165,6 +167,10 @@ def session_view_from_row(row: Mapping[Any, Any]) -> SessionView:
         display_name=row["display_name"],
         profile_pic_url=row["profile_pic_url"],
         last_seen=utc(last_seen) if last_seen is not None else None,
+        qr=row.get("qr"),
+        qr_expires_at=utc(qr_expires_at) if qr_expires_at is not None else None,
+        pairing_code=row.get("pairing_code"),
+        live=bool(row.get("live")),
     )
 
 

@@ -229,3 +229,46 @@ class SessionStore(InboxStore, ChatPeople):
         if last_seen is None:
             raise SessionNotFound()
         return utc(last_seen)
+
+    # --- the heartbeat: what the API says of the process (`actors.heartbeat`) ---
+
+    async def beat(
+        self,
+        process: str,
+        ttl_s: float,
+        *,
+        connected: bool,
+        qr: str | None = None,
+        qr_expires_at: datetime | None = None,
+        pairing_code: str | None = None,
+    ) -> None:
+        """Say that this process is up for `ttl_s` more seconds (database clock), and what it shows."""
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO session_heartbeat (session_id, beat_until, connected, qr, qr_expires_at,"
+                " pairing_code, process) VALUES ($1, now() + make_interval(secs => $2), $3, $4, $5, $6, $7)"
+                " ON CONFLICT (session_id) DO UPDATE SET beat_until = EXCLUDED.beat_until,"
+                " process = EXCLUDED.process,"
+                " connected = EXCLUDED.connected, qr = EXCLUDED.qr, qr_expires_at = EXCLUDED.qr_expires_at,"
+                " pairing_code = EXCLUDED.pairing_code",
+                self._sid,
+                ttl_s,
+                connected,
+                qr,
+                utc(qr_expires_at) if qr_expires_at is not None else None,
+                pairing_code,
+                process,
+            )
+
+        await self._run(op)
+
+    async def end_beat(self, process: str) -> None:
+        """Say that this process is going away (unless another one beats already)."""
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "DELETE FROM session_heartbeat WHERE session_id = $1 AND process = $2", self._sid, process
+            )
+
+        await self._run(op)

@@ -18,11 +18,12 @@ from ray.cluster_utils import Cluster
 from redis.asyncio import Redis
 
 from actors.config import asyncpg_dsn
-from actors.domain import SessionStatus, SessionView
+from actors.domain import Chat, Message, Page, SessionStatus, SessionView
 from actors.ids import actor_name, new_session_id
 from actors.registry import RegistryConfig
 from actors.session import SessionConfig
 from persistence.migrate import sim_dsn
+from persistence.session_store import SessionStore
 
 T = TypeVar("T")
 
@@ -79,6 +80,18 @@ async def insert_session(database_url: str, user_id: str = "user-1", slot: int =
     finally:
         await conn.close()
     return sid
+
+
+async def stored_chats(database_url: str, session_id: str, limit: int = 50) -> Page[Chat]:
+    """A session's chats as stored (what the API reads), on a connection of their own."""
+    async with SessionStore(asyncpg_dsn(database_url), session_id) as store:
+        return await store.chats(limit)
+
+
+async def stored_messages(database_url: str, session_id: str, chat_id: str, limit: int = 50) -> Page[Message]:
+    """A chat's messages as stored (what the API reads), on a connection of their own."""
+    async with SessionStore(asyncpg_dsn(database_url), session_id) as store:
+        return await store.messages(chat_id, limit)
 
 
 async def eventually(

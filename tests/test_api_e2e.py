@@ -89,7 +89,7 @@ async def test_slots_qr_frames_scan_and_conflicts(stack: Stack) -> None:
         assert [s["slot"] for s in sessions] == [1, 2, 3]
         assert set(sessions[0]) == {
             "id", "slot", "status", "reason", "phone", "displayName", "profilePicUrl", "lastSeen", "qr",
-            "pairingCode",
+            "pairingCode", "live",
         }  # fmt: skip
         fourth = await client.post("/sessions", json={})
         assert fourth.status_code == 400
@@ -535,7 +535,7 @@ async def test_a_session_deleted_through_another_api_process_is_404_here(stack: 
             assert response.json()["error"]["code"] == "session_not_found"
 
 
-async def test_a_missing_actor_is_503_with_retry_after_never_500_but_status_answers_from_the_row(
+async def test_a_missing_actor_is_503_for_what_needs_it_never_500_but_reads_answer_from_the_store(
     stack: Stack, postgres_server: str
 ) -> None:
     user = new_user()
@@ -550,7 +550,10 @@ async def test_a_missing_actor_is_503_with_retry_after_never_500_but_status_answ
             stored = await client.get(f"/sessions/{sid}/status")  # from the row while no actor runs
             assert stored.status_code == 200, stored.text
             assert stored.json() == {**listed.json()[0], "qr": None, "pairingCode": None}
-            response = await client.get(f"/sessions/{sid}/chats")
+            assert stored.json()["live"] is False
+            chats = await client.get(f"/sessions/{sid}/chats")  # reads never need the actor
+            assert chats.status_code == 200 and chats.json()["items"] == [], chats.text
+            response = await client.post(f"/sessions/{sid}/pairing-code", json={"phone": new_phone()})
             assert response.status_code == 503, response.text
             assert response.json()["error"]["code"] == "session_unavailable"
             assert int(response.headers["retry-after"]) > 0

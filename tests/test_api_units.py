@@ -242,18 +242,23 @@ async def test_every_error_has_the_documented_shape(asgi: httpx.AsyncClient) -> 
     assert bad_user.status_code == 422
 
 
-async def test_a_session_whose_actor_cannot_be_reached_is_503_not_500(asgi: httpx.AsyncClient) -> None:
+async def test_a_session_whose_actor_cannot_be_reached_reads_from_the_store_and_acts_503_not_500(
+    asgi: httpx.AsyncClient,
+) -> None:
     created = await asgi.post("/sessions", json={})  # no registry reachable: reconcile starts it later
     assert created.status_code == 201, created.text
     sid = created.json()["id"]
     status = await asgi.get(f"/sessions/{sid}/status")  # answered from the stored row meanwhile
     assert status.status_code == 200, status.text
-    assert status.json() == {**created.json(), "qr": None, "pairingCode": None}
+    assert status.json() == {**created.json(), "qr": None, "pairingCode": None, "live": False}
+    chats = await asgi.get(f"/sessions/{sid}/chats")  # reads never need the session's process
+    assert chats.status_code == 200 and chats.json() == {"items": [], "nextCursor": None}, chats.text
     for method, path in (
-        ("GET", f"/sessions/{sid}/chats"),
+        ("POST", f"/sessions/{sid}/pairing-code"),
         ("DELETE", f"/sessions/{sid}"),
     ):
-        response = await asgi.request(method, path)
+        body = {"phone": "+14155552671"} if method == "POST" else None
+        response = await asgi.request(method, path, json=body)
         assert response.status_code == 503, (path, response.text)
         assert response.headers["retry-after"]
     assert (await asgi.get("/sessions")).json()[0]["id"] == sid

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from actors.session_contacts import PictureState, cdn_expiry
+from actors.pictures import PictureState, cdn_expiry
 from tests.apikit import Stack, api_stack, new_user
 from tests.raykit import eventually, fetchval, local_ray
 

@@ -20,6 +20,7 @@ from tests.raykit import (
     pid_of,
     registry_config,
     status_of,
+    stored_messages,
     wait_status,
 )
 
@@ -97,7 +98,9 @@ async def test_redis_outage_never_stops_a_session(database_url: str, namespace: 
     await actor.simulate.remote("drop", {})
     view = await wait_status(sid, namespace, SessionStatus.CONNECTED)
     assert view.phone == "+15551230201"
-    page = await actor.messages.remote("15557770003@s.whatsapp.net", 5, None)
+    page = await eventually(
+        lambda: stored_messages(database_url, sid, "15557770003@s.whatsapp.net", 5), lambda p: bool(p.items)
+    )
     assert [m.id for m in page.items] == [during.id]
     assert await pid_of(sid, namespace) == pid
 

@@ -21,6 +21,8 @@ from tests.raykit import (
     pid_of,
     registry_config,
     status_of,
+    stored_chats,
+    stored_messages,
     wait_status,
 )
 
@@ -58,7 +60,7 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
         )
 
         # The pairing-time history sync lands in the store.
-        chats = await eventually(lambda: actor.chats.remote(50, None), lambda p: len(p.items) >= 2)
+        chats = await eventually(lambda: stored_chats(database_url, sid), lambda p: len(p.items) >= 2)
         assert all(c.timestamp is not None for c in chats.items)
 
         # An incoming message is stored and published.
@@ -67,9 +69,9 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
         )
         frame = await got.wait_for("msg", lambda b: b["message"]["id"] == incoming.id)
         assert frame["chatId"] == "15557770001@s.whatsapp.net" and frame["message"]["text"] == "hello bridge"
-        page = await actor.messages.remote("15557770001@s.whatsapp.net", 10, None)
+        page = await stored_messages(database_url, sid, "15557770001@s.whatsapp.net", 10)
         assert [m.text for m in page.items] == ["hello bridge"]
-        chats = await actor.chats.remote(1, None)
+        chats = await stored_chats(database_url, sid, 1)
         assert chats.items[0].id == "15557770001@s.whatsapp.net" and chats.items[0].unread_count == 1
 
         # A send goes out and its receipts move its status forward.
@@ -77,7 +79,7 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
         await got.wait_for(
             "msg", lambda b: b["message"]["id"] == sent.id and b["message"]["status"] == "read"
         )
-        page = await actor.messages.remote("15557770001@s.whatsapp.net", 10, None)
+        page = await stored_messages(database_url, sid, "15557770001@s.whatsapp.net", 10)
         mine = next(m for m in page.items if m.id == sent.id)
         assert mine.from_me and mine.quoted_id == incoming.id and mine.status == MessageStatus.READ
         on_network = await actor.simulate.remote("sent", {})
@@ -163,7 +165,8 @@ async def test_sigkill_restores_the_session_and_spares_the_others(
         "incoming", {"from_": "+15557770002", "text": "keep me", "push_name": None, "media": None}
     )
     await eventually(
-        lambda: actor.messages.remote("15557770002@s.whatsapp.net", 5, None), lambda p: len(p.items) == 1
+        lambda: stored_messages(database_url, victim, "15557770002@s.whatsapp.net", 5),
+        lambda p: len(p.items) == 1,
     )
     victim_pid, bystander_pid = await pid_of(victim, namespace), await pid_of(bystander, namespace)
 
@@ -173,7 +176,7 @@ async def test_sigkill_restores_the_session_and_spares_the_others(
         view = await wait_status(victim, namespace, SessionStatus.CONNECTED)
         assert view.phone == "+15551230003"
         assert await pid_of(victim, namespace) != victim_pid
-        page = await handle(victim, namespace).messages.remote("15557770002@s.whatsapp.net", 5, None)
+        page = await stored_messages(database_url, victim, "15557770002@s.whatsapp.net", 5)
         assert [m.id for m in page.items] == [msg.id]
         assert got.of("qr") == []  # no scan asked
     assert await pid_of(bystander, namespace) == bystander_pid

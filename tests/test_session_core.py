@@ -46,7 +46,8 @@ async def test_the_last_round_ends_in_qr_timeout_without_recycling(core: Factory
     view = await wait_status(session, SessionStatus.DISCONNECTED, timeout=15)
     assert view.reason == Reason.QR_TIMEOUT
     assert exits.reasons == []
-    row = await session_row(database_url, sid)
+    # The journal writes the row after the state changed in memory (persisting never blocks a transition).
+    row = await eventually(lambda: session_row(database_url, sid), lambda r: r["status"] == "disconnected", 5)
     assert (row["status"], row["reason"], row["qr_rounds"]) == ("disconnected", "qr_timeout", 2)
 
 

@@ -1,4 +1,9 @@
-"""Reading a session's chats, messages and media (served by the session's actor from its store)."""
+"""Reading a session's chats, messages, media and pictures.
+
+Chats, messages (with their media's metadata) and cached pictures come from PostgreSQL (`api.reads`),
+whatever the session's process is doing; media bytes, and pictures never downloaded, are fetched from
+WhatsApp by the session.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from actors.ids import to_jid
 from actors.wire import JSON, chat_json, message_json
+from api import reads
 from api.deps import OwnedSession, Resources
 from api.errors import error_responses
 from api.schemas import MAX_ID, RECIPIENT_PATTERN, ChatPage, MessagePage
@@ -33,7 +39,7 @@ MessageId = Annotated[str, Path(alias="messageId", max_length=MAX_ID)]
 @router.get("/sessions/{id}/chats", response_model=ChatPage, responses=error_responses(400, 404))
 async def chats(session_id: OwnedSession, res: Resources, limit: Limit = 50, cursor: Cursor = None) -> JSON:
     """The session's chats, most recent first."""
-    page = await res.actors.chats(session_id, limit, cursor)
+    page = await reads.chats(res, session_id, limit, cursor)
     return {"items": [chat_json(c) for c in page.items], "nextCursor": page.next_cursor}
 
 
@@ -44,7 +50,7 @@ async def messages(
     session_id: OwnedSession, res: Resources, chat_id: ChatId, limit: Limit = 50, cursor: Cursor = None
 ) -> JSON:
     """A chat's messages, newest first."""
-    page = await res.actors.messages(session_id, to_jid(chat_id), limit, cursor)
+    page = await reads.messages(res, session_id, to_jid(chat_id), limit, cursor)
     return {"items": [message_json(m) for m in page.items], "nextCursor": page.next_cursor}
 
 
@@ -88,9 +94,10 @@ async def media(
     },
 )
 async def picture(session_id: OwnedSession, res: Resources, chat_id: ChatId) -> Response:
-    """A chat's picture, fetched from WhatsApp on first use and cached; refreshed when WhatsApp's link
-    expires. 404 `chat_not_found` for a chat this session does not have, `picture_not_available` when
-    the chat has no picture (or hides it); 409 while a picture never fetched needs the session connected."""
-    data, mimetype = await res.actors.chat_picture(session_id, to_jid(chat_id))
+    """A chat's picture, fetched from WhatsApp on first use and cached in the store (served from there
+    whatever the session's process is doing); refreshed when WhatsApp's link expires. 404
+    `chat_not_found` for a chat this session does not have, `picture_not_available` when the chat has no
+    picture (or hides it); 409 while a picture never fetched needs the session connected."""
+    data, mimetype = await reads.picture(res, session_id, to_jid(chat_id))
     headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
     return Response(content=data, media_type=mimetype, headers=headers)

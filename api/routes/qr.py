@@ -9,7 +9,8 @@ from fastapi import APIRouter, Response
 
 from actors.errors import NoQrShowing
 from actors.wire import iso
-from api.deps import OwnedSession, Resources
+from api import reads
+from api.deps import OwnedSession, Resources, UserId
 from api.errors import error_responses
 
 router = APIRouter(tags=["sessions"])
@@ -37,9 +38,10 @@ def qr_svg(payload: str) -> bytes:
         **error_responses(400, 404, 409),
     },
 )
-async def session_qr_svg(session_id: OwnedSession, res: Resources) -> Response:
-    """The QR code showing now, as SVG; 409 `no_qr_showing` when none is (paired, or between rounds)."""
-    view = await res.actors.status(session_id)
+async def session_qr_svg(session_id: OwnedSession, res: Resources, user: UserId) -> Response:
+    """The QR code showing now, as SVG; 409 `no_qr_showing` when none is (paired, between rounds, or
+    while the session's process is not up)."""
+    view = await reads.session_status(res, user, session_id)
     if view.qr is None:
         raise NoQrShowing()
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

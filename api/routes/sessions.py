@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response, status
 
 from actors.errors import SessionNotFound, SessionUnavailable, WaError
 from actors.wire import JSON, session_json
+from api import reads
 from api.deps import OwnedSession, Resources, UserId
 from api.errors import error_responses
 from api.handles import ActorUnreachable
@@ -55,20 +56,13 @@ async def create_session(body: CreateSessionIn, res: Resources, user: UserId) ->
 
 @router.get("/sessions/{id}/status", response_model=SessionOut, responses=error_responses(400, 404))
 async def session_status(session_id: OwnedSession, res: Resources, user: UserId) -> JSON:
-    """The session as its actor sees it now, with the QR code showing and the pairing code.
+    """The session as stored, with the QR code and pairing code its process shows now.
 
-    While the actor is starting, restarting or unreachable: the session as last stored (`qr` and
-    `pairingCode` null). 503 only when the database cannot answer either.
+    Answered from PostgreSQL whatever the session's process is doing: `live` says whether it is up and
+    holds the WhatsApp connection (while it is not, `qr` and `pairingCode` are null and `status` is as
+    last stored). 503 only when the database cannot answer.
     """
-    try:
-        return session_json(await res.actors.status(session_id))
-    except SessionUnavailable as err:
-        log.info("session %s: status from the stored row (%s)", session_id, err.code)
-    stored = next((v for v in await res.db.run(repo.list_sessions, user) if v.id == session_id), None)
-    if stored is None:  # deleted meanwhile, e.g. through another API process
-        res.owners.forget(session_id)
-        raise SessionNotFound()
-    return session_json(dataclasses.replace(stored, qr=None, qr_expires_at=None, pairing_code=None))
+    return session_json(await reads.session_status(res, user, session_id))
 
 
 @router.delete("/sessions/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 404))

@@ -33,6 +33,10 @@ class SessionOut(ApiModel):
         description="The QR payload to show while `status` is qr_ready (status route only)"
     )
     pairing_code: str | None = Field(description="The 8-character code to type on the phone, once issued")
+    live: bool = Field(
+        description="The session's process is up and holds the WhatsApp connection now; false while it"
+        " starts, restarts, moves or waits for capacity (`status` is then as last stored)"
+    )
 
 
 class CreateSessionIn(ApiModel):

@@ -232,7 +232,8 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
           onConnected?.(now);
         } else if (now.qr && fetchSeq === 0) showQr(null);
         else if (now.reason === "phone_in_use") phoneInUse();
-        else if (now.status === "disconnected" && !now.qr && fetchSeq === 0) {
+        // A new number is `disconnected` without a reason until its process starts the pairing.
+        else if (now.status === "disconnected" && now.reason && !now.qr && fetchSeq === 0) {
           endRound(now.reason === "qr_timeout" ? undefined : "No pairing is running for this slot.");
         }
       })
