@@ -11,6 +11,7 @@ head and shows its QR code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -78,10 +79,10 @@ def kill_session(sid: int) -> None:
             pass
 
 
-@pytest.fixture
-def ray_head() -> Iterator[tuple[str, str]]:
-    """A head on 127.0.0.1 with room for 4 sessions: (GCS address, token). Only its processes are
-    stopped afterwards."""
+@contextlib.contextmanager
+def started_head(sessions: int, object_store_bytes: int) -> Iterator[tuple[str, str]]:
+    """A head on 127.0.0.1 with room for `sessions`: (GCS address, token), in a temp dir of its own.
+    Only its processes are stopped afterwards."""
     token = secrets.token_hex(32)
     temp_dir = Path(tempfile.mkdtemp(prefix="wab-h-", dir="/tmp"))  # short: AF_UNIX paths
     address = f"{HOST}:{free_port()}"
@@ -92,12 +93,12 @@ def ray_head() -> Iterator[tuple[str, str]]:
         f"--node-ip-address={HOST}",
         f"--port={address.rpartition(':')[2]}",
         "--num-cpus=1",
-        "--resources=" + json.dumps({"wa_session": 4}),
+        "--resources=" + json.dumps({"wa_session": sessions}),
         "--include-dashboard=false",
         f"--dashboard-agent-listen-port={free_port()}",
         f"--ray-client-server-port={free_port()}",
         f"--metrics-export-port={free_port()}",
-        "--object-store-memory=100000000",
+        f"--object-store-memory={object_store_bytes}",
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
     ]
@@ -116,6 +117,12 @@ def ray_head() -> Iterator[tuple[str, str]]:
     finally:
         kill_session(proc.pid)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_head() -> Iterator[tuple[str, str]]:
+    with started_head(sessions=4, object_store_bytes=100_000_000) as head:
+        yield head
 
 
 def container(env: dict[str, str], *command: str) -> subprocess.Popen[bytes]:

@@ -15,14 +15,10 @@ left running before the namespace is torn down.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,14 +29,12 @@ import psutil
 import pytest
 
 from tests.test_api_outside_cluster import (
-    BIN,
     ENTRYPOINT,
     HOST,
     api_env,
     free_port,
-    kill_session,
     nodes,
-    ray_env,
+    started_head,
 )
 
 pytestmark = [
@@ -58,42 +52,8 @@ EXIT_LINE = re.compile(r"^entrypoint exit code: (\d+)$", re.MULTILINE)
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[tuple[str, str]]:
-    """A head on 127.0.0.1 (GCS address, token) in a temp dir of its own; only its processes are
-    stopped afterwards."""
-    token = secrets.token_hex(32)
-    temp_dir = Path(tempfile.mkdtemp(prefix="wab-l-", dir="/tmp"))  # short: AF_UNIX paths
-    address = f"{HOST}:{free_port()}"
-    command = [
-        str(BIN / "ray"),
-        "start",
-        "--head",
-        f"--node-ip-address={HOST}",
-        f"--port={address.rpartition(':')[2]}",
-        "--num-cpus=1",
-        "--resources=" + json.dumps({"wa_session": 2}),
-        "--include-dashboard=false",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--ray-client-server-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        "--object-store-memory=80000000",
-        "--disable-usage-stats",
-        f"--temp-dir={temp_dir}",
-    ]
-    proc = subprocess.Popen(
-        command,
-        env=ray_env(token),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, out.decode()[-2000:]
-        yield address, token
-    finally:
-        kill_session(proc.pid)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with started_head(sessions=2, object_store_bytes=80_000_000) as head:
+        yield head
 
 
 @dataclass
