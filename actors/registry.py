@@ -125,6 +125,9 @@ class SessionRegistry(RegistrySupervision):
         self._reports: dict[str, Placement] = {}
         self._creating: set[str] = set()
         self._destroying: set[str] = set()
+        # When each destroy finished (monotonic): a pass that read the rows before the delete must not
+        # recreate the session (tests/test_autoscaling.py met it: an orphan created after the destroy).
+        self._destroyed: dict[str, float] = {}
         self._created: deque[tuple[str, float]] = deque(maxlen=1000)
         self._passes = 0
         self._engine = create_engine(
@@ -173,6 +176,7 @@ class SessionRegistry(RegistrySupervision):
                 except SessionNotFound:
                     existed = False
         finally:
+            self._destroyed[session_id] = time.monotonic()
             self._destroying.discard(session_id)
         self._forget(session_id)
         log.info("registry: session %s destroyed", session_id)
@@ -236,6 +240,7 @@ class SessionRegistry(RegistrySupervision):
         """One pass: create what is missing, stop orphans past their grace, restart the silent or stuck."""
         # Listed before the rows are read: a row is inserted before its actor is created, so every
         # actor listed here whose row exists is seen with it.
+        started = time.monotonic()
         running = self._session_handles()
         unplaced = self._unplaced()
         if unplaced is not None:
@@ -252,7 +257,9 @@ class SessionRegistry(RegistrySupervision):
             return stats
         wanted = {r.id for r in rows}
         stats["wanted"] = len(wanted)
-        skip = running.keys() | self._creating | self._destroying
+        # Destroys that ended during this pass may not show in the rows it read; older ones do.
+        self._destroyed = {sid: at for sid, at in self._destroyed.items() if at >= started}
+        skip = running.keys() | self._creating | self._destroying | self._destroyed.keys()
         missing = [r.id for r in rows if r.id not in skip]
         if missing:
             log.info("registry: %d of %d sessions have no actor; starting them", len(missing), len(wanted))
@@ -309,6 +316,8 @@ class SessionRegistry(RegistrySupervision):
             if self._handle(session_id) is not None:
                 return
             await self._pacer.wait()
+            if session_id in self._destroying or session_id in self._destroyed:
+                return  # destroyed while it waited for its turn
             self._created.append((session_id, time.time()))
             create_session_actor(self._config, session_id, node_id)
             log.info("registry: session %s actor created (%d so far)", session_id, len(self._created))

@@ -38,6 +38,9 @@ STUCK_AFTER_TIMEOUTS = 3
 CLOSE_DRAIN_S = 10.0
 RECYCLE_DRAIN_S = 2.0
 HEARTBEAT_S = 5.0
+# How long a status or QR frame waits for what it announces to be in PostgreSQL, where the API reads it
+# (bounded: with PostgreSQL away the frame goes out anyway, and the read answers from the last row).
+STORED_WAIT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,4 +228,7 @@ class SessionBase:
         self._update(status=status, reason=reason)
         if changed:
             log.info("session %s: %s%s", self.session_id, status, f" ({reason})" if reason else "")
+            # A client that waits for this frame and then reads the status finds it (the documented flow).
+            assert self._journal is not None
+            await self._journal.wait_drained(STORED_WAIT_S)
         await self._bus.publish("status", status_payload(self._view))

@@ -32,7 +32,7 @@ from actors.events import (
     Receipt,
 )
 from actors.presence import PresenceGate
-from actors.session_base import PAIRING_SETTLE_S
+from actors.session_base import PAIRING_SETTLE_S, STORED_WAIT_S
 from actors.session_contacts import SessionContacts
 from actors.wire import presence_payload, qr_payload
 from actors.writes import (
@@ -50,8 +50,6 @@ from actors.writes import (
 )
 
 log = logging.getLogger(__name__)
-
-QR_STORED_S = 0.5  # how long a QR frame waits for the code to be in PostgreSQL (actors.heartbeat)
 
 
 class SessionTransitions(SessionContacts):
@@ -181,7 +179,7 @@ class SessionTransitions(SessionContacts):
             await self._set_state(SessionStatus.QR_READY, None)
         # The API reads the code from the heartbeat: a client that gets the frame then asks finds it
         # (bounded: with PostgreSQL away the frame goes out anyway).
-        await self._heartbeat.stored(QR_STORED_S)
+        await self._heartbeat.stored(STORED_WAIT_S)
         await self._bus.publish("qr", qr_payload(code, expires_at))
         # The round ends when the last code expires and no next one came (neonize then goes silent).
         grace = min(5.0, self._config.qr_next_s)
