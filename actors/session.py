@@ -32,7 +32,7 @@ from actors.domain import SessionStatus, SessionView
 from actors.downloads import MediaStream, stream_media
 from actors.errors import AlreadyConnected, InvalidInput, SessionNotConnected, SessionUnavailable
 from actors.ids import to_jid
-from actors.session_base import ClientFactory, SessionConfig
+from actors.session_base import STORED_WAIT_S, ClientFactory, SessionConfig
 from actors.session_boot import SessionLifecycle
 from actors.session_inbox import SessionInbox
 from actors.session_sends import MAX_TEXT
@@ -60,7 +60,12 @@ class SessionCore(SessionInbox, SessionLifecycle):
         if self._client is None or not self._client_running or (self._row and self._row.device_jid):
             await self.restart_pairing()
         assert self._client is not None
-        return await self._client.request_pairing_code(phone)
+        code = await self._client.request_pairing_code(phone)
+        # The client's PairingCode event says the same later; the API reads the code from the heartbeat,
+        # so a caller that gets it and then reads the status finds it there (bounded, as for QR frames).
+        self._update(pairing_code=code)
+        await self._heartbeat.stored(STORED_WAIT_S)
+        return code
 
     async def restart_pairing(self) -> None:
         """Start pairing afresh after `logged_out` / `qr_timeout`: a fresh process shows new codes.
