@@ -6,7 +6,8 @@ three; the worker node holding about a third of them is killed: how long until e
 N paired sessions on the simulated network (the real SessionRegistry places them with SPREAD and the
 `wa_session` resource, `--per-node` each), then `remove_node(allow_graceful=False)` on the worker node
 with the count nearest N/3: its raylet and every session process on it die at once. Node death is
-detected by the GCS health checks the local run uses (1 s period, 5 misses); Ray restarts each lost actor
+detected by Ray's own GCS health checks, as every deployment uses them (3 s period, 10 s timeout, 5
+misses: a faster setting declared a CPU-throttled node dead); Ray restarts each lost actor
 on a surviving node and the session resumes from PostgreSQL with its stored device, no scan. Measured from
 the kill: when the GCS marks the node dead, and when each moved session publishes `connected` (p50, max).
 Sessions on the other nodes must not restart. Target: every moved session connected within 15 s.
