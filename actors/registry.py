@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -124,9 +125,9 @@ class SessionRegistry(RegistrySupervision):
         self._pending_logged = (0, 0.0)  # (count, monotonic time) last logged
         self._reports: dict[str, Placement] = {}
         self._creating: set[str] = set()
-        self._destroying: set[str] = set()
-        # When each destroy finished (monotonic): a pass that read the rows before the delete must not
-        # recreate the session (tests/test_autoscaling.py met it: an orphan created after the destroy).
+        # When each destroy finished (monotonic; inf while it runs): no pass recreates the session between
+        # the kill and the row's delete, nor a pass that read the rows before the delete
+        # (tests/test_autoscaling.py met it: an orphan created after the destroy).
         self._destroyed: dict[str, float] = {}
         self._created: deque[tuple[str, float]] = deque(maxlen=1000)
         self._passes = 0
@@ -158,7 +159,7 @@ class SessionRegistry(RegistrySupervision):
 
         The only call that logs a device out.
         """
-        self._destroying.add(session_id)  # no pass recreates it between the kill and the row's delete
+        self._destroyed[session_id] = math.inf
         try:
             handle = self._handle(session_id)
             if handle is not None:
@@ -177,7 +178,6 @@ class SessionRegistry(RegistrySupervision):
                     existed = False
         finally:
             self._destroyed[session_id] = time.monotonic()
-            self._destroying.discard(session_id)
         self._forget(session_id)
         log.info("registry: session %s destroyed", session_id)
         return existed
@@ -257,9 +257,9 @@ class SessionRegistry(RegistrySupervision):
             return stats
         wanted = {r.id for r in rows}
         stats["wanted"] = len(wanted)
-        # Destroys that ended during this pass may not show in the rows it read; older ones do.
+        # Destroys still running, or ended during this pass, may not show in its rows; older ones do.
         self._destroyed = {sid: at for sid, at in self._destroyed.items() if at >= started}
-        skip = running.keys() | self._creating | self._destroying | self._destroyed.keys()
+        skip = running.keys() | self._creating | self._destroyed.keys()
         missing = [r.id for r in rows if r.id not in skip]
         if missing:
             log.info("registry: %d of %d sessions have no actor; starting them", len(missing), len(wanted))
@@ -316,7 +316,7 @@ class SessionRegistry(RegistrySupervision):
             if self._handle(session_id) is not None:
                 return
             await self._pacer.wait()
-            if session_id in self._destroying or session_id in self._destroyed:
+            if session_id in self._destroyed:
                 return  # destroyed while it waited for its turn
             self._created.append((session_id, time.time()))
             create_session_actor(self._config, session_id, node_id)
