@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from actors.outages import refusals
 from actors.supervision import Writes
 from api import ray_driver
 from api.frontend import install, serving
+from api.handles import SessionActors
 from api.unavailable import ray_unavailable
 from persistence import repo
 from persistence.db import create_engine, read_only, session_factory
@@ -247,29 +248,27 @@ def _writes(db_ok: bool, read_only_now: bool, journals: Writes | None) -> Writes
     )
 
 
-async def _journals(request: Request) -> Writes | None:
-    """What the registry last heard from the sessions' journals; None if it does not answer in time."""
-    resources = getattr(request.app.state, "api", None)
-    if resources is None:
-        return None
-    try:
-        found: Writes = await asyncio.wait_for(
-            resources.actors.writes(timeout_s=HEALTH_TIMEOUT_S), HEALTH_TIMEOUT_S
-        )
-    except Exception:
-        return None
-    return found
-
-
-async def _pending(request: Request) -> PendingOut | None:
-    """What the registry says is waiting for capacity; None if it does not answer in time."""
+async def _from_registry(request: Request, ask: Callable[[SessionActors], Awaitable[T]]) -> T | None:
+    """The registry's answer to `ask`; None if it does not answer in time."""
     resources = getattr(request.app.state, "api", None)
     if resources is None:
         return None
     try:
         # Bounded as a whole: finding the registry's handle can take longer than the call itself.
-        found = await asyncio.wait_for(resources.actors.pending(timeout_s=HEALTH_TIMEOUT_S), HEALTH_TIMEOUT_S)
+        return await asyncio.wait_for(ask(resources.actors), HEALTH_TIMEOUT_S)
     except Exception:
+        return None
+
+
+async def _journals(request: Request) -> Writes | None:
+    """What the registry last heard from the sessions' journals."""
+    return await _from_registry(request, lambda actors: actors.writes(timeout_s=HEALTH_TIMEOUT_S))
+
+
+async def _pending(request: Request) -> PendingOut | None:
+    """What the registry says is waiting for capacity."""
+    found = await _from_registry(request, lambda actors: actors.pending(timeout_s=HEALTH_TIMEOUT_S))
+    if found is None:
         return None
     oldest = None if found.oldest_s is None else round(found.oldest_s, 1)
     return PendingOut(count=found.count, oldest_seconds=oldest)
