@@ -25,6 +25,8 @@ Guarantees (its truth is PostgreSQL plus the named actors that exist, so it can 
   PostgreSQL, retries by itself, and is only logged.
 - Messages older than `message_retention_days` (0: never) are purged every `retention_interval_s`, in
   bounded batches, keeping each chat's last message (see `repo.purge_old_messages`).
+- Drains and rebalances are rows in PostgreSQL that the registry carries out and resumes after any
+  death (`actors.operations`); supervision leaves a session alone while it is being moved.
 - Sessions never depend on the registry: killing it changes nothing for them; restarted by Ray, it
   rebuilds its picture from the named actors and PostgreSQL (orphan grace and pending ages start anew).
 
@@ -50,6 +52,7 @@ from ray.actor import ActorHandle
 from actors.config import Settings
 from actors.domain import Placement
 from actors.errors import SessionNotFound
+from actors.operations import Operations
 from actors.registry_config import (
     CAPACITY_RESOURCE,
     RegistryConfig,
@@ -120,8 +123,10 @@ class SessionRegistry:
         self._directory = SessionDirectory(config.namespace)
         self._creations = Creations(config, self._directory, self._tasks)
         self._supervision = Supervision(config, self._db)
+        self._operations = Operations(config, self._db, self._directory, self._creations, self._tasks)
         self._passes = 0  # reconcile passes that read the rows
         self._tasks.spawn(self._loop(), "reconcile loop")
+        self._tasks.spawn(self._operations.run(), "operations")
         if config.message_retention_days > 0:
             self._tasks.spawn(self._retention_loop(), "message retention")
 
@@ -135,8 +140,7 @@ class SessionRegistry:
     async def ensure_session(self, session_id: str, node_id: str | None = None) -> None:
         """Create the session's actor if it has none (idempotent); returns once it is scheduled.
 
-        `node_id`: the node to prefer (soft: a full or draining one leaves Ray free to choose; drains
-        and rebalances use it, `actors.drain`).
+        `node_id`: the node to prefer (soft: a full one leaves Ray free to choose, never a drained one).
         """
         self._creations.create(session_id, node_id)
 
@@ -238,7 +242,8 @@ class SessionRegistry:
         stats["created"] = len(missing)
         orphans = {sid: h for sid, h in running.items() if sid not in wanted}
         stats["stopped"] = await self._supervision.stop_orphans(orphans, unplaced)
-        supervised = {sid: h for sid, h in running.items() if sid in wanted}
+        moving = self._operations.moving()  # a move closes and kills it on purpose
+        supervised = {sid: h for sid, h in running.items() if sid in wanted and sid not in moving}
         stats["replaced"], stats["restarted"] = await self._supervision.supervise(supervised, unplaced)
         return stats
 

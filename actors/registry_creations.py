@@ -31,6 +31,7 @@ class Creations:
         # (tests/test_autoscaling.py met it: an orphan created after the destroy).
         self._destroyed: dict[str, float] = {}
         self._created: deque[tuple[str, float]] = deque(maxlen=1000)
+        self._avoid: frozenset[str] = frozenset()  # nodes that take no new session (drained)
 
     def create(self, session_id: str, node_id: str | None = None) -> None:
         """Schedule the creation of the session's actor unless one is under way (returns at once)."""
@@ -38,6 +39,10 @@ class Creations:
             return
         self._creating.add(session_id)
         self._tasks.spawn(self._create_paced(session_id, node_id), f"create {session_id}")
+
+    def avoid(self, nodes: frozenset[str]) -> None:
+        """From now on, create no actor on these nodes."""
+        self._avoid = nodes
 
     @contextmanager
     def destroying(self, session_id: str) -> Iterator[None]:
@@ -66,7 +71,7 @@ class Creations:
             if session_id in self._destroyed:
                 return  # destroyed while it waited for its turn
             self._created.append((session_id, time.time()))
-            create_session_actor(self._config, session_id, node_id)
+            create_session_actor(self._config, session_id, node_id, self._avoid)
             log.info("registry: session %s actor created (%d so far)", session_id, len(self._created))
         finally:
             self._creating.discard(session_id)

@@ -37,6 +37,7 @@ class Supervision:
         self._stuck = Strikes()  # answering, reporting `stuck`
         self._orphans = Since()  # actors without a row, since the first pass that saw none
         self._pending = Since()  # actors Ray has not placed, since first seen so
+        self._silent = Since()  # placed actors not answering pings, since the first pass that saw it
         self._pending_logged = (0, 0.0)  # (count, monotonic time) last logged
         self._reports: dict[str, Placement] = {}  # the last ping of each placed session
 
@@ -50,7 +51,10 @@ class Supervision:
 
     def pending(self) -> Pending:
         ids = tuple(self._pending.keys())
-        return Pending(count=len(ids), oldest_s=self._pending.oldest(), session_ids=ids)
+        stalled = self._pending.older_than(self._config.stall_s) | self._silent.older_than(
+            self._config.stall_s
+        )
+        return Pending(count=len(ids), oldest_s=self._pending.oldest(), session_ids=ids, stalled=len(stalled))
 
     def writes(self) -> Writes:
         """The sessions' journals as of the last pass: spooled, set aside, refused by the database."""
@@ -70,6 +74,7 @@ class Supervision:
         self._misses.clear(session_id)
         self._stuck.clear(session_id)
         self._orphans.forget(session_id)
+        self._silent.forget(session_id)
 
     async def stop_orphans(self, orphans: dict[str, ActorHandle[Any]], unplaced: set[str] | None) -> int:
         """Stop the orphans whose grace is over and whose row is still absent; how many were stopped."""
@@ -122,6 +127,7 @@ class Supervision:
         self._stuck.keep_only(placed)
         pings = await asyncio.gather(*(ping(sid, h) for sid, h in placed.items()))
         self._reports = {p.session_id: p for p in pings if p.alive}
+        self._silent.observe(p.session_id for p in pings if not p.alive)
         replaced = restarted = 0
         booting: list[str] = []
         limit = self._config.unresponsive_passes

@@ -44,7 +44,8 @@ def reset_database(database_url: str) -> None:
         try:
             await conn.execute("SET lock_timeout = '15s'")
             await conn.execute(
-                "TRUNCATE whatsapp_session, app_user, chat, message, wa_sim.device, wa_sim.sent CASCADE"
+                "TRUNCATE whatsapp_session, app_user, chat, message, fleet_operation,"
+                " wa_sim.device, wa_sim.sent CASCADE"
             )
         finally:
             await conn.close()
