@@ -47,6 +47,7 @@ from collections import deque
 from typing import Any
 
 import ray
+from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.actor import ActorHandle
 
 from actors.registry_config import (
@@ -92,6 +93,9 @@ def start_registry(config: RegistryConfig) -> ActorHandle[Any]:
         max_restarts=-1,
         max_task_retries=0,
         num_cpus=0,
+        # On the head, as Ray Serve pins its controller: a worker pod's deletion, a scale-down or a
+        # rollout of the workers never restarts the supervisor (tests/test_cluster.py).
+        resources={HEAD_NODE_RESOURCE_NAME: 0.001},
         get_if_exists=True,
     ).remote(config)
     return handle

@@ -73,11 +73,17 @@ def test_no_cycle_between_top_level_folders() -> None:
 @pytest.mark.parametrize("folder", OURS)
 def test_each_folder_imports_only_the_layers_below_it(folder: str) -> None:
     wrong = {
-        f"{a} -> {b}": where for (a, b), where in _folder_edges().items() if a == folder and b not in ALLOWED[a]
+        f"{a} -> {b}": where
+        for (a, b), where in _folder_edges().items()
+        if a == folder and b not in ALLOWED[a]
     }
     assert not wrong, f"{folder}/ imports what it may not: {wrong}"
 
 
 def test_the_checks_see_a_cycle() -> None:
-    assert _cycle({("actors", "persistence"), ("persistence", "actors")}) == ["actors", "persistence", "actors"]
+    assert _cycle({("actors", "persistence"), ("persistence", "actors")}) == [
+        "actors",
+        "persistence",
+        "actors",
+    ]
     assert _cycle({("api", "actors"), ("actors", "kernel")}) is None

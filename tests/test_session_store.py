@@ -415,7 +415,10 @@ def test_a_session_process_built_from_its_wiring_does_not_import_the_orm() -> No
         "sid = str(uuid.uuid4()); stores = PostgresStores(); "
         "stores.session_store('postgresql://x@127.0.0.1:1/none', sid); "
         "stores.sim_network('postgresql://x@127.0.0.1:1/none', sid); "
-        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'alembic', 'persistence.repo') if m in sys.modules))"
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'alembic', 'persistence.repo')"
+        " if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "[]"
