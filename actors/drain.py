@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors import fleet
-from actors.domain import SessionStatus
-from actors.errors import Conflict, InvalidInput, NotFound
-from actors.ids import actor_name
+from kernel.domain import SessionStatus
+from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.ids import actor_name
 
 log = logging.getLogger(__name__)
 

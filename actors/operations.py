@@ -24,17 +24,16 @@ import logging
 from typing import Any
 
 import ray
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actors import fleet
 from actors.drain import Moved, move_session, plan_rebalance
+from actors.ports import FleetStorePort
 from actors.registry_config import RegistryConfig
 from actors.registry_creations import Creations
 from actors.registry_directory import SessionDirectory
 from actors.supervision import Pacer
 from actors.tasks import TaskGroup
-from persistence import operations as rows
-from persistence.operations import Operation
+from kernel.stored import Operation
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +47,13 @@ class Operations:
     def __init__(
         self,
         config: RegistryConfig,
-        db: async_sessionmaker[AsyncSession],
+        store: FleetStorePort,
         directory: SessionDirectory,
         creations: Creations,
         tasks: TaskGroup,
     ) -> None:
         self._config = config
-        self._db = db
+        self._store = store
         self._directory = directory
         self._creations = creations
         self._tasks = tasks
@@ -79,8 +78,7 @@ class Operations:
             await asyncio.sleep(POLL_S)
 
     async def poll(self) -> None:
-        async with self._db() as db:
-            found = await rows.in_force(db)
+        found = await self._store.operations_in_force()
         self._in_force = {op.id for op in found}
         alive = {n.node_id for n in await asyncio.to_thread(fleet.nodes) if n.alive}
         self._exclude(frozenset(op.node_id for op in found if op.kind == "drain" and op.node_id in alive))
@@ -117,16 +115,14 @@ class Operations:
         return op.id in self._in_force
 
     async def _record(self, op: Operation, progress: _Progress, state: str = "running") -> bool:
-        async with self._db() as db:
-            return await rows.record(
-                db,
-                op.id,
-                planned=progress.planned,
-                left=progress.left,
-                moved=[m.as_json() if isinstance(m, Moved) else m for m in progress.moved],
-                waiting=progress.waiting,
-                state=state,
-            )
+        return await self._store.record_operation(
+            op.id,
+            planned=progress.planned,
+            left=progress.left,
+            moved=[m.as_json() if isinstance(m, Moved) else m for m in progress.moved],
+            waiting=progress.waiting,
+            state=state,
+        )
 
     async def _move(self, op: Operation, sid: str, src: str, dst: str | None) -> Moved | None:
         async with self._gate:

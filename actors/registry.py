@@ -47,17 +47,14 @@ import time
 from typing import Any
 
 import ray
+from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.actor import ActorHandle
 
-from actors.config import Settings
-from actors.domain import Placement
-from actors.errors import SessionNotFound
 from actors.operations import Operations
 from actors.registry_config import (
     CAPACITY_RESOURCE,
     RegistryConfig,
     create_session_actor,
-    registry_config,
     session_actor_options,
 )
 from actors.registry_creations import Creations
@@ -65,8 +62,8 @@ from actors.registry_directory import PING_TIMEOUT_S, SessionDirectory, absent_p
 from actors.registry_supervision import CLOSE_TIMEOUT_S, Supervision
 from actors.supervision import Pending, Replayed, Writes
 from actors.tasks import TaskGroup
-from persistence import repo
-from persistence.db import create_engine, session_factory
+from kernel.domain import Placement
+from kernel.errors import SessionNotFound
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +73,12 @@ __all__ = [
     "RegistryConfig",
     "SessionRegistry",
     "create_session_actor",
-    "ensure_registry",
     "get_registry",
-    "registry_config",
     "session_actor_options",
     "start_registry",
 ]
 
 REGISTRY_NAME = "session-registry"
-
-
-def ensure_registry(settings: Settings) -> ActorHandle[Any]:
-    """The running registry, created if missing (a running one keeps the configuration it started with)."""
-    return start_registry(registry_config(settings))
 
 
 def start_registry(config: RegistryConfig) -> ActorHandle[Any]:
@@ -100,6 +90,9 @@ def start_registry(config: RegistryConfig) -> ActorHandle[Any]:
         max_restarts=-1,
         max_task_retries=0,
         num_cpus=0,
+        # On the head, as Ray Serve pins its controller: a worker pod's deletion, a scale-down or a
+        # rollout of the workers never restarts the supervisor (tests/test_cluster.py).
+        resources={HEAD_NODE_RESOURCE_NAME: 0.001},
         get_if_exists=True,
     ).remote(config)
     return handle
@@ -116,14 +109,11 @@ class SessionRegistry:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._config = config
         self._tasks = TaskGroup("registry")
-        self._engine = create_engine(
-            config.database_dsn, pool_size=2, max_overflow=2, application_name="registry"
-        )
-        self._db = session_factory(self._engine)
+        self._store = config.stores.fleet(config.database_dsn)
         self._directory = SessionDirectory(config.namespace)
         self._creations = Creations(config, self._directory, self._tasks)
-        self._supervision = Supervision(config, self._db)
-        self._operations = Operations(config, self._db, self._directory, self._creations, self._tasks)
+        self._supervision = Supervision(config, self._store)
+        self._operations = Operations(config, self._store, self._directory, self._creations, self._tasks)
         self._passes = 0  # reconcile passes that read the rows
         self._tasks.spawn(self._loop(), "reconcile loop")
         self._tasks.spawn(self._operations.run(), "operations")
@@ -160,11 +150,10 @@ class SessionRegistry:
                     )
                 ray.kill(handle, no_restart=True)
             existed = True
-            async with self._db() as db:
-                try:
-                    await repo.delete_session(db, session_id)
-                except SessionNotFound:
-                    existed = False
+            try:
+                await self._store.delete_session(session_id)
+            except SessionNotFound:
+                existed = False
         self._supervision.forget(session_id)
         log.info("registry: session %s destroyed", session_id)
         return existed
@@ -224,8 +213,7 @@ class SessionRegistry:
         self._supervision.observe_unplaced(unplaced, log_changes=True)
         stats = {"wanted": -1, "created": 0, "stopped": 0, "replaced": 0, "restarted": 0}
         try:
-            async with self._db() as db:
-                rows = await repo.sessions_to_run(db)
+            rows = await self._store.sessions_to_run()
         except Exception:
             # Nothing is known about which actors should exist: change nothing, restart orphans' grace.
             log.warning("registry: sessions unreadable; this pass changes nothing", exc_info=True)
@@ -274,8 +262,7 @@ class SessionRegistry:
         log.info("registry: purging messages older than %d days every %.0fs", days, every)
         while True:
             try:
-                async with self._db() as db:
-                    await repo.purge_old_messages(db, days)
+                await self._store.purge_old_messages(days)
             except Exception:
                 log.warning("registry: message retention failed; next try in %.0fs", every, exc_info=True)
             await asyncio.sleep(every)

@@ -10,8 +10,8 @@ import ray
 from ray.actor import ActorHandle
 
 from actors.actor_states import unplaced_names
-from actors.domain import Placement
-from actors.ids import actor_name, session_id_of_actor
+from kernel.domain import Placement
+from kernel.ids import actor_name, session_id_of_actor
 
 log = logging.getLogger(__name__)
 

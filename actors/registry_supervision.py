@@ -13,13 +13,12 @@ from typing import Any
 
 import ray
 from ray.actor import ActorHandle
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actors.domain import Placement
+from actors.ports import FleetStorePort
 from actors.registry_config import CAPACITY_RESOURCE, RegistryConfig
 from actors.registry_directory import ping
 from actors.supervision import Pending, Since, Strikes, Writes
-from persistence import repo
+from kernel.domain import Placement
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +29,9 @@ PENDING_LOG_EVERY_S = 60.0
 class Supervision:
     """What the passes learn about each running actor, and the steps that act on it."""
 
-    def __init__(self, config: RegistryConfig, db: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, config: RegistryConfig, store: FleetStorePort) -> None:
         self._config = config
-        self._db = db
+        self._store = store
         self._misses = Strikes()  # placed, not answering pings
         self._stuck = Strikes()  # answering, reporting `stuck`
         self._orphans = Since()  # actors without a row, since the first pass that saw none
@@ -101,11 +100,10 @@ class Supervision:
 
     async def _stop_orphan(self, session_id: str, handle: ActorHandle[Any], *, placed: bool) -> bool:
         """Close (no logout) and kill an orphan, unless a fresh look finds its row; whether it was stopped."""
-        async with self._db() as db:
-            if await repo.session_owner(db, session_id) is not None:
-                log.info("registry: session %s has a row again; not an orphan", session_id)
-                self._orphans.forget(session_id)
-                return False
+        if await self._store.session_owner(session_id) is not None:
+            log.info("registry: session %s has a row again; not an orphan", session_id)
+            self._orphans.forget(session_id)
+            return False
         log.warning("registry: session %s has had no row for its grace; stopping it, no logout", session_id)
         if placed:  # an actor Ray never placed has no client to close
             try:

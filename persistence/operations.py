@@ -8,8 +8,6 @@ any rebalance while one runs) gets the row in force, through the partial unique 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,30 +15,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
+from kernel.stored import Operation
 from persistence import models
 
 OPERATION = SQLModel.metadata.tables[models.FleetOperation.__tablename__]
 IN_FORCE = ("running", "done")  # a drain's node takes no new session while its drain is in one of these
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    id: str
-    kind: str  # drain | rebalance
-    node_id: str | None
-    state: str  # running | done | cancelled
-    forced: bool
-    planned: int
-    left: int
-    moved: tuple[dict[str, Any], ...]  # one per move: sessionId, fromNode, toNode, status, spoolLeft, error
-    waiting: tuple[str, ...]
-    created_at: datetime
-    updated_at: datetime
-    finished_at: datetime | None
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
 
 
 def _operation(row: Any) -> Operation:

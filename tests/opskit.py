@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kernel.stored import Operation
 from persistence import operations
 from persistence.db import create_engine, session_factory
-from persistence.operations import Operation
 from tests.raykit import eventually
 
 

@@ -18,9 +18,9 @@ import ray
 from ray.cluster_utils import Cluster
 
 from actors import fleet
-from actors.domain import SessionStatus
 from actors.registry import REGISTRY_NAME, start_registry
 from api.localstack import free_port
+from kernel.domain import SessionStatus
 from tests.apikit import Stack, api_stack
 from tests.apiproc import Api, spawn
 from tests.clikit import clean_env

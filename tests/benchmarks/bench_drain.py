@@ -33,6 +33,7 @@ import ray
 
 from actors import fleet
 from actors.registry import RegistryConfig, start_registry
+from persistence.stores import PostgresStores
 from tests.benchmarks import benchkit as bk
 from tests.opskit import request_drain, wait_operation
 
@@ -74,6 +75,7 @@ async def drain_round(args: argparse.Namespace, services: bk.Services) -> dict[s
             args.rate,
             moves_per_s=args.rate,
             moves_parallel=args.parallel,
+            stores=PostgresStores(),
         )
         async with bk.StatusWatch(services.redis_url, set(sids)) as watch:
             start_registry(config)
@@ -130,7 +132,9 @@ async def autoscale_round(args: argparse.Namespace, services: bk.Services) -> di
     await bk.reset(services)
     sids = await bk.insert_sessions(services, n, prefix="auto")
     with autoscaling_cluster(args.per_worker, workers, namespace=namespace):
-        config = RegistryConfig(services.database_url, namespace, bk.session_config(services), args.rate)
+        config = RegistryConfig(
+            services.database_url, namespace, bk.session_config(services), args.rate, stores=PostgresStores()
+        )
         async with bk.StatusWatch(services.redis_url, set(sids)) as watch:
             t0 = time.monotonic()
             registry = start_registry(config)
