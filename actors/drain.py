@@ -27,7 +27,7 @@ from typing import Any
 
 from actors import fleet
 from kernel.domain import SessionStatus
-from kernel.errors import Conflict, InvalidInput, NotFound
+from kernel.errors import Conflict, NotFound
 from kernel.ids import actor_name
 
 log = logging.getLogger(__name__)
@@ -182,17 +182,6 @@ def plan_rebalance(nodes: list[fleet.Node], placed: dict[str, str]) -> list[tupl
         moves.append((sid, src, dst))
         count[src] -= 1
         count[dst] += 1
-
-
-def validate_node_id(node_id: str) -> str:
-    """A node id as given by an operator: hex, 6..56 characters (a prefix is enough when unique)."""
-    value = node_id.strip().lower()
-    if not 6 <= len(value) <= 56 or any(c not in "0123456789abcdef" for c in value):
-        raise InvalidInput("a node id is 6 to 56 hexadecimal characters")
-    return value
-
-
-# ---------------------------------------------------------------------------- internals
 
 
 def _handle(namespace: str, session_id: str) -> Any:

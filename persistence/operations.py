@@ -8,6 +8,7 @@ any rebalance while one runs) gets the row in force, through the partial unique 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +21,11 @@ from persistence import models
 
 OPERATION = SQLModel.metadata.tables[models.FleetOperation.__tablename__]
 IN_FORCE = ("running", "done")  # a drain's node takes no new session while its drain is in one of these
+
+
+def drained(found: Iterable[Operation]) -> set[str]:
+    """The nodes that the drains among `found` keep empty."""
+    return {op.node_id for op in found if op.kind == "drain" and op.state in IN_FORCE and op.node_id}
 
 
 def _operation(row: Any) -> Operation:
