@@ -5,9 +5,9 @@ Invariants:
 - A key binds the user, the session and the request: the same key on another of the user's sessions, or
   with a different request, raises `IdempotencyKeyReused` (422), at once or concurrently.
 - Before a key's first send, the key is claimed in PostgreSQL (`SendRecords.claim`), which is what the
-  user's sessions share. The claim waits until this session's journal is applied, so PostgreSQL holds all
-  this session said about its keys. While PostgreSQL cannot answer within `CLAIM_TIMEOUT_S`, the session
-  decides alone from its own keys: a key another session took meanwhile can then go out from both.
+  user's sessions share. A key this session forgot is claimed only once its journal is applied (the
+  forgetting reached PostgreSQL first). While PostgreSQL cannot answer within `CLAIM_TIMEOUT_S`, the
+  session decides alone from its own keys: a key another session took meanwhile can then go out from both.
 - A key is recorded as started (outcome unknown) in the journal *before* the send reaches the client, and
   completed with the message id once WhatsApp accepted it; both are durable at once (the session's spool)
   and reach PostgreSQL when it answers.
@@ -61,6 +61,7 @@ class SendLedger:
         self._journal = journal
         self._user_id: str | None = None
         self._known: dict[str, tuple[float, SendRecord]] = {}  # this session's keys
+        self._forgotten: dict[str, None] = {}  # dropped in the journal, maybe not yet in PostgreSQL
         self._inflight: dict[str, _Running] = {}
 
     async def load(self, user_id: str) -> None:
@@ -129,10 +130,14 @@ class SendLedger:
                 return found[1]
             del self._known[started.key]
         assert self._user_id is not None
+        if not self._journal.backlog:
+            self._forgotten.clear()
         try:
             async with asyncio.timeout(CLAIM_TIMEOUT_S):
-                if not await self._journal.wait_drained(CLAIM_TIMEOUT_S):
-                    raise TimeoutError
+                if started.key in self._forgotten:
+                    if not await self._journal.wait_drained(CLAIM_TIMEOUT_S):
+                        raise TimeoutError
+                    del self._forgotten[started.key]
                 return await self._records.claim(self._user_id, started)
         except (WaError, TimeoutError):
             log.warning(
@@ -152,6 +157,9 @@ class SendLedger:
         assert self._user_id is not None
         self._journal.write(DropSendRecord(self._user_id, key))
         self._known.pop(key, None)
+        self._forgotten[key] = None
+        while len(self._forgotten) > MAX_KEYS:
+            del self._forgotten[next(iter(self._forgotten))]
 
 
 def _consume(future: asyncio.Future[SendResult]) -> None:

@@ -77,25 +77,30 @@ class SendRecords:
         """
 
         async def op(conn: Any) -> Any:
-            async with conn.transaction():
-                await conn.execute(
-                    "DELETE FROM send_record WHERE user_id = $1 AND key = $2"
-                    f" AND created_at < now() - interval '{KEEP_HOURS} hours'",
-                    user_id,
-                    record.key,
-                )
-                # The no-op update returns the row that holds the key; xmax = 0 only on a fresh insert.
-                return await conn.fetchrow(
-                    "INSERT INTO send_record (user_id, key, session_id, fingerprint) VALUES ($1, $2, $3, $4)"
-                    " ON CONFLICT (user_id, key) DO UPDATE SET key = send_record.key"
-                    " RETURNING key, session_id, fingerprint, message_id, sent_at, xmax = 0 AS claimed",
-                    user_id,
-                    record.key,
-                    self._sid,
-                    record.fingerprint,
-                )
+            # The no-op update returns the row that holds the key; xmax = 0 only on a fresh insert.
+            return await conn.fetchrow(
+                "INSERT INTO send_record (user_id, key, session_id, fingerprint) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (user_id, key) DO UPDATE SET key = send_record.key"
+                " RETURNING key, session_id, fingerprint, message_id, sent_at, xmax = 0 AS claimed,"
+                f" created_at < now() - interval '{KEEP_HOURS} hours' AS expired",
+                user_id,
+                record.key,
+                self._sid,
+                record.fingerprint,
+            )
+
+        async def expire(conn: Any) -> None:
+            await conn.execute(
+                "DELETE FROM send_record WHERE user_id = $1 AND key = $2"
+                f" AND created_at < now() - interval '{KEEP_HOURS} hours'",
+                user_id,
+                record.key,
+            )
 
         row = await self._run(op)
+        if row["expired"]:
+            await self._run(expire)
+            row = await self._run(op)
         return None if row["claimed"] else _record(row)
 
     async def save(self, user_id: str, record: SendRecord) -> None:

@@ -173,3 +173,29 @@ async def test_two_users_never_share_a_key(stack: Stack, user_with_two: tuple[st
         assert (await _send(theirs, their_session, text, key)).json() == answers[1].json()
         assert await _sent(mine, first, marker) == [text]
         assert await _sent(theirs, their_session, marker) == [text]
+
+
+async def test_a_key_older_than_24_hours_is_free_again(
+    stack: Stack, user_with_two: tuple[str, str, str], postgres_server: str
+) -> None:
+    user, first, second = user_with_two
+    key, marker = _key(), uuid.uuid4().hex
+    conn = await asyncpg.connect(asyncpg_dsn(postgres_server))
+    try:  # the second session used the key 25 hours ago
+        await conn.execute(
+            "INSERT INTO send_record (user_id, key, session_id, fingerprint, message_id, sent_at, created_at)"
+            " VALUES ($1, $2, $3::uuid, 'old', 'OLD-ID', now() - interval '25 hours',"
+            " now() - interval '25 hours')",
+            user,
+            key["Idempotency-Key"],
+            second,
+        )
+    finally:
+        await conn.close()
+    async with stack.client(user) as client:
+        sent = await _send(client, first, f"a day later {marker}", key)
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["id"] != "OLD-ID"
+        assert await _sent(client, first, marker) == [f"a day later {marker}"]
+        refused = await _send(client, second, f"a day later {marker}", key)
+        assert _code(refused) == "idempotency_key_reused"
