@@ -1,6 +1,6 @@
 """Who is who in a session's inbox: which chats it keeps, one chat per person, names and pictures.
 
-- Scope (`actors.inbox_scope`, `INBOX_CHATS`): every event that names a chat outside the inbox (a group
+- Scope (`kernel.inbox_scope`, `INBOX_CHATS`): every event that names a chat outside the inbox (a group
   under `direct`; status, newsletters, Meta AI, system chats always) is dropped before anything is
   written, so no chat is created that the API could not open.
 - LID addressing: WhatsApp names one contact by phone number (PN) or by LID. Every link it reveals
@@ -25,21 +25,21 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.domain import Message, SessionStatus
-from actors.errors import (
+from actors.pictures import OWN_UNKNOWN, PictureState, own_picture
+from actors.ports import PictureInfo
+from actors.session_base import SessionBase
+from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
+from kernel.domain import Message, SessionStatus
+from kernel.errors import (
     MediaNotAvailable,
     PictureNotAvailable,
     ServiceUnavailable,
     SessionNotConnected,
     SessionNotFound,
 )
-from actors.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
-from actors.ids import USER_SERVER, jid_user, to_jid
-from actors.inbox_scope import keeps
-from actors.pictures import OWN_UNKNOWN, PictureState, own_picture
-from actors.ports import PictureInfo
-from actors.session_base import SessionBase
-from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
+from kernel.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
+from kernel.ids import USER_SERVER, jid_user, to_jid
+from kernel.inbox_scope import keeps
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class SessionContacts(SessionBase):
             self._links = {}
         if not self._links_loaded:
             try:
-                stored = await self._store.identity_links()
+                stored = await self._store.people.identity_links()
             except ServiceUnavailable:
                 return self._links  # loaded on a later event; links learned meanwhile are kept and journalled
             self._links = {**stored, **self._links}
@@ -241,7 +241,7 @@ class SessionContacts(SessionBase):
                 url = self._view.profile_pic_url if self._view else None
                 state = own_picture(url)
             else:
-                stored = await self._store.picture(jid)  # ChatNotFound for an unknown chat
+                stored = await self._store.people.picture(jid)  # ChatNotFound for an unknown chat
                 state = PictureState(stored.id, stored.url, stored.checked_at)
         if state.stale(datetime.now(UTC)):
             if not self._connected() and self._cached_picture(state) is None:
@@ -271,7 +271,7 @@ class SessionContacts(SessionBase):
 
     async def _keep_picture(self, jid: str, key: str, mimetype: str, data: bytes) -> None:
         try:
-            await self._store.cache_picture(jid, key, mimetype, data)
+            await self._store.people.cache_picture(jid, key, mimetype, data)
         except (ServiceUnavailable, SessionNotFound) as err:
             log.info("session %s: picture of %s not cached (%s)", self.session_id, jid, err.code)
 

@@ -7,37 +7,22 @@ once PostgreSQL has it. The answer is the message (or chat) as it now stands.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from actors.domain import Message, MessageType, Reaction
-from actors.errors import EditWindowClosed, InvalidInput, NotEditable, NotOwnMessage
-from actors.ids import jid_user, to_jid
 from actors.presence import TYPING_STATES, TypingGate
 from actors.session_contacts import SessionContacts
-from actors.session_sends import MAX_TEXT, SessionSends
+from actors.session_sends import SessionSends
 from actors.writes import StoreChatRead, StoreEdit, StoreReaction, StoreRevoke
+from kernel.domain import Message, MessageType, Reaction
+from kernel.errors import EditWindowClosed, InvalidInput, NotEditable, NotOwnMessage
+from kernel.ids import jid_user, to_jid
+from kernel.text_rules import MAX_TEXT, check_emoji
 
 # whatsmeow's EditWindow: WhatsApp refuses edits sent later than this after the message.
 EDIT_WINDOW = timedelta(minutes=15)
 # Read receipts go out for at most this many of a chat's newest unread messages.
 MAX_READ_RECEIPTS = 100
-MAX_EMOJI_CODEPOINTS = 16  # the longest emoji sequences (families with skin tones) are about 11
-
-
-def check_emoji(emoji: str) -> str:
-    """`emoji` if it is "" (remove) or looks like one emoji sequence; InvalidInput otherwise."""
-    if emoji == "":
-        return emoji
-    bad = any(
-        (ch.isascii() and (ch.isalpha() or ch.isspace()))
-        or unicodedata.category(ch) in ("Cc", "Zs", "Zl", "Zp")
-        for ch in emoji
-    )
-    if bad or len(emoji) > MAX_EMOJI_CODEPOINTS:
-        raise InvalidInput('emoji must be one emoji, or "" to remove your reaction')
-    return emoji
 
 
 def revoked(message: Message) -> Message:
@@ -80,7 +65,7 @@ class SessionInbox(SessionSends, SessionContacts):
         await self.wait_ready()
         jid = await self._chat(chat_id)
         client = self._client_if_connected()
-        unread = await self._store.unread_incoming(jid, MAX_READ_RECEIPTS)
+        unread = await self._store.inbox.unread_incoming(jid, MAX_READ_RECEIPTS)
         if unread:
             await self._timed(client.mark_read(jid, unread))
         self._write(StoreChatRead(jid))
@@ -91,7 +76,7 @@ class SessionInbox(SessionSends, SessionContacts):
         check_emoji(emoji)
         await self.wait_ready()
         jid = await self._chat(chat_id)
-        message = await self._store.get_message(jid, message_id)
+        message = await self._store.inbox.get_message(jid, message_id)
         if message.type is MessageType.REVOKED:
             raise InvalidInput("cannot react to a message that was deleted for everyone")
         client = self._client_if_connected()
@@ -107,7 +92,7 @@ class SessionInbox(SessionSends, SessionContacts):
             raise InvalidInput(f"text must be 1..{MAX_TEXT} characters")
         await self.wait_ready()
         jid = await self._chat(chat_id)
-        message = await self._store.get_message(jid, message_id)
+        message = await self._store.inbox.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
         if message.type is not MessageType.TEXT:
@@ -123,7 +108,7 @@ class SessionInbox(SessionSends, SessionContacts):
         """Delete our own message for everyone (a message already deleted stays so: no second request)."""
         await self.wait_ready()
         jid = await self._chat(chat_id)
-        message = await self._store.get_message(jid, message_id)
+        message = await self._store.inbox.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
         if message.type is MessageType.REVOKED:
