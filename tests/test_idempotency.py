@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
-from actors.config import asyncpg_dsn
+from kernel.settings import asyncpg_dsn
 from tests import media_samples
 from tests.apikit import Stack, api_stack, new_user
 from tests.raykit import eventually, local_ray
