@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         from actors.clients.neonize import NeonizeClient
-        from actors.events import MessageReceived
+        from kernel.events import MessageReceived
         from actors.ports import ClientOptions
         from tests import neonize_events as nev
 
