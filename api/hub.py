@@ -11,9 +11,9 @@
   asked again later, so one session never stalls the others.
 - Each socket has a bounded queue. Queuing never blocks: a socket whose queue is full is dropped (it
   reconnects with its last cursor), so one slow or dead client never delays the others.
-- While Redis is down, the hub polls the actors of the sessions somebody watches every
+- While Redis is down, the hub reads the sessions somebody watches from PostgreSQL every
   `poll_interval_s` and queues a `status` (and `qr`) frame when it changed; once the log is readable
-  again polling stops (after one catch-up round).
+  again polling stops (after one catch-up round). Neither polling nor the snapshot asks an actor.
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from actors.domain import SessionView
 from actors.tasks import TaskGroup
 from actors.wire import EVENTS_STREAM
 from api import eventlog
 from api.database import Database
-from api.handles import SessionActors
 from api.hub_polling import POLL_INTERVAL_S, StatusPolling
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
@@ -78,7 +76,6 @@ class EventHub(StatusPolling):
         redis_url: str,
         db: Database,
         owners: SessionOwners,
-        actors: SessionActors,
         metrics: Metrics,
         *,
         poll_interval_s: float = POLL_INTERVAL_S,
@@ -87,12 +84,10 @@ class EventHub(StatusPolling):
         self._redis_url = redis_url
         self._db = db
         self._owners = owners
-        self._actors = actors
         self._metrics = metrics
         self._poll_interval_s = poll_interval_s
         self._queue_frames = queue_frames
         self._by_user: dict[str, set[Subscriber]] = {}
-        self._user_sessions: dict[str, list[SessionView]] = {}
         self._tasks = TaskGroup("event hub")
         self._queries: Redis | None = None
         self._position: str | None = None  # the last entry handled; None until the log was first read

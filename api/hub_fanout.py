@@ -23,7 +23,6 @@ class Fanout:
     _metrics: Metrics
     _queue_frames: int
     _by_user: dict[str, set[Subscriber]]
-    _user_sessions: dict[str, list[SessionView]]
     _position: str | None
 
     @property
@@ -49,9 +48,7 @@ class Fanout:
         if eventlog.parse_cursor(cursor) is not None:
             sub.seen_upto = str(cursor)
         self._by_user.setdefault(user_id, set()).add(sub)
-        views = list(sessions)
-        self._user_sessions[user_id] = views
-        for view in views:
+        for view in sessions:
             self._owners.learn(view.id, user_id)
         self._metrics.ws_clients.inc()
         return sub
@@ -63,7 +60,6 @@ class Fanout:
         subs.discard(sub)
         if not subs:
             del self._by_user[sub.user_id]
-            self._user_sessions.pop(sub.user_id, None)
         self._metrics.ws_clients.dec()
 
     def _offer(self, sub: Subscriber, frame_type: str, session_id: str, payload: JSON, text: str) -> None:

@@ -1,4 +1,9 @@
-"""Status polling while Redis is down: the actors of watched sessions are asked, changes are queued."""
+"""The snapshot a WebSocket gets on open, and status polling while Redis is down: both from PostgreSQL.
+
+Neither asks a session's process: what a client is shown is the session's row and its heartbeat
+(`persistence.reads.sessions_shown`: the status, and the QR a live process shows), so a snapshot or a
+poll answers the same whether the process is up, restarting, moving or waiting for capacity.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +15,32 @@ from actors.domain import SessionView
 from actors.errors import WaError
 from actors.wire import status_payload
 from api.database import Database
-from api.handles import SessionActors
 from api.hub_fanout import Fanout
 from api.subscribers import Subscriber, frame_text, qr_of
-from persistence import repo
+from persistence import reads
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 2.0
-STATUS_TIMEOUT_S = 2.0
 
 
 class StatusPolling(Fanout):
     """The snapshot a client gets on open, and polling rounds while the event log is unreadable."""
 
     _db: Database
-    _actors: SessionActors
     _poll_interval_s: float
     _redis_up: bool
     _catch_up: bool
 
-    async def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
-        """The frames a client gets on open: a `status` per session, and the `qr` showing, if any."""
+    def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
+        """The frames a client gets on open: a `status` per session, and the `qr` showing, if any.
+
+        `sessions` as `persistence.reads.sessions_shown` read them (the QR comes with the heartbeat).
+        """
         frames: list[str] = []
-        for view in await self._live_views([v for v in sessions if sub.wants(v.id)]):
+        for view in sessions:
+            if not sub.wants(view.id):
+                continue
             payload = status_payload(view)
             sub.remember("status", view.id, payload)
             frames.append(frame_text("status", view.id, payload, cursor=sub.start))
@@ -55,32 +62,19 @@ class StatusPolling(Fanout):
                 log.exception("status polling round failed")
 
     async def poll_once(self) -> None:
-        """Ask the actors of every watched session for their status; queue what changed."""
-        users = list(self._by_user)
-        for user_id in users:
-            try:
-                self._user_sessions[user_id] = await self._db.run(repo.list_sessions, user_id)
-            except WaError:
-                pass  # the database is down too: keep polling the sessions we knew of
-        rounds = [self._poll_user(user_id) for user_id in users]
-        await asyncio.gather(*rounds)
+        """Read every watching user's sessions from PostgreSQL; queue what changed."""
+        await asyncio.gather(*(self._poll_user(user_id) for user_id in list(self._by_user)))
 
     async def _poll_user(self, user_id: str) -> None:
-        watched = [v for v in self._user_sessions.get(user_id, []) if self._watched(user_id, v.id)]
-        for view in await self._live_views(watched):
+        try:
+            views = await self._db.run(reads.sessions_shown, user_id)
+        except WaError as err:  # the database is down too: the clients keep what they were told
+            log.debug("user %s: no status polled (%s)", user_id, err.code)
+            return
+        for view in views:
+            if not self._watched(user_id, view.id):
+                continue
             self._deliver(user_id, "status", view.id, status_payload(view))
             qr = qr_of(view)
             if qr is not None:
                 self._deliver(user_id, "qr", view.id, qr)
-
-    async def _live_views(self, views: list[SessionView]) -> list[SessionView]:
-        """Each session as its actor sees it now; the given (database) view when the actor cannot say."""
-
-        async def live(view: SessionView) -> SessionView:
-            try:
-                return await self._actors.status(view.id, timeout_s=STATUS_TIMEOUT_S)
-            except Exception as err:  # unavailable, or failing: what the database says is the best we have
-                log.debug("session %s: status from the database (%s)", view.id, type(err).__name__)
-                return view
-
-        return list(await asyncio.gather(*(live(v) for v in views)))
