@@ -16,6 +16,7 @@ from actors.errors import WaError
 from actors.wire import status_payload
 from api.database import Database
 from api.hub_fanout import Fanout
+from api.hub_reader import LogReader
 from api.subscribers import Subscriber, frame_text, qr_of
 from persistence import reads
 
@@ -24,13 +25,14 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_S = 2.0
 
 
-class StatusPolling(Fanout):
+class StatusPolling:
     """The snapshot a client gets on open, and polling rounds while the event log is unreadable."""
 
-    _db: Database
-    _poll_interval_s: float
-    _redis_up: bool
-    _catch_up: bool
+    def __init__(self, db: Database, fanout: Fanout, log_reader: LogReader, interval_s: float) -> None:
+        self._db = db
+        self._fanout = fanout
+        self._log = log_reader
+        self._interval_s = interval_s
 
     def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
         """The frames a client gets on open: a `status` per session, and the `qr` showing, if any.
@@ -50,12 +52,12 @@ class StatusPolling(Fanout):
                 frames.append(frame_text("qr", view.id, qr, cursor=sub.start))
         return frames
 
-    async def _poll_loop(self) -> None:
+    async def run(self) -> None:
+        """Poll while the log is unreadable, and once more after it came back; forever."""
         while True:
-            await asyncio.sleep(self._poll_interval_s)
-            if self._redis_up and not self._catch_up:
+            await asyncio.sleep(self._interval_s)
+            if self._log.redis_up and not self._log.take_catch_up():
                 continue
-            self._catch_up = False
             try:
                 await self.poll_once()
             except Exception:
@@ -63,7 +65,7 @@ class StatusPolling(Fanout):
 
     async def poll_once(self) -> None:
         """Read every watching user's sessions from PostgreSQL; queue what changed."""
-        await asyncio.gather(*(self._poll_user(user_id) for user_id in list(self._by_user)))
+        await asyncio.gather(*(self._poll_user(user_id) for user_id in self._fanout.users()))
 
     async def _poll_user(self, user_id: str) -> None:
         try:
@@ -71,10 +73,11 @@ class StatusPolling(Fanout):
         except WaError as err:  # the database is down too: the clients keep what they were told
             log.debug("user %s: no status polled (%s)", user_id, err.code)
             return
+        position = self._log.position
         for view in views:
-            if not self._watched(user_id, view.id):
+            if not self._fanout.watched(user_id, view.id):
                 continue
-            self._deliver(user_id, "status", view.id, status_payload(view))
+            self._fanout.deliver_change(user_id, "status", view.id, status_payload(view), position)
             qr = qr_of(view)
             if qr is not None:
-                self._deliver(user_id, "qr", view.id, qr)
+                self._fanout.deliver_change(user_id, "qr", view.id, qr, position)
