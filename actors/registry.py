@@ -49,6 +49,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
+from actors.calls import RegistryCalls
 from actors.config import Settings
 from actors.domain import Placement
 from actors.errors import SessionNotFound
@@ -343,3 +344,6 @@ class SessionRegistry(RegistrySupervision):
             if handle is not None:
                 handles[sid] = handle
         return handles
+
+
+_: type[RegistryCalls] = SessionRegistry

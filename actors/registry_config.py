@@ -9,7 +9,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from actors.actor import SessionActor
+from actors.actor import session_actor_class
 from actors.config import Settings, asyncpg_dsn
 from actors.ids import actor_name
 from actors.session_base import SessionConfig
@@ -68,8 +68,8 @@ def registry_config(settings: Settings) -> RegistryConfig:
 
 
 @functools.cache
-def _remote_session_actor() -> Any:
-    return ray.remote(SessionActor)
+def _remote_session_actor(backend: str) -> Any:
+    return ray.remote(session_actor_class(backend))
 
 
 def session_actor_options(config: RegistryConfig, session_id: str) -> dict[str, Any]:
@@ -96,5 +96,7 @@ def create_session_actor(
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
-    handle: ActorHandle[Any] = _remote_session_actor().options(**options).remote(session_id, config.session)
+    handle: ActorHandle[Any] = (
+        _remote_session_actor(config.session.backend).options(**options).remote(session_id, config.session)
+    )
     return handle
