@@ -17,13 +17,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-    from actors.clients.simulated.store import SentMessage
-    from actors.domain import Message, Placement, SendResult, SessionView
     from actors.downloads import MediaStream
-    from actors.events import ChatRead, HistoryChunk, MessageEdited, MessageRevoked, Presence, ReactionChanged
     from actors.fleet import ProcessInfo
     from actors.pictures import PictureState
     from actors.supervision import Pending, Replayed, Writes
+    from kernel.domain import Message, Placement, SendResult, SessionView
+    from kernel.events import ChatRead, HistoryChunk, MessageEdited, MessageRevoked, Presence, ReactionChanged
+    from kernel.simulated import SentMessage
 
 
 class SessionCalls(Protocol):

@@ -3,10 +3,12 @@
 `SessionActors` mirrors `SessionActor` (one method each, the session id first) and the registry's
 public calls. Each calls through a method of `actors.calls`' Protocols (`SessionCalls.send_text`), never
 a string: the method's name is what Ray calls, its signature what mypy checks the arguments and the
-result against, and the actors' conformance lines tie the Protocols to the actor classes. The API holds no session state: a handle is only a cached
-address. Every call has a timeout. What a failure means is `api.unavailable.as_wa_error`'s answer:
-an actor that is missing, dead, restarting or too slow is `ActorUnreachable` (503 + Retry-After); a
-domain error raised in the actor is re-raised here as itself (Ray wraps it in a `RayTaskError`).
+result against, and the actors' conformance lines tie the Protocols to the actor classes.
+
+The API holds no session state: a handle is only a cached address. Every call has a timeout. What a
+failure means is `api.unavailable.as_wa_error`'s answer: an actor that is missing, dead, restarting or
+too slow is `ActorUnreachable` (503 + Retry-After); a domain error raised in the actor is re-raised
+here as itself (Ray wraps it in a `RayTaskError`).
 
 Sends are the exception to "unreachable means retry": once a send was submitted to the actor, a
 timeout or the actor dying or becoming unreachable leaves its outcome unknown (WhatsApp may have the
@@ -24,9 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from actors.calls import RegistryCalls, SessionCalls, SimulatedSessionCalls
-from actors.domain import Message, Placement, SendResult, SessionView
-from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
-from actors.ids import actor_name
 from actors.pictures import PictureState
 from actors.supervision import Pending, Replayed, Writes
 from actors.tasks import TaskGroup
@@ -35,6 +34,9 @@ from api.media_stream import MediaDownload
 from api.metrics import Metrics
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe, ray_unavailable
 from api.unavailable import ActorUnreachable as ActorUnreachable
+from kernel.domain import Message, Placement, SendResult, SessionView
+from kernel.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
+from kernel.ids import actor_name
 
 if TYPE_CHECKING:
     from actors.calls import NetworkControls

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from actors.domain import SessionView
 from actors.tasks import TaskGroup
 from api.database import Database
 from api.hub_fanout import Fanout
@@ -25,7 +24,15 @@ from api.hub_reader import LogReader
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
 from api.owners import SessionOwners
-from api.subscribers import GOING_AWAY, NORMAL_CLOSURE, QUEUE_FRAMES, TRY_AGAIN_LATER, Subscriber, frame_text
+from api.subscribers import (
+    GOING_AWAY,
+    NORMAL_CLOSURE,
+    QUEUE_FRAMES,
+    TRY_AGAIN_LATER,
+    Subscriber,
+    frame_text,
+)
+from kernel.domain import SessionView
 
 __all__ = [
     "GOING_AWAY",

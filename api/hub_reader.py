@@ -23,12 +23,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from actors.wire import EVENTS_STREAM
 from api import eventlog
 from api.hub_fanout import Fanout
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
 from api.subscribers import FRAME_TYPES, Subscriber, frame_text
+from kernel.wire import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 

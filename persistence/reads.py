@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from actors.domain import Chat, Message, Page, SessionView
-from actors.errors import SessionNotFound
-from actors.ids import USER_SERVER, jid_user
+from kernel.domain import Chat, Message, Page, SessionView
+from kernel.errors import SessionNotFound
+from kernel.ids import USER_SERVER, jid_user
+from kernel.stored import StoredPicture
 from persistence import models
 from persistence.inbox_reads import (
     CachedPicture,
-    StoredPicture,
     cached_picture,
     chat_of,
     chat_page,
@@ -54,7 +54,7 @@ def _sid(session_id: str) -> uuid.UUID:
         raise SessionNotFound() from err
 
 
-async def _driver(db: AsyncSession) -> Any:
+async def driver_connection(db: AsyncSession) -> Any:
     """The asyncpg connection under `db` (the shared queries are written for asyncpg)."""
     conn = await db.connection()
     raw = await conn.get_raw_connection()
@@ -110,20 +110,20 @@ async def session_status(db: AsyncSession, user_id: str, session_id: str) -> Ses
 
 async def chats(db: AsyncSession, session_id: str, limit: int, cursor: str | None) -> Page[Chat]:
     """A page of the session's chats, most recent first."""
-    return await chat_page(await _driver(db), _sid(session_id), limit, cursor)
+    return await chat_page(await driver_connection(db), _sid(session_id), limit, cursor)
 
 
 async def messages(
     db: AsyncSession, session_id: str, chat_id: str, limit: int, cursor: str | None
 ) -> Page[Message]:
     """A page of a chat's messages, newest first (a LID linked to a number reads the number's chat)."""
-    conn, sid = await _driver(db), _sid(session_id)
+    conn, sid = await driver_connection(db), _sid(session_id)
     return await message_page(conn, sid, await chat_of(conn, sid, chat_id), limit, cursor)
 
 
 async def picture(db: AsyncSession, session_id: str, chat_id: str) -> PictureLookup:
     """A chat's (or our own number's) picture as stored; ChatNotFound for a chat the session lacks."""
-    conn, sid = await _driver(db), _sid(session_id)
+    conn, sid = await driver_connection(db), _sid(session_id)
     jid = await chat_of(conn, sid, chat_id)
     row = await conn.fetchrow("SELECT device_jid, profile_pic_url FROM whatsapp_session WHERE id = $1", sid)
     if row is None:

@@ -14,8 +14,8 @@ import pytest
 
 from actors import fleet
 from actors.calls import NetworkControls
-from actors.domain import SessionStatus
 from actors.registry import start_registry
+from kernel.domain import SessionStatus
 from tests.autoscalekit import autoscaling_cluster
 from tests.raykit import (
     control,

@@ -10,8 +10,8 @@ import pytest
 import ray
 
 from actors.calls import NetworkControls
-from actors.domain import SessionStatus
 from actors.registry import REGISTRY_NAME, create_session_actor, start_registry
+from kernel.domain import SessionStatus
 from tests.raykit import (
     control,
     eventually,

@@ -13,15 +13,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from actors.domain import Media, Message, MessageStatus, MessageType, Reason, SessionStatus
-from actors.errors import (
+from kernel.domain import Media, Message, MessageStatus, MessageType, Reason, SessionStatus
+from kernel.errors import (
     InvalidInput,
     MessageNotFound,
     PhoneAlreadyPaired,
     ServiceUnavailable,
     SessionNotFound,
 )
-from actors.events import HistoryChunk, HistoryConversation
+from kernel.events import HistoryChunk, HistoryConversation
 from persistence.session_store import SessionStore
 from tests.raykit import insert_session
 
@@ -399,10 +399,26 @@ async def test_an_unreachable_database_is_reported_as_unavailable() -> None:
 
 
 def test_the_store_does_not_import_the_orm() -> None:
-    # Every session is its own process: SQLModel alone would cost it ~24 MB.
+    # Every session is its own process: SQLAlchemy + SQLModel would cost it ~33 MiB (README, Architecture).
     code = (
         "import sys, persistence.session_store; "
         "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'pydantic', 'alembic') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_session_process_built_from_its_wiring_does_not_import_the_orm() -> None:
+    # What a session actor's process loads: the actor, the stores Ray unpickles into it, both stores built.
+    code = (
+        "import sys, uuid, actors.actor; from persistence.stores import PostgresStores; "
+        "sid = str(uuid.uuid4()); stores = PostgresStores(); "
+        "stores.session_store('postgresql://x@127.0.0.1:1/none', sid); "
+        "stores.sim_network('postgresql://x@127.0.0.1:1/none', sid); "
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'alembic', 'persistence.repo')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "[]"

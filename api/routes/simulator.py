@@ -12,10 +12,6 @@ from fastapi import APIRouter, Path, Response, status
 
 from actors.calls import NetworkControls
 from actors.clients.simulated import SentMessage
-from actors.clients.simulated.store import SentAction
-from actors.domain import MessageType
-from actors.errors import SessionNotFound
-from actors.wire import JSON, message_json
 from api.deps import Resources
 from api.errors import error_responses
 from api.schemas import (
@@ -28,6 +24,10 @@ from api.schemas import (
     ScanOut,
     SentOut,
 )
+from kernel.domain import MessageType
+from kernel.errors import SessionNotFound
+from kernel.simulated import SentAction
+from kernel.wire import JSON, message_json
 
 router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
 
