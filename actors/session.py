@@ -85,7 +85,7 @@ class SessionCore(SessionInbox, SessionLifecycle):
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""
         chat = self._canon(to_jid(chat_id))  # a LID whose number is known: the number's chat
         return stream_media(
-            self._store, self._client_if_connected, self._config.max_media_bytes, chat, message_id
+            self._store.inbox, self._client_if_connected, self._config.max_media_bytes, chat, message_id
         )
 
     async def mark_read(self, chat_id: str) -> None:

@@ -7,15 +7,13 @@ stdlib only: every session process imports this.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any, TypeVar
 
 from kernel.stored import KEEP_HOURS, SendRecord
+from persistence.connection import Runner
 
 T = TypeVar("T")
-
-Runner = Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
 
 
 def _record(row: Any) -> SendRecord:

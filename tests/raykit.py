@@ -87,13 +87,13 @@ async def insert_session(database_url: str, user_id: str = "user-1", slot: int =
 async def stored_chats(database_url: str, session_id: str, limit: int = 50) -> Page[Chat]:
     """A session's chats as stored (what the API reads), on a connection of their own."""
     async with SessionStore(asyncpg_dsn(database_url), session_id) as store:
-        return await store.chats(limit)
+        return await store.inbox.chats(limit)
 
 
 async def stored_messages(database_url: str, session_id: str, chat_id: str, limit: int = 50) -> Page[Message]:
     """A chat's messages as stored (what the API reads), on a connection of their own."""
     async with SessionStore(asyncpg_dsn(database_url), session_id) as store:
-        return await store.messages(chat_id, limit)
+        return await store.inbox.messages(chat_id, limit)
 
 
 async def eventually(
