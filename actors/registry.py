@@ -50,6 +50,7 @@ import ray
 from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.actor import ActorHandle
 
+from actors.calls import RegistryCalls
 from actors.registry_config import (
     CAPACITY_RESOURCE,
     RegistryConfig,
@@ -330,3 +331,6 @@ class SessionRegistry(RegistrySupervision):
             if handle is not None:
                 handles[sid] = handle
         return handles
+
+
+_: type[RegistryCalls] = SessionRegistry

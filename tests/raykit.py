@@ -10,13 +10,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import ray
 from ray.cluster_utils import Cluster
 from redis.asyncio import Redis
 
+from actors.calls import NetworkControls
 from actors.registry import RegistryConfig
 from actors.session import SessionConfig
 from kernel.domain import Chat, Message, Page, SessionStatus, SessionView
@@ -117,6 +118,23 @@ def handle(session_id: str, namespace: str) -> Any:
     return ray.get_actor(actor_name(session_id), namespace=namespace)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def control(
+    actor: Any, method: Callable[Concatenate[NetworkControls, P], Awaitable[R]]
+) -> Callable[P, Awaitable[R]]:
+    """A control of the simulated network (`NetworkControls.scan`...) on a session's actor handle, as the
+    /simulator routes call it (`SimulatedSessionActor.control`)."""
+
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = await actor.control.remote(method.__name__, args, kwargs)
+        return result
+
+    return call
+
+
 async def status_of(session_id: str, namespace: str) -> SessionView:
     view: SessionView = await handle(session_id, namespace).status.remote()
     return view
@@ -136,7 +154,7 @@ async def pid_of(session_id: str, namespace: str) -> int:
 async def pair(session_id: str, namespace: str, phone: str) -> SessionView:
     """Scan the QR with `phone` on the simulated network and wait for `connected`."""
     await wait_status(session_id, namespace, SessionStatus.QR_READY)
-    await handle(session_id, namespace).simulate.remote("scan", {"phone": phone, "display_name": "Tester"})
+    await control(handle(session_id, namespace), NetworkControls.scan)(phone=phone, display_name="Tester")
     return await wait_status(session_id, namespace, SessionStatus.CONNECTED)
 
 
