@@ -50,6 +50,7 @@ import ray
 from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.actor import ActorHandle
 
+from actors.calls import RegistryCalls
 from actors.operations import Operations
 from actors.registry_config import (
     CAPACITY_RESOURCE,
@@ -266,3 +267,6 @@ class SessionRegistry:
             except Exception:
                 log.warning("registry: message retention failed; next try in %.0fs", every, exc_info=True)
             await asyncio.sleep(every)
+
+
+_: type[RegistryCalls] = SessionRegistry

@@ -153,6 +153,6 @@ class SessionLifecycle(SessionTransitions):
             if purge:
                 journal.discard()
         if purge:
-            await self._store.purge()
+            await self._store.inbox.purge()
         await self._bus.close()
         await self._store.close()

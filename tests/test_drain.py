@@ -21,11 +21,13 @@ import ray
 from ray.cluster_utils import Cluster
 
 from actors import fleet
+from actors.calls import NetworkControls
 from actors.registry import start_registry
 from kernel.domain import SessionStatus
 from tests.opskit import request_drain, wait_operation
 from tests.raykit import (
     Frames,
+    control,
     eventually,
     fetchval,
     frames,
@@ -83,8 +85,8 @@ class Network:
             for sid, text in backlog:
                 try:
                     await asyncio.wait_for(
-                        handle(sid, self.namespace).simulate.remote(
-                            "incoming", {"from_": "+15550001111", "text": text}
+                        control(handle(sid, self.namespace), NetworkControls.incoming)(
+                            from_="+15550001111", text=text
                         ),
                         5,
                     )

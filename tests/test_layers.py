@@ -111,5 +111,7 @@ def test_no_class_is_a_tower_of_project_base_classes() -> None:
         ours = {b for b in classes[name][1] if b in classes and b not in kernel and b != name}
         return ours.union(*(ancestors(b) for b in ours)) if ours else set()
 
-    towers = {f"{name} ({classes[name][0]})": sorted(up) for name in classes if len(up := ancestors(name)) > 2}
+    towers = {
+        f"{name} ({classes[name][0]})": sorted(up) for name in classes if len(up := ancestors(name)) > 2
+    }
     assert not towers, f"classes with more than two project base classes: {towers}"
