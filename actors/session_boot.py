@@ -85,6 +85,7 @@ class SessionLifecycle(SessionTransitions):
     async def _load(self) -> StoredSession | None:
         """What an earlier process spooled goes to PostgreSQL first, in order; then the row is read."""
         if self._journal is None:
+            self._bus.restore()  # frames an earlier process could not send go out before any new one
             apply = applier(self._store, self._bus, self._phone_taken)
             self._journal = Journal(self._open_spool(), apply, f"session {self.session_id}")
             self._ledger = SendLedger(self.session_id, self._store.send_records, self._journal)
@@ -150,8 +151,6 @@ class SessionLifecycle(SessionTransitions):
             if not purge and not await journal.wait_drained(self._config.close_drain_s):
                 log.warning("session %s: %d writes still spooled at close", self.session_id, journal.backlog)
             await journal.close()
-            if purge:
-                journal.discard()
         if purge:
             await self._store.purge()
         await self._bus.close()
