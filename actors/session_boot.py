@@ -45,12 +45,13 @@ class SessionLifecycle(SessionTransitions):
                 self._boot_error = str(err)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, BOOT_RETRY_MAX_S)
-            except Exception:
-                # Not a dependency that is away: a fresh process is the only retry that can differ.
+            except Exception as err:
+                # Not a dependency that is away (a spool refused, a bug): a fresh process is the only
+                # retry that can differ.
                 log.exception("session %s: boot failed", self.session_id)
-                self._boot_error = "boot failed"
+                self._boot_error = f"boot failed: {err}"
                 await asyncio.sleep(BOOT_RETRY_MAX_S)
-                await self.recycle("boot failed")
+                await self.recycle(self._boot_error)
                 return
         if self._boot_error is not None:
             log.info("session %s: row loaded after the database came back", self.session_id)
