@@ -2,7 +2,9 @@
 
 - One loop per process reads the `wa:events` stream (`api.eventlog`) from the last entry it handled, so
   after a Redis blink it catches up where it stopped: no gap, no duplicate (a copy a session re-sent is
-  dropped). Each entry becomes a frame whose `cursor` is the entry id, routed to the sockets of the
+  dropped). When the log no longer holds that entry once Redis answers again (it restarted empty, or
+  trimmed past it meanwhile), entries may be gone: every socket gets a `resync` frame (reason
+  `history_lost`) and reading goes on from the log's newest entry. Each entry becomes a frame whose `cursor` is the entry id, routed to the sockets of the
   session's owner (`api.owners`) that may see that session.
 - The loop is supervised: an entry that cannot be decoded is logged and skipped; any other failure is
   logged, counts as "not delivering" (`events_ok`, /health) and the loop starts again with capped backoff.
@@ -190,6 +192,9 @@ class EventHub(StatusPolling):
             try:
                 if self._position is None:
                     self._position = await eventlog.last_id(client)
+                elif not self._redis_up and self._position != eventlog.START:
+                    if not await eventlog.holds(client, self._position):
+                        await self._history_lost(client)
                 while not self._stopping:
                     got: Any = await client.xread(
                         {EVENTS_STREAM: self._position}, count=READ_COUNT, block=READ_BLOCK_MS
@@ -215,6 +220,22 @@ class EventHub(StatusPolling):
                     await asyncio.wait_for(client.aclose(), 2.0)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _history_lost(self, client: Redis) -> None:
+        """The log no longer holds the last entry read (Redis came back empty, or trimmed past it while
+        we were away): what was logged after it may be gone. Every socket is told to reload."""
+        newest = await eventlog.last_id(client)
+        log.warning(
+            "the event log lost its history (entry %s is gone); every WebSocket client resyncs", self._position
+        )
+        self._position = newest
+        payload = {"reason": "history_lost"}
+        for subs in list(self._by_user.values()):
+            for sub in list(subs):
+                sub.seen_upto = eventlog.START
+                self._metrics.ws_resyncs.labels(reason="history_lost").inc()
+                text = frame_text("resync", sub.session_filter, payload, cursor=newest)
+                self._offer(sub, "resync", sub.session_filter or "", payload, text)
 
     def _went_up(self) -> None:
         if not self._redis_up:
