@@ -114,7 +114,9 @@ class EventBus:
             if event.kind != "qr":
                 self._queue(event)
         if self._outbox:
-            log.info("session %s: %d events left unsent by an earlier process", self._session_id, self.waiting)
+            log.info(
+                "session %s: %d events left unsent by an earlier process", self._session_id, self.waiting
+            )
             self._down = True  # new events queue behind them until the probe has sent them
             self._tasks.spawn(self._recover(), "redis probe")
         else:
@@ -222,7 +224,9 @@ class EventBus:
         await self._tasks.cancel_all()
         if self._outbox:
             kept = "kept on disk for the next process" if self._file is not None else "lost"
-            log.warning("session %s: closing with %d unsent events (%s)", self._session_id, self.waiting, kept)
+            log.warning(
+                "session %s: closing with %d unsent events (%s)", self._session_id, self.waiting, kept
+            )
         if self._file is not None:
             self._file.close()
         try:

@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+
 def to_plain(value: Any) -> Any:
     """`value` as JSON-ready values (dataclasses, enums, datetimes, tuples, dicts, scalars)."""
     if value is None or isinstance(value, bool | int | float | str):

@@ -307,4 +307,3 @@ def read_records(path: Path) -> list[bytes]:
         bodies.append(data[offset + _HEADER.size : end])
         offset = end
     return bodies
-

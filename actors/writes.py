@@ -1,10 +1,10 @@
 """What a session writes to PostgreSQL, as journal entries (`actors.journal`), and how each is applied.
 
 Each entry is a frozen value with a stable JSON form (`WRITES`: it waits in the spool, maybe across a
-process restart or an upgrade) and whose application is idempotent (it may be applied twice after a crash): messages are upserts keyed by
-id, receipts only move forward, reactions and edits only to newer ones, a revoke or a read only once,
-row fields are set to values, not incremented. A frame is published when its change is stored for the
-first time, so a replay never publishes twice.
+process restart or an upgrade) and whose application is idempotent (it may be applied twice after a
+crash): messages are upserts keyed by id, receipts only move forward, reactions and edits only to newer
+ones, a revoke or a read only once, row fields are set to values, not incremented. A frame is published
+when its change is stored for the first time, so a replay never publishes twice.
 
 The JSON form is `{"type": <class name>, "entry": <its fields>}` (`actors.plain_json`). An entry may gain
 a field with a default; renaming or removing one, or a new field without a default, changes what older

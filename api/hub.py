@@ -2,10 +2,11 @@
 
 - One loop per process reads the `wa:events` stream (`api.eventlog`) from the last entry it handled, so
   after a Redis blink it catches up where it stopped: no gap, no duplicate (a copy a session re-sent is
-  dropped). When the log no longer holds that entry once Redis answers again (it restarted empty, or
-  trimmed past it meanwhile), entries may be gone: every socket gets a `resync` frame (reason
-  `history_lost`) and reading goes on from the log's newest entry. Each entry becomes a frame whose `cursor` is the entry id, routed to the sockets of the
+  dropped). Each entry becomes a frame whose `cursor` is the entry id, routed to the sockets of the
   session's owner (`api.owners`) that may see that session.
+- When the log no longer holds that entry once Redis answers again (it restarted empty, or trimmed past
+  it meanwhile), entries may be gone: every socket gets a `resync` frame (reason `history_lost`) and
+  reading goes on from the log's newest entry.
 - The loop is supervised: an entry that cannot be decoded is logged and skipped; any other failure is
   logged, counts as "not delivering" (`events_ok`, /health) and the loop starts again with capped backoff.
   Owner lookups run concurrently and are waited for at most `owner_lookup.WAIT_S`: an owner that cannot be
@@ -192,9 +193,8 @@ class EventHub(StatusPolling):
             try:
                 if self._position is None:
                     self._position = await eventlog.last_id(client)
-                elif not self._redis_up and self._position != eventlog.START:
-                    if not await eventlog.holds(client, self._position):
-                        await self._history_lost(client)
+                elif not self._redis_up and not await eventlog.resumable(client, self._position):
+                    await self._history_lost(client)
                 while not self._stopping:
                     got: Any = await client.xread(
                         {EVENTS_STREAM: self._position}, count=READ_COUNT, block=READ_BLOCK_MS
@@ -226,7 +226,8 @@ class EventHub(StatusPolling):
         we were away): what was logged after it may be gone. Every socket is told to reload."""
         newest = await eventlog.last_id(client)
         log.warning(
-            "the event log lost its history (entry %s is gone); every WebSocket client resyncs", self._position
+            "the event log lost its history (entry %s is gone); every WebSocket client resyncs",
+            self._position,
         )
         self._position = newest
         payload = {"reason": "history_lost"}

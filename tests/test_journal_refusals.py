@@ -11,8 +11,8 @@ test's own (tests/refusalkit.py).
 from __future__ import annotations
 
 import stat
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -134,7 +134,9 @@ def test_set_aside_entries_survive_a_restart_and_a_requeue_that_died_half_way(tm
     for entry in entries[:2]:
         spool.set_aside(entry)
     spool.close()
-    again = Spool(path, codec=WRITES, max_bytes=1 << 20)  # the next process counts what the last one set aside
+    again = Spool(
+        path, codec=WRITES, max_bytes=1 << 20
+    )  # the next process counts what the last one set aside
     assert again.failed == 2 and stat.S_IMODE(again.failed_path.stat().st_mode) == 0o600
     again.failed_path.rename(f"{again.failed_path}.requeue")  # a requeue that died after its rename
     again.set_aside(entries[2])

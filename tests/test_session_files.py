@@ -23,7 +23,10 @@ class Env:
 @pytest.fixture(scope="module")
 def env(postgres_server: str, redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     spool_dir = tmp_path_factory.mktemp("spools")
-    with local_ray(), api_stack(postgres_server, redis_server, session={"spool_dir": str(spool_dir)}) as stack:
+    with (
+        local_ray(),
+        api_stack(postgres_server, redis_server, session={"spool_dir": str(spool_dir)}) as stack,
+    ):
         yield Env(stack, spool_dir)
 
 
