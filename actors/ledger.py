@@ -21,11 +21,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.domain import SendResult
-from actors.errors import ClientTimeout, IdempotencyKeyReused, SendOutcomeUnknown, WaError
 from actors.journal import Journal
+from actors.ports import SendRecordsPort
 from actors.writes import DropSendRecord, SaveSendRecord
-from persistence.send_records import KEEP_HOURS, SendRecord, SendRecords
+from kernel.domain import SendResult
+from kernel.errors import ClientTimeout, IdempotencyKeyReused, SendOutcomeUnknown, WaError
+from kernel.stored import KEEP_HOURS, SendRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def fingerprint(*parts: Any) -> str:
 
 
 class SendLedger:
-    def __init__(self, session_id: str, records: SendRecords, journal: Journal) -> None:
+    def __init__(self, session_id: str, records: SendRecordsPort, journal: Journal) -> None:
         self._session_id = session_id
         self._records = records
         self._journal = journal

@@ -28,15 +28,15 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from actors.domain import SessionStatus, SessionView
 from actors.downloads import MediaStream, stream_media
-from actors.errors import AlreadyConnected, InvalidInput, SessionNotConnected, SessionUnavailable
-from actors.ids import to_jid
 from actors.session_base import STORED_WAIT_S, ClientFactory, SessionConfig
 from actors.session_boot import SessionLifecycle
 from actors.session_inbox import SessionInbox
-from actors.session_sends import MAX_TEXT
 from actors.writes import SaveCounters, StoreChatRead
+from kernel.domain import SessionStatus, SessionView
+from kernel.errors import AlreadyConnected, InvalidInput, SessionNotConnected, SessionUnavailable
+from kernel.ids import to_jid
+from kernel.text_rules import MAX_TEXT
 
 __all__ = ["MAX_TEXT", "ClientFactory", "SessionConfig", "SessionCore"]
 

@@ -7,16 +7,16 @@ import logging
 import random
 from dataclasses import replace
 
-from actors.domain import TERMINAL_REASONS, Reason, SessionStatus
-from actors.errors import ServiceUnavailable
-from actors.events import Connected, Disconnected, LoggedOut, Paired, PairingCode, Presence, QrCode
 from actors.journal import Journal
 from actors.ledger import SendLedger
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.session_base import BOOT_RETRY_MAX_S
 from actors.session_transitions import SessionTransitions
 from actors.writes import applier
-from persistence.session_store import StoredSession
+from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
+from kernel.errors import ServiceUnavailable
+from kernel.events import Connected, Disconnected, LoggedOut, Paired, PairingCode, Presence, QrCode
+from kernel.stored import StoredSession
 
 log = logging.getLogger(__name__)
 

@@ -6,18 +6,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from actors.domain import Message, MessageType, SendResult, SessionStatus
-from actors.errors import ClientTimeout, InvalidInput, MediaTooLarge, SessionNotConnected
-from actors.ids import jid_user, to_jid
-from actors.message_kinds import summary_for
 from actors.ports import OutgoingMedia, WhatsAppClient
 from actors.session_contacts import SessionContacts
 from actors.spool import SpoolFull
 from actors.writes import StoreMessage
+from kernel.domain import Message, MessageType, SendResult, SessionStatus
+from kernel.errors import ClientTimeout, InvalidInput, MediaTooLarge, SessionNotConnected
+from kernel.ids import jid_user, to_jid
+from kernel.message_kinds import summary_for
+from kernel.text_rules import MAX_TEXT
 
 T = TypeVar("T")
-
-MAX_TEXT = 65_536
 
 
 class SessionSends(SessionContacts):

@@ -10,8 +10,24 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from actors.domain import TERMINAL_REASONS, Reason, SessionStatus
-from actors.events import (
+from actors.presence import PresenceGate
+from actors.session_base import PAIRING_SETTLE_S, STORED_WAIT_S
+from actors.session_contacts import SessionContacts
+from actors.writes import (
+    ClearDevice,
+    SaveCounters,
+    SaveLastSeen,
+    SaveProfile,
+    StoreChatRead,
+    StoreEdit,
+    StoreHistory,
+    StoreMessage,
+    StoreReaction,
+    StoreReceipt,
+    StoreRevoke,
+)
+from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
+from kernel.events import (
     ChatRead,
     ClientEvent,
     Connected,
@@ -31,23 +47,7 @@ from actors.events import (
     ReactionChanged,
     Receipt,
 )
-from actors.presence import PresenceGate
-from actors.session_base import PAIRING_SETTLE_S, STORED_WAIT_S
-from actors.session_contacts import SessionContacts
-from actors.wire import presence_payload, qr_payload
-from actors.writes import (
-    ClearDevice,
-    SaveCounters,
-    SaveLastSeen,
-    SaveProfile,
-    StoreChatRead,
-    StoreEdit,
-    StoreHistory,
-    StoreMessage,
-    StoreReaction,
-    StoreReceipt,
-    StoreRevoke,
-)
+from kernel.wire import presence_payload, qr_payload
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from actors.config import asyncpg_dsn
-from actors.domain import SessionStatus
 from actors.spool import pending_bytes
-from actors.wire import EVENTS_STREAM
 from api.local_valkey import embedded_valkey
+from kernel.domain import SessionStatus
+from kernel.settings import asyncpg_dsn
+from kernel.wire import EVENTS_STREAM
 from tests.raykit import eventually, insert_session
 from tests.sessionkit import Factory, session_factory, wait_status
 

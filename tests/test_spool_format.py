@@ -23,19 +23,6 @@ from typing import Any, get_args
 import pytest
 
 from actors.bus import OUTBOX, _Event
-from actors.domain import (
-    ContactCard,
-    Location,
-    Media,
-    Message,
-    MessageStatus,
-    MessageType,
-    Poll,
-    Reaction,
-    Reason,
-    SessionStatus,
-)
-from actors.events import HistoryChunk, HistoryConversation
 from actors.private_files import PrivateFilesRefused
 from actors.spool import Spool, SpoolUnreadable
 from actors.writes import (
@@ -59,7 +46,20 @@ from actors.writes import (
     StoreRevoke,
     Write,
 )
-from persistence.send_records import SendRecord
+from kernel.domain import (
+    ContactCard,
+    Location,
+    Media,
+    Message,
+    MessageStatus,
+    MessageType,
+    Poll,
+    Reaction,
+    Reason,
+    SessionStatus,
+)
+from kernel.events import HistoryChunk, HistoryConversation
+from kernel.stored import SendRecord
 from tests.sessionkit import Factory, session_factory
 
 AT = datetime(2026, 12, 7, 3, 30, 15, 250000, tzinfo=UTC)
