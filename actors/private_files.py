@@ -72,7 +72,3 @@ def open_private(path: Path, flags: int) -> int:
         raise
     return fd
 
-
-def remove_private(path: Path) -> None:
-    """Delete a file of the folder (a link is removed, never followed); nothing if it is not there."""
-    path.unlink(missing_ok=True)
