@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from actors.spool import pending_bytes
+from actors.bus import OUTBOX, EventBus, _Event
+from actors.spool import Spool, pending_bytes
+from api import eventlog
 from api.local_valkey import embedded_valkey
 from kernel.domain import SessionStatus
 from kernel.settings import asyncpg_dsn
-from kernel.wire import EVENTS_STREAM
+from kernel.wire import EVENTS_STREAM, event_fields
 from tests.raykit import eventually, insert_session
 from tests.sessionkit import Factory, session_factory, wait_status
 
@@ -94,3 +97,36 @@ async def test_frames_queued_while_redis_is_down_survive_a_recycle(
     statuses = [body["status"] for kind, body in logged if kind == "status"]
     assert statuses[-1] == "connected"
     assert pending_bytes(outbox) == 0
+
+
+async def test_what_a_dying_process_had_sent_goes_out_again_but_reaches_readers_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    sid = str(uuid.uuid4())
+    path = tmp_path / "spools" / f"{sid}.outbox"
+
+    def outbox() -> Spool:
+        return Spool(path, codec=OUTBOX, max_bytes=1 << 20)
+
+    bodies = [json.dumps({"chatId": "c", "message": {"text": t}}) for t in ("one", "two")]
+    left = outbox()  # what the earlier process (producer "dead01") kept while Redis was away
+    for seq, body in enumerate(bodies, 1):
+        left.append(_Event("msg", body, "dead01", seq))
+    left.close()
+    async with Redis.from_url(redis_url) as client:  # it had sent the first when it died
+        fields = event_fields(sid, "msg", bodies[0], "dead01", 1)
+        await client.xadd(EVENTS_STREAM, dict(zip(fields[0::2], fields[1::2], strict=True)))
+
+    bus = EventBus(redis_url, sid, retry_s=0.1, open_outbox=outbox)
+    bus.restore()
+    await bus.publish("msg", {"chatId": "c", "message": {"text": "three"}})
+    await eventually(lambda: asyncio.sleep(0, bus.waiting), lambda n: n == 0, 10)
+    await bus.close()
+
+    async with Redis.from_url(redis_url) as client:
+        raw = [eventlog.decode(i, f) for i, f in await client.xrange(EVENTS_STREAM)]
+    mine = [e for e in raw if e.session_id == sid]
+    assert [e.payload["message"]["text"] for e in mine] == ["one", "one", "two", "three"]  # the copy
+    readers = eventlog.Duplicates()  # what the API's hub and every replay apply
+    assert [e.payload["message"]["text"] for e in mine if not readers.is_copy(e)] == ["one", "two", "three"]
+    assert pending_bytes(path) == 0
