@@ -71,4 +71,3 @@ def open_private(path: Path, flags: int) -> int:
         os.close(fd)
         raise
     return fd
-

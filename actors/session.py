@@ -28,6 +28,7 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+from actors.calls import control_names
 from actors.downloads import MediaStream, stream_media
 from actors.session_base import STORED_WAIT_S, ClientFactory, SessionConfig
 from actors.session_boot import SessionLifecycle
@@ -84,7 +85,7 @@ class SessionCore(SessionInbox, SessionLifecycle):
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""
         chat = self._canon(to_jid(chat_id))  # a LID whose number is known: the number's chat
         return stream_media(
-            self._store, self._client_if_connected, self._config.max_media_bytes, chat, message_id
+            self._store.inbox, self._client_if_connected, self._config.max_media_bytes, chat, message_id
         )
 
     async def mark_read(self, chat_id: str) -> None:
@@ -96,35 +97,20 @@ class SessionCore(SessionInbox, SessionLifecycle):
 
     # ------------------------------------------------------------------ the simulated network's controls
 
-    async def simulate(self, op: str, **kwargs: Any) -> Any:
-        """Forward a /simulator control call to the simulated client (only that backend has them)."""
+    async def simulate(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one of the simulated network's controls (`actors.calls.NetworkControls`) on the client."""
         await self.wait_ready()
         client = self._client
-        handler = getattr(client, op, None) if op in _SIM_OPS else None
+        handler = getattr(client, op, None) if op in _CONTROLS else None
         if client is None or handler is None:
             raise InvalidInput(f"simulator operation {op!r} is not available on this session")
         if op != "scan":
-            return await handler(**kwargs)
+            return await handler(*args, **kwargs)
         loop = asyncio.get_running_loop()
         self._pairing = loop.create_future()
         pairing = self._pairing
-        await handler(**kwargs)
+        await handler(*args, **kwargs)
         return await asyncio.wait_for(pairing, 10.0)
 
 
-_SIM_OPS = frozenset(
-    {
-        "scan",
-        "incoming",
-        "history",
-        "drop",
-        "unlink",
-        "sent",
-        "react",
-        "edit",
-        "revoke",
-        "read",
-        "presence",
-        "contact",
-    }
-)
+_CONTROLS = control_names()

@@ -153,6 +153,6 @@ class SessionLifecycle(SessionTransitions):
                 log.warning("session %s: %d writes still spooled at close", self.session_id, journal.backlog)
             await journal.close()
         if purge:
-            await self._store.purge()
+            await self._store.inbox.purge()
         await self._bus.close()
         await self._store.close()

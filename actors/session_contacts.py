@@ -67,7 +67,7 @@ class SessionContacts(SessionBase):
             self._links = {}
         if not self._links_loaded:
             try:
-                stored = await self._store.identity_links()
+                stored = await self._store.people.identity_links()
             except ServiceUnavailable:
                 return self._links  # loaded on a later event; links learned meanwhile are kept and journalled
             self._links = {**stored, **self._links}
@@ -241,7 +241,7 @@ class SessionContacts(SessionBase):
                 url = self._view.profile_pic_url if self._view else None
                 state = own_picture(url)
             else:
-                stored = await self._store.picture(jid)  # ChatNotFound for an unknown chat
+                stored = await self._store.people.picture(jid)  # ChatNotFound for an unknown chat
                 state = PictureState(stored.id, stored.url, stored.checked_at)
         if state.stale(datetime.now(UTC)):
             if not self._connected() and self._cached_picture(state) is None:
@@ -271,7 +271,7 @@ class SessionContacts(SessionBase):
 
     async def _keep_picture(self, jid: str, key: str, mimetype: str, data: bytes) -> None:
         try:
-            await self._store.cache_picture(jid, key, mimetype, data)
+            await self._store.people.cache_picture(jid, key, mimetype, data)
         except (ServiceUnavailable, SessionNotFound) as err:
             log.info("session %s: picture of %s not cached (%s)", self.session_id, jid, err.code)
 

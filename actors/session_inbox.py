@@ -65,7 +65,7 @@ class SessionInbox(SessionSends, SessionContacts):
         await self.wait_ready()
         jid = await self._chat(chat_id)
         client = self._client_if_connected()
-        unread = await self._store.unread_incoming(jid, MAX_READ_RECEIPTS)
+        unread = await self._store.inbox.unread_incoming(jid, MAX_READ_RECEIPTS)
         if unread:
             await self._timed(client.mark_read(jid, unread))
         self._write(StoreChatRead(jid))
@@ -76,7 +76,7 @@ class SessionInbox(SessionSends, SessionContacts):
         check_emoji(emoji)
         await self.wait_ready()
         jid = await self._chat(chat_id)
-        message = await self._store.get_message(jid, message_id)
+        message = await self._store.inbox.get_message(jid, message_id)
         if message.type is MessageType.REVOKED:
             raise InvalidInput("cannot react to a message that was deleted for everyone")
         client = self._client_if_connected()
@@ -92,7 +92,7 @@ class SessionInbox(SessionSends, SessionContacts):
             raise InvalidInput(f"text must be 1..{MAX_TEXT} characters")
         await self.wait_ready()
         jid = await self._chat(chat_id)
-        message = await self._store.get_message(jid, message_id)
+        message = await self._store.inbox.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
         if message.type is not MessageType.TEXT:
@@ -108,7 +108,7 @@ class SessionInbox(SessionSends, SessionContacts):
         """Delete our own message for everyone (a message already deleted stays so: no second request)."""
         await self.wait_ready()
         jid = await self._chat(chat_id)
-        message = await self._store.get_message(jid, message_id)
+        message = await self._store.inbox.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
         if message.type is MessageType.REVOKED:

@@ -58,7 +58,7 @@ class SessionSends(SessionContacts):
             pass  # WhatsApp took it: the send succeeded; only our copy is missing (logged)
 
     async def _quoted(self, chat_id: str, quoted_id: str | None) -> Message | None:
-        return await self._store.get_message(chat_id, quoted_id) if quoted_id else None
+        return await self._store.inbox.get_message(chat_id, quoted_id) if quoted_id else None
 
     async def _send(
         self, key: str | None, request: tuple[Any, ...], send: Callable[[], Awaitable[SendResult]]

@@ -65,7 +65,7 @@ def _pg_dsn(dsn: str) -> str:
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
 
 
-class SessionStore(InboxStore, ChatPeople):
+class SessionStore:
     """One session's persistent state, on asyncpg with raw SQL.
 
     Connection budget: a store holds at most ONE PostgreSQL connection, ever. It opens lazily on the
@@ -97,6 +97,9 @@ class SessionStore(InboxStore, ChatPeople):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
+        # Its parts, each over the one connection: chats and messages, chats' people, send records.
+        self.inbox = InboxStore(self._run, self._sid)
+        self.people = ChatPeople(self._run, self._sid)
         self.send_records = SendRecords(self._run, self._sid)
 
     async def __aenter__(self) -> Self:
