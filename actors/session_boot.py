@@ -45,12 +45,13 @@ class SessionLifecycle(SessionTransitions):
                 self._boot_error = str(err)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, BOOT_RETRY_MAX_S)
-            except Exception:
-                # Not a dependency that is away: a fresh process is the only retry that can differ.
+            except Exception as err:
+                # Not a dependency that is away (a spool refused, a bug): a fresh process is the only
+                # retry that can differ.
                 log.exception("session %s: boot failed", self.session_id)
-                self._boot_error = "boot failed"
+                self._boot_error = f"boot failed: {err}"
                 await asyncio.sleep(BOOT_RETRY_MAX_S)
-                await self.recycle("boot failed")
+                await self.recycle(self._boot_error)
                 return
         if self._boot_error is not None:
             log.info("session %s: row loaded after the database came back", self.session_id)
@@ -85,6 +86,7 @@ class SessionLifecycle(SessionTransitions):
     async def _load(self) -> StoredSession | None:
         """What an earlier process spooled goes to PostgreSQL first, in order; then the row is read."""
         if self._journal is None:
+            self._bus.restore()  # frames an earlier process could not send go out before any new one
             apply = applier(self._store, self._bus, self._phone_taken)
             self._journal = Journal(self._open_spool(), apply, f"session {self.session_id}")
             self._ledger = SendLedger(self.session_id, self._store.send_records, self._journal)
@@ -150,8 +152,6 @@ class SessionLifecycle(SessionTransitions):
             if not purge and not await journal.wait_drained(self._config.close_drain_s):
                 log.warning("session %s: %d writes still spooled at close", self.session_id, journal.backlog)
             await journal.close()
-            if purge:
-                journal.discard()
         if purge:
             await self._store.inbox.purge()
         await self._bus.close()
