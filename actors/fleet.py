@@ -87,6 +87,16 @@ def nodes() -> list[Node]:
     return sorted(found, key=lambda n: n.node_id)
 
 
+def draining() -> dict[str, int]:
+    """The nodes Ray is draining (`ray drain-node`, the autoscaler, a SIGTERM'd `ray start --block`):
+    node id -> deadline in unix milliseconds (0: none)."""
+    import ray
+
+    client = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]
+    found: dict[Any, int] = client.get_draining_nodes(timeout=CALL_TIMEOUT_S)
+    return {(k if isinstance(k, str) else k.hex()): int(v) for k, v in found.items()}
+
+
 def find_node(node_id: str, *, alive: bool = True) -> Node | None:
     """The (live) node whose id is `node_id` or starts with it (at least 6 hex digits, unambiguous)."""
     wanted = node_id.strip().lower()

@@ -27,6 +27,8 @@ Guarantees (its truth is PostgreSQL plus the named actors that exist, so it can 
   bounded batches, keeping each chat's last message (see `repo.purge_old_messages`).
 - Drains and rebalances are rows in PostgreSQL that the registry carries out and resumes after any
   death (`actors.operations`); supervision leaves a session alone while it is being moved.
+- A node Ray is draining (a scale-down, a pod deletion, `ray drain-node`) gets a forced drain of its own,
+  once (`actors.node_exits`): its sessions move before it goes, as for a drain the API asked for.
 - Sessions never depend on the registry: killing it changes nothing for them; restarted by Ray, it
   rebuilds its picture from the named actors and PostgreSQL (orphan grace and pending ages start anew).
 
@@ -51,6 +53,7 @@ from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.actor import ActorHandle
 
 from actors.calls import RegistryCalls
+from actors.node_exits import NodeExits
 from actors.operations import Operations
 from actors.registry_config import (
     CAPACITY_RESOURCE,
@@ -118,6 +121,7 @@ class SessionRegistry:
         self._passes = 0  # reconcile passes that read the rows
         self._tasks.spawn(self._loop(), "reconcile loop")
         self._tasks.spawn(self._operations.run(), "operations")
+        self._tasks.spawn(NodeExits(config.namespace, self._store).run(), "Ray's draining nodes")
         if config.message_retention_days > 0:
             self._tasks.spawn(self._retention_loop(), "message retention")
 

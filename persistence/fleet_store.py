@@ -35,6 +35,11 @@ class FleetStore:
         async with self._db() as db:
             return await operations.in_force(db)
 
+    async def start_drain(self, node_id: str, *, forced: bool, planned: int) -> Operation:
+        """The node's drain in force, else a new one (as POST /ops/nodes/{nodeId}/drain stores it)."""
+        async with self._db() as db:
+            return await operations.start_drain(db, node_id, forced=forced, planned=planned)
+
     async def record_operation(
         self,
         operation_id: str,
