@@ -64,6 +64,9 @@ Operations on a running bridge (through its API: WHATSAPP_BRIDGE_URL, the API ke
   whatsapp-bridge rebalance                          spread sessions over the nodes by capacity
   whatsapp-bridge spool replay [--session ID]        apply the writes PostgreSQL could not (once fixed)
 
+On a Ray node of the cluster (a worker pod's preStop, deploy/kuberay/raycluster.yaml):
+  whatsapp-bridge leave [--deadline S]               drain this node and wait until its sessions moved
+
 Examples:
   whatsapp-bridge                                    everything local, data in ./.data
   WA_BACKEND=simulated whatsapp-bridge               a demo without a phone
@@ -125,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from api import ops_cli
 
         return ops_cli.main(args)
+    if args and args[0] == "leave":
+        from api import leave
+
+        return leave.main(args[1:])
     _parser().parse_args(argv)
     settings = _load_settings()
     if settings is None:

@@ -6,6 +6,8 @@ sessions move before its deadline, through the registry's forced drain, on a rea
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -19,6 +21,7 @@ from ray.core.generated import autoscaler_pb2
 from actors import fleet
 from actors.registry import start_registry
 from kernel.domain import SessionStatus
+from tests.clikit import clean_env, command
 from tests.raykit import (
     Frames,
     eventually,
@@ -66,21 +69,37 @@ def ray_drain(node_id: str, deadline_s: float) -> None:
     assert accepted, why
 
 
+async def _paired_on_one_worker(
+    cluster: Cluster, database_url: str, redis_url: str, namespace: str, prefix: str
+) -> tuple[list[str], str, str]:
+    """SESSIONS paired sessions, all on the first worker; a second worker added: (sids, first, second)."""
+    start_registry(registry_config(database_url, redis_url, namespace, session={"qr_first_s": 300.0}))
+    sids = [await insert_session(database_url, f"{prefix}{i}") for i in range(SESSIONS)]
+    for i, sid in enumerate(sids):
+        await pair(sid, namespace, f"+1555{prefix}{i:02d}")
+    first = {e.node_id for e in fleet.session_actors(namespace)}
+    assert len(first) == 1, "every session is on the first worker"
+    other = cluster.add_node(resources={"wa_session": SESSIONS}, **NODE_ARGS).node_id
+    cluster.wait_for_nodes()
+    return sids, first.pop() or "", other
+
+
+async def _connected_on(namespace: str, sids: list[str], node_id: str) -> int:
+    count = 0
+    for sid in sids:
+        where = await handle(sid, namespace).ping.remote()
+        view = await status_of(sid, namespace)
+        count += where.node_id == node_id and where.ready and view.status == SessionStatus.CONNECTED
+    return count
+
+
 async def test_a_node_ray_drains_hands_its_sessions_to_another_before_its_deadline(
     cluster: Cluster, database_url: str, redis_url: str
 ) -> None:
     namespace = unique_namespace()
     try:
-        start_registry(registry_config(database_url, redis_url, namespace, session={"qr_first_s": 300.0}))
-        sids = [await insert_session(database_url, f"exit{i}") for i in range(SESSIONS)]
-        for i, sid in enumerate(sids):
-            await pair(sid, namespace, f"+155513400{i:02d}")
+        sids, going, other = await _paired_on_one_worker(cluster, database_url, redis_url, namespace, "134")
         phones = {sid: (await status_of(sid, namespace)).phone for sid in sids}
-        first = {e.node_id for e in fleet.session_actors(namespace)}
-        assert len(first) == 1, "every session is on the first worker"
-        going = first.pop() or ""
-        other = cluster.add_node(resources={"wa_session": SESSIONS}, **NODE_ARGS).node_id
-        cluster.wait_for_nodes()
 
         async with AsyncExitStack() as stack:
             got: list[Frames] = [await stack.enter_async_context(frames(redis_url, sid)) for sid in sids]
@@ -89,16 +108,12 @@ async def test_a_node_ray_drains_hands_its_sessions_to_another_before_its_deadli
             await eventually(lambda: asyncio.sleep(0, len(network.taken)), lambda n: n >= 8, timeout=30)
             started = time.monotonic()
             ray_drain(going, DEADLINE_S)
-
-            async def connected_elsewhere() -> int:
-                count = 0
-                for sid in sids:
-                    where = await handle(sid, namespace).ping.remote()
-                    view = await status_of(sid, namespace)
-                    count += where.node_id == other and where.ready and view.status == SessionStatus.CONNECTED
-                return count
-
-            await eventually(connected_elsewhere, lambda n: n == SESSIONS, timeout=DEADLINE_S, every=0.5)
+            await eventually(
+                lambda: _connected_on(namespace, sids, other),
+                lambda n: n == SESSIONS,
+                timeout=DEADLINE_S,
+                every=0.5,
+            )
             took = time.monotonic() - started
             print(f"{SESSIONS} sessions moved off a draining node in {took:.1f}s")
             taken_during = len(network.taken)
@@ -135,5 +150,39 @@ async def test_a_node_ray_drains_hands_its_sessions_to_another_before_its_deadli
         assert set(rows) == set(network.taken), "every message a session took is stored"
         assert max(rows.values()) == 1, "no message stored twice"
         assert await fetchval(database_url, "SELECT count(*) FROM wa_sim.device") == SESSIONS
+    finally:
+        kill_namespace_actors(namespace)
+
+
+async def test_leave_returns_once_its_node_holds_no_session_and_they_run_elsewhere(
+    cluster: Cluster, database_url: str, redis_url: str
+) -> None:
+    """`whatsapp-bridge leave`, a worker pod's preStop: the pod is deleted only after its sessions moved."""
+    namespace = unique_namespace()
+    try:
+        sids, going, other = await _paired_on_one_worker(cluster, database_url, redis_url, namespace, "135")
+        async with AsyncExitStack() as stack:
+            got = [await stack.enter_async_context(frames(redis_url, sid)) for sid in sids]
+            env = clean_env(**{k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH_")})
+            started = time.monotonic()
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [*command(), "leave", "--address", cluster.address, "--node-id", going, "--deadline", "60"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+            took = time.monotonic() - started
+            assert done.returncode == 0, done.stderr
+            assert fleet.sessions_on(namespace, going) == [], "it waited until the node held no session"
+            print(f"leave: {SESSIONS} sessions moved in {took:.1f}s")
+            assert "0 sessions left on node" in done.stderr
+            await eventually(
+                lambda: _connected_on(namespace, sids, other), lambda n: n == SESSIONS, timeout=30
+            )
+        for one in got:
+            assert one.of("qr") == [], "no session asked for a scan"
+            assert all(body.get("reason") != "logged_out" for body in one.of("status"))
     finally:
         kill_namespace_actors(namespace)
