@@ -21,7 +21,7 @@ from kernel.ids import session_id_of_actor
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DEADLINE_S = 240.0  # raycluster.yaml's terminationGracePeriodSeconds, less Ray's own stop
+DEFAULT_DEADLINE_S = 300.0  # deploy/kuberay/raycluster.yaml: ~2 s per session, 150 sessions
 POLL_S = 1.0
 CALL_TIMEOUT_S = 10.0
 

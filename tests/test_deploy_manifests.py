@@ -31,6 +31,7 @@ from ray._private.ray_constants import RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S
 from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from api import leave
 from api.local_ray import RAY_NODE_ENV
 from api.metrics import Metrics
 from kernel.settings import Settings
@@ -43,6 +44,7 @@ SECRET_ENV = {"WHATSAPP_BRIDGE_API_KEY", "DATABASE_URL", "REDIS_URL", "RAY_AUTH_
 # Environment names that are Ray's, PgBouncer's, PostgreSQL's or Redis's rather than our Settings.
 FOREIGN_ENV = re.compile(r"^(RAY_|REPORTER_|NEONIZE_|POSTGRES_|DB_|AUTH_|REDIS_PASSWORD$|AUTOSCALER_)")
 SESSIONS_PER_WORKER = 150
+MOVE_S = 2.0  # a session's move off a draining node, wall time at the registry's pace (measured)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # What a pod and a container of the bridge run as (deploy/Dockerfile's USER).
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -64,15 +66,20 @@ def deploy_files(*suffixes: str) -> list[Path]:
     return found
 
 
-def kuberay() -> dict[str, dict[str, Any]]:
-    """deploy/kuberay's objects by kind, in the kustomization's namespace."""
+def kuberay_objects() -> list[dict[str, Any]]:
+    """Every object of deploy/kuberay's kustomization, in its namespace."""
     kustomization = load_yaml(DEPLOY / "kuberay" / "kustomization.yaml")[0]
-    objects: dict[str, dict[str, Any]] = {}
+    objects = []
     for name in kustomization["resources"]:
         for doc in load_yaml(DEPLOY / "kuberay" / name):
             doc.setdefault("metadata", {})["namespace"] = kustomization["namespace"]
-            objects[doc["kind"]] = doc
+            objects.append(doc)
     return objects
+
+
+def kuberay() -> dict[str, dict[str, Any]]:
+    """deploy/kuberay's objects by kind (the last of a kind)."""
+    return {doc["kind"]: doc for doc in kuberay_objects()}
 
 
 def start_resources(params: dict[str, str]) -> dict[str, Any]:
@@ -436,6 +443,39 @@ def test_raycluster_pod_templates_pass_kubernetes_validation() -> None:
     kubernetes_validate.validate(pod, "1.30", strict=True)
 
 
+def test_session_workers_move_their_sessions_before_their_pod_goes() -> None:
+    """KubeRay's `bash -c` PID 1 never passes SIGTERM to `ray start`: the preStop drains the node, and
+    the grace period leaves it the time a full pod's moves take (tests/test_node_exits.py)."""
+    for group in kuberay()["RayCluster"]["spec"]["workerGroupSpecs"]:
+        spec = group["template"]["spec"]
+        (container,) = spec["containers"]
+        command = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[:2] == ["whatsapp-bridge", "leave"], command
+        deadline = leave.parser().parse_args(command[2:]).deadline
+        assert deadline >= start_resources(group["rayStartParams"])["wa_session"] * MOVE_S
+        assert spec["terminationGracePeriodSeconds"] >= deadline + 30
+
+
+def test_disruption_budgets_take_one_session_worker_at_a_time_and_never_block_a_drain() -> None:
+    budgets = [doc for doc in kuberay_objects() if doc["kind"] == "PodDisruptionBudget"]
+    for budget in budgets:
+        kubernetes_validate.validate(budget, "1.30", strict=True)
+
+    def covering(template: dict[str, Any]) -> list[dict[str, Any]]:
+        labels = template["metadata"]["labels"].items()
+        return [b["spec"] for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels]
+
+    templates = dict(pod_specs())
+    (workers,) = covering(templates["sessions"])
+    assert workers == {**workers, "maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    (api,) = covering(templates["api"])
+    # A budget that allowed no eviction of the one API pod would hold every node drain for ever.
+    assert (
+        api.get("maxUnavailable", 0) >= 1 or api["minAvailable"] < kuberay()["Deployment"]["spec"]["replicas"]
+    )
+    assert covering(templates["ray-head"]) == []
+
+
 def test_every_container_requests_what_it_is_limited_to() -> None:
     """Guaranteed QoS (KubeRay's advice): a pod that sits at a lower request is evicted first."""
     found = dict(containers())
@@ -575,7 +615,11 @@ def test_compose_starts_in_order_and_stops_gracefully() -> None:
         assert seconds(services[name]["stop_grace_period"]) >= RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S + 15, (
             name
         )
-    assert seconds(services["ray-worker"]["stop_grace_period"]) >= 60
+    # A worker's drain leaves the registry the time to move its sessions (ray-worker.service alike).
+    worker = services["ray-worker"]
+    drain = float(worker["environment"]["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"])
+    assert drain >= SESSIONS_PER_WORKER * MOVE_S
+    assert seconds(worker["stop_grace_period"]) >= drain + 30
 
 
 def test_compose_services_run_unprivileged_from_qualified_images() -> None:
@@ -643,6 +687,10 @@ def test_systemd_units(name: str) -> None:
             assert f"{key}={value}" in environment, key
         sessions = 0 if name == "ray-head" else SESSIONS_PER_WORKER
         assert f'"--resources={{\\"wa_session\\": {sessions}}}"' in found["ExecStart"][0]
+    if name == "ray-worker":  # its SIGTERM drain leaves the registry the time to move its sessions
+        drain = float(re.search(r"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=(\d+)", environment).group(1))  # type: ignore[union-attr]
+        assert drain >= SESSIONS_PER_WORKER * MOVE_S
+        assert int(found["TimeoutStopSec"][0]) >= drain + 30
     assert "Requires" not in found  # a head restart must not stop the API or a worker
 
 
