@@ -4,8 +4,9 @@ preStop, deploy/kuberay/raycluster.yaml).
 It marks the node draining in Ray's GCS with a deadline (what `ray drain-node` and a SIGTERM'd
 `ray start --block` do), so Ray places nothing more there and the registry moves its sessions
 (`actors.node_exits`); then it waits until no session actor is left on the node, at most until the
-deadline. It talks to the GCS as a client only (no Ray driver), so the node's raylet may exit under it:
-Ray stops an emptied draining node by itself.
+deadline, and no longer once no other node has room for them (Ray restarts those when capacity
+appears). It talks to the GCS as a client only (no Ray driver), so the node's raylet may exit under
+it: Ray stops an emptied draining node by itself.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import argparse
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from actors.fleet import CAPACITY_RESOURCE
 from kernel.ids import session_id_of_actor
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,12 @@ def leave(gcs: Any, node_id: str, deadline_s: float) -> int:
             held = now_held
         if held == 0:
             return 0
+        if held > 0 and _room_elsewhere(gcs, node_id) <= 0:
+            # Every other node is full or going too (a Recreate upgrade deletes every worker pod at
+            # once): holding the pod would only delay the new ones. Ray restarts what is left when
+            # capacity appears, with its stored device.
+            log.warning("leave: no other node has room for the %d sessions left; not waiting", held)
+            return held
         if time.time() >= deadline:
             log.error("leave: %d sessions still on node %s at the deadline", held, node_id[:12])
             return held
@@ -90,12 +99,31 @@ def leave(gcs: Any, node_id: str, deadline_s: float) -> int:
 
 def sessions_on(gcs: Any, node_id: str) -> int:
     """Session actors placed on the node, in any namespace."""
+    return _placed(gcs).get(node_id, 0)
+
+
+def _placed(gcs: Any) -> Counter[str]:
+    """Session actors placed on each node, in any namespace."""
     actors = asyncio.run(_alive_actors(gcs))
-    return sum(
-        1
+    return Counter(
+        actor.address.node_id.hex()
         for actor in actors.values()
-        if session_id_of_actor(actor.name) is not None and actor.address.node_id.hex() == node_id
+        if session_id_of_actor(actor.name) is not None
     )
+
+
+def _room_elsewhere(gcs: Any, node_id: str) -> int:
+    """Free `wa_session` units on the live nodes other than `node_id` that Ray is not draining."""
+    from ray.core.generated import gcs_pb2
+
+    going = gcs.get_draining_nodes(timeout=CALL_TIMEOUT_S)
+    usable = {
+        key.hex(): int(info.resources_total.get(CAPACITY_RESOURCE, 0))
+        for key, info in gcs.get_all_node_info(timeout=CALL_TIMEOUT_S).items()
+        if info.state == gcs_pb2.GcsNodeInfo.ALIVE and key.hex() != node_id and key.hex() not in going  # type: ignore[attr-defined]
+    }
+    placed = _placed(gcs)
+    return sum(capacity - placed.get(node, 0) for node, capacity in usable.items())
 
 
 async def _alive_actors(gcs: Any) -> dict[Any, Any]:

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import ray
+from ray._raylet import GcsClient  # type: ignore[attr-defined]
 from ray.cluster_utils import Cluster
 from ray.core.generated import autoscaler_pb2
 
 from actors import fleet
 from actors.registry import start_registry
+from api import leave
 from kernel.domain import SessionStatus
 from tests.clikit import clean_env, command
 from tests.raykit import (
@@ -184,5 +186,24 @@ async def test_leave_returns_once_its_node_holds_no_session_and_they_run_elsewhe
         for one in got:
             assert one.of("qr") == [], "no session asked for a scan"
             assert all(body.get("reason") != "logged_out" for body in one.of("status"))
+    finally:
+        kill_namespace_actors(namespace)
+
+
+async def test_leave_does_not_hold_a_pod_whose_sessions_have_nowhere_to_go(
+    cluster: Cluster, database_url: str, redis_url: str
+) -> None:
+    """Every worker going at once (a Recreate upgrade): the hook returns at once instead of holding the
+    pod until its deadline; Ray restarts the sessions when capacity appears."""
+    namespace = unique_namespace()
+    try:
+        start_registry(registry_config(database_url, redis_url, namespace, session={"qr_first_s": 300.0}))
+        sid = await insert_session(database_url, "nowhere")
+        await pair(sid, namespace, "+15551370001")
+        (only,) = {e.node_id for e in fleet.session_actors(namespace)}
+        gcs = GcsClient(address=cluster.address)
+        started = time.monotonic()
+        left = await asyncio.to_thread(leave.leave, gcs, only or "", 120)
+        assert left == 1 and time.monotonic() - started < 30, "it did not wait for the deadline"
     finally:
         kill_namespace_actors(namespace)
