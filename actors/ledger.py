@@ -23,8 +23,7 @@ from typing import Any
 
 from actors.domain import SendResult
 from actors.errors import ClientTimeout, IdempotencyKeyReused, SendOutcomeUnknown, WaError
-from actors.journal import Journal
-from actors.writes import DropSendRecord, SaveSendRecord
+from actors.writes import DropSendRecord, SaveSendRecord, Write
 from persistence.send_records import KEEP_HOURS, SendRecord, SendRecords
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,10 @@ def fingerprint(*parts: Any) -> str:
 
 
 class SendLedger:
-    def __init__(self, session_id: str, records: SendRecords, journal: Journal) -> None:
+    def __init__(self, session_id: str, records: SendRecords, write: Callable[[Write], None]) -> None:
         self._session_id = session_id
         self._records = records
-        self._journal = journal
+        self._write = write  # the session's journal: durable at once
         self._user_id: str | None = None
         self._known: dict[str, tuple[float, SendRecord]] = {}
         self._inflight: dict[str, asyncio.Future[SendResult]] = {}
@@ -128,14 +127,14 @@ class SendLedger:
 
     def _remember(self, record: SendRecord) -> None:
         assert self._user_id is not None
-        self._journal.write(SaveSendRecord(self._user_id, record))
+        self._write(SaveSendRecord(self._user_id, record))
         self._known[record.key] = (time.monotonic(), record)
         while len(self._known) > MAX_KEYS:
             del self._known[next(iter(self._known))]
 
     def _forget(self, key: str) -> None:
         assert self._user_id is not None
-        self._journal.write(DropSendRecord(self._user_id, key))
+        self._write(DropSendRecord(self._user_id, key))
         self._known.pop(key, None)
 
 

@@ -12,7 +12,7 @@ from ray.actor import ActorHandle
 from actors.actor import SessionActor
 from actors.config import Settings, asyncpg_dsn
 from actors.ids import actor_name
-from actors.session_base import SessionConfig
+from actors.session_state import SessionConfig
 
 CAPACITY_RESOURCE = "wa_session"
 
