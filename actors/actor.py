@@ -60,6 +60,8 @@ class SessionActor:
             open_spool=open_spool,
             # A fresh process through Ray's own restart: no crash warning on the console (actors/recycle.py).
             exit_process=functools.partial(exit_for_restart, session_id),
+            # Every process of this actor is one owner: a newer one takes the lease over at once.
+            owner=ray.get_runtime_context().get_actor_id() or f"session-{session_id}",
         )
         self._core.start()
         log.info("session %s: process %d started", session_id, os.getpid())

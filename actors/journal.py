@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.errors import ServiceUnavailable, SessionNotFound
+from actors.errors import LeaseLost, ServiceUnavailable, SessionNotFound
 from actors.outages import Outage, Service, Why, describe, outage
 from actors.spool import Spool
 from actors.tasks import TaskGroup
@@ -121,6 +121,11 @@ class Journal:
             self._wake.clear()
             try:
                 await self._flush()
+            except LeaseLost:
+                log.warning(
+                    "%s: another process holds the lease; %d writes stay spooled", self._label, self.backlog
+                )
+                return
             except _Waiting as waiting:
                 if self.outage != waiting.outage:
                     log.warning(
@@ -158,6 +163,8 @@ class Journal:
             await self._apply(entry)
         except SessionNotFound:
             log.info("%s: the session's row is gone; dropping %s", self._label, type(entry).__name__)
+        except LeaseLost:
+            raise  # this process may not write any more: the entry stays in the spool, unapplied
         except Exception as err:
             found = outage(err)
             if found is None and isinstance(err, ServiceUnavailable):

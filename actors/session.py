@@ -65,6 +65,7 @@ class SessionCore:
         bus: EventBus,
         open_spool: Callable[[], Spool],
         exit_process: Callable[[str], None],
+        owner: str,
     ) -> None:
         self.session_id = session_id
         self._state = SessionState(
@@ -75,6 +76,7 @@ class SessionCore:
             bus=bus,
             open_spool=open_spool,
             exit_process=exit_process,
+            owner=owner,
         )
         self._contacts = Contacts(self._state)
         self._transitions = Transitions(self._state, self._contacts)

@@ -8,7 +8,7 @@ import random
 from dataclasses import replace
 
 from actors.domain import TERMINAL_REASONS, Reason, SessionStatus
-from actors.errors import ServiceUnavailable
+from actors.errors import LeaseLost, ServiceUnavailable, SessionNotFound
 from actors.events import Connected, Disconnected, LoggedOut, Paired, PairingCode, Presence, QrCode
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.session_sends import Sends
@@ -47,6 +47,8 @@ class Lifecycle:
             try:
                 row = await self._load()
                 break
+            except LeaseLost:
+                return  # the lease's own task ends this process
             except (ServiceUnavailable, OSError) as err:
                 if self._boot_error is None:
                     log.warning("session %s: cannot load its row (%s); retrying", session.session_id, err)
@@ -63,8 +65,8 @@ class Lifecycle:
         if self._boot_error is not None:
             log.info("session %s: row loaded after the database came back", session.session_id)
             self._boot_error = None
-        assert session.journal is not None
-        session.journal.start()
+        if session.journal is not None:
+            session.journal.start()
         if row is None:
             log.warning("session %s: no row in the database; idle until stopped", session.session_id)
             session.loaded.set()
@@ -91,9 +93,15 @@ class Lifecycle:
         await self._connect(row.device_jid)
 
     async def _load(self) -> StoredSession | None:
-        """What an earlier process spooled goes to PostgreSQL first, in order; then the row is read."""
+        """Take the lease (waiting while another process holds it); then what an earlier process spooled
+        goes to PostgreSQL first, in order; then the row is read."""
         session = self._state
-        journal = session.open_journal(applier(session.store, session.bus, self._transitions.phone_taken))
+        try:
+            await session.lease.take()
+        except SessionNotFound:
+            return None
+        apply = applier(session.store, session.bus, self._transitions.phone_taken)
+        journal = session.open_journal(session.lease.guard(apply))
         await journal.flush()
         row = await session.store.load()
         if row is not None:
@@ -163,6 +171,7 @@ class Lifecycle:
             await journal.close()
             if purge:
                 journal.discard()
+        await session.lease.release()
         if purge:
             await session.store.purge()
         await session.bus.close()

@@ -19,6 +19,7 @@ from actors.errors import ClientTimeout, SessionNotConnected, SessionNotFound, S
 from actors.heartbeat import Beat, Heartbeat
 from actors.ids import USER_SERVER, jid_user
 from actors.journal import Apply, Journal
+from actors.lease import Lease
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.spool import Spool, SpoolFull
 from actors.tasks import TaskGroup
@@ -39,6 +40,7 @@ STUCK_AFTER_TIMEOUTS = 3
 CLOSE_DRAIN_S = 10.0
 RECYCLE_DRAIN_S = 2.0
 HEARTBEAT_S = 5.0
+LEASE_S = 15.0
 # How long a status or QR frame waits for what it announces to be in PostgreSQL, where the API reads it
 # (bounded: with PostgreSQL away the frame goes out anyway, and the read answers from the last row).
 STORED_WAIT_S = 0.5
@@ -65,6 +67,7 @@ class SessionConfig:
     inbox_chats: str = "direct"  # INBOX_CHATS: "direct" or "all" (actors.inbox_scope)
     close_drain_s: float = CLOSE_DRAIN_S  # how long a graceful stop waits for the journal to drain
     heartbeat_s: float = HEARTBEAT_S  # how often the process renews its heartbeat (actors.heartbeat)
+    lease_s: float = LEASE_S  # how long a lease lasts without renewal (actors.lease)
 
 
 ClientFactory = Callable[[ClientOptions], WhatsAppClient]
@@ -83,6 +86,7 @@ class SessionState:
         bus: EventBus,
         open_spool: Callable[[], Spool],
         exit_process: Callable[[str], None],
+        owner: str,
     ) -> None:
         self.session_id = session_id
         self.config = config
@@ -91,6 +95,8 @@ class SessionState:
         self.tasks = TaskGroup(f"session {session_id}")
         # What the API reads to tell whether this process is up and connected, and its QR / pairing code.
         self.heartbeat = Heartbeat(store, self.tasks, session_id, config.heartbeat_s)
+        # Whether this process may hold the connection; `owner` is the actor it runs (see actors.lease).
+        self.lease = Lease(store, self.tasks, session_id, owner, config.lease_s, self.recycle)
         self._client_factory = client_factory
         self._open_spool = open_spool
         self._exit_process = exit_process
@@ -157,8 +163,10 @@ class SessionState:
         return self.client
 
     def connected(self) -> bool:
+        """Whether this process holds the WhatsApp connection now (its client runs and is logged in)."""
         view = self.view
-        return self.client is not None and view is not None and view.status == SessionStatus.CONNECTED
+        running = self.client is not None and self.client_running
+        return running and view is not None and view.status == SessionStatus.CONNECTED
 
     def client_if_connected(self) -> WhatsAppClient:
         if not self.connected():
@@ -256,6 +264,7 @@ class SessionState:
         if self.journal is not None:
             await self.journal.wait_drained(RECYCLE_DRAIN_S)
             await self.journal.close()
+        await self.lease.release()
         await self.bus.close()
         await self.store.close()
         self._exit_process(why)

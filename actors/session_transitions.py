@@ -244,6 +244,10 @@ class Transitions:
             await session.set_state(SessionStatus.CONNECTING, reason)
             self.arm(session.config.connect_timeout_s, "reconnect did not finish", action="dial_failed")
             return
+        if reason is Reason.REPLACED and not await session.lease.held():
+            # Another process took the number over, as it may: going quietly is what ends a ping-pong.
+            await session.lease.lose("WhatsApp replaced the stream")
+            return
         banned_until_expiry = reason is Reason.BANNED and retry_after_s is not None
         if not banned_until_expiry:
             self._count_connect_failure()

@@ -18,6 +18,7 @@ from actors.bus import EventBus
 from actors.domain import Chat, Message, MessageStatus, Reaction, Reason, SessionStatus
 from actors.events import HistoryChunk
 from actors.heartbeat import BeatStore
+from actors.lease import LeaseStore
 from actors.wire import chat_payload, msg_payload, update_payload
 from persistence.chat_people import StoredPicture
 from persistence.inbox_changes import ChatRead
@@ -155,8 +156,9 @@ Write = (
 )
 
 
-class Store(BeatStore, Protocol):
-    """What the session needs of `persistence.session_store.SessionStore` (its heartbeat's too)."""
+class Store(BeatStore, LeaseStore, Protocol):
+    """What the session needs of `persistence.session_store.SessionStore` (its heartbeat's and lease's
+    too)."""
 
     send_records: SendRecords
 
