@@ -18,15 +18,14 @@ import ray
 
 from actors.bus import EventBus
 from actors.clients import make_client
-from actors.domain import Message, Placement, SendResult, SessionView
 from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.fleet import ProcessInfo, own_process
 from actors.pictures import PictureState
-from actors.ports import ClientOptions, WhatsAppClient
+from actors.ports import ClientOptions, Stores, WhatsAppClient
 from actors.recycle import exit_for_restart, report_restart, was_restarted
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool
-from persistence.session_store import SessionStore
+from kernel.domain import Message, Placement, SendResult, SessionView
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,13 @@ def _configure_logging() -> None:
 
 
 class SessionActor:
-    def __init__(self, session_id: str, config: SessionConfig) -> None:
+    def __init__(self, session_id: str, config: SessionConfig, stores: Stores) -> None:
         _configure_logging()
         self._session_id = session_id
         self._backend = config.backend
 
         def factory(options: ClientOptions) -> WhatsAppClient:
-            return make_client(config.backend, options)
+            return make_client(config.backend, options, stores)
 
         self._spool_path = spool_path(config, session_id)
 
@@ -55,7 +54,7 @@ class SessionActor:
             session_id,
             config,
             client_factory=factory,
-            store=SessionStore(config.database_dsn, session_id),
+            store=stores.session_store(config.database_dsn, session_id),
             bus=EventBus(config.redis_url, session_id, retained=config.events_retained),
             open_spool=open_spool,
             # A fresh process through Ray's own restart: no crash warning on the console (actors/recycle.py).

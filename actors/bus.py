@@ -1,6 +1,6 @@
 """A session's events to Redis. Redis being down never stops or slows a session, and loses no message.
 
-Each event is added to the replayable log (the `wa:events` stream, capped: see `actors.wire`) and
+Each event is added to the replayable log (the `wa:events` stream, capped: see `kernel.wire`) and
 PUBLISHed on `wa:<kind>:<session id>` (the seed's channels), in one write. Events go out in the order
 they were published, each once; each carries (producer, seq) so that a reader drops the copy of an event
 re-sent after a reply was lost.
@@ -26,7 +26,7 @@ from typing import Any
 
 from actors.publisher import LoggedEvent, Publisher
 from actors.tasks import TaskGroup
-from actors.wire import EVENTS_RETAINED, EVENTS_STREAM, channel, event_fields
+from kernel.wire import EVENTS_RETAINED, EVENTS_STREAM, channel, event_fields
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from actors.domain import Message
-from actors.errors import MediaNotAvailable
-from actors.ids import to_jid
 from actors.media.limits import check_size
 from actors.ports import WhatsAppClient
+from kernel.domain import Message
+from kernel.errors import MediaNotAvailable
+from kernel.ids import to_jid
 
 # What the actor streams ahead of consumption before it waits for the caller (Ray generator backpressure).
 STREAM_AHEAD = 8

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors import fleet
-from actors.domain import SessionStatus
-from actors.errors import InvalidInput, NotFound
-from actors.ids import actor_name
 from actors.supervision import Pacer
+from kernel.domain import SessionStatus
+from kernel.errors import InvalidInput, NotFound
+from kernel.ids import actor_name
 
 log = logging.getLogger(__name__)
 

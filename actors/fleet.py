@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.actor_states import UNPLACED_STATES
-from actors.domain import SessionStatus
-from actors.ids import session_id_of_actor
+from kernel.domain import SessionStatus
+from kernel.ids import session_id_of_actor
 
 CAPACITY_RESOURCE = "wa_session"  # the same unit the registry asks for (actors.registry)
 CALL_TIMEOUT_S = 5.0
@@ -159,7 +159,7 @@ async def _row(namespace: str, entry: ActorEntry) -> SessionRow:
 def _handle(namespace: str, session_id: str) -> Any:
     import ray
 
-    from actors.ids import actor_name
+    from kernel.ids import actor_name
 
     try:
         return ray.get_actor(actor_name(session_id), namespace=namespace)

@@ -19,8 +19,8 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
+from actors.ports import BeatStore
 from actors.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,6 @@ class Beat:
     qr: str | None = None
     qr_expires_at: datetime | None = None
     pairing_code: str | None = None
-
-
-class BeatStore(Protocol):
-    async def beat(
-        self,
-        process: str,
-        ttl_s: float,
-        *,
-        connected: bool,
-        qr: str | None = None,
-        qr_expires_at: datetime | None = None,
-        pairing_code: str | None = None,
-    ) -> None: ...
-    async def end_beat(self, process: str) -> None: ...
 
 
 class Heartbeat:

@@ -2,7 +2,7 @@
 
 `write(entry)` returns once the entry is durable in the session's spool (`actors.spool`); one task applies
 entries to the database strictly in order, each through the session's `apply`. An entry that meets an
-outage (`actors.outages`: the database unreachable, read-only, full, a deadlock... the same meaning the
+outage (`kernel.outages`: the database unreachable, read-only, full, a deadlock... the same meaning the
 API uses) stays at the head and is retried with capped, jittered backoff, so an outage of any length
 loses nothing and keeps the order; `outage` says what it waits for meanwhile. A session whose row is
 gone (`SessionNotFound`) drops its entries. An entry that fails for any other reason (a bug, bad data)
@@ -21,10 +21,10 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.errors import LeaseLost, ServiceUnavailable, SessionNotFound
-from actors.outages import Outage, Service, Why, describe, outage
 from actors.spool import Spool
 from actors.tasks import TaskGroup
+from kernel.errors import LeaseLost, ServiceUnavailable, SessionNotFound
+from kernel.outages import Outage, Service, Why, describe, outage
 
 log = logging.getLogger(__name__)
 

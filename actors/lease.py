@@ -24,20 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
-from actors.errors import LeaseLost
+from actors.ports import LeaseStore
 from actors.tasks import TaskGroup
+from kernel.errors import LeaseLost
 
 log = logging.getLogger(__name__)
 
 RELEASE_TIMEOUT_S = 2.0
-
-
-class LeaseStore(Protocol):
-    async def take_lease(self, owner: str, ttl_s: float) -> int | None: ...
-    async def renew_lease(self, ttl_s: float) -> None: ...
-    async def release_lease(self) -> None: ...
 
 
 class Lease:

@@ -21,10 +21,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.domain import SendResult
-from actors.errors import ClientTimeout, IdempotencyKeyReused, SendOutcomeUnknown, WaError
+from actors.ports import SendRecordsPort
 from actors.writes import DropSendRecord, SaveSendRecord, Write
-from persistence.send_records import KEEP_HOURS, SendRecord, SendRecords
+from kernel.domain import SendResult
+from kernel.errors import ClientTimeout, IdempotencyKeyReused, SendOutcomeUnknown, WaError
+from kernel.stored import KEEP_HOURS, SendRecord
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def fingerprint(*parts: Any) -> str:
 
 
 class SendLedger:
-    def __init__(self, session_id: str, records: SendRecords, write: Callable[[Write], None]) -> None:
+    def __init__(self, session_id: str, records: SendRecordsPort, write: Callable[[Write], None]) -> None:
         self._session_id = session_id
         self._records = records
         self._write = write  # the session's journal: durable at once

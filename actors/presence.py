@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from actors.errors import RateLimited
 from actors.tasks import TaskGroup
+from kernel.errors import RateLimited
 
 TYPING_STATES = ("composing", "recording", "paused")
 ONLINE_STATES = ("available", "unavailable")

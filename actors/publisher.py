@@ -6,10 +6,8 @@ memory (124 modules, the OpenTelemetry SDK among them) and a third of a send's p
 `AUTH` when the URL carries credentials, `PUBLISH`, `XADD` (the events' replayable log, pipelined with
 the PUBLISH of the same event: one write per batch of events), `PING`. The API keeps redis-py.
 
-URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://...` (TLS, verified against the system's
-CAs or `?ssl_ca_certs=/path/ca.pem`, not at all with `?ssl_cert_reqs=none`),
-`unix://[[user]:password@]/path/to/socket[?db=N]`; `?password=` works too. Other query parameters are
-ignored. The database number matters for the stream only (pub/sub channels are server-wide).
+URLs: as `kernel.redis_url` parses them. The database number matters for the stream only (pub/sub
+channels are server-wide).
 
 One command (or pipelined batch) at a time; a failure or a timeout closes the connection (a reply may
 still be in flight), and the next command connects anew. A kept connection the server has closed
@@ -21,62 +19,17 @@ an `OSError`.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
 
-DEFAULT_PORT = 6379
+from kernel.redis_url import Endpoint
+
 # What a lost, slow or confused connection raises (ValueError: an unparsable reply).
 _FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
 
 
 class PublishError(ConnectionError):
     """Redis could not be reached, refused us, or answered out of protocol."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    host: str | None
-    port: int
-    path: str | None
-    username: str | None
-    password: str | None
-    tls: ssl.SSLContext | None
-    db: int = 0
-
-    @classmethod
-    def from_url(cls, url: str) -> Endpoint:
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        password = unquote(parts.password) if parts.password else next(iter(query.get("password", [])), None)
-        username = unquote(parts.username) if parts.username else None
-        if parts.scheme == "unix":
-            if not parts.path:
-                raise ValueError("a unix:// Redis URL needs a socket path")
-            return cls(None, 0, parts.path, username, password, None, _db(query.get("db", ["0"])[0]))
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
-        tls = None
-        if parts.scheme == "rediss":
-            cafile = next(iter(query.get("ssl_ca_certs", [])), None)
-            try:
-                tls = ssl.create_default_context(cafile=cafile)
-            except OSError as err:
-                raise ValueError(f"ssl_ca_certs {cafile}: {err.strerror or err}") from err
-            if (query.get("ssl_cert_reqs") or [""])[0].lower() in ("none", "cert_none"):
-                tls.check_hostname = False
-                tls.verify_mode = ssl.CERT_NONE
-        db = _db(parts.path.strip("/") or query.get("db", ["0"])[0])
-        return cls(
-            parts.hostname or "localhost", parts.port or DEFAULT_PORT, None, username, password, tls, db
-        )
-
-
-def _db(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"the Redis database must be a number, not {text!r}")
-    return int(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,15 +49,10 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from actors.config import Settings
-from actors.domain import Placement
-from actors.errors import SessionNotFound
-from actors.ids import actor_name, session_id_of_actor
 from actors.registry_config import (
     CAPACITY_RESOURCE,
     RegistryConfig,
     create_session_actor,
-    registry_config,
     session_actor_options,
 )
 from actors.registry_supervision import (
@@ -68,8 +63,9 @@ from actors.registry_supervision import (
 )
 from actors.supervision import Pacer, Pending, Replayed, Since, Strikes, Writes
 from actors.tasks import TaskGroup
-from persistence import repo
-from persistence.db import create_engine, session_factory
+from kernel.domain import Placement
+from kernel.errors import SessionNotFound
+from kernel.ids import actor_name, session_id_of_actor
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +75,12 @@ __all__ = [
     "RegistryConfig",
     "SessionRegistry",
     "create_session_actor",
-    "ensure_registry",
     "get_registry",
-    "registry_config",
     "session_actor_options",
     "start_registry",
 ]
 
 REGISTRY_NAME = "session-registry"
-
-
-def ensure_registry(settings: Settings) -> ActorHandle[Any]:
-    """The running registry, created if missing (a running one keeps the configuration it started with)."""
-    return start_registry(registry_config(settings))
 
 
 def start_registry(config: RegistryConfig) -> ActorHandle[Any]:
@@ -131,10 +120,7 @@ class SessionRegistry(RegistrySupervision):
         self._destroyed: dict[str, float] = {}
         self._created: deque[tuple[str, float]] = deque(maxlen=1000)
         self._passes = 0
-        self._engine = create_engine(
-            config.database_dsn, pool_size=2, max_overflow=2, application_name="registry"
-        )
-        self._db = session_factory(self._engine)
+        self._store = config.stores.fleet(config.database_dsn)
         self._tasks.spawn(self._loop(), "reconcile loop")
         if config.message_retention_days > 0:
             self._tasks.spawn(self._retention_loop(), "message retention")
@@ -171,11 +157,10 @@ class SessionRegistry(RegistrySupervision):
                     )
                 ray.kill(handle, no_restart=True)
             existed = True
-            async with self._db() as db:
-                try:
-                    await repo.delete_session(db, session_id)
-                except SessionNotFound:
-                    existed = False
+            try:
+                await self._store.delete_session(session_id)
+            except SessionNotFound:
+                existed = False
         finally:
             self._destroyed[session_id] = time.monotonic()
         self._forget(session_id)
@@ -248,8 +233,7 @@ class SessionRegistry(RegistrySupervision):
             self._log_pending()
         stats = {"wanted": -1, "created": 0, "stopped": 0, "replaced": 0, "restarted": 0}
         try:
-            async with self._db() as db:
-                rows = await repo.sessions_to_run(db)
+            rows = await self._store.sessions_to_run()
         except Exception:
             # Nothing is known about which actors should exist: change nothing, restart orphans' grace.
             log.warning("registry: sessions unreadable; this pass changes nothing", exc_info=True)
@@ -299,8 +283,7 @@ class SessionRegistry(RegistrySupervision):
         log.info("registry: purging messages older than %d days every %.0fs", days, every)
         while True:
             try:
-                async with self._db() as db:
-                    await repo.purge_old_messages(db, days)
+                await self._store.purge_old_messages(days)
             except Exception:
                 log.warning("registry: message retention failed; next try in %.0fs", every, exc_info=True)
             await asyncio.sleep(every)

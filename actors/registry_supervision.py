@@ -13,14 +13,13 @@ from typing import Any
 
 import ray
 from ray.actor import ActorHandle
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actors.actor_states import unplaced_names
-from actors.domain import Placement
-from actors.ids import session_id_of_actor
+from actors.ports import FleetStorePort
 from actors.registry_config import CAPACITY_RESOURCE, RegistryConfig
 from actors.supervision import Since, Strikes
-from persistence import repo
+from kernel.domain import Placement
+from kernel.ids import session_id_of_actor
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class RegistrySupervision:
     _pending: Since
     _pending_logged: tuple[int, float]
     _reports: dict[str, Placement]  # the last ping of each placed session (journals: `writes()`)
-    _db: async_sessionmaker[AsyncSession]
+    _store: FleetStorePort
 
     async def _stop_orphans(self, orphans: dict[str, ActorHandle[Any]], unplaced: set[str] | None) -> int:
         """Stop the orphans whose grace is over and whose row is still absent; how many were stopped."""
@@ -66,11 +65,10 @@ class RegistrySupervision:
 
     async def _stop_orphan(self, session_id: str, handle: ActorHandle[Any], *, placed: bool) -> bool:
         """Close (no logout) and kill an orphan, unless a fresh look finds its row; whether it was stopped."""
-        async with self._db() as db:
-            if await repo.session_owner(db, session_id) is not None:
-                log.info("registry: session %s has a row again; not an orphan", session_id)
-                self._orphans.forget(session_id)
-                return False
+        if await self._store.session_owner(session_id) is not None:
+            log.info("registry: session %s has a row again; not an orphan", session_id)
+            self._orphans.forget(session_id)
+            return False
         log.warning("registry: session %s has had no row for its grace; stopping it, no logout", session_id)
         if placed:  # an actor Ray never placed has no client to close
             try:

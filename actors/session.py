@@ -30,19 +30,21 @@ from dataclasses import replace
 from typing import Any
 
 from actors.bus import EventBus
-from actors.domain import Message, SendResult, SessionStatus, SessionView
 from actors.downloads import MediaStream, stream_media
-from actors.errors import AlreadyConnected, InvalidInput, SessionUnavailable
-from actors.ids import to_jid
 from actors.pictures import PictureState
+from actors.ports import SessionStorePort as Store
 from actors.session_boot import Lifecycle
 from actors.session_contacts import Contacts
 from actors.session_inbox import Inbox
-from actors.session_sends import MAX_TEXT, Sends
+from actors.session_sends import Sends
 from actors.session_state import STORED_WAIT_S, ClientFactory, SessionConfig, SessionState
 from actors.session_transitions import Transitions
 from actors.spool import Spool
-from actors.writes import SaveCounters, Store
+from actors.writes import SaveCounters
+from kernel.domain import Message, SendResult, SessionStatus, SessionView
+from kernel.errors import AlreadyConnected, InvalidInput, SessionUnavailable
+from kernel.ids import to_jid
+from kernel.text_rules import MAX_TEXT
 
 __all__ = ["MAX_TEXT", "ClientFactory", "SessionConfig", "SessionCore"]
 

@@ -7,15 +7,15 @@ import logging
 import random
 from dataclasses import replace
 
-from actors.domain import TERMINAL_REASONS, Reason, SessionStatus
-from actors.errors import LeaseLost, ServiceUnavailable, SessionNotFound
-from actors.events import Connected, Disconnected, LoggedOut, Paired, PairingCode, Presence, QrCode
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.session_sends import Sends
 from actors.session_state import BOOT_RETRY_MAX_S, SessionState
 from actors.session_transitions import Transitions
 from actors.writes import applier
-from persistence.session_store import StoredSession
+from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
+from kernel.errors import LeaseLost, ServiceUnavailable, SessionNotFound
+from kernel.events import Connected, Disconnected, LoggedOut, Paired, PairingCode, Presence, QrCode
+from kernel.stored import StoredSession
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Who is who in a session's inbox: which chats it keeps, one chat per person, names and pictures.
 
-- Scope (`actors.inbox_scope`, `INBOX_CHATS`): every event that names a chat outside the inbox (a group
+- Scope (`kernel.inbox_scope`, `INBOX_CHATS`): every event that names a chat outside the inbox (a group
   under `direct`; status, newsletters, Meta AI, system chats always) is dropped before anything is
   written, so no chat is created that the API could not open.
 - LID addressing: WhatsApp names one contact by phone number (PN) or by LID. Every link it reveals
@@ -25,21 +25,21 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.domain import Message
-from actors.errors import (
+from actors.pictures import OWN_UNKNOWN, PictureState, own_picture
+from actors.ports import PictureInfo
+from actors.session_state import SessionState
+from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
+from kernel.domain import Message
+from kernel.errors import (
     MediaNotAvailable,
     PictureNotAvailable,
     ServiceUnavailable,
     SessionNotConnected,
     SessionNotFound,
 )
-from actors.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
-from actors.ids import to_jid
-from actors.inbox_scope import keeps
-from actors.pictures import OWN_UNKNOWN, PictureState, own_picture
-from actors.ports import PictureInfo
-from actors.session_state import SessionState
-from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
+from kernel.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
+from kernel.ids import to_jid
+from kernel.inbox_scope import keeps
 
 log = logging.getLogger(__name__)
 

@@ -7,38 +7,22 @@ once PostgreSQL has it. The answer is the message (or chat) as it now stands.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from actors.domain import Message, MessageType, Reaction
-from actors.errors import EditWindowClosed, InvalidInput, NotEditable, NotOwnMessage, SessionNotConnected
-from actors.ids import to_jid
 from actors.presence import TYPING_STATES, TypingGate
 from actors.session_contacts import Contacts
-from actors.session_sends import MAX_TEXT
 from actors.session_state import SessionState
 from actors.writes import StoreChatRead, StoreEdit, StoreReaction, StoreRevoke
+from kernel.domain import Message, MessageType, Reaction
+from kernel.errors import EditWindowClosed, InvalidInput, NotEditable, NotOwnMessage, SessionNotConnected
+from kernel.ids import to_jid
+from kernel.text_rules import MAX_TEXT, check_emoji
 
 # whatsmeow's EditWindow: WhatsApp refuses edits sent later than this after the message.
 EDIT_WINDOW = timedelta(minutes=15)
 # Read receipts go out for at most this many of a chat's newest unread messages.
 MAX_READ_RECEIPTS = 100
-MAX_EMOJI_CODEPOINTS = 16  # the longest emoji sequences (families with skin tones) are about 11
-
-
-def check_emoji(emoji: str) -> str:
-    """`emoji` if it is "" (remove) or looks like one emoji sequence; InvalidInput otherwise."""
-    if emoji == "":
-        return emoji
-    bad = any(
-        (ch.isascii() and (ch.isalpha() or ch.isspace()))
-        or unicodedata.category(ch) in ("Cc", "Zs", "Zl", "Zp")
-        for ch in emoji
-    )
-    if bad or len(emoji) > MAX_EMOJI_CODEPOINTS:
-        raise InvalidInput('emoji must be one emoji, or "" to remove your reaction')
-    return emoji
 
 
 def revoked(message: Message) -> Message:

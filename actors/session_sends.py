@@ -6,18 +6,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actors.domain import Message, MessageType, SendResult
-from actors.errors import InvalidInput, MediaTooLarge
-from actors.ids import to_jid
 from actors.ledger import SendLedger
-from actors.message_kinds import summary_for
 from actors.ports import OutgoingMedia
 from actors.session_contacts import Contacts
 from actors.session_state import SessionState
 from actors.spool import SpoolFull
 from actors.writes import StoreMessage
-
-MAX_TEXT = 65_536
+from kernel.domain import Message, MessageType, SendResult
+from kernel.errors import InvalidInput, MediaTooLarge
+from kernel.ids import to_jid
+from kernel.message_kinds import summary_for
+from kernel.text_rules import MAX_TEXT
 
 
 class Sends:

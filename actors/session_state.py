@@ -14,18 +14,19 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from actors.bus import EventBus
-from actors.domain import Reason, SessionStatus, SessionView
-from actors.errors import ClientTimeout, SessionNotConnected, SessionNotFound, SessionUnavailable
 from actors.heartbeat import Beat, Heartbeat
-from actors.ids import USER_SERVER, jid_user
 from actors.journal import Apply, Journal
 from actors.lease import Lease
 from actors.ports import ClientOptions, WhatsAppClient
+from actors.ports import SessionStorePort as Store
 from actors.spool import Spool, SpoolFull
 from actors.tasks import TaskGroup
-from actors.wire import EVENTS_RETAINED, status_payload
-from actors.writes import SaveState, Store, Write
-from persistence.session_store import StoredSession
+from actors.writes import SaveState, Write
+from kernel.domain import Reason, SessionStatus, SessionView
+from kernel.errors import ClientTimeout, SessionNotConnected, SessionNotFound, SessionUnavailable
+from kernel.ids import USER_SERVER, jid_user
+from kernel.stored import StoredSession
+from kernel.wire import EVENTS_RETAINED, status_payload
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class SessionConfig:
     spool_dir: str = ""  # "" = the system's temporary folder (see actors.actor)
     spool_max_bytes: int = 256 * 1024 * 1024
     events_retained: int = EVENTS_RETAINED  # entries the capped `wa:events` stream keeps (EventBus)
-    inbox_chats: str = "direct"  # INBOX_CHATS: "direct" or "all" (actors.inbox_scope)
+    inbox_chats: str = "direct"  # INBOX_CHATS: "direct" or "all" (kernel.inbox_scope)
     close_drain_s: float = CLOSE_DRAIN_S  # how long a graceful stop waits for the journal to drain
     heartbeat_s: float = HEARTBEAT_S  # how often the process renews its heartbeat (actors.heartbeat)
     lease_s: float = LEASE_S  # how long a lease lasts without renewal (actors.lease)

@@ -11,8 +11,24 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from actors.domain import TERMINAL_REASONS, Reason, SessionStatus
-from actors.events import (
+from actors.presence import PresenceGate
+from actors.session_contacts import Contacts
+from actors.session_state import PAIRING_SETTLE_S, STORED_WAIT_S, SessionState
+from actors.writes import (
+    ClearDevice,
+    SaveCounters,
+    SaveLastSeen,
+    SaveProfile,
+    StoreChatRead,
+    StoreEdit,
+    StoreHistory,
+    StoreMessage,
+    StoreReaction,
+    StoreReceipt,
+    StoreRevoke,
+)
+from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
+from kernel.events import (
     ChatRead,
     ClientEvent,
     Connected,
@@ -32,23 +48,7 @@ from actors.events import (
     ReactionChanged,
     Receipt,
 )
-from actors.presence import PresenceGate
-from actors.session_contacts import Contacts
-from actors.session_state import PAIRING_SETTLE_S, STORED_WAIT_S, SessionState
-from actors.wire import presence_payload, qr_payload
-from actors.writes import (
-    ClearDevice,
-    SaveCounters,
-    SaveLastSeen,
-    SaveProfile,
-    StoreChatRead,
-    StoreEdit,
-    StoreHistory,
-    StoreMessage,
-    StoreReaction,
-    StoreReceipt,
-    StoreRevoke,
-)
+from kernel.wire import presence_payload, qr_payload
 
 log = logging.getLogger(__name__)
 

@@ -12,18 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from actors.bus import EventBus
-from actors.domain import Chat, Message, MessageStatus, Reaction, Reason, SessionStatus
-from actors.events import HistoryChunk
-from actors.heartbeat import BeatStore
-from actors.lease import LeaseStore
-from actors.wire import chat_payload, msg_payload, update_payload
-from persistence.chat_people import StoredPicture
-from persistence.inbox_changes import ChatRead
-from persistence.send_records import SendRecord, SendRecords
-from persistence.session_store import StoredSession
+from actors.ports import SessionStorePort as Store
+from kernel.domain import Message, MessageStatus, Reaction, Reason, SessionStatus
+from kernel.events import HistoryChunk
+from kernel.stored import SendRecord
+from kernel.wire import chat_payload, msg_payload, update_payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,58 +151,11 @@ Write = (
 )
 
 
-class Store(BeatStore, LeaseStore, Protocol):
-    """What the session needs of `persistence.session_store.SessionStore` (its heartbeat's and lease's
-    too)."""
-
-    send_records: SendRecords
-
-    async def load(self) -> StoredSession | None: ...
-    async def save_state(self, status: SessionStatus, reason: Reason | None) -> None: ...
-    async def save_profile(
-        self,
-        *,
-        phone: str | None,
-        display_name: str | None,
-        profile_pic_url: str | None,
-        device_jid: str | None,
-    ) -> None: ...
-    async def clear_device(self) -> None: ...
-    async def set_counters(
-        self, *, qr_rounds: int | None = None, connect_failures: int | None = None
-    ) -> None: ...
-    async def touch_last_seen(self, at: datetime | None = None) -> datetime: ...
-    async def apply_history(self, chunk: HistoryChunk) -> None: ...
-    async def add_message(self, message: Message, *, chat_name: str | None, count_unread: bool) -> bool: ...
-    async def apply_receipt(
-        self, chat_id: str, message_ids: tuple[str, ...], status: MessageStatus
-    ) -> list[Message]: ...
-    async def apply_reaction(self, chat_id: str, message_id: str, reaction: Reaction) -> Message | None: ...
-    async def apply_edit(
-        self, chat_id: str, message_id: str, text: str, edited_at: datetime
-    ) -> Message | None: ...
-    async def apply_revoke(self, chat_id: str, message_id: str) -> Message | None: ...
-    async def apply_chat_read(self, chat_id: str, up_to: datetime | None = None) -> ChatRead | None: ...
-    async def unread_incoming(self, chat_id: str, limit: int) -> list[Message]: ...
-    async def save_contact_name(self, jid: str, name: str, source: str) -> Chat | None: ...
-    async def identity_links(self) -> dict[str, str]: ...
-    async def link_identity(self, lid: str, pn: str) -> Chat | None: ...
-    async def save_picture(
-        self, chat_id: str, picture_id: str | None, url: str | None, checked_at: datetime | None
-    ) -> None: ...
-    async def picture(self, chat_id: str) -> StoredPicture: ...
-    async def cache_picture(self, chat_id: str, key: str, mimetype: str, data: bytes) -> None: ...
-    async def get_message(self, chat_id: str, message_id: str) -> Message: ...
-    async def mark_chat_read(self, chat_id: str) -> None: ...
-    async def purge(self) -> None: ...
-    async def close(self) -> None: ...
-
-
 def applier(
     store: Store, bus: EventBus, on_phone_taken: Callable[[SaveProfile, Exception], Awaitable[None]]
 ) -> Callable[[Write], Awaitable[None]]:
     """The function the journal applies each entry with."""
-    from actors.errors import PhoneAlreadyPaired
+    from kernel.errors import PhoneAlreadyPaired
 
     async def apply(entry: Write) -> None:
         match entry:

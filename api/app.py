@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from actors.config import Settings
-from actors.outages import refusals
 from actors.supervision import Writes
 from api import ray_driver
 from api.frontend import install, serving
 from api.handles import SessionActors
 from api.unavailable import ray_unavailable
+from kernel.outages import refusals
+from kernel.settings import Settings
 from persistence import repo
 from persistence.db import create_engine, read_only, session_factory
 

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from actors.config import Settings
+from kernel.settings import Settings
 
 _TOKEN_KEY_LABEL = b"whatsapp-bridge/ws-token/v1"
 

@@ -23,8 +23,8 @@ from types import FrameType
 
 from pydantic import SecretStr, ValidationError
 
-from actors.config import Settings
 from api import ray_driver, redact
+from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def _ray_driver(address: str, settings: Settings) -> ray_driver.RayDriver:
 
 
 def _ensure_registry(settings: Settings) -> None:
-    from actors.registry import ensure_registry
+    from api.wiring import ensure_registry
 
     ensure_registry(settings)
     log.info("session registry running in namespace %s", settings.ray_namespace)

@@ -9,10 +9,10 @@ from fastapi import Depends, Header, Path, Security
 from fastapi.security import APIKeyHeader
 from starlette.requests import HTTPConnection
 
-from actors.errors import InvalidInput, MissingUserId, SessionNotFound, Unauthorized
 from api.auth import api_key_matches
 from api.handles import ActorUnreachable
 from api.resources import ApiResources
+from kernel.errors import InvalidInput, MissingUserId, SessionNotFound, Unauthorized
 
 MAX_USER_ID = 128
 

@@ -17,9 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from actors.errors import RateLimited, SessionUnavailable, WaError
 from api.schemas import ErrorOut
 from api.unavailable import as_wa_error, describe
+from kernel.errors import RateLimited, SessionUnavailable, WaError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from actors.wire import EVENTS_STREAM, F_DATA, F_KIND, F_PRODUCER, F_SEQ, F_SESSION, JSON
+from kernel.wire import EVENTS_STREAM, F_DATA, F_KIND, F_PRODUCER, F_SEQ, F_SESSION, JSON
 
 START = "0-0"
 _ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")

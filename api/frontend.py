@@ -11,14 +11,14 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actors.config import Settings
-from actors.domain import Backend
 from api.deps import require_api_key
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.resources import open_resources
 from api.routes import chat_actions, console, events, inbox, messages, ops, qr, send, sessions, users
+from kernel.domain import Backend
+from kernel.settings import Settings
 
 DESCRIPTION = """\
 REST and WebSocket API of the WhatsApp bridge for a web inbox.

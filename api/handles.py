@@ -21,9 +21,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actors.domain import Message, Placement, SendResult, SessionView
-from actors.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
-from actors.ids import actor_name
 from actors.pictures import PictureState
 from actors.supervision import Pending, Replayed, Writes
 from actors.tasks import TaskGroup
@@ -32,6 +29,9 @@ from api.media_stream import MediaDownload
 from api.metrics import Metrics
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe, ray_unavailable
 from api.unavailable import ActorUnreachable as ActorUnreachable
+from kernel.domain import Message, Placement, SendResult, SessionView
+from kernel.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
+from kernel.ids import actor_name
 
 log = logging.getLogger(__name__)
 

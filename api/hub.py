@@ -30,9 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from actors.domain import SessionView
 from actors.tasks import TaskGroup
-from actors.wire import EVENTS_STREAM
 from api import eventlog
 from api.database import Database
 from api.handles import SessionActors
@@ -49,6 +47,8 @@ from api.subscribers import (
     Subscriber,
     frame_text,
 )
+from kernel.domain import SessionView
+from kernel.wire import EVENTS_STREAM
 
 __all__ = [
     "GOING_AWAY",

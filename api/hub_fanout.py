@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from actors.domain import SessionView
-from actors.wire import JSON
 from api import eventlog
 from api.metrics import Metrics
 from api.owners import SessionOwners
 from api.subscribers import TRY_AGAIN_LATER, Subscriber, changed, frame_text
+from kernel.domain import SessionView
+from kernel.wire import JSON
 
 log = logging.getLogger(__name__)
 

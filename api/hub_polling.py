@@ -6,13 +6,13 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from actors.domain import SessionView
-from actors.errors import WaError
-from actors.wire import status_payload
 from api.database import Database
 from api.handles import SessionActors
 from api.hub_fanout import Fanout
 from api.subscribers import Subscriber, frame_text, qr_of
+from kernel.domain import SessionView
+from kernel.errors import WaError
+from kernel.wire import status_payload
 from persistence import repo
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psutil
 
-from actors.config import Settings
 from api.localproc import (
     LOCALHOST,
     RUN_TIMEOUT_S,
@@ -24,6 +23,7 @@ from api.localproc import (
     log_tail,
     run_tool,
 )
+from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import psutil
 
-from actors.config import Settings
 from api.localproc import (
     LOCALHOST,
     free_port,
@@ -28,6 +27,7 @@ from api.localproc import (
     log_tail,
     wait_gone,
 )
+from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 

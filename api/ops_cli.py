@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from actors.config import Settings
+from kernel.settings import Settings
 
 COMMANDS = ("sessions", "drain", "rebalance", "spool")
 HTTP_TIMEOUT_S = 30.0

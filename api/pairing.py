@@ -6,9 +6,9 @@ import asyncio
 import logging
 import time
 
-from actors.domain import SessionStatus
-from actors.errors import WaError
 from api.handles import SessionActors
+from kernel.domain import SessionStatus
+from kernel.errors import WaError
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,17 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from actors.domain import Chat, Message, Page, SessionView
-from actors.errors import (
+from actors.pictures import PictureState, cache_serves
+from api.resources import ApiResources
+from kernel.domain import Chat, Message, Page, SessionView
+from kernel.errors import (
     ServiceUnavailable,
     SessionNotConnected,
     SessionNotFound,
     SessionUnavailable,
     WaError,
 )
-from actors.pictures import PictureState, cache_serves
-from actors.wire import picture_path
-from api.resources import ApiResources
+from kernel.wire import picture_path
 from persistence import reads
 
 log = logging.getLogger(__name__)

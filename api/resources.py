@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actors.config import Settings
 from api.auth import WsTokens
 from api.database import Database
 from api.handles import SessionActors
 from api.hub import EventHub
 from api.metrics import Metrics
 from api.owners import SessionOwners
+from kernel.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from actors.domain import SessionStatus, SessionView
-from actors.wire import JSON, qr_payload
 from api import eventlog
+from kernel.domain import SessionStatus, SessionView
+from kernel.wire import JSON, qr_payload
 
 # Frame type of each event kind (`wa:msg:{id}` → `message`); an entry of another kind is skipped.
 FRAME_TYPES = {

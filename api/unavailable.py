@@ -1,16 +1,16 @@
-"""The bridge's errors for what `actors.outages` calls an outage, and `describe` for log lines.
+"""The bridge's errors for what `kernel.outages` calls an outage, and `describe` for log lines.
 
 `as_wa_error(err)` answers whether an exception means "a dependency is not there right now" and, if so,
 which `WaError` the client sees: `ActorUnreachable` (503 + Retry-After) when the Ray cluster or an actor
 cannot be reached, `ServiceUnavailable` (503 + Retry-After) when PostgreSQL, Redis or the network refuse
 or time out, or the bridge's own 503/504 error found in the chain. `None` means "not an availability
 problem": the caller lets the exception go on (a constraint violation, a bug). What counts as an outage
-is decided in one place, `actors.outages`, which the session processes use too.
+is decided in one place, `kernel.outages`, which the session processes use too.
 
 `ray_unavailable()` answers before any Ray call whether one may be made at all (503 while this process's
 Ray driver is not connected).
 
-`describe(err)` (from `actors.outages`) names an exception for a log line without its text: SQLAlchemy's
+`describe(err)` (from `kernel.outages`) names an exception for a log line without its text: SQLAlchemy's
 text holds the SQL and its parameters, which can be secrets.
 """
 
@@ -19,10 +19,10 @@ from __future__ import annotations
 import sys
 from typing import Final
 
-from actors.errors import ServiceUnavailable, SessionUnavailable, WaError
-from actors.outages import Outage, Service, Why, chain, decide
-from actors.outages import describe as describe
 from api import ray_driver
+from kernel.errors import ServiceUnavailable, SessionUnavailable, WaError
+from kernel.outages import Outage, Service, Why, chain, decide
+from kernel.outages import describe as describe
 
 RETRY_AFTER_S = 2
 

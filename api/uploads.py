@@ -14,8 +14,8 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from actors.errors import InvalidInput, MediaTooLarge
 from api.limits import FORM_OVERHEAD, BodyTooLarge
+from kernel.errors import InvalidInput, MediaTooLarge
 
 FIELD_LIMIT = 256 * 1024  # one text field (a caption of 65,536 characters fits)
 MAX_PARTS = 8

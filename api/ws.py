@@ -10,7 +10,7 @@ later); it reconnects with its last cursor.
 
 Every frame carries a `cursor`. `?cursor=<the last one received>` resumes: after the snapshot come the
 frames of the user's sessions logged after that cursor, once, in order, then live ones, with no gap and
-no duplicate between the two. The window is the event log's (`actors.wire.EVENTS_RETAINED` entries
+no duplicate between the two. The window is the event log's (`kernel.wire.EVENTS_RETAINED` entries
 across all sessions, 100 000 by default: about 17 minutes at 100 events/s); a cursor older than that, or
 not one of ours, or one that cannot be checked while Redis is down, gets a single
 `{type: "resync", sessionId, reason, cursor}` frame instead: reload over REST, then go on from that frame.
@@ -30,13 +30,13 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from actors.errors import ServiceUnavailable, WaError
 from api.auth import api_key_matches
 from api.deps import check_user_id
 from api.errors import error_response
 from api.hub import TRY_AGAIN_LATER, Subscriber
 from api.resources import ApiResources
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
+from kernel.errors import ServiceUnavailable, WaError
 from persistence import repo
 
 log = logging.getLogger(__name__)

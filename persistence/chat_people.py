@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from actors.domain import Chat
-from persistence.inbox_reads import StoredPicture, stored_picture
+from kernel.domain import Chat
+from kernel.stored import StoredPicture
+from persistence.inbox_reads import stored_picture
 from persistence.rows import utc
 
 __all__ = ["ChatPeople", "StoredPicture"]

@@ -2,12 +2,12 @@
 
 Budget: at most one connection per object, ever. It opens on first use; a lost one is terminated before
 a new one opens, and the call is retried once on the new one (at worst a statement runs twice). Calls
-are serialised by a lock. What "lost" and "unreachable" mean is `actors.outages`' answer, the same the
+are serialised by a lock. What "lost" and "unreachable" mean is `kernel.outages`' answer, the same the
 API uses: a connection that is closed, or an outage that asks for a new connection (lost, or read-only:
 a new one may reach the new primary after a failover), is replaced; other outages (disk full, a
 deadlock, a timeout...) raise `DatabaseUnreachable` on a connection that stays open; anything else (a
 bug) passes through unchanged. asyncpg and the stdlib only (plus
-`actors.outages`, which imports nothing of ours): every session process imports this.
+`kernel.outages`, which imports nothing of ours): every session process imports this.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from actors.outages import Outage, Service, Why, outage
+from kernel.outages import Outage, Service, Why, outage
 
 log = logging.getLogger(__name__)
 

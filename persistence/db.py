@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from actors.config import asyncpg_dsn
+from kernel.settings import asyncpg_dsn
 
 
 def create_engine(

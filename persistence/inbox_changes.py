@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from actors.domain import Message, MessageType, Reaction
+from kernel.domain import Message, MessageType, Reaction
+from kernel.stored import ChatRead
 from persistence.rows import MESSAGE_COLUMNS, message_from_row, reactions_to_json, utc
 
 T = TypeVar("T")
 
 _COLUMNS = ", ".join(MESSAGE_COLUMNS)
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRead:
-    """A chat whose unread count a read changed: what the `chat` frame says."""
-
-    chat_id: str
-    unread_count: int
-    name: str | None
 
 
 class InboxChanges:

@@ -2,19 +2,19 @@
 
 Each function takes an asyncpg connection and the session's id: the session process passes its store's
 one connection (`persistence.inbox_store`), the API the connection under its SQLAlchemy session
-(`persistence.reads`). Import-light like `persistence.session_store` (the stdlib, `actors.domain`,
-`actors.errors`, `persistence.rows`): every session process imports it.
+(`persistence.reads`). Import-light like `persistence.session_store` (the stdlib, `kernel.domain`,
+`kernel.errors`, `persistence.rows`): every session process imports it.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
-from actors.domain import Chat, Message, Page
-from actors.errors import ChatNotFound, InvalidInput, MessageNotFound
+from kernel.domain import Chat, Message, Page
+from kernel.errors import ChatNotFound, InvalidInput, MessageNotFound
+from kernel.stored import StoredPicture
 from persistence.rows import (
     MESSAGE_COLUMNS,
     chat_from_row,
@@ -34,15 +34,6 @@ CHAT_SELECT = (
     + " FROM chat c LEFT JOIN message m"
     " ON m.session_id = c.session_id AND m.chat_id = c.id AND m.id = c.last_message_id"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPicture:
-    """What WhatsApp last said about a chat's picture (`id` None: it has none)."""
-
-    id: str | None
-    url: str | None
-    checked_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """A session's chats and messages: the part of its store the inbox reads and writes.
 
-Import-light like `persistence.session_store` (asyncpg, the stdlib, `actors.domain`/`errors`/`events`).
+Import-light like `persistence.session_store` (asyncpg, the stdlib, `kernel.domain`/`errors`/`events`).
 `InboxStore` is mixed into `SessionStore`, which gives it the session id and the one connection.
 """
 
@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from actors.domain import Chat, Message, MessageStatus, Page
-from actors.events import HistoryChunk, HistoryConversation
-from actors.message_kinds import content_json
+from kernel.domain import Chat, Message, MessageStatus, Page
+from kernel.events import HistoryChunk, HistoryConversation
+from kernel.message_kinds import content_json
 from persistence.inbox_changes import InboxChanges
 from persistence.inbox_reads import chat_page, message_page, one_message
 from persistence.rows import (

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from actors.config import asyncpg_dsn
+from kernel.settings import asyncpg_dsn
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from actors.domain import Chat, Message, Page, SessionView
-from actors.errors import SessionNotFound
-from actors.ids import USER_SERVER, jid_user
+from kernel.domain import Chat, Message, Page, SessionView
+from kernel.errors import SessionNotFound
+from kernel.ids import USER_SERVER, jid_user
+from kernel.stored import StoredPicture
 from persistence import models
 from persistence.inbox_reads import (
     CachedPicture,
-    StoredPicture,
     cached_picture,
     chat_of,
     chat_page,

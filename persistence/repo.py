@@ -1,7 +1,7 @@
 """The API's queries (SQLAlchemy async). Every function takes an `AsyncSession` and returns domain values.
 
 Write functions commit on success and roll back when they raise; constraint violations become the
-domain errors of `actors.errors`. A session id that is not a UUID is simply not found.
+domain errors of `kernel.errors`. A session id that is not a UUID is simply not found.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from actors.domain import Chat, Reason, SessionStatus, SessionView
-from actors.errors import (
+from kernel.domain import Chat, Reason, SessionStatus, SessionView
+from kernel.errors import (
     InvalidInput,
     InvalidPhone,
     InvalidSlot,
@@ -31,6 +31,7 @@ from actors.errors import (
     SessionNotFound,
     SlotTaken,
 )
+from kernel.stored import SessionToRun
 from persistence import models
 from persistence.reads import list_sessions as list_sessions  # the user's sessions, with `live`
 from persistence.session_store import MAX_PAGE, MESSAGE_COLUMNS, chat_from_row, session_view_from_row
@@ -54,17 +55,6 @@ class UserView:
 
     id: str
     whatsapp_phone: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionToRun:
-    """What the supervisor needs to (re)start a session."""
-
-    id: str
-    user_id: str
-    device_jid: str | None
-    status: SessionStatus
-    reason: Reason | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Row decoding and keyset cursors for chats and messages, shared by a session's store and `persistence.repo`.
 
-Import-light on purpose (every session is its own process): the stdlib and `actors.domain`, `actors.errors`.
+Import-light on purpose (every session is its own process): the stdlib and `kernel.domain`, `kernel.errors`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors.domain import (
+from kernel.domain import (
     Chat,
     Media,
     Message,
@@ -23,9 +23,9 @@ from actors.domain import (
     SessionStatus,
     SessionView,
 )
-from actors.errors import InvalidInput
-from actors.ids import phone_of_jid
-from actors.message_kinds import content_from_json
+from kernel.errors import InvalidInput
+from kernel.ids import phone_of_jid
+from kernel.message_kinds import content_from_json
 
 MAX_PAGE = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

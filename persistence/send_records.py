@@ -8,26 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, TypeVar
+
+from kernel.stored import KEEP_HOURS, SendRecord
 
 T = TypeVar("T")
 
-KEEP_HOURS = 24
-
 Runner = Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class SendRecord:
-    """One key's send: `message_id` None while (or if) its outcome is unknown."""
-
-    key: str
-    session_id: str
-    fingerprint: str
-    message_id: str | None
-    sent_at: datetime | None
 
 
 def _record(row: Any) -> SendRecord:

@@ -1,7 +1,7 @@
 """The store a session's actor uses: its `whatsapp_session` row, chats and messages.
 
-Import-light on purpose (every session is its own process): asyncpg, the stdlib and `actors.domain`,
-`actors.errors`, `actors.events` only; no SQLAlchemy, SQLModel or pydantic. The row decoders (in
+Import-light on purpose (every session is its own process): asyncpg, the stdlib and `kernel.domain`,
+`kernel.errors`, `kernel.events` only; no SQLAlchemy, SQLModel or pydantic. The row decoders (in
 `persistence.rows`) are shared with `persistence.repo` so both sides read chats and messages the same
 way; the chat and message operations are in `persistence.inbox_store`.
 """
@@ -12,15 +12,15 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import asyncpg
 
-from actors.domain import Reason, SessionStatus, SessionView
-from actors.errors import LeaseLost, PhoneAlreadyPaired, ServiceUnavailable, SessionNotFound
+from kernel.domain import Reason, SessionStatus
+from kernel.errors import LeaseLost, PhoneAlreadyPaired, ServiceUnavailable, SessionNotFound
+from kernel.stored import StoredSession
 from persistence.chat_people import ChatPeople
 from persistence.connection import DatabaseUnreachable, OneConnection
 from persistence.inbox_store import InboxStore
@@ -62,18 +62,8 @@ T = TypeVar("T")
 # --- the session row ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSession:
-    """The session's row as its actor needs it: what clients see plus device and pairing state."""
-
-    view: SessionView
-    device_jid: str | None
-    qr_rounds: int
-    connect_failures: int
-
-
 def _pg_dsn(dsn: str) -> str:
-    # asyncpg wants the libpq scheme; accept SQLAlchemy-style URLs without importing actors.config.
+    # asyncpg wants the libpq scheme; accept SQLAlchemy-style URLs without importing kernel.settings.
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
 
 

@@ -25,10 +25,10 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from actors.config import Settings, asyncpg_dsn
 from actors.registry import start_registry
 from api.app import create_app
 from api.localstack import free_port
+from kernel.settings import Settings, asyncpg_dsn
 from tests.raykit import kill_namespace_actors, registry_config, unique_namespace
 
 # QR rounds long enough to scan in a test, short enough to see codes rotate: 1.5 s, then 1 s each.

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from actors.config import Settings
+from kernel.settings import Settings
 
 
 def command() -> list[str]:

@@ -30,7 +30,7 @@ import pytest
 import pytest_asyncio
 import redis
 
-from actors.config import asyncpg_dsn
+from kernel.settings import asyncpg_dsn
 from persistence.migrate import upgrade
 
 T = TypeVar("T")

@@ -17,13 +17,14 @@ import ray
 from ray.cluster_utils import Cluster
 from redis.asyncio import Redis
 
-from actors.config import asyncpg_dsn
-from actors.domain import Chat, Message, Page, SessionStatus, SessionView
-from actors.ids import actor_name, new_session_id
 from actors.registry import RegistryConfig
 from actors.session import SessionConfig
+from kernel.domain import Chat, Message, Page, SessionStatus, SessionView
+from kernel.ids import actor_name, new_session_id
+from kernel.settings import asyncpg_dsn
 from persistence.migrate import sim_dsn
 from persistence.session_store import SessionStore
+from persistence.stores import PostgresStores
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ def session_config(database_url: str, redis_url: str, **overrides: Any) -> Sessi
 def registry_config(database_url: str, redis_url: str, namespace: str, **overrides: Any) -> RegistryConfig:
     session = session_config(database_url, redis_url, **overrides.pop("session", {}))
     values: dict[str, Any] = {"reload_per_s": 5.0, "reconcile_interval_s": 1.0, **overrides}
-    return RegistryConfig(asyncpg_dsn(database_url), namespace, session, **values)
+    return RegistryConfig(asyncpg_dsn(database_url), namespace, session, **values, stores=PostgresStores())
 
 
 def unique_namespace() -> str:

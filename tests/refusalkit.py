@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from actors.config import asyncpg_dsn
+from kernel.settings import asyncpg_dsn
 from persistence.migrate import upgrade
 
 POISON = "poison: the database refuses this text"

@@ -12,11 +12,12 @@ import asyncpg
 
 from actors.bus import EventBus
 from actors.clients import make_client
-from actors.config import asyncpg_dsn
-from actors.domain import SessionStatus, SessionView
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool
+from kernel.domain import SessionStatus, SessionView
+from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
+from persistence.stores import PostgresStores
 from tests.raykit import eventually, insert_session, session_config
 
 
@@ -59,7 +60,7 @@ async def session_factory(database_url: str, redis_url: str, spool_dir: Path) ->
         session = SessionCore(
             sid,
             config,
-            client_factory=lambda options: make_client(config.backend, options),
+            client_factory=lambda options: make_client(config.backend, options, PostgresStores()),
             store=SessionStore(asyncpg_dsn(db) if db else config.database_dsn, sid, connect_timeout=2.0),
             bus=EventBus(config.redis_url, sid),
             open_spool=lambda: Spool(spool_path, max_bytes=64 * 1024 * 1024),

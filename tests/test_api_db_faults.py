@@ -24,10 +24,10 @@ import httpx
 import pytest
 import ray
 
-from actors.config import asyncpg_dsn
 from actors.registry import REGISTRY_NAME, start_registry
 from api.app import create_app
 from api.database import QUERY_TIMEOUT_S
+from kernel.settings import asyncpg_dsn
 from tests.apikit import SESSION_TIMINGS, Stack, api_stack, make_settings, new_user
 from tests.faultproxy import FaultProxy
 from tests.raykit import eventually, handle, local_ray, registry_config

@@ -20,10 +20,6 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from starlette.requests import Request
 
-from actors.config import Settings, asyncpg_dsn
-from actors.domain import Chat, Media, Message, MessageStatus, MessageType, Reason, SessionStatus, SessionView
-from actors.errors import InvalidInput, MediaTooLarge
-from actors.wire import EVENTS_STREAM, chat_json, event_fields, message_json, session_json
 from api.app import create_app
 from api.auth import WsTokens, api_key_matches
 from api.database import Database
@@ -34,6 +30,10 @@ from api.metrics import Metrics
 from api.owners import SessionOwners
 from api.schemas import ChatOut, MessageOut, SessionOut
 from api.uploads import read_upload
+from kernel.domain import Chat, Media, Message, MessageStatus, MessageType, Reason, SessionStatus, SessionView
+from kernel.errors import InvalidInput, MediaTooLarge
+from kernel.settings import Settings, asyncpg_dsn
+from kernel.wire import EVENTS_STREAM, chat_json, event_fields, message_json, session_json
 from persistence.db import create_engine, session_factory
 from persistence.repo import list_sessions
 from tests.raykit import insert_session

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from actors import fleet
-from actors.domain import SessionStatus
 from actors.registry import start_registry
+from kernel.domain import SessionStatus
 from tests.autoscalekit import autoscaling_cluster
 from tests.raykit import (
     eventually,

@@ -11,9 +11,9 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.config import asyncpg_dsn
-from actors.domain import SessionStatus
 from actors.registry import create_session_actor, start_registry
+from kernel.domain import SessionStatus
+from kernel.settings import asyncpg_dsn
 from tests.raykit import (
     eventually,
     handle,

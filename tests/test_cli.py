@@ -17,9 +17,9 @@ import httpx
 import psutil
 import pytest
 
-from actors.config import Settings
 from api.app import HEALTH_TIMEOUT_S, create_app
 from api.localstack import EmbeddedValkey, pg_bin, ray_temp_dir
+from kernel.settings import Settings
 from tests.clikit import clean_env, command, interrupt
 
 START_TIMEOUT_S = 90.0

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from actors.domain import ContactCard, Location, Media, Message, MessageType, Poll, Reason
-from actors.errors import InvalidInput, MediaNotAvailable, NotOwnMessage, SessionNotConnected, WaError
-from actors.events import (
+from actors.ports import ClientOptions, OutgoingMedia, PictureInfo, VoiceNote, WhatsAppClient
+from kernel.domain import ContactCard, Location, Media, Message, MessageType, Poll, Reason
+from kernel.errors import InvalidInput, MediaNotAvailable, NotOwnMessage, SessionNotConnected, WaError
+from kernel.events import (
     ChatRead,
     ClientEvent,
     Connected,
@@ -34,8 +35,8 @@ from actors.events import (
     QrCode,
     ReactionChanged,
 )
-from actors.ports import ClientOptions, OutgoingMedia, PictureInfo, VoiceNote, WhatsAppClient
 from persistence.migrate import auth_dsn, sim_dsn
+from persistence.sim_network import SimStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,7 +55,7 @@ async def simulated(database_url: str, device_jid: str | None) -> WhatsAppClient
         qr_next_s=1.0,
         qr_codes=3,
     )
-    return SimulatedClient(options)
+    return SimulatedClient(options, SimStore(options.auth_dsn, options.session_id))
 
 
 async def neonize(database_url: str, device_jid: str | None) -> WhatsAppClient:

@@ -13,8 +13,8 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.domain import SessionStatus
 from actors.registry import REGISTRY_NAME, start_registry
+from kernel.domain import SessionStatus
 from tests.raykit import (
     eventually,
     frames,

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
-from actors.config import Settings
 from api.app import create_app
 from api.localstack import EmbeddedValkey
+from kernel.settings import Settings
 from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
 from tests.consolekit import (
     ConsolePage,

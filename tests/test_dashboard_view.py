@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import ray
 
-from actors.domain import SessionStatus
 from actors.registry import REGISTRY_NAME, start_registry
+from kernel.domain import SessionStatus
 from tests.raykit import eventually, insert_session, pid_of, registry_config, wait_status
 
 pytestmark = pytest.mark.ray

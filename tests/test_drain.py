@@ -20,8 +20,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from actors import drain, fleet
-from actors.domain import SessionStatus
 from actors.registry import start_registry
+from kernel.domain import SessionStatus
 from tests.raykit import (
     Frames,
     eventually,
@@ -100,7 +100,7 @@ class Network:
 async def _rows_by_text(database_url: str, sids: list[str]) -> Counter[str]:
     import asyncpg
 
-    from actors.config import asyncpg_dsn
+    from kernel.settings import asyncpg_dsn
 
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from actors.wire import EVENTS_STREAM, event_fields
 from api.localstack import EmbeddedValkey
+from kernel.wire import EVENTS_STREAM, event_fields
 from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
 from tests.faultproxy import FaultProxy
 from tests.raykit import (

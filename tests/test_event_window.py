@@ -11,10 +11,10 @@ import pytest
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from actors.config import Settings
-from actors.registry import registry_config
-from actors.wire import EVENTS_RETAINED, EVENTS_STREAM
 from api.localstack import EmbeddedValkey
+from api.wiring import registry_config
+from kernel.settings import Settings
+from kernel.wire import EVENTS_RETAINED, EVENTS_STREAM
 from tests.apikit import Stack, api_stack, new_user, websocket
 from tests.raykit import local_ray
 

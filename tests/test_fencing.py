@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import ray
 
-from actors.config import asyncpg_dsn
-from actors.domain import Reason, SessionStatus
-from actors.errors import LeaseLost, SessionUnavailable
 from actors.registry import start_registry
 from actors.registry_config import session_actor_options
 from actors.session import SessionCore
+from kernel.domain import Reason, SessionStatus
+from kernel.errors import LeaseLost, SessionUnavailable
+from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
 from tests.raykit import eventually, fetchval, handle, insert_session, pair, registry_config, wait_status
 from tests.sessionkit import Exits, Factory, session_factory, session_row
@@ -129,7 +129,7 @@ def _second_actor(config: Any, sid: str, namespace: str) -> Any:
     from actors.actor import SessionActor
 
     options = {**session_actor_options(config, sid), "name": f"second-{sid}"}
-    return ray.remote(SessionActor).options(**options).remote(sid, config.session)
+    return ray.remote(SessionActor).options(**options).remote(sid, config.session, config.stores)
 
 
 async def _live(actor: Any) -> bool:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from actors.domain import SessionView
 from actors.heartbeat import Beat, Heartbeat
 from actors.tasks import TaskGroup
 from api.database import Database
+from kernel.domain import SessionView
 from persistence import reads
 from persistence.db import create_engine, session_factory
 from persistence.session_store import SessionStore

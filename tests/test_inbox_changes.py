@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from actors.domain import Media, Message, MessageType, Reaction
+from kernel.domain import Media, Message, MessageType, Reaction
 from persistence.inbox_changes import ChatRead
 from persistence.session_store import SessionStore
 from tests.raykit import insert_session

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from actors.config import asyncpg_dsn
+from kernel.settings import asyncpg_dsn
 from tests.apikit import Stack, api_stack, websocket
 from tests.inboxkit import chat_of, error_code, incoming, new_contact, pair_session, sent, stored, update
 from tests.raykit import eventually, local_ray

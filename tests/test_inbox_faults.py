@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from actors.config import asyncpg_dsn
-from actors.domain import MessageType, SessionStatus
-from actors.errors import ServiceUnavailable
 from actors.session import SessionCore
+from kernel.domain import MessageType, SessionStatus
+from kernel.errors import ServiceUnavailable
+from kernel.settings import asyncpg_dsn
 from tests.faultproxy import FaultProxy
 from tests.raykit import eventually, fetchval, frames, insert_session
 from tests.sessionkit import Factory, session_factory, session_row, wait_status

@@ -18,8 +18,8 @@ from typing import TypeVar
 
 import pytest
 
-from actors.domain import SessionStatus
 from actors.session import SessionCore
+from kernel.domain import SessionStatus
 from tests.raykit import eventually, frames, insert_session
 from tests.refusalkit import POISON, own_database, refuse_poison, set_read_only, stored_texts
 from tests.sessionkit import Factory, session_factory, wait_status

@@ -12,8 +12,6 @@ from collections.abc import AsyncIterator, Callable
 import av
 import pytest
 
-from actors.domain import Media, MessageType
-from actors.errors import MediaTooLarge, UnsupportedAudio, UnsupportedMedia
 from actors.media import (
     OCTET_STREAM,
     OPUS_OGG,
@@ -34,6 +32,8 @@ from actors.media import (
     whole_seconds,
 )
 from actors.media.ogg import ogg_crc
+from kernel.domain import Media, MessageType
+from kernel.errors import MediaTooLarge, UnsupportedAudio, UnsupportedMedia
 from tests import media_samples as samples
 
 IMAGE, VIDEO, AUDIO, DOCUMENT = MessageType.IMAGE, MessageType.VIDEO, MessageType.AUDIO, MessageType.DOCUMENT

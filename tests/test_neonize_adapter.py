@@ -26,15 +26,16 @@ import asyncpg
 import pytest
 
 from actors.clients.neonize import NeonizeClient, outgoing
-from actors.domain import Media, Message, MessageStatus, MessageType, Reason
-from actors.errors import (
+from actors.ports import ClientOptions, OutgoingMedia, VoiceNote
+from kernel.domain import Media, Message, MessageStatus, MessageType, Reason
+from kernel.errors import (
     AlreadyConnected,
     ClientError,
     InvalidPhone,
     MediaTooLarge,
     SessionNotConnected,
 )
-from actors.events import (
+from kernel.events import (
     ChatRead,
     ClientEvent,
     Connected,
@@ -48,7 +49,6 @@ from actors.events import (
     QrCode,
     Receipt,
 )
-from actors.ports import ClientOptions, OutgoingMedia, VoiceNote
 from persistence.migrate import auth_dsn
 from tests import neonize_events as nev
 from tests.conftest import DeadEndProxy
@@ -576,7 +576,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         from actors.clients.neonize import NeonizeClient, runtime
-        from actors.errors import SessionNotConnected
+        from kernel.errors import SessionNotConnected
         from actors.ports import ClientOptions
         out = {"rss_before_mb": rss_mb()}
         started = time.perf_counter()

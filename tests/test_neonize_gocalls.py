@@ -16,7 +16,7 @@ import pytest
 
 from actors.clients.neonize import runtime
 from actors.clients.neonize.gocalls import GoCalls
-from actors.errors import ClientTimeout
+from kernel.errors import ClientTimeout
 from persistence.migrate import auth_dsn
 from tests.faultproxy import FaultProxy
 from tests.raykit import eventually

@@ -14,9 +14,10 @@ from uuid import uuid4
 import pytest
 
 from actors.clients.neonize import NeonizeClient, inbox
-from actors.domain import Message, Reaction
-from actors.errors import NotOwnMessage, SessionNotConnected
-from actors.events import (
+from actors.ports import ClientOptions
+from kernel.domain import Message, Reaction
+from kernel.errors import NotOwnMessage, SessionNotConnected
+from kernel.events import (
     ChatRead,
     ClientEvent,
     MessageEdited,
@@ -25,7 +26,6 @@ from actors.events import (
     Presence,
     ReactionChanged,
 )
-from actors.ports import ClientOptions
 from tests import neonize_events as nev
 
 UNUSED_DSN = "postgresql://nobody@127.0.0.1:1/never?sslmode=disable"

@@ -11,9 +11,9 @@ from uuid import uuid4
 import pytest
 
 from actors.clients.neonize import NeonizeClient
-from actors.domain import ContactCard, Location, MessageStatus, MessageType, Poll
-from actors.events import ClientEvent, IdentityLink, MessageReceived, PictureChanged, Receipt
 from actors.ports import ClientOptions
+from kernel.domain import ContactCard, Location, MessageStatus, MessageType, Poll
+from kernel.events import ClientEvent, IdentityLink, MessageReceived, PictureChanged, Receipt
 from tests import neonize_events as nev
 
 ALICE, BOB = "15551230001", "15551230002"

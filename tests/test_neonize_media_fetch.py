@@ -29,10 +29,10 @@ import pytest
 
 from actors.clients.neonize import NeonizeClient
 from actors.clients.neonize.media_fetch import MediaFetcher
-from actors.config import asyncpg_dsn
-from actors.domain import Message
 from actors.downloads import MediaHead, stream_media
-from actors.errors import (
+from actors.ports import ClientOptions, MediaBody
+from kernel.domain import Message
+from kernel.errors import (
     ClientError,
     ClientTimeout,
     MediaNotAvailable,
@@ -40,8 +40,8 @@ from actors.errors import (
     ServiceUnavailable,
     SessionNotConnected,
 )
-from actors.events import Connected, MessageReceived
-from actors.ports import ClientOptions, MediaBody
+from kernel.events import Connected, MessageReceived
+from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
 from tests import neonize_events as nev
 from tests.raykit import insert_session

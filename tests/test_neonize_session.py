@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from actors.config import asyncpg_dsn
-from actors.domain import Reason, SessionStatus
 from actors.registry import create_session_actor
+from kernel.domain import Reason, SessionStatus
+from kernel.settings import asyncpg_dsn
 from persistence.migrate import auth_dsn
 from tests.conftest import DeadEndProxy
 from tests.raykit import (

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import ray
 
-from actors.domain import SessionStatus
+from kernel.domain import SessionStatus
 from tests.apikit import Stack, api_stack
 from tests.clikit import clean_env, command
 from tests.raykit import eventually, insert_session, pair, pid_of, ray_init_local, wait_status

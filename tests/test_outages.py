@@ -1,4 +1,4 @@
-"""`actors.outages`: every PostgreSQL error class asyncpg knows, and what the API and the sessions make of it.
+"""`kernel.outages`: every PostgreSQL error class asyncpg knows, and what the API and the sessions make of it.
 
 The expectations are written out here, independently of the module's own table: a change to what is
 retried must change this test too.
@@ -12,9 +12,9 @@ import asyncpg
 import asyncpg.exceptions as pg
 import pytest
 
-from actors.errors import ServiceUnavailable
-from actors.outages import Outage, Service, Why, outage, sqlstate_outage
 from api.unavailable import as_wa_error
+from kernel.errors import ServiceUnavailable
+from kernel.outages import Outage, Service, Why, outage, sqlstate_outage
 
 # Retried (an outage): the codes the issue names, and the ones decided here on top (see actors/outages.py).
 TRANSIENT_CLASSES = {"08": Why.CONNECTION_LOST, "53": Why.NO_RESOURCES}

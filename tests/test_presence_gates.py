@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from actors.errors import RateLimited
 from actors.presence import PresenceGate, TypingGate
 from actors.tasks import TaskGroup
+from kernel.errors import RateLimited
 
 
 class Clock:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from actors.publisher import Endpoint, LoggedEvent, Publisher, PublishError
+from actors.publisher import LoggedEvent, Publisher, PublishError
 from api.localstack import EmbeddedValkey, free_port
+from kernel.redis_url import Endpoint
 
 
 @pytest.fixture(scope="module")

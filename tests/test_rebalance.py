@@ -15,8 +15,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from actors import fleet
-from actors.domain import SessionStatus
 from actors.drain import plan_rebalance
+from kernel.domain import SessionStatus
 from tests.apikit import Stack, api_stack
 from tests.clikit import clean_env, command
 from tests.raykit import Frames, eventually, frames, insert_session, new_cluster, pair, status_of

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 import ray
 
-from actors.domain import SessionStatus
 from actors.registry import REGISTRY_NAME, create_session_actor, start_registry
+from kernel.domain import SessionStatus
 from tests.raykit import (
     eventually,
     frames,

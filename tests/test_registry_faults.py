@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 import pytest
 import ray
 
-from actors.config import asyncpg_dsn
-from actors.domain import Placement, SessionStatus
-from actors.ids import actor_name
 from actors.registry import start_registry
+from kernel.domain import Placement, SessionStatus
+from kernel.ids import actor_name
+from kernel.settings import asyncpg_dsn
 from tests.faultproxy import FaultProxy
 from tests.raykit import (
     eventually,

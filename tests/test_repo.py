@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from actors.domain import Message, SessionStatus
-from actors.errors import (
+from kernel.domain import Message, SessionStatus
+from kernel.errors import (
     InvalidPhone,
     InvalidSlot,
     MaxSessionsReached,

@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actors.config import Settings
-from actors.domain import Message
-from actors.registry import registry_config as registry_config_from_settings
 from actors.registry import start_registry
+from api.wiring import registry_config as registry_config_from_settings
+from kernel.domain import Message
+from kernel.settings import Settings
 from persistence import repo
 from persistence.db import create_engine, session_factory
 from persistence.session_store import SessionStore

@@ -8,9 +8,9 @@ import signal
 
 import pytest
 
-from actors.domain import MessageStatus, Reason, SessionStatus
-from actors.errors import NoQrShowing, PhoneAlreadyPaired, SessionNotConnected
 from actors.registry import create_session_actor, start_registry
+from kernel.domain import MessageStatus, Reason, SessionStatus
+from kernel.errors import NoQrShowing, PhoneAlreadyPaired, SessionNotConnected
 from tests.raykit import (
     eventually,
     fetchval,

@@ -10,11 +10,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from actors.config import asyncpg_dsn
-from actors.domain import Reason, SessionStatus
-from actors.errors import InvalidInput, InvalidRecipient, SessionNotConnected
-from actors.events import Disconnected
 from actors.session import SessionCore
+from kernel.domain import Reason, SessionStatus
+from kernel.errors import InvalidInput, InvalidRecipient, SessionNotConnected
+from kernel.events import Disconnected
+from kernel.settings import asyncpg_dsn
 from tests.raykit import eventually, frames, insert_session
 from tests.sessionkit import Exits, Factory, session_factory, session_row, wait_status
 

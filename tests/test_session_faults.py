@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from actors.config import asyncpg_dsn
-from actors.domain import SessionStatus
-from actors.errors import IdempotencyKeyReused, SendOutcomeUnknown
 from actors.session import SessionCore
 from actors.spool import Spool
 from actors.writes import SaveState, StoreMessage
+from kernel.domain import SessionStatus
+from kernel.errors import IdempotencyKeyReused, SendOutcomeUnknown
+from kernel.settings import asyncpg_dsn
 from tests.faultproxy import FaultProxy
 from tests.raykit import eventually, frames, insert_session
 from tests.sessionkit import Exits, Factory, session_factory, session_row, wait_status
@@ -222,8 +222,8 @@ def test_the_spool_survives_a_torn_write_and_keeps_its_order(tmp_path: Path) -> 
 
 
 def test_a_full_spool_refuses_instead_of_growing(tmp_path: Path) -> None:
-    from actors.domain import Message
     from actors.spool import SpoolFull
+    from kernel.domain import Message
 
     spool = Spool(tmp_path / "s.spool", max_bytes=4096)
     big = StoreMessage(

@@ -13,15 +13,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from actors.domain import Media, Message, MessageStatus, MessageType, Reason, SessionStatus
-from actors.errors import (
+from kernel.domain import Media, Message, MessageStatus, MessageType, Reason, SessionStatus
+from kernel.errors import (
     InvalidInput,
     MessageNotFound,
     PhoneAlreadyPaired,
     ServiceUnavailable,
     SessionNotFound,
 )
-from actors.events import HistoryChunk, HistoryConversation
+from kernel.events import HistoryChunk, HistoryConversation
 from persistence.session_store import SessionStore
 from tests.raykit import insert_session
 

@@ -16,8 +16,9 @@ import pytest
 
 from actors.clients.simulated import PAIRING_ALPHABET, SimulatedClient
 from actors.clients.simulated.content import CHUNK_BYTES
-from actors.domain import Message, MessageStatus, MessageType, Reason
-from actors.errors import (
+from actors.ports import ClientOptions, OutgoingMedia, VoiceNote
+from kernel.domain import Message, MessageStatus, MessageType, Reason
+from kernel.errors import (
     AlreadyConnected,
     InvalidPhone,
     MediaNotAvailable,
@@ -26,7 +27,7 @@ from actors.errors import (
     NotOnWhatsApp,
     SessionNotConnected,
 )
-from actors.events import (
+from kernel.events import (
     ClientEvent,
     Connected,
     Disconnected,
@@ -38,8 +39,8 @@ from actors.events import (
     QrCode,
     Receipt,
 )
-from actors.ports import ClientOptions, OutgoingMedia, VoiceNote
 from persistence.migrate import sim_dsn
+from persistence.sim_network import SimStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +110,7 @@ async def make(database_url: str) -> AsyncIterator[Factory]:
             auth_dsn=sim_dsn(database_url),
             **(timing or SLOW_QR),
         )
-        client = SimulatedClient(options)
+        client = SimulatedClient(options, SimStore(options.auth_dsn, options.session_id))
         recorder = Recorder(client)
         made.append((client, recorder))
         if connect:

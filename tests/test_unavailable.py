@@ -11,14 +11,14 @@ import redis.exceptions as rd
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from actors.errors import (
+from api.unavailable import ActorUnreachable, as_wa_error, describe
+from kernel.errors import (
     SendOutcomeUnknown,
     ServiceUnavailable,
     SessionNotConnected,
     SessionNotFound,
     SessionUnavailable,
 )
-from api.unavailable import ActorUnreachable, as_wa_error, describe
 
 SECRET = "s3cret-parameter"
 

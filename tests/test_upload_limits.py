@@ -24,8 +24,8 @@ from fractions import Fraction
 import av
 import pytest
 
-from actors.errors import UnsupportedAudio
 from actors.media import MAX_VOICE_SECONDS, to_voice_note
+from kernel.errors import UnsupportedAudio
 from tests import media_samples
 from tests.apikit import Stack, api_stack, new_user
 from tests.raykit import eventually, local_ray
@@ -94,7 +94,7 @@ def multichannel_wav(layout: str) -> bytes:
 
 _CONVERT = """
 import resource, sys
-from actors.errors import UnsupportedAudio
+from kernel.errors import UnsupportedAudio
 from actors.media import to_voice_note
 data = sys.stdin.buffer.read()
 try:

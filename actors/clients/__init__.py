@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from actors.domain import Backend
-from actors.ports import ClientOptions, WhatsAppClient
+from actors.ports import ClientOptions, Stores, WhatsAppClient
+from kernel.domain import Backend
 
 
-def make_client(backend: str, options: ClientOptions) -> WhatsAppClient:
+def make_client(backend: str, options: ClientOptions, stores: Stores) -> WhatsAppClient:
     """A new client of the configured backend for one session."""
     if backend == Backend.SIMULATED:
         from actors.clients.simulated import SimulatedClient
 
-        return SimulatedClient(options)
+        return SimulatedClient(options, stores.sim_network(options.auth_dsn, options.session_id))
     if backend == Backend.NEONIZE:
         from actors.clients.neonize import NeonizeClient
 

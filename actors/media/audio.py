@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from actors.errors import UnsupportedAudio
 from actors.media.ogg import OPUS_RATE, InvalidOgg, OggOpusInfo, inspect_ogg_opus
 from actors.media.probe import PROBE_OPTIONS, demuxer_for, whole_seconds
 from actors.ports import VoiceNote
+from kernel.errors import UnsupportedAudio
 
 if TYPE_CHECKING:
     from av.audio.frame import AudioFrame

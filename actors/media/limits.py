@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
 
-from actors.errors import MediaTooLarge
+from kernel.errors import MediaTooLarge
 
 DEFAULT_CHUNK = 64 * 1024
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import math
 
-from actors.domain import Media, MessageType
 from actors.media.containers import iso_duration, wav_duration
 from actors.media.ogg import InvalidOgg, inspect_ogg_opus
 from actors.media.sniff import OPUS_OGG, sniff
 from actors.ports import OutgoingMedia, VoiceNote
+from kernel.domain import Media, MessageType
 
 # Demuxer by sniffed mimetype. Naming it keeps FFmpeg from probing (and so from playlist formats that
 # open other files or URLs); content we do not recognise never reaches FFmpeg.

@@ -13,10 +13,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from actors.domain import MessageType
-from actors.errors import UnsupportedMedia
 from actors.media import containers
 from actors.ports import OutgoingMedia
+from kernel.domain import MessageType
+from kernel.errors import UnsupportedMedia
 
 OCTET_STREAM = "application/octet-stream"
 OPUS_OGG = "audio/ogg; codecs=opus"

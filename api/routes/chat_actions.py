@@ -10,8 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response, status
 
-from actors.ids import to_jid
-from actors.wire import JSON, message_json
 from api.deps import OwnedSession, Resources
 from api.errors import error_responses
 from api.routes.messages import ChatId, MessageId
@@ -27,6 +25,8 @@ from api.schemas import (
     ReactionIn,
     TypingIn,
 )
+from kernel.ids import to_jid
+from kernel.wire import JSON, message_json
 
 router = APIRouter(tags=["messages"])
 

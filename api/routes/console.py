@@ -14,7 +14,7 @@ from importlib import resources
 from fastapi import APIRouter, Response
 from fastapi.responses import RedirectResponse
 
-from actors.errors import NotFound
+from kernel.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket
 
-from actors.wire import JSON, iso
 from api import ws
 from api.deps import Resources, UserId, resources
 from api.errors import error_responses
 from api.schemas import WsTokenOut
+from kernel.wire import JSON, iso
 
 router = APIRouter(tags=["events"])
 

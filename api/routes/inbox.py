@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from actors.domain import Chat, SessionStatus
-from actors.wire import JSON, chat_json, picture_path
 from api.deps import Resources, UserId
 from api.errors import error_responses
 from api.schemas import InboxOut
+from kernel.domain import Chat, SessionStatus
+from kernel.wire import JSON, chat_json, picture_path
 from persistence import repo
 from persistence.session_store import MAX_PAGE
 

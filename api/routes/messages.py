@@ -12,12 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
-from actors.ids import to_jid
-from actors.wire import JSON, chat_json, message_json
 from api import reads
 from api.deps import OwnedSession, Resources
 from api.errors import error_responses
 from api.schemas import MAX_ID, RECIPIENT_PATTERN, ChatPage, MessagePage
+from kernel.ids import to_jid
+from kernel.wire import JSON, chat_json, message_json
 from persistence.session_store import MAX_PAGE
 
 router = APIRouter(tags=["messages"])

@@ -14,13 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from actors import drain, fleet
-from actors.domain import SessionStatus
-from actors.errors import WaError
-from actors.outages import REFUSES_WRITES, refusals
 from api.deps import Resources, require_api_key
 from api.errors import error_responses
 from api.schemas import ApiModel
 from api.unavailable import RETRY_AFTER_S, ActorUnreachable, ray_unavailable
+from kernel.domain import SessionStatus
+from kernel.errors import WaError
+from kernel.outages import REFUSES_WRITES, refusals
 from persistence import repo
 from persistence.db import read_only
 

@@ -7,11 +7,11 @@ import io
 import segno
 from fastapi import APIRouter, Response
 
-from actors.errors import NoQrShowing
-from actors.wire import iso
 from api import reads
 from api.deps import OwnedSession, Resources, UserId
 from api.errors import error_responses
+from kernel.errors import NoQrShowing
+from kernel.wire import iso
 
 router = APIRouter(tags=["sessions"])
 

@@ -6,15 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from actors.domain import SendResult
-from actors.errors import InvalidInput
-from actors.ids import to_jid
-from actors.session import MAX_TEXT
-from actors.wire import JSON, iso
 from api.deps import IdempotencyKey, OwnedSession, Resources
 from api.errors import error_responses
 from api.schemas import MAX_ID, RECIPIENT_PATTERN, SendResultOut, SendTextIn
 from api.uploads import Upload, read_upload
+from kernel.domain import SendResult
+from kernel.errors import InvalidInput
+from kernel.ids import to_jid
+from kernel.text_rules import MAX_TEXT
+from kernel.wire import JSON, iso
 
 router = APIRouter(tags=["send"])
 

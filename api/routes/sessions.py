@@ -8,14 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from actors.errors import SessionNotFound, SessionUnavailable, WaError
-from actors.wire import JSON, session_json
 from api import reads
 from api.deps import OwnedSession, Resources, UserId
 from api.errors import error_responses
 from api.handles import ActorUnreachable
 from api.pairing import code_when_ready
 from api.schemas import CreateSessionIn, PairingCodeIn, PairingCodeOut, ReconnectOut, SessionOut
+from kernel.errors import SessionNotFound, SessionUnavailable, WaError
+from kernel.wire import JSON, session_json
 from persistence import repo
 
 log = logging.getLogger(__name__)

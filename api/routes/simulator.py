@@ -10,11 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response, status
 
 from actors.clients.simulated import SentMessage
-from actors.clients.simulated.store import SentAction
-from actors.domain import Message, MessageType
-from actors.errors import SessionNotFound
-from actors.events import HistoryChunk
-from actors.wire import JSON, message_json
 from api.deps import Resources
 from api.errors import error_responses
 from api.schemas import (
@@ -27,6 +22,11 @@ from api.schemas import (
     ScanOut,
     SentOut,
 )
+from kernel.domain import Message, MessageType
+from kernel.errors import SessionNotFound
+from kernel.events import HistoryChunk
+from kernel.simulated import SentAction
+from kernel.wire import JSON, message_json
 
 router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
 

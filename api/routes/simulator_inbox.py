@@ -14,11 +14,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, Field
 
-from actors.session import MAX_TEXT
 from api.deps import Resources
 from api.errors import error_responses
 from api.routes.simulator import SessionIdParam, _simulate
 from api.schemas import MAX_ID, ApiModel, Id, Recipient, _emoji, _no_nul
+from kernel.text_rules import MAX_TEXT
 
 router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from actors.wire import JSON
 from api.deps import Resources, UserId
 from api.errors import error_responses
 from api.schemas import PhoneIn, PhoneOut, UserOut
+from kernel.wire import JSON
 from persistence import repo
 
 router = APIRouter(tags=["users"])

@@ -1,6 +1,6 @@
 """The HTTP contract's request and response bodies (camelCase on the wire, DESIGN.md).
 
-Responses are rendered by `actors.wire` (the one definition of the JSON shapes, shared with Redis) and
+Responses are rendered by `kernel.wire` (the one definition of the JSON shapes, shared with Redis) and
 validated against these models, which also document them in the OpenAPI schema. Every name is importable
 from `api.schemas`; the modules hold:
 - `common`: field types and limits, `ApiModel` (the camelCase base), the error body;

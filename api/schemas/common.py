@@ -7,12 +7,12 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from actors.session import MAX_TEXT
+from kernel.text_rules import MAX_TEXT
 
 MAX_ID = 128  # ids and JIDs: the database columns' width
 MAX_PHONE = 32
 # Documented, not enforced by the schema: a recipient that does not parse is 422 `invalid_recipient`
-# (actors.ids.to_jid decides), a phone that is no number 422 `invalid_phone`.
+# (kernel.ids.to_jid decides), a phone that is no number 422 `invalid_phone`.
 RECIPIENT_PATTERN = (
     r"^(\+?[0-9][0-9 ()\-.]{5,24}|[0-9]{5,20}(-[0-9]{5,20})?(:[0-9]{1,3})?@(s\.whatsapp\.net|g\.us|lid))$"
 )

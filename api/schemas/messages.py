@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from actors.domain import MessageStatus, MessageType
 from api.schemas.common import ApiModel, Id, MessageText, Recipient, Timestamp
+from kernel.domain import MessageStatus, MessageType
 
 # --- chats and messages ------------------------------------------------------------------------------------
 
@@ -109,8 +109,8 @@ class InboxOut(ApiModel):
 
 
 def _emoji(value: str) -> str:
-    from actors.errors import InvalidInput
-    from actors.session_inbox import check_emoji
+    from kernel.errors import InvalidInput
+    from kernel.text_rules import check_emoji
 
     try:
         return check_emoji(value)

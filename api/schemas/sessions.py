@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from actors.domain import Reason, SessionStatus
 from api.schemas.common import ApiModel, Phone, Timestamp
+from kernel.domain import Reason, SessionStatus
 
 # --- sessions ----------------------------------------------------------------------------------------------
 

@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from actors.domain import MessageType
-from actors.session import MAX_TEXT
 from api.schemas.common import ApiModel, Id, Phone, Recipient, _no_nul
+from kernel.domain import MessageType
+from kernel.text_rules import MAX_TEXT
 
 # --- the simulated network ---------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ import ray
 
 from actors import drain, fleet
 from actors.registry import RegistryConfig, start_registry
+from persistence.stores import PostgresStores
 from tests.benchmarks import benchkit as bk
 
 STORE = 80 * 1024 * 1024
@@ -65,7 +66,9 @@ async def drain_round(args: argparse.Namespace, services: bk.Services) -> dict[s
             configure_logging=False,
         )
         cluster.wait_for_nodes()
-        config = RegistryConfig(services.database_url, namespace, bk.session_config(services), args.rate)
+        config = RegistryConfig(
+            services.database_url, namespace, bk.session_config(services), args.rate, stores=PostgresStores()
+        )
         async with bk.StatusWatch(services.redis_url, set(sids)) as watch:
             start_registry(config)
             ok, pair_s = await bk.pair_all(watch, sids, namespace, args.timeout)
@@ -129,7 +132,9 @@ async def autoscale_round(args: argparse.Namespace, services: bk.Services) -> di
     await bk.reset(services)
     sids = await bk.insert_sessions(services, n, prefix="auto")
     with autoscaling_cluster(args.per_worker, workers, namespace=namespace):
-        config = RegistryConfig(services.database_url, namespace, bk.session_config(services), args.rate)
+        config = RegistryConfig(
+            services.database_url, namespace, bk.session_config(services), args.rate, stores=PostgresStores()
+        )
         async with bk.StatusWatch(services.redis_url, set(sids)) as watch:
             t0 = time.monotonic()
             registry = start_registry(config)

@@ -27,6 +27,7 @@ from typing import Any
 import ray
 
 from actors.registry import RegistryConfig, start_registry
+from persistence.stores import PostgresStores
 from tests.benchmarks import benchkit as bk
 
 
@@ -45,7 +46,9 @@ async def run_round(args: argparse.Namespace, services: bk.Services, round_no: i
     namespace = f"bench-failover-{round_no}"
     await bk.reset(services)
     sids = await bk.insert_sessions(services, n)
-    config = RegistryConfig(services.database_url, namespace, bk.session_config(services), args.rate)
+    config = RegistryConfig(
+        services.database_url, namespace, bk.session_config(services), args.rate, stores=PostgresStores()
+    )
     with bk.local_cluster(
         args.per_node, 3, namespace=namespace, worker_env=bk.parse_env(args.worker_env)
     ) as cluster:

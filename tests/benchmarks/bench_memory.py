@@ -38,6 +38,7 @@ from typing import Any
 import ray
 
 from actors.registry import RegistryConfig, start_registry
+from persistence.stores import PostgresStores
 from tests.benchmarks import benchkit as bk
 from tests.benchmarks.bare import create_bare_actor
 from tests.benchmarks.probes import create_probe_actor
@@ -64,7 +65,9 @@ async def up_simulated(
     node: bk.RayNode, services: bk.Services, n: int, rate: float, timeout: float
 ) -> dict[str, int]:
     sids = await bk.insert_sessions(services, n)
-    config = RegistryConfig(services.database_url, node.namespace, bk.session_config(services), rate)
+    config = RegistryConfig(
+        services.database_url, node.namespace, bk.session_config(services), rate, stores=PostgresStores()
+    )
     async with bk.StatusWatch(services.redis_url, set(sids)) as watch:
         start_registry(config)
         ok, took = await bk.pair_all(watch, sids, node.namespace, timeout)
@@ -87,7 +90,7 @@ async def up_neonize(
 ) -> dict[str, int]:
     sids = await bk.insert_sessions(services, n)
     session = bk.session_config(services, "neonize", backoff_base_s=backoff_base_s, connect_timeout_s=3600.0)
-    config = RegistryConfig(services.database_url, node.namespace, session, rate)
+    config = RegistryConfig(services.database_url, node.namespace, session, rate, stores=PostgresStores())
     loaded: dict[str, int] = {}
     pending: set[asyncio.Task[None]] = set()
 

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from actors.registry import RegistryConfig, start_registry
+from persistence.stores import PostgresStores
 from tests.benchmarks import benchkit as bk
 
 
@@ -41,7 +42,9 @@ async def run_one(n: int, services: bk.Services, args: argparse.Namespace) -> di
     namespace = f"bench-reload-{n}"
     await bk.reset(services)
     sids = await bk.insert_sessions(services, n)
-    config = RegistryConfig(services.database_url, namespace, bk.session_config(services), args.rate)
+    config = RegistryConfig(
+        services.database_url, namespace, bk.session_config(services), args.rate, stores=PostgresStores()
+    )
 
     print(f"\n== N={n}: pairing", flush=True)
     with bk.local_ray(n + 5, namespace=namespace, dashboard=args.dashboard, worker_env=env):

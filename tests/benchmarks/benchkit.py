@@ -37,8 +37,8 @@ import asyncpg
 import psutil
 from redis.asyncio import Redis
 
-from actors.config import asyncpg_dsn
 from actors.session import SessionConfig
+from kernel.settings import asyncpg_dsn
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / "bench-results"
@@ -136,7 +136,7 @@ async def check_connection_budget(services: Services, sessions: int, per_session
 
 async def insert_sessions(services: Services, count: int, prefix: str = "bench") -> list[str]:
     """`count` unpaired session rows (one user each, slot 1), as POST /sessions creates them."""
-    from actors.ids import new_session_id
+    from kernel.ids import new_session_id
 
     sids: list[str] = [new_session_id() for _ in range(count)]
     conn = await asyncpg.connect(services.database_url, timeout=10)
@@ -558,7 +558,7 @@ class StatusWatch:
 def session_handle(sid: str, namespace: str) -> Any:
     import ray
 
-    from actors.ids import actor_name
+    from kernel.ids import actor_name
 
     return ray.get_actor(actor_name(sid), namespace=namespace)
 

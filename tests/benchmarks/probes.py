@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.actor import SessionActor
+from actors.ports import Stores
 from actors.session import SessionConfig
 
 if TYPE_CHECKING:  # the registry module pulls in SQLAlchemy and pydantic: keep them out of the worker
@@ -25,10 +26,10 @@ if TYPE_CHECKING:  # the registry module pulls in SQLAlchemy and pydantic: keep 
 
 
 class ProbeSessionActor(SessionActor):
-    def __init__(self, session_id: str, config: SessionConfig) -> None:
+    def __init__(self, session_id: str, config: SessionConfig, stores: Stores) -> None:
         self._probe_config = config
         self._probe_client: Any = None
-        super().__init__(session_id, config)
+        super().__init__(session_id, config, stores)
 
     async def load_neonize(self, dial: bool = True, block: tuple[str, ...] = ()) -> dict[str, Any]:
         """Build this session's real NeonizeClient (and dial once): neonize as a live session has it.

@@ -42,24 +42,6 @@ from actors.clients.neonize import (
 )
 from actors.clients.neonize.gocalls import GoCalls
 from actors.clients.neonize.profiles import Profiles
-from actors.domain import Message, Reason, SendResult
-from actors.errors import (
-    AlreadyConnected,
-    ClientError,
-    InvalidInput,
-    InvalidPhone,
-    InvalidRecipient,
-    MediaNotAvailable,
-    SendFailed,
-    SessionNotConnected,
-)
-from actors.events import (
-    ClientEvent,
-    Disconnected,
-    LoggedOut,
-    PairingCode,
-)
-from actors.ids import USER_SERVER, is_group, phone_digits, to_jid
 from actors.media.limits import check_size
 from actors.ports import (
     ClientOptions,
@@ -69,6 +51,24 @@ from actors.ports import (
     VoiceNote,
     WhatsAppClient,
 )
+from kernel.domain import Message, Reason, SendResult
+from kernel.errors import (
+    AlreadyConnected,
+    ClientError,
+    InvalidInput,
+    InvalidPhone,
+    InvalidRecipient,
+    MediaNotAvailable,
+    SendFailed,
+    SessionNotConnected,
+)
+from kernel.events import (
+    ClientEvent,
+    Disconnected,
+    LoggedOut,
+    PairingCode,
+)
+from kernel.ids import USER_SERVER, is_group, phone_digits, to_jid
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from actors.clients.neonize.kinds import content_of
-from actors.domain import Message, MessageStatus, Reason
-from actors.events import ContactName, HistoryChunk, HistoryConversation, IdentityLink, Receipt
-from actors.ids import GROUP_SERVER, LID_SERVER, USER_SERVER
-from actors.inbox_scope import ChatKind, chat_kind
+from kernel.domain import Message, MessageStatus, Reason
+from kernel.events import ContactName, HistoryChunk, HistoryConversation, IdentityLink, Receipt
+from kernel.ids import GROUP_SERVER, LID_SERVER, USER_SERVER
+from kernel.inbox_scope import ChatKind, chat_kind
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def phone_first(jid: str, alt: str | None) -> tuple[str, str | None]:
 
 def message_from_event(ev: Any, own_jid: str | None) -> tuple[Message, str | None] | None:
     """A live MessageEv as (Message, chat name), or None when it is not a chat bubble or its chat is not
-    one the inbox holds (`actors.inbox_scope`: status, newsletters, Meta AI and system chats are dropped;
+    one the inbox holds (`kernel.inbox_scope`: status, newsletters, Meta AI and system chats are dropped;
     a broadcast-list message goes to its sender's direct chat, as on the phone)."""
     info, src = ev.Info, ev.Info.MessageSource
     chat = jid_str(src.Chat)

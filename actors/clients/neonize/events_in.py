@@ -18,9 +18,9 @@ from actors.clients.neonize import convert, inbox, outgoing
 from actors.clients.neonize.convert import enum_name
 from actors.clients.neonize.profiles import Profiles
 from actors.clients.neonize.runtime import Lib
-from actors.domain import Reason
-from actors.errors import ClientTimeout, SessionNotConnected
-from actors.events import (
+from kernel.domain import Reason
+from kernel.errors import ClientTimeout, SessionNotConnected
+from kernel.events import (
     ClientEvent,
     Connected,
     ContactName,
@@ -31,7 +31,7 @@ from actors.events import (
     PictureChanged,
     QrCode,
 )
-from actors.ids import is_group
+from kernel.ids import is_group
 
 log = logging.getLogger("actors.clients.neonize.client")  # the client's log, as before the split
 

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actors.errors import ClientTimeout
+from kernel.errors import ClientTimeout
 
 log = logging.getLogger(__name__)
 

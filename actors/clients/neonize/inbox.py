@@ -10,7 +10,7 @@ In (pure functions over neonize's protobufs, like `convert`):
 - ChatPresenceEv → `Presence` composing / recording (COMPOSING with AUDIO media) / paused; PresenceEv →
   `Presence` available / unavailable with `lastSeen`.
 Chat ids follow `convert.message_from_event`: a 1:1 chat addressed by LID becomes the phone JID when the
-event carries it; chats the inbox does not hold (`actors.inbox_scope`) produce nothing.
+event carries it; chats the inbox does not hold (`kernel.inbox_scope`) produce nothing.
 
 Out: the waE2E messages whatsmeow's BuildReaction / BuildEdit / BuildRevoke make, built here (no FFI call
 to build them; tests compare them with neonize's builders), sent through `send_message` as neonize's own
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from actors.clients.neonize.convert import enum_name, from_ms, from_s, is_lid, jid_str, phone_first
 from actors.clients.neonize.runtime import Lib
-from actors.domain import Message, Reaction, SendResult
-from actors.errors import ClientError, InvalidInput, NotOwnMessage
-from actors.events import ChatRead, ClientEvent, MessageEdited, MessageRevoked, Presence, ReactionChanged
-from actors.ids import is_group
-from actors.inbox_scope import ChatKind, chat_kind
+from kernel.domain import Message, Reaction, SendResult
+from kernel.errors import ClientError, InvalidInput, NotOwnMessage
+from kernel.events import ChatRead, ClientEvent, MessageEdited, MessageRevoked, Presence, ReactionChanged
+from kernel.ids import is_group
+from kernel.inbox_scope import ChatKind, chat_kind
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import base64
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from actors.domain import ContactCard, Location, Media, MessageType, Poll, SendResult
-from actors.message_kinds import summary_for
+from kernel.domain import ContactCard, Location, Media, MessageType, Poll, SendResult
+from kernel.message_kinds import summary_for
 
 # Containers whose `.message` is the real content. The view-once ones also mark the message.
 _VIEW_ONCE = ("viewOnceMessage", "viewOnceMessageV2", "viewOnceMessageV2Extension")

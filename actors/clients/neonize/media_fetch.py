@@ -38,10 +38,10 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from actors.errors import ClientError, ClientTimeout, MediaNotAvailable, ServiceUnavailable
 from actors.media.bodies import file_chunks
 from actors.media.limits import check_size
 from actors.ports import MediaBody
+from kernel.errors import ClientError, ClientTimeout, MediaNotAvailable, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

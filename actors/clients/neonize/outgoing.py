@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from actors.clients.neonize.runtime import Lib
-from actors.domain import Message, MessageType
-from actors.errors import UnsupportedMedia
-from actors.ids import to_jid
 from actors.ports import OutgoingMedia, VoiceNote
+from kernel.domain import Message, MessageType
+from kernel.errors import UnsupportedMedia
+from kernel.ids import to_jid
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from actors.clients.neonize import outgoing
-from actors.errors import ClientError, MediaNotAvailable, MediaTooLarge
 from actors.ports import PictureInfo
+from kernel.errors import ClientError, MediaNotAvailable, MediaTooLarge
 
 log = logging.getLogger(__name__)
 

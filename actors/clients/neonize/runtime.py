@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from actors.errors import ClientError
+from kernel.errors import ClientError
 
 log = logging.getLogger(__name__)
 go_log = logging.getLogger(__name__.rpartition(".")[0] + ".whatsmeow")

@@ -15,6 +15,6 @@ from __future__ import annotations
 from actors.clients.simulated.client import SimulatedClient, not_on_whatsapp
 from actors.clients.simulated.content import PAIRING_ALPHABET, HistoryPlan
 from actors.clients.simulated.phone import Phase
-from actors.clients.simulated.store import SentMessage
+from kernel.simulated import SentMessage
 
 __all__ = ["PAIRING_ALPHABET", "HistoryPlan", "Phase", "SentMessage", "SimulatedClient", "not_on_whatsapp"]

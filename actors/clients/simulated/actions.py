@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from actors.clients.simulated.content import message_id, now
-from actors.clients.simulated.store import SentAction, SentMessage, SimStore
-from actors.domain import Message, Reaction, SendResult
-from actors.errors import InvalidInput, NotOwnMessage
-from actors.events import (
+from actors.ports import SimNetworkPort
+from kernel.domain import Message, Reaction, SendResult
+from kernel.errors import InvalidInput, NotOwnMessage
+from kernel.events import (
     ChatRead,
     ClientEvent,
     MessageEdited,
@@ -26,7 +26,8 @@ from actors.events import (
     Presence,
     ReactionChanged,
 )
-from actors.ids import is_group, to_jid
+from kernel.ids import is_group, to_jid
+from kernel.simulated import SentAction, SentMessage
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SimulatedActions:
     """Mixed into `SimulatedClient` (which provides the attributes and helpers declared here)."""
 
     _sid: str
-    _store: SimStore
+    _store: SimNetworkPort
     _online: asyncio.Event
 
     if TYPE_CHECKING:

@@ -32,9 +32,18 @@ from actors.clients.simulated.content import (
 )
 from actors.clients.simulated.kinds import Contacts
 from actors.clients.simulated.phone import PAIRED, Phase, SimulatedPhone, digits_of
-from actors.clients.simulated.store import SentMessage, SimStore
-from actors.domain import Message, MessageStatus, MessageType, Reason, SendResult
-from actors.errors import (
+from actors.ports import (
+    ClientOptions,
+    MediaBody,
+    OutgoingMedia,
+    PictureInfo,
+    SimNetworkPort,
+    VoiceNote,
+    WhatsAppClient,
+)
+from actors.tasks import TaskGroup
+from kernel.domain import Message, MessageStatus, MessageType, Reason, SendResult
+from kernel.errors import (
     AlreadyConnected,
     ClientError,
     InvalidInput,
@@ -44,7 +53,7 @@ from actors.errors import (
     NotOnWhatsApp,
     SessionNotConnected,
 )
-from actors.events import (
+from kernel.events import (
     ClientEvent,
     Connected,
     Disconnected,
@@ -54,17 +63,9 @@ from actors.events import (
     QrCode,
     Receipt,
 )
-from actors.ids import USER_SERVER, is_group, jid_user, to_jid
-from actors.inbox_scope import ChatKind, chat_kind
-from actors.ports import (
-    ClientOptions,
-    MediaBody,
-    OutgoingMedia,
-    PictureInfo,
-    VoiceNote,
-    WhatsAppClient,
-)
-from actors.tasks import TaskGroup
+from kernel.ids import USER_SERVER, is_group, jid_user, to_jid
+from kernel.inbox_scope import ChatKind, chat_kind
+from kernel.simulated import SentMessage
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,12 @@ def not_on_whatsapp(jid: str) -> bool:
 class SimulatedClient(SimulatedPhone, SimulatedActions):
     """A whatsmeow look-alike. Besides the port, its control methods are what /simulator routes drive."""
 
-    def __init__(self, options: ClientOptions, *, pairing_history: HistoryPlan | None = None) -> None:
+    def __init__(
+        self, options: ClientOptions, store: SimNetworkPort, *, pairing_history: HistoryPlan | None = None
+    ) -> None:
         self._opts = options
         self._sid = options.session_id
-        self._store = SimStore(options.auth_dsn, options.session_id)
+        self._store = store
         self._history_plan = pairing_history or HistoryPlan()
         self._tasks = TaskGroup(f"session {options.session_id} (simulated)")
         self._queue: asyncio.Queue[ClientEvent | None] = asyncio.Queue()

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from actors.domain import Media, Message, MessageStatus, MessageType
-from actors.errors import InvalidInput, MediaNotAvailable
-from actors.events import HistoryConversation
-from actors.ids import GROUP_SERVER, USER_SERVER
+from kernel.domain import Media, Message, MessageStatus, MessageType
+from kernel.errors import InvalidInput, MediaNotAvailable
+from kernel.events import HistoryConversation
+from kernel.ids import GROUP_SERVER, USER_SERVER
 
 # whatsmeow's linking-code alphabet (Crockford-like: no 0, I, O, U).
 PAIRING_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"

@@ -2,7 +2,7 @@
 shaped as the neonize adapter converts the same WhatsApp traffic.
 
 - `typed_content(...)`: a location, contact cards, a poll, a video note, a view-once media (marked, no
-  caption, no download), each with its `summary` (`actors.message_kinds`).
+  caption, no download), each with its `summary` (`kernel.message_kinds`).
 - `Contacts`: per contact an address-book name, a push name, a picture (a small generated PNG behind a
   CDN-like URL that carries an `oe=` expiry, as WhatsApp's do) and a LID. A contact with a LID is
   addressed by it, as WhatsApp does after its LID migration: its messages arrive from the LID (with the
@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.domain import ContactCard, Location, Media, MessageType, Poll
-from actors.errors import InvalidInput, InvalidRecipient, MediaNotAvailable, MediaTooLarge
-from actors.ids import LID_SERVER, to_jid
-from actors.message_kinds import summary_for
 from actors.ports import PictureInfo
+from kernel.domain import ContactCard, Location, Media, MessageType, Poll
+from kernel.errors import InvalidInput, InvalidRecipient, MediaNotAvailable, MediaTooLarge
+from kernel.ids import LID_SERVER, to_jid
+from kernel.message_kinds import summary_for
 
 PICTURE_TTL_S = 6 * 3600  # how long a picture URL stays valid (WhatsApp's are days; the test scales it)
 _SPECIAL = re.compile(r"^[0-9a-z]{1,32}@(broadcast|newsletter|bot|s\.whatsapp\.net)$")

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from actors.clients.simulated.content import group_participant, incoming_media, make_history, message_id, now
 from actors.clients.simulated.kinds import Contacts, chat_of, typed_content
-from actors.clients.simulated.store import SentMessage, SimStore
-from actors.domain import Message, Reason
-from actors.errors import InvalidInput, InvalidPhone, InvalidRecipient, NoQrShowing, SessionNotConnected
-from actors.events import (
+from actors.ports import SimNetworkPort
+from actors.tasks import TaskGroup
+from kernel.domain import Message, Reason
+from kernel.errors import InvalidInput, InvalidPhone, InvalidRecipient, NoQrShowing, SessionNotConnected
+from kernel.events import (
     ClientEvent,
     ContactName,
     Disconnected,
@@ -30,8 +31,8 @@ from actors.events import (
     Paired,
     PictureChanged,
 )
-from actors.ids import is_group, phone_digits, to_jid
-from actors.tasks import TaskGroup
+from kernel.ids import is_group, phone_digits, to_jid
+from kernel.simulated import SentMessage
 
 log = logging.getLogger("actors.clients.simulated.client")  # the client's log, as before the split
 
@@ -59,7 +60,7 @@ class SimulatedPhone:
     """The /simulator controls; mixed into `SimulatedClient` (which provides what is declared here)."""
 
     _sid: str
-    _store: SimStore
+    _store: SimNetworkPort
     _tasks: TaskGroup
     _online: asyncio.Event
     _phase: Phase

@@ -8,10 +8,10 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from actors.domain import Backend
-from actors.inbox_scope import InboxChats
-from actors.publisher import Endpoint
-from actors.wire import EVENTS_RETAINED
+from kernel.domain import Backend
+from kernel.inbox_scope import InboxChats
+from kernel.redis_url import Endpoint
+from kernel.wire import EVENTS_RETAINED
 
 MB = 1024 * 1024
 
@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     max_sessions_per_user: Annotated[int, Field(ge=1, le=32)] = 3
     wa_backend: Backend = Backend.NEONIZE
     max_media_bytes: Annotated[int, Field(ge=1)] = 16 * MB
-    # Which chats the inbox stores and pushes: direct messages only, or groups too (actors.inbox_scope).
+    # Which chats the inbox stores and pushes: direct messages only, or groups too (kernel.inbox_scope).
     inbox_chats: InboxChats = InboxChats.DIRECT
 
     # Ray placement and supervision.

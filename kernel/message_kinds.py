@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actors.domain import ContactCard, Location, Media, MessageType, Poll
+from kernel.domain import ContactCard, Location, Media, MessageType, Poll
 
 MAX_SUMMARY = 200
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from actors.domain import Chat, Media, Message, SessionView
-from actors.message_kinds import contacts_wire, location_wire, poll_wire
+from kernel.domain import Chat, Media, Message, SessionView
+from kernel.message_kinds import contacts_wire, location_wire, poll_wire
 
 JSON = dict[str, Any]
 

@@ -6,7 +6,7 @@ import re
 import uuid
 from typing import NewType
 
-from actors.errors import InvalidRecipient
+from kernel.errors import InvalidRecipient
 
 SessionId = NewType("SessionId", str)
 UserId = NewType("UserId", str)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from actors.ids import GROUP_SERVER, LID_SERVER, USER_SERVER
+from kernel.ids import GROUP_SERVER, LID_SERVER, USER_SERVER
 
 
 class ChatKind(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from actors.domain import Message, MessageStatus, Reaction, Reason
+from kernel.domain import Message, MessageStatus, Reaction, Reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,13 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, TypeVar
 
 import asyncpg
 
-from actors.domain import MessageType
-from actors.errors import ClientError
-from actors.ids import USER_SERVER
+from kernel.errors import ClientError
+from kernel.ids import USER_SERVER
+from kernel.simulated import Device, SentMessage, sent_type
 from persistence.connection import DatabaseUnreachable, OneConnection
 
 log = logging.getLogger(__name__)
@@ -22,44 +20,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SENT_COLUMNS = 'message_id, "to", type, mimetype, ptt, size, seconds, file_name, text, quoted_id, data'
-
-
-class SentAction(StrEnum):
-    """What the network received that is not a message: `message_id` is the message it is about (a new
-    id for presence), `text` the emoji, the new text or the typing state."""
-
-    REACTION = "reaction"
-    EDIT = "edit"
-    REVOKE = "revoke"
-    PRESENCE = "presence"
-
-
-def _sent_type(value: str) -> MessageType | SentAction:
-    return SentAction(value) if value in SentAction.__members__.values() else MessageType(value)
-
-
-@dataclass(frozen=True, slots=True)
-class SentMessage:
-    """One message (or `SentAction`) the network received from a session (a row of `wa_sim.sent`)."""
-
-    message_id: str
-    to: str
-    type: MessageType | SentAction
-    mimetype: str | None = None
-    ptt: bool = False
-    size: int | None = None
-    seconds: int | None = None
-    file_name: str | None = None
-    text: str | None = None  # the text, or the caption of media
-    quoted_id: str | None = None
-    data: bytes | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    jid: str
-    phone: str
-    push_name: str | None
 
 
 class SimStore:
@@ -166,7 +126,7 @@ class SimStore:
             SentMessage(
                 message_id=r["message_id"],
                 to=r["to"],
-                type=_sent_type(r["type"]),
+                type=sent_type(r["type"]),
                 mimetype=r["mimetype"],
                 ptt=r["ptt"],
                 size=r["size"],

@@ -1,0 +1,26 @@
+"""PostgreSQL as the processes of the cluster use it: the factory the registry and each session actor get.
+
+`PostgresStores` implements `actors.ports.Stores` structurally (persistence/ never imports actors/). It
+holds no state, so Ray pickles it into every actor's constructor arguments by reference and an actor Ray
+restarts builds its stores again from it and its configuration's DSNs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from persistence.fleet_store import FleetStore
+from persistence.session_store import SessionStore
+from persistence.sim_network import SimStore
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresStores:
+    def session_store(self, dsn: str, session_id: str) -> SessionStore:
+        return SessionStore(dsn, session_id)
+
+    def sim_network(self, dsn: str, session_id: str) -> SimStore:
+        return SimStore(dsn, session_id)
+
+    def fleet(self, dsn: str) -> FleetStore:
+        return FleetStore(dsn)
