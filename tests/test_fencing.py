@@ -157,6 +157,7 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.ray
+@pytest.mark.timeout(300)
 async def test_a_second_actor_for_a_live_session_never_holds_the_number_too(
     database_url: str, redis_url: str, namespace: str
 ) -> None:
