@@ -67,6 +67,7 @@ class SessionCore:
         bus: EventBus,
         open_spool: Callable[[], Spool],
         exit_process: Callable[[str], None],
+        leave_superseded: Callable[[str], None],
         owner: str,
     ) -> None:
         self.session_id = session_id
@@ -78,6 +79,7 @@ class SessionCore:
             bus=bus,
             open_spool=open_spool,
             exit_process=exit_process,
+            leave_superseded=leave_superseded,
             owner=owner,
         )
         self._contacts = Contacts(self._state)

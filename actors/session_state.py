@@ -87,6 +87,7 @@ class SessionState:
         bus: EventBus,
         open_spool: Callable[[], Spool],
         exit_process: Callable[[str], None],
+        leave_superseded: Callable[[str], None],
         owner: str,
     ) -> None:
         self.session_id = session_id
@@ -97,10 +98,11 @@ class SessionState:
         # What the API reads to tell whether this process is up and connected, and its QR / pairing code.
         self.heartbeat = Heartbeat(store, self.tasks, session_id, config.heartbeat_s)
         # Whether this process may hold the connection; `owner` is the actor it runs (see actors.lease).
-        self.lease = Lease(store, self.tasks, session_id, owner, config.lease_s, self.recycle)
+        self.lease = Lease(store, self.tasks, session_id, owner, config.lease_s, self._superseded)
         self._client_factory = client_factory
         self._open_spool = open_spool
-        self._exit_process = exit_process
+        self._exit_process = exit_process  # Ray starts a fresh process of this actor
+        self._leave_superseded = leave_superseded  # no word to Ray: a newer process may be its actor's
         self.client: WhatsAppClient | None = None  # one per process, made by `new_client`
         self.client_running = False
         self.row: StoredSession | None = None  # as loaded at boot, kept in step with our own writes
@@ -253,8 +255,9 @@ class SessionState:
 
     # ------------------------------------------------------------------ the end of this process
 
-    async def recycle(self, why: str) -> None:
-        """Give up this process: release what we can within a bound, then exit so Ray starts a fresh one.
+    async def recycle(self, why: str, *, superseded: bool = False) -> None:
+        """Give up this process: release what we can within a bound, then exit so Ray starts a fresh one
+        (`superseded`: another process holds the lease, and this one leaves without a word to Ray).
 
         The journal's spool stays on disk: the next process applies what is left before anything else.
         """
@@ -268,7 +271,10 @@ class SessionState:
         await self.lease.release()
         await self.bus.close()
         await self.store.close()
-        self._exit_process(why)
+        (self._leave_superseded if superseded else self._exit_process)(why)
+
+    async def _superseded(self, why: str) -> None:
+        await self.recycle(why, superseded=True)
 
     async def recycle_later(self, delay_s: float, why: str) -> None:
         await asyncio.sleep(delay_s)

@@ -65,6 +65,7 @@ async def session_factory(database_url: str, redis_url: str, spool_dir: Path) ->
             bus=EventBus(config.redis_url, sid),
             open_spool=lambda: Spool(spool_path, max_bytes=64 * 1024 * 1024),
             exit_process=exits,
+            leave_superseded=exits,
             owner=owner or f"sessionkit-{sid}",
         )
         made.append(session)

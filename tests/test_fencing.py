@@ -24,12 +24,24 @@ from kernel.domain import Reason, SessionStatus
 from kernel.errors import LeaseLost, SessionUnavailable
 from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
-from tests.raykit import eventually, fetchval, handle, insert_session, pair, registry_config, wait_status
+from tests.raykit import (
+    eventually,
+    fetchval,
+    handle,
+    insert_session,
+    kill_namespace_actors,
+    new_cluster,
+    pair,
+    registry_config,
+    unique_namespace,
+    wait_status,
+)
 from tests.sessionkit import Exits, Factory, session_factory, session_row
 from tests.sessionkit import wait_status as wait_core_status
 
 pytestmark = pytest.mark.timeout(120)
 
+CONNECTED = SessionStatus.CONNECTED
 LEASE_S = 3.0  # short leases: a takeover after a silent death waits this long
 
 
@@ -149,11 +161,12 @@ async def _first_live(sid: str, namespace: str) -> bool:
 
 
 def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie whose parent raylet is stopped does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 @pytest.mark.ray
@@ -198,3 +211,66 @@ async def test_a_second_actor_for_a_live_session_never_holds_the_number_too(
     # With the second gone (no release: a silent death), the first's actor takes the number back.
     await wait_status(sid, namespace, SessionStatus.CONNECTED, timeout=30)
     assert await eventually(lambda: _first_live(sid, namespace), bool, LEASE_S * 6)
+
+
+# Node death noticed in ~5 s instead of ~20 s (notes/ray.md), as in tests/test_cluster.py.
+FAST_HEALTH = {
+    "health_check_period_ms": 1000,
+    "health_check_timeout_ms": 1000,
+    "health_check_failure_threshold": 5,
+}
+
+
+async def _placement(sid: str, namespace: str) -> Any:
+    try:
+        return await asyncio.wait_for(handle(sid, namespace).ping.remote(), 5)
+    except Exception:  # restarting, or unreachable behind the cut
+        return None
+
+
+@pytest.mark.ray
+@pytest.mark.cluster
+@pytest.mark.own_ray
+@pytest.mark.timeout(300)
+async def test_a_partitioned_node_never_leaves_two_processes_on_one_number(
+    database_url: str, redis_url: str
+) -> None:
+    cluster = new_cluster(head_sessions=0, **FAST_HEALTH)
+    workers = [
+        cluster.add_node(num_cpus=1, resources={"wa_session": 4}, object_store_memory=80 * 1024 * 1024)
+        for _ in range(2)
+    ]
+    ray.init(address=cluster.address, logging_level="WARNING", configure_logging=False)
+    cluster.wait_for_nodes()
+    namespace = unique_namespace()
+    try:
+        start_registry(registry_config(database_url, redis_url, namespace, session={"lease_s": LEASE_S}))
+        sid = await insert_session(database_url)
+        await pair(sid, namespace, "+15551237020")
+        before = await handle(sid, namespace).ping.remote()
+        cut = next(w for w in workers if w.node_id == before.node_id)
+        raylet = cut.all_processes["raylet"][0].process
+        raylet.send_signal(signal.SIGSTOP)  # the node's processes run on; Ray loses sight of them
+        try:
+            after = await eventually(
+                lambda: _placement(sid, namespace),
+                lambda p: (
+                    p is not None and p.node_id != before.node_id and p.status == SessionStatus.CONNECTED
+                ),
+                90,
+            )
+            # The process behind the cut finds its lease taken and leaves, without logging out.
+            await eventually(lambda: asyncio.to_thread(_running, before.pid), lambda running: not running, 30)
+        finally:
+            raylet.send_signal(signal.SIGCONT)
+        # Healed: the number stays with the one process, no ping-pong.
+        for _ in range(int(LEASE_S * 3)):
+            now = await _placement(sid, namespace)
+            assert now is not None and now.pid == after.pid and now.status == SessionStatus.CONNECTED
+            await asyncio.sleep(1.0)
+        assert await _device_kept(database_url, sid)
+        assert (await session_row(database_url, sid))["status"] == "connected"
+    finally:
+        kill_namespace_actors(namespace)
+        ray.shutdown()
+        cluster.shutdown()
