@@ -46,6 +46,7 @@ def registry_config(settings: Settings) -> RegistryConfig:
         spool_max_bytes=settings.session_spool_max_bytes,
         events_retained=settings.event_stream_retained,
         heartbeat_s=settings.session_heartbeat_s,
+        lease_s=settings.session_lease_s,
     )
     return RegistryConfig(
         database_dsn=dsn,
