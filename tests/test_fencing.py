@@ -22,6 +22,7 @@ from actors.registry_config import session_actor_options
 from actors.session import SessionCore
 from kernel.domain import Reason, SessionStatus
 from kernel.errors import LeaseLost, SessionUnavailable
+from kernel.events import Disconnected
 from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
 from tests.raykit import (
@@ -100,6 +101,23 @@ async def test_a_process_whose_lease_is_taken_stops_without_logging_the_number_o
     assert (row["status"], row["reason"]) == ("connected", None)
     assert (await second.view()).live and second_exits.reasons == []
     assert await _device_kept(database_url, sid)
+
+
+async def test_replaced_after_a_takeover_ends_the_process_instead_of_dialling_again(
+    core: Factory, database_url: str
+) -> None:
+    sid, first, first_exits = await _paired(core, "+15551237004", owner="actor-a")
+    await eventually(lambda: session_row(database_url, sid), lambda r: r["status"] == "connected", 10)
+    async with SessionStore(asyncpg_dsn(database_url), sid) as newer:
+        assert await newer.take_lease("actor-a", LEASE_S) == 2  # a newer process took the number over
+        # WhatsApp kicks the older connection as the newer one logs in; before the first's next renewal:
+        await first._transitions.handle(Disconnected(Reason.REPLACED, retrying=False))
+        await asyncio.wait_for(first_exits.happened.wait(), 5)
+        assert len(first_exits.reasons) == 1 and first_exits.reasons[0].startswith("lease lost")
+        row = await session_row(database_url, sid)
+        # Not a failed dial (no backoff for the next process), not a state of its own, not logged out.
+        assert (row["connect_failures"], row["status"], row["reason"]) == (0, "connected", None)
+        assert await _device_kept(database_url, sid)
 
 
 async def test_a_write_of_an_older_generation_never_lands(database_url: str) -> None:
