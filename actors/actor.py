@@ -11,12 +11,14 @@ import functools
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import ray
 
 from actors.bus import EventBus
+from actors.calls import SessionCalls, SimulatedSessionCalls
 from actors.clients import make_client
 from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.fleet import ProcessInfo, own_process
@@ -34,6 +36,17 @@ def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _streaming(method: _F) -> _F:
+    """A Ray streaming generator method, with backpressure; its type stays the method's (Ray's stub would
+    make it a `_RemoteMethod`, which no Protocol can state)."""
+    return cast(
+        _F, ray.method(num_returns="streaming", _generator_backpressure_num_objects=STREAM_AHEAD)(method)
+    )
 
 
 class SessionActor:
@@ -140,7 +153,7 @@ class SessionActor:
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
         return self._core.refresh_pictures(stored)
 
-    @ray.method(num_returns="streaming", _generator_backpressure_num_objects=STREAM_AHEAD)
+    @_streaming
     async def media(self, chat_id: str, message_id: str) -> MediaStream:
         async for item in self._core.media(chat_id, message_id):
             yield item
@@ -166,9 +179,6 @@ class SessionActor:
     async def chat_picture(self, chat_id: str) -> tuple[bytes, str]:
         return await self._core.chat_picture(chat_id)
 
-    async def simulate(self, op: str, kwargs: dict[str, Any]) -> Any:
-        return await self._core.simulate(op, **kwargs)
-
     async def close(self, purge: bool) -> int:
         """Stop the client (and with purge: unlink, delete stored messages); the registry kills us next.
 
@@ -181,9 +191,27 @@ class SessionActor:
             return 0
 
 
+class SimulatedSessionActor(SessionActor):
+    """A session on the simulated network (`WA_BACKEND=simulated`): it also takes the network's controls
+    (what the phone and WhatsApp do), which the /simulator routes and the tests drive."""
+
+    async def control(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the `NetworkControls` method `name` on this session's simulated client."""
+        return await self._core.simulate(name, *args, **kwargs)
+
+
+def session_actor_class(backend: str) -> type[SessionActor]:
+    """The actor class of a backend: only the simulated network's sessions take its controls."""
+    return SimulatedSessionActor if backend == "simulated" else SessionActor
+
+
 def spool_path(config: SessionConfig, session_id: str) -> Path:
     """Where a session's spool lives on its node (`SESSION_SPOOL_DIR`, else the temporary folder)."""
     base = (
         Path(config.spool_dir) if config.spool_dir else Path(tempfile.gettempdir()) / "whatsapp-bridge-spool"
     )
     return base / f"{session_id}.spool"
+
+
+_: type[SessionCalls] = SessionActor
+_simulated: type[SimulatedSessionCalls] = SimulatedSessionActor

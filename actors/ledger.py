@@ -2,6 +2,12 @@
 result instead of sending again.
 
 Invariants:
+- A key binds the user, the session and the request: the same key on another of the user's sessions, or
+  with a different request, raises `IdempotencyKeyReused` (422), at once or concurrently.
+- Before a key's first send, the key is claimed in PostgreSQL (`SendRecords.claim`), which is what the
+  user's sessions share. A key this session forgot is claimed only once its journal is applied (the
+  forgetting reached PostgreSQL first). While PostgreSQL cannot answer within `CLAIM_TIMEOUT_S`, the
+  session decides alone from its own keys: a key another session took meanwhile can then go out from both.
 - A key is recorded as started (outcome unknown) in the journal *before* the send reaches the client, and
   completed with the message id once WhatsApp accepted it; both are durable at once (the session's spool)
   and reach PostgreSQL when it answers.
@@ -9,7 +15,6 @@ Invariants:
 - A retry of a send whose outcome is unknown (the process died during it, or the client timed out) raises
   `SendOutcomeUnknown` (504): never a second send. A send that definitely failed (not connected, refused
   by WhatsApp, bad input) forgets its key, so the retry sends.
-- The same key with a different request raises `IdempotencyKeyReused` (422).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from actors.journal import Journal
 from actors.ports import SendRecordsPort
-from actors.writes import DropSendRecord, SaveSendRecord, Write
+from actors.writes import DropSendRecord, SaveSendRecord
 from kernel.domain import SendResult
 from kernel.errors import ClientTimeout, IdempotencyKeyReused, SendOutcomeUnknown, WaError
 from kernel.stored import KEEP_HOURS, SendRecord
@@ -30,7 +37,7 @@ from kernel.stored import KEEP_HOURS, SendRecord
 log = logging.getLogger(__name__)
 
 MAX_KEYS = 20_000
-LOOKUP_TIMEOUT_S = 2.0
+CLAIM_TIMEOUT_S = 2.0
 
 
 def fingerprint(*parts: Any) -> str:
@@ -42,17 +49,24 @@ def fingerprint(*parts: Any) -> str:
     return digest.hexdigest()
 
 
+@dataclass(slots=True)
+class _Running:
+    digest: str
+    result: asyncio.Future[SendResult]
+
+
 class SendLedger:
-    def __init__(self, session_id: str, records: SendRecordsPort, write: Callable[[Write], None]) -> None:
+    def __init__(self, session_id: str, records: SendRecordsPort, journal: Journal) -> None:
         self._session_id = session_id
         self._records = records
-        self._write = write  # the session's journal: durable at once
+        self._journal = journal
         self._user_id: str | None = None
-        self._known: dict[str, tuple[float, SendRecord]] = {}
-        self._inflight: dict[str, asyncio.Future[SendResult]] = {}
+        self._known: dict[str, tuple[float, SendRecord]] = {}  # this session's keys
+        self._forgotten: dict[str, None] = {}  # dropped in the journal, maybe not yet in PostgreSQL
+        self._inflight: dict[str, _Running] = {}
 
     async def load(self, user_id: str) -> None:
-        """Remember the user's recent keys (the database answers: the session is booting)."""
+        """Remember this session's recent keys (the database answers: the session is booting)."""
         self._user_id = user_id
         now = time.monotonic()
         for record in await self._records.recent(user_id):
@@ -67,12 +81,12 @@ class SendLedger:
         digest = fingerprint(*request)
         running = self._inflight.get(key)
         if running is not None:
-            result = await asyncio.shield(running)
-            self._check(key, digest)
-            return result
+            if running.digest != digest:
+                raise IdempotencyKeyReused()
+            return await asyncio.shield(running.result)
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_consume)
-        self._inflight[key] = future
+        self._inflight[key] = _Running(digest, future)
         try:
             result = await self._run_once(key, digest, send)
         except BaseException as err:
@@ -85,14 +99,14 @@ class SendLedger:
             self._inflight.pop(key, None)
 
     async def _run_once(self, key: str, digest: str, send: Callable[[], Awaitable[SendResult]]) -> SendResult:
-        record = await self._lookup(key)
-        if record is not None:
-            if record.fingerprint != digest:
-                raise IdempotencyKeyReused()
-            if record.message_id is None or record.sent_at is None:
-                raise SendOutcomeUnknown()
-            return SendResult(id=record.message_id, timestamp=record.sent_at)
         started = SendRecord(key, self._session_id, digest, None, None)
+        holder = await self._claim(started)
+        if holder is not None:
+            if holder.session_id != self._session_id or holder.fingerprint != digest:
+                raise IdempotencyKeyReused()
+            if holder.message_id is None or holder.sent_at is None:
+                raise SendOutcomeUnknown()
+            return SendResult(id=holder.message_id, timestamp=holder.sent_at)
         self._remember(started)
         try:
             result = await send()
@@ -109,34 +123,44 @@ class SendLedger:
         self._remember(SendRecord(key, self._session_id, digest, result.id, result.timestamp))
         return result
 
-    def _check(self, key: str, digest: str) -> None:
-        found = self._known.get(key)
-        if found is not None and found[1].fingerprint != digest:
-            raise IdempotencyKeyReused()
-
-    async def _lookup(self, key: str) -> SendRecord | None:
-        found = self._known.get(key)
+    async def _claim(self, started: SendRecord) -> SendRecord | None:
+        """None if the key is this send's now, else the record that holds it."""
+        found = self._known.get(started.key)
         if found is not None:
             if time.monotonic() - found[0] < KEEP_HOURS * 3600:
                 return found[1]
-            del self._known[key]
+            del self._known[started.key]
         assert self._user_id is not None
-        try:  # made by another of the user's sessions since we loaded (best effort: never blocks a send)
-            return await asyncio.wait_for(self._records.get(self._user_id, key), LOOKUP_TIMEOUT_S)
+        if not self._journal.backlog:
+            self._forgotten.clear()
+        try:
+            async with asyncio.timeout(CLAIM_TIMEOUT_S):
+                if started.key in self._forgotten:
+                    if not await self._journal.wait_drained(CLAIM_TIMEOUT_S):
+                        raise TimeoutError
+                    del self._forgotten[started.key]
+                return await self._records.claim(self._user_id, started)
         except (WaError, TimeoutError):
+            log.warning(
+                "session %s: the database cannot claim a send's key now; this session decides alone",
+                self._session_id,
+            )
             return None
 
     def _remember(self, record: SendRecord) -> None:
         assert self._user_id is not None
-        self._write(SaveSendRecord(self._user_id, record))
+        self._journal.write(SaveSendRecord(self._user_id, record))
         self._known[record.key] = (time.monotonic(), record)
         while len(self._known) > MAX_KEYS:
             del self._known[next(iter(self._known))]
 
     def _forget(self, key: str) -> None:
         assert self._user_id is not None
-        self._write(DropSendRecord(self._user_id, key))
+        self._journal.write(DropSendRecord(self._user_id, key))
         self._known.pop(key, None)
+        self._forgotten[key] = None
+        while len(self._forgotten) > MAX_KEYS:
+            del self._forgotten[next(iter(self._forgotten))]
 
 
 def _consume(future: asyncio.Future[SendResult]) -> None:

@@ -47,8 +47,10 @@ from collections import deque
 from typing import Any
 
 import ray
+from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.actor import ActorHandle
 
+from actors.calls import RegistryCalls
 from actors.registry_config import (
     CAPACITY_RESOURCE,
     RegistryConfig,
@@ -92,6 +94,9 @@ def start_registry(config: RegistryConfig) -> ActorHandle[Any]:
         max_restarts=-1,
         max_task_retries=0,
         num_cpus=0,
+        # On the head, as Ray Serve pins its controller: a worker pod's deletion, a scale-down or a
+        # rollout of the workers never restarts the supervisor (tests/test_cluster.py).
+        resources={HEAD_NODE_RESOURCE_NAME: 0.001},
         get_if_exists=True,
     ).remote(config)
     return handle
@@ -326,3 +331,6 @@ class SessionRegistry(RegistrySupervision):
             if handle is not None:
                 handles[sid] = handle
         return handles
+
+
+_: type[RegistryCalls] = SessionRegistry

@@ -9,7 +9,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from actors.actor import SessionActor
+from actors.actor import session_actor_class
 from actors.ports import Stores
 from actors.session_state import SessionConfig
 from kernel.ids import actor_name
@@ -33,8 +33,8 @@ class RegistryConfig:
 
 
 @functools.cache
-def _remote_session_actor() -> Any:
-    return ray.remote(SessionActor)
+def _remote_session_actor(backend: str) -> Any:
+    return ray.remote(session_actor_class(backend))
 
 
 def session_actor_options(config: RegistryConfig, session_id: str) -> dict[str, Any]:
@@ -62,6 +62,8 @@ def create_session_actor(
 
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
     handle: ActorHandle[Any] = (
-        _remote_session_actor().options(**options).remote(session_id, config.session, config.stores)
+        _remote_session_actor(config.session.backend)
+        .options(**options)
+        .remote(session_id, config.session, config.stores)
     )
     return handle

@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from actors.bus import EventBus
+from actors.calls import control_names
 from actors.downloads import MediaStream, stream_media
 from actors.pictures import PictureState
 from actors.ports import SessionStorePort as Store
@@ -188,7 +189,7 @@ class SessionCore:
         chat = self._contacts.canon(to_jid(chat_id))  # a LID whose number is known: the number's chat
         session = self._state
         return stream_media(
-            session.store, session.client_if_connected, session.config.max_media_bytes, chat, message_id
+            session.store.inbox, session.client_if_connected, session.config.max_media_bytes, chat, message_id
         )
 
     async def mark_read(self, chat_id: str) -> None:
@@ -217,33 +218,18 @@ class SessionCore:
 
     # ------------------------------------------------------------------ the simulated network's controls
 
-    async def simulate(self, op: str, **kwargs: Any) -> Any:
-        """Forward a /simulator control call to the simulated client (only that backend has them)."""
+    async def simulate(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one of the simulated network's controls (`actors.calls.NetworkControls`) on the client."""
         await self._state.wait_ready()
         client = self._state.client
-        handler = getattr(client, op, None) if op in _SIM_OPS else None
+        handler = getattr(client, op, None) if op in _CONTROLS else None
         if client is None or handler is None:
             raise InvalidInput(f"simulator operation {op!r} is not available on this session")
         if op != "scan":
-            return await handler(**kwargs)
+            return await handler(*args, **kwargs)
         pairing = self._transitions.expect_pairing()
-        await handler(**kwargs)
+        await handler(*args, **kwargs)
         return await asyncio.wait_for(pairing, 10.0)
 
 
-_SIM_OPS = frozenset(
-    {
-        "scan",
-        "incoming",
-        "history",
-        "drop",
-        "unlink",
-        "sent",
-        "react",
-        "edit",
-        "revoke",
-        "read",
-        "presence",
-        "contact",
-    }
-)
+_CONTROLS = control_names()

@@ -105,7 +105,7 @@ class Lifecycle:
         await journal.flush()
         row = await session.store.load()
         if row is not None:
-            await self._sends.load(row.view.user_id)
+            await self._sends.load(journal, row.view.user_id)
         return row
 
     async def _connect(self, device_jid: str | None) -> None:
@@ -173,6 +173,6 @@ class Lifecycle:
                 journal.discard()
         await session.lease.release()
         if purge:
-            await session.store.purge()
+            await session.store.inbox.purge()
         await session.bus.close()
         await session.store.close()

@@ -67,7 +67,7 @@ class Contacts:
     async def ensure_links(self) -> dict[str, str]:
         if not self._links_loaded:
             try:
-                stored = await self._state.store.identity_links()
+                stored = await self._state.store.people.identity_links()
             except ServiceUnavailable:
                 return self._links  # loaded on a later event; links learned meanwhile are kept and journalled
             self._links = {**stored, **self._links}
@@ -224,7 +224,7 @@ class Contacts:
             if jid == session.own_jid():
                 state = own_picture(session.view.profile_pic_url if session.view else None)
             else:
-                stored = await session.store.picture(jid)  # ChatNotFound for an unknown chat
+                stored = await session.store.people.picture(jid)  # ChatNotFound for an unknown chat
                 state = PictureState(stored.id, stored.url, stored.checked_at)
         if state.stale(datetime.now(UTC)):
             if not session.connected() and self._cached_picture(state) is None:
@@ -252,7 +252,7 @@ class Contacts:
 
     async def _keep_picture(self, jid: str, key: str, mimetype: str, data: bytes) -> None:
         try:
-            await self._state.store.cache_picture(jid, key, mimetype, data)
+            await self._state.store.people.cache_picture(jid, key, mimetype, data)
         except (ServiceUnavailable, SessionNotFound) as err:
             log.info("session %s: picture of %s not cached (%s)", self._state.session_id, jid, err.code)
 

@@ -60,7 +60,7 @@ class Inbox:
         await session.wait_ready()
         jid = await self._contacts.chat(chat_id)
         client = session.client_if_connected()
-        unread = await session.store.unread_incoming(jid, MAX_READ_RECEIPTS)
+        unread = await session.store.inbox.unread_incoming(jid, MAX_READ_RECEIPTS)
         if unread:
             await session.timed(client.mark_read(jid, unread))
         session.write(StoreChatRead(jid))
@@ -79,7 +79,7 @@ class Inbox:
         session = self._state
         await session.wait_ready()
         jid = await self._contacts.chat(chat_id)
-        message = await session.store.get_message(jid, message_id)
+        message = await session.store.inbox.get_message(jid, message_id)
         if message.type is MessageType.REVOKED:
             raise InvalidInput("cannot react to a message that was deleted for everyone")
         client = session.client_if_connected()
@@ -96,7 +96,7 @@ class Inbox:
         session = self._state
         await session.wait_ready()
         jid = await self._contacts.chat(chat_id)
-        message = await session.store.get_message(jid, message_id)
+        message = await session.store.inbox.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
         if message.type is not MessageType.TEXT:
@@ -113,7 +113,7 @@ class Inbox:
         session = self._state
         await session.wait_ready()
         jid = await self._contacts.chat(chat_id)
-        message = await session.store.get_message(jid, message_id)
+        message = await session.store.inbox.get_message(jid, message_id)
         if not message.from_me:
             raise NotOwnMessage()
         if message.type is MessageType.REVOKED:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.journal import Journal
 from actors.ledger import SendLedger
 from actors.ports import OutgoingMedia
 from actors.session_contacts import Contacts
@@ -25,10 +26,11 @@ class Sends:
     def __init__(self, state: SessionState, contacts: Contacts) -> None:
         self._state = state
         self._contacts = contacts
-        self._ledger = SendLedger(state.session_id, state.store.send_records, state.write)
+        self._ledger: SendLedger | None = None  # made at boot: it journals each key (`load`)
 
-    async def load(self, user_id: str) -> None:
-        """Remember the user's recent Idempotency-Keys (at boot, once the row is read)."""
+    async def load(self, journal: Journal, user_id: str) -> None:
+        """At boot, once the journal is open and the row read: remember this session's recent keys."""
+        self._ledger = SendLedger(self._state.session_id, self._state.store.send_records, journal)
         await self._ledger.load(user_id)
 
     def _own_message(self, sent: SendResult, to: str, **fields: Any) -> None:
@@ -54,6 +56,7 @@ class Sends:
         self, key: str | None, request: tuple[Any, ...], send: Callable[[], Awaitable[SendResult]]
     ) -> SendResult:
         await self._state.wait_ready()
+        assert self._ledger is not None  # made before the row shows: see Lifecycle._load
         return await self._ledger.run(key, request, send)
 
     async def send_text(
@@ -66,7 +69,7 @@ class Sends:
 
         async def send() -> SendResult:
             client = session.client_if_connected()
-            quoted = await session.store.get_message(jid, quoted_id) if quoted_id else None
+            quoted = await session.store.inbox.get_message(jid, quoted_id) if quoted_id else None
             sent = await session.timed(client.send_text(jid, text, quoted=quoted))
             self._own_message(sent, jid, text=text, quoted_id=quoted_id)
             return sent

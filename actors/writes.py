@@ -160,34 +160,34 @@ def applier(
     async def apply(entry: Write) -> None:
         match entry:
             case StoreMessage(message, chat_name, count_unread):
-                if await store.add_message(message, chat_name=chat_name, count_unread=count_unread):
+                if await store.inbox.add_message(message, chat_name=chat_name, count_unread=count_unread):
                     await bus.publish("msg", msg_payload(message))
             case StoreReceipt(chat_id, ids, status):
-                for changed in await store.apply_receipt(chat_id, ids, status):
+                for changed in await store.inbox.apply_receipt(chat_id, ids, status):
                     await bus.publish("msg", msg_payload(changed))
                     await bus.publish("message_update", update_payload(changed, "receipt"))
             case StoreReaction(chat_id, message_id, reaction):
-                if (reacted := await store.apply_reaction(chat_id, message_id, reaction)) is not None:
+                if (reacted := await store.inbox.apply_reaction(chat_id, message_id, reaction)) is not None:
                     await bus.publish("message_update", update_payload(reacted, "reaction"))
             case StoreEdit(chat_id, message_id, text, edited_at):
-                if (edited := await store.apply_edit(chat_id, message_id, text, edited_at)) is not None:
+                if (edited := await store.inbox.apply_edit(chat_id, message_id, text, edited_at)) is not None:
                     await bus.publish("message_update", update_payload(edited, "edit"))
             case StoreRevoke(chat_id, message_id):
-                if (revoked := await store.apply_revoke(chat_id, message_id)) is not None:
+                if (revoked := await store.inbox.apply_revoke(chat_id, message_id)) is not None:
                     await bus.publish("message_update", update_payload(revoked, "revoke"))
             case StoreChatRead(chat_id, up_to):
-                if (read := await store.apply_chat_read(chat_id, up_to)) is not None:
+                if (read := await store.inbox.apply_chat_read(chat_id, up_to)) is not None:
                     await bus.publish("chat", chat_payload(read.chat_id, read.unread_count, read.name))
             case SaveContactName(jid, name, source):
-                if (named := await store.save_contact_name(jid, name, source)) is not None:
+                if (named := await store.people.save_contact_name(jid, name, source)) is not None:
                     await bus.publish("chat", chat_payload(named.id, named.unread_count, named.name))
             case SaveIdentityLink(lid, pn):
-                if (merged := await store.link_identity(lid, pn)) is not None:
+                if (merged := await store.people.link_identity(lid, pn)) is not None:
                     await bus.publish("chat", chat_payload(merged.id, merged.unread_count, merged.name))
             case SavePicture(chat_id, picture_id, url, checked_at):
-                await store.save_picture(chat_id, picture_id, url, checked_at)
+                await store.people.save_picture(chat_id, picture_id, url, checked_at)
             case StoreHistory(chunk):
-                await store.apply_history(chunk)
+                await store.inbox.apply_history(chunk)
             case SaveState(status, reason):
                 await store.save_state(status, reason)
             case SaveProfile(phone, name, picture, device_jid):

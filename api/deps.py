@@ -65,10 +65,12 @@ IdempotencyKey = Annotated[
         max_length=MAX_IDEMPOTENCY_KEY,
         pattern=r"^[\x20-\x7e]+$",
         description=(
-            f"1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters, unique per send (a UUID). A retry with the"
-            " same key, by the same user within 24 h, returns the first send's result and sends nothing;"
-            " the same key with a different request is 422 `idempotency_key_reused`. Retry a 504"
-            " `send_outcome_unknown` with the same key to learn whether the message went out."
+            f"1..{MAX_IDEMPOTENCY_KEY} printable ASCII characters, unique per send (a UUID). A key belongs to"
+            " the user for 24 h and binds the session and the request: a retry with the same key, session"
+            " and request returns the first send's result and sends nothing; the same key on another"
+            " session or with a different request is 422 `idempotency_key_reused`, even while the first"
+            " is running. Retry a 504 `send_outcome_unknown` with the same key to learn whether the"
+            " message went out."
         ),
     ),
 ]

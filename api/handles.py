@@ -1,10 +1,14 @@
 """Calls from the API to the session actors and the registry: a typed client, cached handles, bounded waits.
 
 `SessionActors` mirrors `SessionActor` (one method each, the session id first) and the registry's
-public calls, so mypy checks the boundary. The API holds no session state: a handle is only a cached
-address. Every call has a timeout. What a failure means is `api.unavailable.as_wa_error`'s answer:
-an actor that is missing, dead, restarting or too slow is `ActorUnreachable` (503 + Retry-After); a
-domain error raised in the actor is re-raised here as itself (Ray wraps it in a `RayTaskError`).
+public calls. Each calls through a method of `actors.calls`' Protocols (`SessionCalls.send_text`), never
+a string: the method's name is what Ray calls, its signature what mypy checks the arguments and the
+result against, and the actors' conformance lines tie the Protocols to the actor classes.
+
+The API holds no session state: a handle is only a cached address. Every call has a timeout. What a
+failure means is `api.unavailable.as_wa_error`'s answer: an actor that is missing, dead, restarting or
+too slow is `ActorUnreachable` (503 + Retry-After); a domain error raised in the actor is re-raised
+here as itself (Ray wraps it in a `RayTaskError`).
 
 Sends are the exception to "unreachable means retry": once a send was submitted to the actor, a
 timeout or the actor dying or becoming unreachable leaves its outcome unknown (WhatsApp may have the
@@ -17,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from actors.calls import RegistryCalls, SessionCalls, SimulatedSessionCalls
 from actors.pictures import PictureState
 from actors.supervision import Pending, Replayed, Writes
 from actors.tasks import TaskGroup
@@ -33,8 +38,15 @@ from kernel.domain import Message, Placement, SendResult, SessionView
 from kernel.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from kernel.ids import actor_name
 
+if TYPE_CHECKING:
+    from actors.calls import NetworkControls
+
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+S = TypeVar("S", bound=SessionCalls)
 # Turns a streaming call's `ObjectRefGenerator` into what the caller gets, within its own bounds.
 Opener = Callable[[Any], Awaitable[Any]]
 
@@ -77,15 +89,13 @@ class SessionActors:
     # ------------------------------------------------------------------ SessionActor
 
     async def status(self, session_id: str, *, timeout_s: float | None = None) -> SessionView:
-        view: SessionView = await self._session(session_id, "status", timeout_s=timeout_s)
-        return view
+        return await self._on(session_id, SessionCalls.status, timeout_s=timeout_s)()
 
     async def pairing_code(self, session_id: str, phone: str, *, timeout_s: float | None = None) -> str:
-        code: str = await self._session(session_id, "pairing_code", phone, timeout_s=timeout_s)
-        return code
+        return await self._on(session_id, SessionCalls.pairing_code, timeout_s=timeout_s)(phone)
 
     async def restart_pairing(self, session_id: str) -> None:
-        await self._session(session_id, "restart_pairing")
+        await self._on(session_id, SessionCalls.restart_pairing)()
 
     async def send_text(
         self,
@@ -96,17 +106,8 @@ class SessionActors:
         *,
         idempotency_key: str | None,
     ) -> SendResult:
-        sent: SendResult = await self._session(
-            session_id,
-            "send_text",
-            to,
-            text,
-            quoted_id,
-            idempotency_key=idempotency_key,
-            timeout_s=self._send_timeout_s,
-            sends=True,
-        )
-        return sent
+        send = self._on(session_id, SessionCalls.send_text, timeout_s=self._send_timeout_s, sends=True)
+        return await send(to, text, quoted_id, idempotency_key=idempotency_key)
 
     async def send_media(
         self,
@@ -119,78 +120,49 @@ class SessionActors:
         *,
         idempotency_key: str | None,
     ) -> SendResult:
-        sent: SendResult = await self._session(
-            session_id,
-            "send_media",
-            to,
-            data,
-            file_name,
-            mimetype,
-            caption,
-            idempotency_key=idempotency_key,
-            timeout_s=self._media_send_timeout_s,
-            sends=True,
-        )
-        return sent
+        send = self._on(session_id, SessionCalls.send_media, timeout_s=self._media_send_timeout_s, sends=True)
+        return await send(to, data, file_name, mimetype, caption, idempotency_key=idempotency_key)
 
     async def send_voice_note(
         self, session_id: str, to: str, data: bytes, *, idempotency_key: str | None
     ) -> SendResult:
-        sent: SendResult = await self._session(
-            session_id,
-            "send_voice_note",
-            to,
-            data,
-            idempotency_key=idempotency_key,
-            timeout_s=self._media_send_timeout_s,
-            sends=True,
+        send = self._on(
+            session_id, SessionCalls.send_voice_note, timeout_s=self._media_send_timeout_s, sends=True
         )
-        return sent
+        return await send(to, data, idempotency_key=idempotency_key)
 
     async def media(self, session_id: str, chat_id: str, message_id: str) -> MediaDownload:
         """The message's media as a stream (`api.media_stream`): its head now, failures as from any call."""
-        download: MediaDownload = await self._session(
-            session_id, "media", chat_id, message_id, opener=MediaDownload.open
-        )
-        return download
+        return await self._stream(session_id, SessionCalls.media, MediaDownload.open)(chat_id, message_id)
 
     async def mark_read(self, session_id: str, chat_id: str) -> None:
-        await self._session(session_id, "mark_read", chat_id)
+        await self._on(session_id, SessionCalls.mark_read)(chat_id)
 
     async def read_chat(self, session_id: str, chat_id: str) -> tuple[str, int]:
         """The chat read (its id as the session keys it) and the read receipts sent."""
-        read: tuple[str, int] = await self._session(session_id, "read_chat", chat_id)
-        return read
+        return await self._on(session_id, SessionCalls.read_chat)(chat_id)
 
     async def react(self, session_id: str, chat_id: str, message_id: str, emoji: str) -> Message:
-        message: Message = await self._session(session_id, "react", chat_id, message_id, emoji)
-        return message
+        return await self._on(session_id, SessionCalls.react)(chat_id, message_id, emoji)
 
     async def edit(self, session_id: str, chat_id: str, message_id: str, text: str) -> Message:
-        message: Message = await self._session(session_id, "edit", chat_id, message_id, text)
-        return message
+        return await self._on(session_id, SessionCalls.edit)(chat_id, message_id, text)
 
     async def revoke(self, session_id: str, chat_id: str, message_id: str) -> Message:
-        message: Message = await self._session(session_id, "revoke", chat_id, message_id)
-        return message
+        return await self._on(session_id, SessionCalls.revoke)(chat_id, message_id)
 
     async def typing(self, session_id: str, chat_id: str, state: str) -> bool:
-        sent: bool = await self._session(session_id, "typing", chat_id, state)
-        return sent
+        return await self._on(session_id, SessionCalls.typing)(chat_id, state)
 
     async def chat_picture(
         self, session_id: str, chat_id: str, *, timeout_s: float | None = None
     ) -> tuple[bytes, str]:
         """A chat's (or our own number's) picture: its bytes and mimetype."""
-        picture: tuple[bytes, str] = await self._session(
-            session_id, "chat_picture", chat_id, timeout_s=timeout_s
-        )
-        return picture
+        return await self._on(session_id, SessionCalls.chat_picture, timeout_s=timeout_s)(chat_id)
 
     async def refresh_pictures(self, session_id: str, stored: dict[str, PictureState]) -> int:
         """Have the session fetch these chats' pictures (as stored) if they need it; how many it started."""
-        started: int = await self._session(session_id, "refresh_pictures", stored)
-        return started
+        return await self._on(session_id, SessionCalls.refresh_pictures)(stored)
 
     def refresh_pictures_soon(self, session_id: str, stored: dict[str, PictureState]) -> None:
         """`refresh_pictures` in the background: a read never waits for a session (nor fails for it)."""
@@ -204,64 +176,103 @@ class SessionActors:
         except WaError as err:
             log.debug("background call not answered: %s", err.code)
 
-    async def simulate(
-        self, session_id: str, op: str, kwargs: dict[str, Any], *, timeout_s: float | None = None
-    ) -> Any:
-        return await self._session(session_id, "simulate", op, kwargs, timeout_s=timeout_s)
+    def control(
+        self,
+        session_id: str,
+        method: Callable[Concatenate[NetworkControls, P], Awaitable[R]],
+        *,
+        timeout_s: float | None = None,
+    ) -> Callable[P, Awaitable[R]]:
+        """A control of the simulated network (`NetworkControls.scan`...) on the session's process."""
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            run = self._on(session_id, SimulatedSessionCalls.control, timeout_s=timeout_s)
+            result: R = await run(method.__name__, args, dict(kwargs))
+            return result
+
+        return call
 
     # ------------------------------------------------------------------ SessionRegistry
 
     async def ensure_session(self, session_id: str, *, timeout_s: float | None = None) -> None:
-        await self._registry("ensure_session", session_id, timeout_s=timeout_s)
+        await self._registry(RegistryCalls.ensure_session, timeout_s=timeout_s)(session_id)
 
     async def destroy_session(self, session_id: str, *, timeout_s: float | None = None) -> bool:
-        existed: bool = await self._registry("destroy_session", session_id, timeout_s=timeout_s)
-        return existed
+        return await self._registry(RegistryCalls.destroy_session, timeout_s=timeout_s)(session_id)
 
     async def where(self, session_id: str, *, timeout_s: float | None = None) -> Placement:
-        placement: Placement = await self._registry("where", session_id, timeout_s=timeout_s)
-        return placement
+        return await self._registry(RegistryCalls.where, timeout_s=timeout_s)(session_id)
 
     async def pending(self, *, timeout_s: float | None = None) -> Pending:
         """Sessions whose actor waits for a node with a free `wa_session` unit (or a restart)."""
-        found: Pending = await self._registry("pending", timeout_s=timeout_s)
-        return found
+        return await self._registry(RegistryCalls.pending, timeout_s=timeout_s)()
 
     async def writes(self, *, timeout_s: float | None = None) -> Writes:
         """What the sessions' journals reported: spooled, set aside, refused by the database."""
-        found: Writes = await self._registry("writes", timeout_s=timeout_s)
-        return found
+        return await self._registry(RegistryCalls.writes, timeout_s=timeout_s)()
 
     async def replay_failed(self, session_id: str | None = None) -> list[Replayed]:
         """Sessions requeue the writes they set aside (`whatsapp-bridge spool replay`)."""
-        done: list[Replayed] = await self._registry("replay_failed", session_id)
-        return done
+        return await self._registry(RegistryCalls.replay_failed)(session_id)
 
     # ------------------------------------------------------------------ internals
 
-    async def _session(
+    def _on(
         self,
         session_id: str,
-        method: str,
-        *args: Any,
+        method: Callable[Concatenate[S, P], Awaitable[R]],
+        *,
         timeout_s: float | None = None,
         sends: bool = False,
-        opener: Opener | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        name = actor_name(session_id)
-        handle = await self._handle(name)
-        return await self._await(name, method, handle, args, kwargs, timeout_s, sends=sends, opener=opener)
+    ) -> Callable[P, Awaitable[R]]:
+        """`method` of `SessionCalls` on the session's actor: called with its own arguments, its result."""
 
-    async def _registry(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
-        """ServiceUnavailable when the registry cannot be reached."""
+        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            name = actor_name(session_id)
+            handle = await self._handle(name)
+            result: R = await self._await(name, method.__name__, handle, args, kwargs, timeout_s, sends=sends)
+            return result
+
+        return call
+
+    def _stream(
+        self,
+        session_id: str,
+        method: Callable[Concatenate[SessionCalls, P], AsyncIterator[Any]],
+        opener: Callable[[Any], Awaitable[T]],
+    ) -> Callable[P, Awaitable[T]]:
+        """A streaming `method` of `SessionCalls`: what `opener` makes of its `ObjectRefGenerator`."""
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            name = actor_name(session_id)
+            handle = await self._handle(name)
+            opened: T = await self._await(
+                name, method.__name__, handle, args, kwargs, None, sends=False, opener=opener
+            )
+            return opened
+
+        return call
+
+    def _registry(
+        self,
+        method: Callable[Concatenate[RegistryCalls, P], Awaitable[R]],
+        *,
+        timeout_s: float | None = None,
+    ) -> Callable[P, Awaitable[R]]:
+        """`method` of `RegistryCalls` on the registry; ServiceUnavailable when it cannot be reached."""
         from actors.registry import REGISTRY_NAME
 
-        try:
-            handle = await self._handle(REGISTRY_NAME)
-            return await self._await(REGISTRY_NAME, method, handle, args, {}, timeout_s, sends=False)
-        except ActorUnreachable as err:
-            raise ServiceUnavailable("The session registry is unavailable, try again shortly") from err
+        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                handle = await self._handle(REGISTRY_NAME)
+                result: R = await self._await(
+                    REGISTRY_NAME, method.__name__, handle, args, kwargs, timeout_s, sends=False
+                )
+            except ActorUnreachable as err:
+                raise ServiceUnavailable("The session registry is unavailable, try again shortly") from err
+            return result
+
+        return call
 
     async def _handle(self, name: str) -> Any:
         refused = ray_unavailable()

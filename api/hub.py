@@ -1,45 +1,30 @@
 """Live events for WebSocket clients: one reader of the event log per API process, fanned out in-process.
 
-- One loop per process reads the `wa:events` stream (`api.eventlog`) from the last entry it handled, so
-  after a Redis blink it catches up where it stopped: no gap, no duplicate (a copy a session re-sent is
-  dropped). Each entry becomes a frame whose `cursor` is the entry id, routed to the sockets of the
-  session's owner (`api.owners`) that may see that session.
-- The loop is supervised: an entry that cannot be decoded is logged and skipped; any other failure is
-  logged, counts as "not delivering" (`events_ok`, /health) and the loop starts again with capped backoff.
-  Owner lookups run concurrently and are waited for at most `owner_lookup.WAIT_S`: an owner that cannot be
-  resolved yet has that session's entries skipped (a reconnecting client gets them by replay) and is
-  asked again later, so one session never stalls the others.
-- Each socket has a bounded queue. Queuing never blocks: a socket whose queue is full is dropped (it
-  reconnects with its last cursor), so one slow or dead client never delays the others.
-- While Redis is down, the hub polls the actors of the sessions somebody watches every
-  `poll_interval_s` and queues a `status` (and `qr`) frame when it changed; once the log is readable
-  again polling stops (after one catch-up round).
+The hub is three collaborators, each built here and owning its own state:
+- `Fanout` (`api.hub_fanout`): who listens, per user, and queueing frames to them. Each socket has a
+  bounded queue; queuing never blocks: a socket whose queue is full is dropped (it reconnects with its
+  last cursor), so one slow or dead client never delays the others.
+- `LogReader` (`api.hub_reader`): reads the `wa:events` stream from the last entry it handled into the
+  fanout, replays what a resuming client missed, and says whether Redis is up (`events_ok`, /health).
+- `StatusPolling` (`api.hub_polling`): the snapshot a client gets on open, and, while Redis is down,
+  the sessions somebody watches read from PostgreSQL every `poll_interval_s`, a `status` (and `qr`)
+  frame queued when it changed; once the log is readable again polling stops (after one catch-up
+  round). Neither the snapshot nor polling asks a session's process.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
 from collections.abc import Iterable
-from typing import Any
-
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from actors.tasks import TaskGroup
-from api import eventlog
 from api.database import Database
-from api.handles import SessionActors
+from api.hub_fanout import Fanout
 from api.hub_polling import POLL_INTERVAL_S, StatusPolling
+from api.hub_reader import LogReader
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
 from api.owners import SessionOwners
 from api.subscribers import (
-    FRAME_TYPES,
     GOING_AWAY,
     NORMAL_CLOSURE,
     QUEUE_FRAMES,
@@ -48,7 +33,6 @@ from api.subscribers import (
     frame_text,
 )
 from kernel.domain import SessionView
-from kernel.wire import EVENTS_STREAM
 
 __all__ = [
     "GOING_AWAY",
@@ -60,17 +44,8 @@ __all__ = [
     "frame_text",
 ]
 
-log = logging.getLogger(__name__)
 
-BACKOFF_MAX_S = 5.0
-READ_BLOCK_MS = 1000
-READ_COUNT = 500
-# The reader counts as not delivering when it has not completed a read for this long, or has been
-# reading full batches (a backlog) for this long.
-STALE_S = 5.0
-
-
-class EventHub(StatusPolling):
+class EventHub:
     """The live events of one API process (see the module's docstring)."""
 
     def __init__(
@@ -78,179 +53,62 @@ class EventHub(StatusPolling):
         redis_url: str,
         db: Database,
         owners: SessionOwners,
-        actors: SessionActors,
         metrics: Metrics,
         *,
         poll_interval_s: float = POLL_INTERVAL_S,
         queue_frames: int = QUEUE_FRAMES,
     ) -> None:
-        self._redis_url = redis_url
-        self._db = db
-        self._owners = owners
-        self._actors = actors
-        self._metrics = metrics
-        self._poll_interval_s = poll_interval_s
-        self._queue_frames = queue_frames
-        self._by_user: dict[str, set[Subscriber]] = {}
-        self._user_sessions: dict[str, list[SessionView]] = {}
-        self._tasks = TaskGroup("event hub")
-        self._queries: Redis | None = None
-        self._position: str | None = None  # the last entry handled; None until the log was first read
-        self._duplicates = eventlog.Duplicates()
+        self._fanout = Fanout(owners, metrics, queue_frames)
         self._resolver = OwnerResolver(owners, metrics)
-        self._redis_up = False
-        self._read_at = 0.0
-        self._backlog_since: float | None = None
-        self._catch_up = False
-        self._stopping = False
-
-    # ------------------------------------------------------------------ lifecycle
+        self._log = LogReader(redis_url, self._fanout, self._resolver, metrics)
+        self._polling = StatusPolling(db, self._fanout, self._log, poll_interval_s)
+        self._tasks = TaskGroup("event hub")
 
     def start(self) -> None:
-        self._queries = self._redis()
-        self._tasks.spawn(self._read_loop(), "event log reader")
-        self._tasks.spawn(self._poll_loop(), "status polling")
+        self._tasks.spawn(self._log.run(), "event log reader")
+        self._tasks.spawn(self._polling.run(), "status polling")
 
     async def stop(self) -> None:
-        # The flag too: redis-py can swallow a cancellation that lands as its read timeout expires.
-        self._stopping = True
+        self._log.stopping()
         await self._tasks.cancel_all()
         self._resolver.cancel()
-        if self._queries is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._queries.aclose(), 2.0)
-        for subs in list(self._by_user.values()):
-            for sub in subs:
-                sub.drop(GOING_AWAY)
-        self._by_user.clear()
+        await self._log.close()
+        self._fanout.drop_all(GOING_AWAY)
 
     @property
     def redis_up(self) -> bool:
-        return self._redis_up
+        return self._log.redis_up
 
     @property
     def events_ok(self) -> bool:
-        """Whether live events are being delivered: the log read lately and not lagging behind it."""
-        now = time.monotonic()
-        behind = self._backlog_since is not None and now - self._backlog_since > STALE_S
-        return self._redis_up and now - self._read_at < STALE_S and not behind
+        return self._log.events_ok
+
+    @property
+    def position(self) -> str:
+        return self._log.position
+
+    def subscribe(
+        self,
+        user_id: str,
+        session_filter: str | None,
+        sessions: Iterable[SessionView],
+        *,
+        cursor: str | None = None,
+    ) -> Subscriber:
+        """Register a client of `user_id`; `sessions` are the user's sessions as the caller just read them.
+
+        From now on it is queued the entries after `hub.position` (and after `cursor`, which it has).
+        """
+        return self._fanout.subscribe(user_id, session_filter, sessions, start=self.position, cursor=cursor)
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._fanout.unsubscribe(sub)
+
+    def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
+        return self._polling.snapshot(sub, sessions)
 
     async def replay(self, sub: Subscriber, cursor: str, sessions: Iterable[str]) -> list[str]:
-        """The frames of `sessions` after `cursor` up to where `sub` went live, in order; or one `resync`
-        frame when they cannot all be had (cursor invalid, too old, or the log unreadable)."""
-        allowed = {sid for sid in sessions if sub.wants(sid)}
-        reason = "invalid_cursor" if eventlog.parse_cursor(cursor) is None else None
-        frames: list[str] = []
-        try:
-            if reason is None and not await eventlog.resumable(self._query_client(), cursor):
-                reason = "cursor_expired"
-            if reason is None and eventlog.after(sub.start, cursor):
-                copies = eventlog.Duplicates()
-                async for entry_id, fields in eventlog.entries_between(
-                    self._query_client(), cursor, sub.start
-                ):
-                    entry = self._decoded(entry_id, fields)
-                    if entry is None or entry.session_id not in allowed or copies.is_copy(entry):
-                        continue
-                    if self._duplicates.is_known_copy(entry.id):
-                        continue
-                    frame_type = FRAME_TYPES[entry.kind]
-                    frames.append(frame_text(frame_type, entry.session_id, entry.payload, cursor=entry.id))
-        except (RedisError, OSError) as err:
-            log.info("cannot replay events for user %s (%s)", sub.user_id, type(err).__name__)
-            reason = "unavailable"
-        if reason is not None:
-            sub.seen_upto = eventlog.START  # the client reloads: whatever comes live is news
-            self._metrics.ws_resyncs.labels(reason=reason).inc()
-            log.info("user %s resumes from an unusable cursor (%s): resync", sub.user_id, reason)
-            return [frame_text("resync", sub.session_filter, {"reason": reason}, cursor=sub.start)]
-        return frames
+        return await self._log.replay(sub, cursor, sessions)
 
-    # ------------------------------------------------------------------ the event log
-
-    def _redis(self) -> Redis:
-        return Redis.from_url(
-            self._redis_url,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            health_check_interval=5,
-            retry=Retry(NoBackoff(), 0),
-        )
-
-    def _query_client(self) -> Redis:
-        if self._queries is None:
-            self._queries = self._redis()
-        return self._queries
-
-    async def _read_loop(self) -> None:
-        """Read the log from the last entry handled, forever; every failure is logged and retried."""
-        backoff = 0.25
-        while not self._stopping:
-            client = self._redis()
-            try:
-                if self._position is None:
-                    self._position = await eventlog.last_id(client)
-                while not self._stopping:
-                    got: Any = await client.xread(
-                        {EVENTS_STREAM: self._position}, count=READ_COUNT, block=READ_BLOCK_MS
-                    )
-                    self._went_up()
-                    backoff = 0.25
-                    entries = got[0][1] if got else []
-                    now = time.monotonic()
-                    self._read_at = now
-                    if len(entries) < READ_COUNT:
-                        self._backlog_since = None
-                    elif self._backlog_since is None:
-                        self._backlog_since = now
-                    await self._handle(entries)
-                return
-            except (RedisError, OSError) as err:
-                self._went_down(err)
-            except Exception as err:
-                log.exception("the event log reader failed; starting it again")
-                self._went_down(err)
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.aclose(), 2.0)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
-
-    def _went_up(self) -> None:
-        if not self._redis_up:
-            log.info("reading the event log from %s", self._position)
-            self._catch_up = True  # what changed while we were not listening
-        self._redis_up = True
-        self._metrics.event_subscription.set(1)
-
-    def _went_down(self, err: BaseException) -> None:
-        if self._redis_up:
-            log.warning("lost the event log (%s); polling session status instead", type(err).__name__)
-        self._redis_up = False
-        self._metrics.event_subscription.set(0)
-
-    async def _handle(self, raw: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Deliver a batch of entries in order; the position moves past each one, delivered or not."""
-        entries = [(entry_id, self._decoded(entry_id, fields)) for entry_id, fields in raw]
-        watched = {e.session_id for _, e in entries if e is not None} if self._by_user else set()
-        owners = await self._resolver.resolve(watched)
-        for entry_id, entry in entries:
-            self._position = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            if entry is None or self._duplicates.is_copy(entry):
-                continue
-            frame_type = FRAME_TYPES[entry.kind]
-            self._metrics.events.labels(type=frame_type).inc()
-            owner = owners.get(entry.session_id)
-            if owner is not None:
-                self._deliver(owner, frame_type, entry.session_id, entry.payload, cursor=entry.id)
-
-    def _decoded(self, entry_id: bytes, fields: dict[bytes, bytes]) -> eventlog.Entry | None:
-        try:
-            entry = eventlog.decode(entry_id, fields)
-            if entry.kind not in FRAME_TYPES:
-                raise ValueError(f"unknown event kind {entry.kind[:40]!r}")
-            return entry
-        except (ValueError, KeyError) as err:
-            log.warning("skipping a malformed event log entry %r (%s)", entry_id, type(err).__name__)
-            self._metrics.events_skipped.labels(why="malformed").inc()
-            return None
+    async def poll_once(self) -> None:
+        await self._polling.poll_once()

@@ -1,4 +1,4 @@
-"""The hub's subscribers in one API process, and how a frame reaches their queues without blocking."""
+"""Who listens in one API process, per user, and how a frame reaches their queues without blocking."""
 
 from __future__ import annotations
 
@@ -17,21 +17,13 @@ log = logging.getLogger(__name__)
 
 
 class Fanout:
-    """Who listens, per user, and the queueing of frames to them (`EventHub` sets the state)."""
+    """The subscribers of each user and the queueing of frames to them; it owns nothing else."""
 
-    _owners: SessionOwners
-    _metrics: Metrics
-    _queue_frames: int
-    _by_user: dict[str, set[Subscriber]]
-    _user_sessions: dict[str, list[SessionView]]
-    _position: str | None
-
-    @property
-    def position(self) -> str:
-        """The cursor of the last entry handled (`0-0` before the log was first read)."""
-        return self._position or eventlog.START
-
-    # ------------------------------------------------------------------ subscribers
+    def __init__(self, owners: SessionOwners, metrics: Metrics, queue_frames: int) -> None:
+        self._owners = owners
+        self._metrics = metrics
+        self._queue_frames = queue_frames
+        self._by_user: dict[str, set[Subscriber]] = {}
 
     def subscribe(
         self,
@@ -39,19 +31,16 @@ class Fanout:
         session_filter: str | None,
         sessions: Iterable[SessionView],
         *,
+        start: str,
         cursor: str | None = None,
     ) -> Subscriber:
-        """Register a client of `user_id`; `sessions` are the user's sessions as the caller just read them.
-
-        From now on it is queued the entries after `hub.position` (and after `cursor`, which it has).
-        """
-        sub = Subscriber(user_id, session_filter, self.position, self._queue_frames)
+        """Register a client of `user_id` that is queued the entries after `start` (and after `cursor`,
+        which it has); `sessions` are the user's sessions as the caller just read them."""
+        sub = Subscriber(user_id, session_filter, start, self._queue_frames)
         if eventlog.parse_cursor(cursor) is not None:
             sub.seen_upto = str(cursor)
         self._by_user.setdefault(user_id, set()).add(sub)
-        views = list(sessions)
-        self._user_sessions[user_id] = views
-        for view in views:
+        for view in sessions:
             self._owners.learn(view.id, user_id)
         self._metrics.ws_clients.inc()
         return sub
@@ -63,8 +52,44 @@ class Fanout:
         subs.discard(sub)
         if not subs:
             del self._by_user[sub.user_id]
-            self._user_sessions.pop(sub.user_id, None)
         self._metrics.ws_clients.dec()
+
+    def users(self) -> list[str]:
+        """The users with at least one subscriber."""
+        return list(self._by_user)
+
+    def watched(self, user_id: str, session_id: str) -> bool:
+        return any(sub.wants(session_id) for sub in self._by_user.get(user_id, ()))
+
+    def drop_all(self, close_code: int) -> None:
+        for subs in list(self._by_user.values()):
+            for sub in subs:
+                sub.drop(close_code)
+        self._by_user.clear()
+
+    def deliver_entry(
+        self, user_id: str, frame_type: str, session_id: str, payload: JSON, cursor: str
+    ) -> None:
+        """Queue a log entry to the user's sockets watching the session that do not have it yet."""
+        text: str | None = None
+        for sub in self._watching(user_id, session_id):
+            if eventlog.after(cursor, sub.seen_upto):
+                text = text or frame_text(frame_type, session_id, payload, cursor=cursor)
+                self._offer(sub, frame_type, session_id, payload, text)
+
+    def deliver_change(
+        self, user_id: str, frame_type: str, session_id: str, payload: JSON, position: str
+    ) -> None:
+        """Queue a polled state to the user's sockets watching the session that were not told it yet,
+        with the log's current `position` as its cursor."""
+        text: str | None = None
+        for sub in self._watching(user_id, session_id):
+            if changed(sub, frame_type, session_id, payload):
+                text = text or frame_text(frame_type, session_id, payload, cursor=position)
+                self._offer(sub, frame_type, session_id, payload, text)
+
+    def _watching(self, user_id: str, session_id: str) -> list[Subscriber]:
+        return [sub for sub in self._by_user.get(user_id, ()) if sub.wants(session_id)]
 
     def _offer(self, sub: Subscriber, frame_type: str, session_id: str, payload: JSON, text: str) -> None:
         if sub.dropped.is_set():
@@ -81,28 +106,3 @@ class Fanout:
             return
         sub.remember(frame_type, session_id, payload)
         self._metrics.ws_frames.labels(type=frame_type).inc()
-
-    def _deliver(
-        self,
-        user_id: str,
-        frame_type: str,
-        session_id: str,
-        payload: JSON,
-        *,
-        cursor: str | None = None,
-    ) -> None:
-        """Queue a frame to the user's sockets watching the session: a log entry (`cursor`), or a polled
-        change (no cursor: sent only to sockets not yet told, with the current position)."""
-        text: str | None = None
-        for sub in list(self._by_user.get(user_id, ())):
-            if not sub.wants(session_id):
-                continue
-            if cursor is None and not changed(sub, frame_type, session_id, payload):
-                continue
-            if cursor is not None and not eventlog.after(cursor, sub.seen_upto):
-                continue
-            text = text or frame_text(frame_type, session_id, payload, cursor=cursor or self.position)
-            self._offer(sub, frame_type, session_id, payload, text)
-
-    def _watched(self, user_id: str, session_id: str) -> bool:
-        return any(sub.wants(session_id) for sub in self._by_user.get(user_id, ()))

@@ -1,4 +1,9 @@
-"""Status polling while Redis is down: the actors of watched sessions are asked, changes are queued."""
+"""The snapshot a WebSocket gets on open, and status polling while Redis is down: both from PostgreSQL.
+
+Neither asks a session's process: what a client is shown is the session's row and its heartbeat
+(`persistence.reads.sessions_shown`: the status, and the QR a live process shows), so a snapshot or a
+poll answers the same whether the process is up, restarting, moving or waiting for capacity.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +12,37 @@ import logging
 from collections.abc import Iterable
 
 from api.database import Database
-from api.handles import SessionActors
 from api.hub_fanout import Fanout
+from api.hub_reader import LogReader
 from api.subscribers import Subscriber, frame_text, qr_of
 from kernel.domain import SessionView
 from kernel.errors import WaError
 from kernel.wire import status_payload
-from persistence import repo
+from persistence import reads
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 2.0
-STATUS_TIMEOUT_S = 2.0
 
 
-class StatusPolling(Fanout):
+class StatusPolling:
     """The snapshot a client gets on open, and polling rounds while the event log is unreadable."""
 
-    _db: Database
-    _actors: SessionActors
-    _poll_interval_s: float
-    _redis_up: bool
-    _catch_up: bool
+    def __init__(self, db: Database, fanout: Fanout, log_reader: LogReader, interval_s: float) -> None:
+        self._db = db
+        self._fanout = fanout
+        self._log = log_reader
+        self._interval_s = interval_s
 
-    async def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
-        """The frames a client gets on open: a `status` per session, and the `qr` showing, if any."""
+    def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
+        """The frames a client gets on open: a `status` per session, and the `qr` showing, if any.
+
+        `sessions` as `persistence.reads.sessions_shown` read them (the QR comes with the heartbeat).
+        """
         frames: list[str] = []
-        for view in await self._live_views([v for v in sessions if sub.wants(v.id)]):
+        for view in sessions:
+            if not sub.wants(view.id):
+                continue
             payload = status_payload(view)
             sub.remember("status", view.id, payload)
             frames.append(frame_text("status", view.id, payload, cursor=sub.start))
@@ -43,44 +52,32 @@ class StatusPolling(Fanout):
                 frames.append(frame_text("qr", view.id, qr, cursor=sub.start))
         return frames
 
-    async def _poll_loop(self) -> None:
+    async def run(self) -> None:
+        """Poll while the log is unreadable, and once more after it came back; forever."""
         while True:
-            await asyncio.sleep(self._poll_interval_s)
-            if self._redis_up and not self._catch_up:
+            await asyncio.sleep(self._interval_s)
+            if self._log.redis_up and not self._log.take_catch_up():
                 continue
-            self._catch_up = False
             try:
                 await self.poll_once()
             except Exception:
                 log.exception("status polling round failed")
 
     async def poll_once(self) -> None:
-        """Ask the actors of every watched session for their status; queue what changed."""
-        users = list(self._by_user)
-        for user_id in users:
-            try:
-                self._user_sessions[user_id] = await self._db.run(repo.list_sessions, user_id)
-            except WaError:
-                pass  # the database is down too: keep polling the sessions we knew of
-        rounds = [self._poll_user(user_id) for user_id in users]
-        await asyncio.gather(*rounds)
+        """Read every watching user's sessions from PostgreSQL; queue what changed."""
+        await asyncio.gather(*(self._poll_user(user_id) for user_id in self._fanout.users()))
 
     async def _poll_user(self, user_id: str) -> None:
-        watched = [v for v in self._user_sessions.get(user_id, []) if self._watched(user_id, v.id)]
-        for view in await self._live_views(watched):
-            self._deliver(user_id, "status", view.id, status_payload(view))
+        try:
+            views = await self._db.run(reads.sessions_shown, user_id)
+        except WaError as err:  # the database is down too: the clients keep what they were told
+            log.debug("user %s: no status polled (%s)", user_id, err.code)
+            return
+        position = self._log.position
+        for view in views:
+            if not self._fanout.watched(user_id, view.id):
+                continue
+            self._fanout.deliver_change(user_id, "status", view.id, status_payload(view), position)
             qr = qr_of(view)
             if qr is not None:
-                self._deliver(user_id, "qr", view.id, qr)
-
-    async def _live_views(self, views: list[SessionView]) -> list[SessionView]:
-        """Each session as its actor sees it now; the given (database) view when the actor cannot say."""
-
-        async def live(view: SessionView) -> SessionView:
-            try:
-                return await self._actors.status(view.id, timeout_s=STATUS_TIMEOUT_S)
-            except Exception as err:  # unavailable, or failing: what the database says is the best we have
-                log.debug("session %s: status from the database (%s)", view.id, type(err).__name__)
-                return view
-
-        return list(await asyncio.gather(*(live(v) for v in views)))
+                self._fanout.deliver_change(user_id, "qr", view.id, qr, position)

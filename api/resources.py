@@ -41,7 +41,7 @@ async def open_resources(
     db = Database(sessions)
     owners = SessionOwners(db)
     actors = SessionActors(settings.ray_namespace, metrics)
-    hub = EventHub(settings.redis_url, db, owners, actors, metrics)
+    hub = EventHub(settings.redis_url, db, owners, metrics)
     resources = ApiResources(settings, db, owners, actors, hub, WsTokens.from_settings(settings), metrics)
     hub.start()
     try:

@@ -37,7 +37,7 @@ from api.hub import TRY_AGAIN_LATER, Subscriber
 from api.resources import ApiResources
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
 from kernel.errors import ServiceUnavailable, WaError
-from persistence import repo
+from persistence import reads
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ async def serve(ws: WebSocket, res: ApiResources) -> None:
     session_filter = ws.query_params.get("sessionId")
     cursor = ws.query_params.get("cursor")
     try:
-        sessions = await res.db.run(repo.list_sessions, user)
+        sessions = await res.db.run(reads.sessions_shown, user)
     except Exception as err:
         await _unavailable(ws, err)
         return
@@ -104,7 +104,7 @@ async def serve(ws: WebSocket, res: ApiResources) -> None:
         delay = max(0.0, expires_at - time.time())
         expiry = asyncio.get_running_loop().call_later(delay, sub.drop, POLICY_VIOLATION)
     try:
-        frames = await res.hub.snapshot(sub, sessions)
+        frames = res.hub.snapshot(sub, sessions)
         if cursor is not None:
             frames += await res.hub.replay(sub, cursor, [s.id for s in sessions])
         for frame in frames:

@@ -195,7 +195,7 @@ class SendFailed(WaError):
 
 class IdempotencyKeyReused(InvalidInput):
     code = "idempotency_key_reused"
-    default_message = "This Idempotency-Key was used for a different request"
+    default_message = "This Idempotency-Key was used for another session or a different request"
 
 
 class SendOutcomeUnknown(WaError):

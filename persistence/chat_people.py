@@ -12,12 +12,12 @@ and answers what changed (None when nothing did), so a journal replay publishes 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from kernel.domain import Chat
 from kernel.stored import StoredPicture
+from persistence.connection import Runner
 from persistence.inbox_reads import stored_picture
 from persistence.rows import utc
 
@@ -53,10 +53,9 @@ RETURNING p.id, p.name, p.unread_count
 class ChatPeople:
     """Names, pictures and identity links of one session's chats (`SessionStore` gives id and connection)."""
 
-    _sid: uuid.UUID
-
-    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        raise NotImplementedError
+    def __init__(self, run: Runner, session_id: uuid.UUID) -> None:
+        self._run = run
+        self._sid = session_id
 
     async def save_contact_name(self, jid: str, name: str, source: str) -> Chat | None:
         """Name an existing chat unless it has a name from a better source; the chat if its name changed."""

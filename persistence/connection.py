@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -25,6 +25,12 @@ from kernel.outages import Outage, Service, Why, outage
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """Runs one operation on a session store's connection (retried once on a lost connection)."""
+
+    async def __call__(self, op: Callable[[Any], Awaitable[T]]) -> T: ...
 
 
 class DatabaseUnreachable(Exception):

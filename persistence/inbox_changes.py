@@ -7,13 +7,13 @@ answers what changed (None when nothing did), so a journal replay publishes no f
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from kernel.domain import Message, MessageType, Reaction
 from kernel.stored import ChatRead
+from persistence.connection import Runner
 from persistence.rows import MESSAGE_COLUMNS, message_from_row, reactions_to_json, utc
 
 T = TypeVar("T")
@@ -24,10 +24,9 @@ _COLUMNS = ", ".join(MESSAGE_COLUMNS)
 class InboxChanges:
     """Changes to one session's stored messages and chats (`SessionStore` gives the id and connection)."""
 
-    _sid: uuid.UUID
-
-    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
-        raise NotImplementedError
+    def __init__(self, run: Runner, session_id: uuid.UUID) -> None:
+        self._run = run
+        self._sid = session_id
 
     async def apply_reaction(self, chat_id: str, message_id: str, reaction: Reaction) -> Message | None:
         """Set `reaction.sender`'s reaction on a message (emoji "" removes it); the message if it changed.

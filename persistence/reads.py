@@ -54,22 +54,45 @@ def _sid(session_id: str) -> uuid.UUID:
         raise SessionNotFound() from err
 
 
-async def _driver(db: AsyncSession) -> Any:
+async def driver_connection(db: AsyncSession) -> Any:
     """The asyncpg connection under `db` (the shared queries are written for asyncpg)."""
     conn = await db.connection()
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 
 
-async def list_sessions(db: AsyncSession, user_id: str) -> list[SessionView]:
-    """The user's sessions by slot, each with `live` (no QR or pairing code: see `session_status`)."""
-    live = sa.and_(HEARTBEAT.c.beat_until > sa.func.now(), HEARTBEAT.c.connected)
-    stmt = (
-        sa.select(SESSION, sa.func.coalesce(live, sa.false()).label("live"))
+def _views(*where: Any, codes: bool) -> sa.Select[Any]:
+    """Sessions joined with their heartbeat: `live`, and with `codes` the QR and pairing code shown now
+    (only while the process beats: a dead process's last code is not shown)."""
+    beating = HEARTBEAT.c.beat_until > sa.func.now()
+    columns: list[Any] = [
+        SESSION,
+        sa.func.coalesce(sa.and_(beating, HEARTBEAT.c.connected), sa.false()).label("live"),
+    ]
+    if codes:
+        columns += [
+            sa.case((beating, HEARTBEAT.c.qr)).label("qr"),
+            sa.case((beating, HEARTBEAT.c.qr_expires_at)).label("qr_expires_at"),
+            sa.case((beating, HEARTBEAT.c.pairing_code)).label("pairing_code"),
+        ]
+    return (
+        sa.select(*columns)
         .select_from(SESSION.outerjoin(HEARTBEAT, HEARTBEAT.c.session_id == SESSION.c.id))
-        .where(SESSION.c.user_id == user_id)
+        .where(*where)
         .order_by(SESSION.c.slot)
     )
+
+
+async def list_sessions(db: AsyncSession, user_id: str) -> list[SessionView]:
+    """The user's sessions by slot, each with `live` (no QR or pairing code: see `sessions_shown`)."""
+    stmt = _views(SESSION.c.user_id == user_id, codes=False)
+    return [session_view_from_row(row._mapping) for row in await db.execute(stmt)]
+
+
+async def sessions_shown(db: AsyncSession, user_id: str) -> list[SessionView]:
+    """The user's sessions by slot as a WebSocket shows them: with `live`, and the QR and pairing code
+    each process shows now."""
+    stmt = _views(SESSION.c.user_id == user_id, codes=True)
     return [session_view_from_row(row._mapping) for row in await db.execute(stmt)]
 
 
@@ -78,18 +101,7 @@ async def session_status(db: AsyncSession, user_id: str, session_id: str) -> Ses
 
     SessionNotFound for a session that is not (or no longer) the user's.
     """
-    beating = HEARTBEAT.c.beat_until > sa.func.now()
-    stmt = (
-        sa.select(
-            SESSION,
-            sa.func.coalesce(sa.and_(beating, HEARTBEAT.c.connected), sa.false()).label("live"),
-            sa.case((beating, HEARTBEAT.c.qr)).label("qr"),
-            sa.case((beating, HEARTBEAT.c.qr_expires_at)).label("qr_expires_at"),
-            sa.case((beating, HEARTBEAT.c.pairing_code)).label("pairing_code"),
-        )
-        .select_from(SESSION.outerjoin(HEARTBEAT, HEARTBEAT.c.session_id == SESSION.c.id))
-        .where(SESSION.c.id == _sid(session_id), SESSION.c.user_id == user_id)
-    )
+    stmt = _views(SESSION.c.id == _sid(session_id), SESSION.c.user_id == user_id, codes=True)
     row = (await db.execute(stmt)).one_or_none()
     if row is None:
         raise SessionNotFound()
@@ -98,20 +110,20 @@ async def session_status(db: AsyncSession, user_id: str, session_id: str) -> Ses
 
 async def chats(db: AsyncSession, session_id: str, limit: int, cursor: str | None) -> Page[Chat]:
     """A page of the session's chats, most recent first."""
-    return await chat_page(await _driver(db), _sid(session_id), limit, cursor)
+    return await chat_page(await driver_connection(db), _sid(session_id), limit, cursor)
 
 
 async def messages(
     db: AsyncSession, session_id: str, chat_id: str, limit: int, cursor: str | None
 ) -> Page[Message]:
     """A page of a chat's messages, newest first (a LID linked to a number reads the number's chat)."""
-    conn, sid = await _driver(db), _sid(session_id)
+    conn, sid = await driver_connection(db), _sid(session_id)
     return await message_page(conn, sid, await chat_of(conn, sid, chat_id), limit, cursor)
 
 
 async def picture(db: AsyncSession, session_id: str, chat_id: str) -> PictureLookup:
     """A chat's (or our own number's) picture as stored; ChatNotFound for a chat the session lacks."""
-    conn, sid = await _driver(db), _sid(session_id)
+    conn, sid = await driver_connection(db), _sid(session_id)
     jid = await chat_of(conn, sid, chat_id)
     row = await conn.fetchrow("SELECT device_jid, profile_pic_url FROM whatsapp_session WHERE id = $1", sid)
     if row is None:

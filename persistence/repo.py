@@ -33,8 +33,10 @@ from kernel.errors import (
 )
 from kernel.stored import SessionToRun
 from persistence import models
+from persistence.reads import driver_connection
 from persistence.reads import list_sessions as list_sessions  # the user's sessions, with `live`
 from persistence.session_store import MAX_PAGE, MESSAGE_COLUMNS, chat_from_row, session_view_from_row
+from persistence.sim_network import forget_session
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +185,7 @@ async def delete_session(db: AsyncSession, session_id: str, *, user_id: str | No
         ).one_or_none()
         if row is None:
             raise SessionNotFound()
-        await db.execute(
-            sa.text(f"DELETE FROM {models.SIM_SCHEMA}.device WHERE session_id = :sid"), {"sid": sid}
-        )
-        await db.execute(
-            sa.text(f"DELETE FROM {models.SIM_SCHEMA}.sent WHERE session_id = :sid"), {"sid": sid}
-        )
+        await forget_session(await driver_connection(db), sid)
         auth_table = f"{models.AUTH_SCHEMA}.whatsmeow_device"
         # whatsmeow creates its tables on first use; its other tables cascade from whatsmeow_device.
         if (

@@ -67,7 +67,7 @@ def _pg_dsn(dsn: str) -> str:
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
 
 
-class SessionStore(InboxStore, ChatPeople):
+class SessionStore:
     """One session's persistent state, on asyncpg with raw SQL.
 
     Connection budget: a store holds at most ONE PostgreSQL connection, ever. It opens lazily on the
@@ -99,6 +99,9 @@ class SessionStore(InboxStore, ChatPeople):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
+        # Its parts, each over the one connection: chats and messages, chats' people, send records.
+        self.inbox = InboxStore(self._run, self._sid)
+        self.people = ChatPeople(self._run, self._sid)
         self.send_records = SendRecords(self._run, self._sid)
         self._generation: int | None = None  # the lease this process holds: every call is fenced by it
         # The lease's lock (`_fenced`): one 64-bit key per session.

@@ -22,6 +22,13 @@ T = TypeVar("T")
 _SENT_COLUMNS = 'message_id, "to", type, mimetype, ptt, size, seconds, file_name, text, quoted_id, data'
 
 
+async def forget_session(conn: Any, session_id: uuid.UUID) -> None:
+    """Delete a session's devices and everything it sent, on an asyncpg connection (also the API's, on
+    `DELETE /sessions/{id}`: `persistence.repo.delete_session`)."""
+    await conn.execute("DELETE FROM wa_sim.device WHERE session_id = $1", session_id)
+    await conn.execute("DELETE FROM wa_sim.sent WHERE session_id = $1", session_id)
+
+
 class SimStore:
     """The device and sent rows of one session. One connection at most: it shares the process's budget."""
 
@@ -90,8 +97,7 @@ class SimStore:
 
         async def purge(c: Any) -> None:
             async with c.transaction():
-                await c.execute("DELETE FROM wa_sim.device WHERE session_id = $1", self._uuid)
-                await c.execute("DELETE FROM wa_sim.sent WHERE session_id = $1", self._uuid)
+                await forget_session(c, self._uuid)
 
         await self._run(purge)
 

@@ -8,10 +8,13 @@ restarts builds its stores again from it and its configuration's DSNs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from persistence.fleet_store import FleetStore
 from persistence.session_store import SessionStore
 from persistence.sim_network import SimStore
+
+if TYPE_CHECKING:
+    from persistence.fleet_store import FleetStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,4 +26,8 @@ class PostgresStores:
         return SimStore(dsn, session_id)
 
     def fleet(self, dsn: str) -> FleetStore:
+        # Imported here: the registry's store is SQLAlchemy's, which a session process must not load
+        # (~33 MiB more per process; tests/test_session_store.py).
+        from persistence.fleet_store import FleetStore
+
         return FleetStore(dsn)

@@ -10,13 +10,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import ray
 from ray.cluster_utils import Cluster
 from redis.asyncio import Redis
 
+from actors.calls import NetworkControls
 from actors.registry import RegistryConfig
 from actors.session import SessionConfig
 from kernel.domain import Chat, Message, Page, SessionStatus, SessionView
@@ -86,13 +87,13 @@ async def insert_session(database_url: str, user_id: str = "user-1", slot: int =
 async def stored_chats(database_url: str, session_id: str, limit: int = 50) -> Page[Chat]:
     """A session's chats as stored (what the API reads), on a connection of their own."""
     async with SessionStore(asyncpg_dsn(database_url), session_id) as store:
-        return await store.chats(limit)
+        return await store.inbox.chats(limit)
 
 
 async def stored_messages(database_url: str, session_id: str, chat_id: str, limit: int = 50) -> Page[Message]:
     """A chat's messages as stored (what the API reads), on a connection of their own."""
     async with SessionStore(asyncpg_dsn(database_url), session_id) as store:
-        return await store.messages(chat_id, limit)
+        return await store.inbox.messages(chat_id, limit)
 
 
 async def eventually(
@@ -117,6 +118,23 @@ def handle(session_id: str, namespace: str) -> Any:
     return ray.get_actor(actor_name(session_id), namespace=namespace)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def control(
+    actor: Any, method: Callable[Concatenate[NetworkControls, P], Awaitable[R]]
+) -> Callable[P, Awaitable[R]]:
+    """A control of the simulated network (`NetworkControls.scan`...) on a session's actor handle, as the
+    /simulator routes call it (`SimulatedSessionActor.control`)."""
+
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = await actor.control.remote(method.__name__, args, kwargs)
+        return result
+
+    return call
+
+
 async def status_of(session_id: str, namespace: str) -> SessionView:
     view: SessionView = await handle(session_id, namespace).status.remote()
     return view
@@ -136,7 +154,7 @@ async def pid_of(session_id: str, namespace: str) -> int:
 async def pair(session_id: str, namespace: str, phone: str) -> SessionView:
     """Scan the QR with `phone` on the simulated network and wait for `connected`."""
     await wait_status(session_id, namespace, SessionStatus.QR_READY)
-    await handle(session_id, namespace).simulate.remote("scan", {"phone": phone, "display_name": "Tester"})
+    await control(handle(session_id, namespace), NetworkControls.scan)(phone=phone, display_name="Tester")
     return await wait_status(session_id, namespace, SessionStatus.CONNECTED)
 
 

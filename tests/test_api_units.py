@@ -24,7 +24,6 @@ from api.app import create_app
 from api.auth import WsTokens, api_key_matches
 from api.database import Database
 from api.eventlog import parse_cursor
-from api.handles import SessionActors
 from api.hub import EventHub, frame_text
 from api.metrics import Metrics
 from api.owners import SessionOwners
@@ -35,7 +34,7 @@ from kernel.errors import InvalidInput, MediaTooLarge
 from kernel.settings import Settings, asyncpg_dsn
 from kernel.wire import EVENTS_STREAM, chat_json, event_fields, message_json, session_json
 from persistence.db import create_engine, session_factory
-from persistence.repo import list_sessions
+from persistence.reads import sessions_shown
 from tests.raykit import insert_session
 
 KEY = "unit-test-key"
@@ -303,8 +302,7 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 
 def _hub(redis_url: str, database: Database, **kw: Any) -> EventHub:
     metrics = Metrics()
-    actors = SessionActors("nowhere", metrics)
-    return EventHub(redis_url, database, SessionOwners(database), actors, metrics, **kw)
+    return EventHub(redis_url, database, SessionOwners(database), metrics, **kw)
 
 
 async def test_a_slow_client_is_dropped_and_never_delays_the_others(
@@ -346,23 +344,43 @@ async def test_a_slow_client_is_dropped_and_never_delays_the_others(
         await hub.stop()
 
 
-async def test_without_redis_status_changes_are_polled_once_each(
+async def test_without_redis_or_any_session_process_status_and_qr_are_polled_from_the_store_once_each(
     database_url: str, database: Database, dead_port: int
 ) -> None:
+    """No Ray at all: the snapshot and the polled frames are the row and its heartbeat."""
     hub = _hub(f"redis://127.0.0.1:{dead_port}/0", database)
-    sid = await insert_session(database_url, "u1")
-    sessions = await database.run(list_sessions, "u1")
-    sub = hub.subscribe("u1", None, sessions)
-    frames = await hub.snapshot(sub, sessions)
+    user = f"u-{time.monotonic_ns()}"
+    sid = await insert_session(database_url, user)
+    sessions = await database.run(sessions_shown, user)
+    sub = hub.subscribe(user, None, sessions)
+    frames = hub.snapshot(sub, sessions)
     assert [json.loads(f)["status"] for f in frames] == ["disconnected"]
 
     await hub.poll_once()
     assert sub.queue.empty(), "nothing changed"
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
+        # What a process that then died showed: a QR code, in a beat that has not run out.
+        await conn.execute("UPDATE whatsapp_session SET status = 'qr_ready' WHERE id = $1", sid)
+        await conn.execute(
+            "INSERT INTO session_heartbeat (session_id, process, beat_until, connected, qr, qr_expires_at)"
+            " VALUES ($1, 'gone', now() + interval '1 hour', false, 'QR-1', now() + interval '1 minute')",
+            sid,
+        )
+        await hub.poll_once()
+        polled = [json.loads(sub.queue.get_nowait()) for _ in range(sub.queue.qsize())]
+        assert [(f["type"], f.get("status"), f.get("qr")) for f in polled] == [
+            ("status", "qr_ready", None),
+            ("qr", None, "QR-1"),
+        ]
+        fresh = hub.subscribe(user, sid, await database.run(sessions_shown, user))
+        snapshot = [json.loads(f) for f in hub.snapshot(fresh, await database.run(sessions_shown, user))]
+        assert [f["type"] for f in snapshot] == ["status", "qr"] and snapshot[1]["qr"] == "QR-1"
+
         await conn.execute(
             "UPDATE whatsapp_session SET status = 'connected', phone = '+15550001111' WHERE id = $1", sid
         )
+        await conn.execute("UPDATE session_heartbeat SET qr = NULL WHERE session_id = $1", sid)
     finally:
         await conn.close()
     await hub.poll_once()

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from actors import fleet
+from actors.calls import NetworkControls
 from actors.registry import start_registry
 from kernel.domain import SessionStatus
 from tests.autoscalekit import autoscaling_cluster
 from tests.raykit import (
+    control,
     eventually,
     handle,
     insert_session,
@@ -49,7 +51,7 @@ def autoscaling_head() -> Iterator[str]:
 async def _pair(sid: str, namespace: str, phone: str) -> None:
     """Scan its QR once Ray has placed it (that waits for a node), then wait for `connected`."""
     await wait_status(sid, namespace, SessionStatus.QR_READY, timeout=SCALE_UP_TIMEOUT_S)
-    await handle(sid, namespace).simulate.remote("scan", {"phone": phone, "display_name": "Tester"})
+    await control(handle(sid, namespace), NetworkControls.scan)(phone=phone, display_name="Tester")
     await wait_status(sid, namespace, SessionStatus.CONNECTED, timeout=60)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import ray
 from ray.cluster_utils import Cluster
+from ray.util.state import list_actors
 
 from actors.registry import REGISTRY_NAME, start_registry
 from kernel.domain import SessionStatus
@@ -78,6 +79,8 @@ async def test_sessions_spread_and_survive_a_lost_worker(
         "sessions run only on nodes that advertise wa_session, all of them used"
     )
     assert max(per_node.values()) <= 4
+    (registry_entry,) = list_actors(filters=[("name", "=", REGISTRY_NAME), ("state", "=", "ALIVE")])
+    assert registry_entry.node_id == head_cluster.head_node.node_id, "the supervisor runs on the head"
 
     lost = workers[0]
     moved = [sid for sid, node in where.items() if node == lost.node_id]

@@ -52,7 +52,7 @@ async def test_the_actor_table_shows_each_session_and_the_registry(
     node = ray.get_runtime_context().get_node_id()
 
     session = await _alive(namespace, f"session-{sid}")
-    assert session.class_name == "SessionActor"
+    assert session.class_name == "SimulatedSessionActor"  # the simulated backend's
     assert session.repr_name == (
         f"SessionActor(session={sid}, backend=simulated, node={node[:12]}, pid={pid}, start=first)"
     )

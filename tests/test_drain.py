@@ -20,10 +20,12 @@ import ray
 from ray.cluster_utils import Cluster
 
 from actors import drain, fleet
+from actors.calls import NetworkControls
 from actors.registry import start_registry
 from kernel.domain import SessionStatus
 from tests.raykit import (
     Frames,
+    control,
     eventually,
     fetchval,
     frames,
@@ -81,8 +83,8 @@ class Network:
             for sid, text in backlog:
                 try:
                     await asyncio.wait_for(
-                        handle(sid, self.namespace).simulate.remote(
-                            "incoming", {"from_": "+15550001111", "text": text}
+                        control(handle(sid, self.namespace), NetworkControls.incoming)(
+                            from_="+15550001111", text=text
                         ),
                         5,
                     )

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from actors.calls import NetworkControls
 from actors.clients.simulated.content import incoming_media, media_chunks
 from tests.apikit import Stack, api_stack, new_user
 from tests.raykit import (
+    control,
     eventually,
     handle,
     local_ray,
@@ -47,7 +49,7 @@ class Paired:
     async def incoming(self, media: dict[str, Any]) -> dict[str, Any]:
         """A message with `media` arrives (through the actor: the /simulator route caps sizes at 16 MB)."""
         args = {"from_": "+15553334444", "text": None, "push_name": "Ann", "media": media}
-        message = await handle(self.sid, self.namespace).simulate.remote("incoming", args)
+        message = await control(handle(self.sid, self.namespace), NetworkControls.incoming)(**args)
         return {"id": message.id, "chatId": message.chat_id}
 
 
@@ -145,7 +147,7 @@ async def test_above_the_limit_is_413_before_any_download(stack: Stack) -> None:
         assert fine.status_code == 200 and len(fine.content) == 30_000
 
         # Offline, a download would be 409: the limit is checked first, from the stored size alone.
-        await handle(session.sid, session.namespace).simulate.remote("drop", {"hang_reconnect": True})
+        await control(handle(session.sid, session.namespace), NetworkControls.drop)(hang_reconnect=True)
         offline = await eventually(
             lambda: client.get(media_url(session.sid, small)), lambda r: r.status_code == 409, 10
         )
@@ -156,8 +158,8 @@ async def test_above_the_limit_is_413_before_any_download(stack: Stack) -> None:
 
 async def test_missing_message_and_media_are_404(stack: Stack) -> None:
     session = await paired_session(stack)
-    text = await handle(session.sid, session.namespace).simulate.remote(
-        "incoming", {"from_": "+15553334444", "text": "just text", "push_name": None, "media": None}
+    text = await control(handle(session.sid, session.namespace), NetworkControls.incoming)(
+        from_="+15553334444", text="just text", push_name=None, media=None
     )
     async with stack.client(session.user) as client:
         missing = await client.get(f"/sessions/{session.sid}/chats/{text.chat_id}/messages/nope/media")

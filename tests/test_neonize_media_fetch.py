@@ -337,8 +337,8 @@ async def test_the_sessions_media_stream_serves_a_stored_neonize_message(
         message = await receive(
             client, "documentMessage", fileName="report.pdf", **fields(sealed, url=media_server.url("/d.enc"))
         )
-        await store.add_message(message)
-        stream = stream_media(store, lambda: client, LIMIT, message.chat_id, message.id)
+        await store.inbox.add_message(message)
+        stream = stream_media(store.inbox, lambda: client, LIMIT, message.chat_id, message.id)
         head = await anext(stream)
         got = b"".join([chunk async for chunk in stream if isinstance(chunk, bytes)])
     assert head == MediaHead("application/octet-stream", len(plain), "report.pdf")

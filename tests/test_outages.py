@@ -16,7 +16,7 @@ from api.unavailable import as_wa_error
 from kernel.errors import ServiceUnavailable
 from kernel.outages import Outage, Service, Why, outage, sqlstate_outage
 
-# Retried (an outage): the codes the issue names, and the ones decided here on top (see actors/outages.py).
+# Retried (an outage): the codes the issue names, and the ones decided here on top (see kernel/outages.py).
 TRANSIENT_CLASSES = {"08": Why.CONNECTION_LOST, "53": Why.NO_RESOURCES}
 TRANSIENT_CODES = {
     "53300": Why.CANNOT_CONNECT,  # too many connections

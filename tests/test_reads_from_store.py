@@ -1,6 +1,7 @@
 """Reads never need a session's process: status, chats, messages (with their media's metadata) and a
 cached picture answer 200 from PostgreSQL while the process is SIGKILLed and restarted, and
-`Session.live` tells "connected as last stored" from "connected now"."""
+`Session.live` tells "connected as last stored" from "connected now". A WebSocket's snapshot is read from
+the store too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.apikit import Stack, api_stack, new_user
+from tests.apikit import Stack, api_stack, new_user, websocket
 from tests.raykit import eventually, local_ray, pid_of
 from tests.readkit import FAST_BEAT, connected_inbox, read_all, same_inbox, status
 
@@ -74,3 +75,33 @@ async def test_the_documented_flow_restart_wait_for_connected_then_list_chats(
         await eventually(
             lambda: status(client, inbox.sid), lambda s: s["live"] and s["status"] == "connected", 60
         )
+
+
+async def test_a_websocket_gets_its_snapshot_at_once_while_the_process_is_killed_and_restarts(
+    stack: Stack, postgres_server: str
+) -> None:
+    """Asking the restarting process would hold the snapshot until it answers (or 2 s); the store answers."""
+    user = new_user()
+    async with stack.client(user) as client:
+        inbox = await connected_inbox(client, postgres_server)
+        pid = await pid_of(inbox.sid, stack.namespace)
+
+        os.kill(pid, signal.SIGKILL)
+        waits: list[float] = []
+        lives: list[bool] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            lives.append((await status(client, inbox.sid))["live"])
+            opened = time.monotonic()
+            async with websocket(stack, user) as ws:
+                first = await ws.wait_for(lambda f: f["type"] == "status", timeout=10)
+            waits.append(time.monotonic() - opened)
+            assert first["sessionId"] == inbox.sid and first["phone"] == inbox.phone, first
+            assert first["status"] in ("connected", "connecting"), first
+            if False in lives and lives[-1]:
+                break
+
+        not_live = lives.count(False)
+        assert not_live >= 1, "no snapshot taken while the process was down"
+        assert lives[-1] is True, "not live again within 90 s"
+        assert max(waits) < 1.5, (not_live, waits)

@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 import pytest
 import ray
 
+from actors.calls import NetworkControls
 from actors.registry import REGISTRY_NAME, create_session_actor, start_registry
 from kernel.domain import SessionStatus
 from tests.raykit import (
+    control,
     eventually,
     frames,
     handle,
@@ -92,10 +94,10 @@ async def test_redis_outage_never_stops_a_session(database_url: str, namespace: 
         pid = await pid_of(sid, namespace)
 
     # Redis is down: the session keeps working and its state stays readable.
-    during = await actor.simulate.remote(
-        "incoming", {"from_": "+15557770003", "text": "while down", "push_name": None, "media": None}
+    during = await control(actor, NetworkControls.incoming)(
+        from_="+15557770003", text="while down", push_name=None, media=None
     )
-    await actor.simulate.remote("drop", {})
+    await control(actor, NetworkControls.drop)()
     view = await wait_status(sid, namespace, SessionStatus.CONNECTED)
     assert view.phone == "+15551230201"
     page = await eventually(
@@ -110,8 +112,8 @@ async def test_redis_outage_never_stops_a_session(database_url: str, namespace: 
         assert again == redis_url
         async with frames(redis_url, sid) as got:
             # Sent whether or not the bus has noticed Redis is back: held in its outbox until it has.
-            after = await actor.simulate.remote(
-                "incoming", {"from_": "+15557770003", "text": "back", "push_name": None, "media": None}
+            after = await control(actor, NetworkControls.incoming)(
+                from_="+15557770003", text="back", push_name=None, media=None
             )
             await got.wait_for("msg", lambda b: b["message"]["id"] == after.id)
         assert (await status_of(sid, namespace)).status == SessionStatus.CONNECTED

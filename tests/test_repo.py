@@ -224,10 +224,10 @@ async def test_inbox_merges_the_users_numbers_by_recency(db: AsyncSession, datab
         SessionStore(database_url, two.id) as s2,
         SessionStore(database_url, other.id) as s3,
     ):
-        await s1.add_message(msg("111@s.whatsapp.net", "a", T0 + timedelta(minutes=1)))
-        await s2.add_message(msg("222@s.whatsapp.net", "b", T0 + timedelta(minutes=3)))
-        await s1.add_message(msg("333@s.whatsapp.net", "c", T0 + timedelta(minutes=2)))
-        await s3.add_message(msg("999@s.whatsapp.net", "z", T0 + timedelta(minutes=9)))
+        await s1.inbox.add_message(msg("111@s.whatsapp.net", "a", T0 + timedelta(minutes=1)))
+        await s2.inbox.add_message(msg("222@s.whatsapp.net", "b", T0 + timedelta(minutes=3)))
+        await s1.inbox.add_message(msg("333@s.whatsapp.net", "c", T0 + timedelta(minutes=2)))
+        await s3.inbox.add_message(msg("999@s.whatsapp.net", "z", T0 + timedelta(minutes=9)))
 
     inbox = await repo.inbox_chats(db, "alice", None, 10)
     assert [(c.session_id, c.chat.id) for c in inbox] == [
@@ -258,8 +258,8 @@ async def test_deleting_a_session_removes_its_chats_messages_and_sim_keys(
     kept = await repo.create_session(db, "alice", None, MAX)
     for session in (gone, kept):
         async with SessionStore(database_url, session.id) as store:
-            await store.add_message(msg("111@s.whatsapp.net", "m1", T0))
-            await store.add_message(msg("111@s.whatsapp.net", "m2", T0 + timedelta(seconds=1)))
+            await store.inbox.add_message(msg("111@s.whatsapp.net", "m1", T0))
+            await store.inbox.add_message(msg("111@s.whatsapp.net", "m2", T0 + timedelta(seconds=1)))
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
@@ -288,11 +288,13 @@ async def test_retention_purge_deletes_only_old_messages(db: AsyncSession, datab
     now = datetime.now(UTC)
     async with SessionStore(database_url, session.id) as store:
         for i in range(5):
-            await store.add_message(msg("111@s.whatsapp.net", f"old{i}", now - timedelta(days=40, minutes=i)))
-        await store.add_message(msg("111@s.whatsapp.net", "recent", now - timedelta(days=2)))
+            await store.inbox.add_message(
+                msg("111@s.whatsapp.net", f"old{i}", now - timedelta(days=40, minutes=i))
+            )
+        await store.inbox.add_message(msg("111@s.whatsapp.net", "recent", now - timedelta(days=2)))
 
         assert await repo.purge_old_messages(db, 0) == 0
         assert await repo.purge_old_messages(db, 30, batch=2) == 5
         assert await repo.purge_old_messages(db, 30) == 0
-        page = await store.messages("111@s.whatsapp.net", 50)
+        page = await store.inbox.messages("111@s.whatsapp.net", 50)
     assert [m.id for m in page.items] == ["recent"]

@@ -31,15 +31,16 @@ async def _fill(database_url: str, session_id: str) -> None:
     now = datetime.now(UTC)
     async with SessionStore(database_url, session_id) as store:
         for i in range(5):
-            await store.add_message(_msg(OLD_CHAT, f"a{i}", now - timedelta(days=40 - i)))
-            await store.add_message(_msg(MIXED_CHAT, f"b{i}", now - timedelta(days=50 - i)))
-        await store.add_message(_msg(MIXED_CHAT, "b-recent", now - timedelta(days=1)))
+            await store.inbox.add_message(_msg(OLD_CHAT, f"a{i}", now - timedelta(days=40 - i)))
+            await store.inbox.add_message(_msg(MIXED_CHAT, f"b{i}", now - timedelta(days=50 - i)))
+        await store.inbox.add_message(_msg(MIXED_CHAT, "b-recent", now - timedelta(days=1)))
 
 
 async def _ids(database_url: str, session_id: str) -> dict[str, list[str]]:
     async with SessionStore(database_url, session_id) as store:
         return {
-            chat: [m.id for m in (await store.messages(chat, 50)).items] for chat in (OLD_CHAT, MIXED_CHAT)
+            chat: [m.id for m in (await store.inbox.messages(chat, 50)).items]
+            for chat in (OLD_CHAT, MIXED_CHAT)
         }
 
 
@@ -75,7 +76,7 @@ async def test_purge_keeps_each_chats_last_message(db: AsyncSession, database_ur
     assert kept == {OLD_CHAT: ["a4"], MIXED_CHAT: ["b-recent"]}
     assert await _dangling_last_messages(database_url) == 0
     async with SessionStore(database_url, sid) as store:
-        chats = (await store.chats(50)).items
+        chats = (await store.inbox.chats(50)).items
     assert {c.id: c.last_message.id if c.last_message else None for c in chats} == {
         MIXED_CHAT: "b-recent",
         OLD_CHAT: "a4",
@@ -102,7 +103,7 @@ async def test_the_registry_purges_on_its_schedule(database_url: str, redis_url:
     )
     # Messages that grow old later go on a later run of the schedule, not only at start.
     async with SessionStore(database_url, sid) as store:
-        await store.add_message(_msg(MIXED_CHAT, "b-older", datetime.now(UTC) - timedelta(days=31)))
+        await store.inbox.add_message(_msg(MIXED_CHAT, "b-older", datetime.now(UTC) - timedelta(days=31)))
     await eventually(lambda: _ids(database_url, sid), lambda kept: "b-older" not in kept[MIXED_CHAT])
     assert await _dangling_last_messages(database_url) == 0
 

@@ -8,10 +8,12 @@ import signal
 
 import pytest
 
+from actors.calls import NetworkControls
 from actors.registry import create_session_actor, start_registry
 from kernel.domain import MessageStatus, Reason, SessionStatus
 from kernel.errors import NoQrShowing, PhoneAlreadyPaired, SessionNotConnected
 from tests.raykit import (
+    control,
     eventually,
     fetchval,
     frames,
@@ -50,7 +52,7 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
         actor = handle(sid, namespace)
         code = await actor.pairing_code.remote("+15551230001")
         assert len(code) == 8 and code.isalnum()
-        await actor.simulate.remote("scan", {"phone": "+15551230001", "display_name": "Alice"})
+        await control(actor, NetworkControls.scan)(phone="+15551230001", display_name="Alice")
         connected = await got.wait_for("status", lambda b: b["status"] == "connected")
         assert connected["phone"] == "+15551230001" and connected["displayName"] == "Alice"
         view = await status_of(sid, namespace)
@@ -64,8 +66,8 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
         assert all(c.timestamp is not None for c in chats.items)
 
         # An incoming message is stored and published.
-        incoming = await actor.simulate.remote(
-            "incoming", {"from_": "+15557770001", "text": "hello bridge", "push_name": "Bob", "media": None}
+        incoming = await control(actor, NetworkControls.incoming)(
+            from_="+15557770001", text="hello bridge", push_name="Bob", media=None
         )
         frame = await got.wait_for("msg", lambda b: b["message"]["id"] == incoming.id)
         assert frame["chatId"] == "15557770001@s.whatsapp.net" and frame["message"]["text"] == "hello bridge"
@@ -82,11 +84,11 @@ async def test_full_life_of_a_session(database_url: str, redis_url: str, namespa
         page = await stored_messages(database_url, sid, "15557770001@s.whatsapp.net", 10)
         mine = next(m for m in page.items if m.id == sent.id)
         assert mine.from_me and mine.quoted_id == incoming.id and mine.status == MessageStatus.READ
-        on_network = await actor.simulate.remote("sent", {})
+        on_network = await control(actor, NetworkControls.sent)()
         assert [(s.to, s.text) for s in on_network] == [("15557770001@s.whatsapp.net", "hi Bob")]
 
         # The phone unlinks the device.
-        await actor.simulate.remote("unlink", {})
+        await control(actor, NetworkControls.unlink)()
         down = await got.wait_for("status", lambda b: b["status"] == "disconnected")
         assert down["reason"] == "logged_out"
         with pytest.raises(SessionNotConnected):
@@ -113,14 +115,12 @@ async def test_scan_without_qr_and_phone_paired_twice(
         create_session_actor(config, sid)
     await pair(first, namespace, "+15551230002")
     with pytest.raises(NoQrShowing):
-        await handle(first, namespace).simulate.remote(
-            "scan", {"phone": "+15551230002", "display_name": None}
-        )
+        await control(handle(first, namespace), NetworkControls.scan)(phone="+15551230002", display_name=None)
     await wait_status(second, namespace, SessionStatus.QR_READY)
     async with frames(redis_url, second) as got:
         with pytest.raises(PhoneAlreadyPaired):
-            await handle(second, namespace).simulate.remote(
-                "scan", {"phone": "+15551230002", "display_name": None}
+            await control(handle(second, namespace), NetworkControls.scan)(
+                phone="+15551230002", display_name=None
             )
         # The browser learns why: a status frame with the stable reason, before the new round.
         taken = await got.wait_for("status", lambda b: b["reason"] == Reason.PHONE_IN_USE, timeout=5)
@@ -161,8 +161,8 @@ async def test_sigkill_restores_the_session_and_spares_the_others(
     await pair(victim, namespace, "+15551230003")
     await pair(bystander, namespace, "+15551230004")
     actor = handle(victim, namespace)
-    msg = await actor.simulate.remote(
-        "incoming", {"from_": "+15557770002", "text": "keep me", "push_name": None, "media": None}
+    msg = await control(actor, NetworkControls.incoming)(
+        from_="+15557770002", text="keep me", push_name=None, media=None
     )
     await eventually(
         lambda: stored_messages(database_url, victim, "15557770002@s.whatsapp.net", 5),
@@ -191,7 +191,7 @@ async def test_a_hung_reconnect_is_abandoned_for_a_fresh_process(
     create_session_actor(config, sid)
     await pair(sid, namespace, "+15551230005")
     pid = await pid_of(sid, namespace)
-    await handle(sid, namespace).simulate.remote("drop", {"hang_reconnect": True})
+    await control(handle(sid, namespace), NetworkControls.drop)(hang_reconnect=True)
     await wait_status(sid, namespace, SessionStatus.CONNECTING, timeout=5)
     await eventually(lambda: pid_of(sid, namespace), lambda p: p != pid, timeout=20)
     view = await wait_status(sid, namespace, SessionStatus.CONNECTED)
@@ -207,7 +207,7 @@ async def test_a_transient_drop_reconnects_in_place(
     await pair(sid, namespace, "+15551230006")
     pid = await pid_of(sid, namespace)
     async with frames(redis_url, sid) as got:
-        await handle(sid, namespace).simulate.remote("drop", {})
+        await control(handle(sid, namespace), NetworkControls.drop)()
         await got.wait_for("status", lambda b: b["status"] == "connecting" and b["reason"] == "network")
         await got.wait_for("status", lambda b: b["status"] == "connected")
     assert await pid_of(sid, namespace) == pid

@@ -52,7 +52,7 @@ async def store(database_url: str) -> AsyncIterator[SessionStore]:
 
 
 async def all_messages(store: SessionStore, chat_id: str) -> list[Message]:
-    return list((await store.messages(chat_id, 500)).items)
+    return list((await store.inbox.messages(chat_id, 500)).items)
 
 
 # --- the session row ---------------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ async def test_state_profile_and_counters_survive_a_new_store(store: SessionStor
 
 
 async def test_a_deleted_session_reads_as_gone(store: SessionStore, database_url: str) -> None:
-    await store.add_message(msg("m1", T0))
+    await store.inbox.add_message(msg("m1", T0))
     conn = await asyncpg.connect(database_url)
     await conn.execute("DELETE FROM whatsapp_session WHERE id = $1::uuid", store.session_id)
     await conn.close()
@@ -109,7 +109,7 @@ async def test_a_deleted_session_reads_as_gone(store: SessionStore, database_url
     with pytest.raises(SessionNotFound):
         await store.save_state(SessionStatus.CONNECTING, None)
     with pytest.raises(SessionNotFound):
-        await store.add_message(msg("m2", T0))
+        await store.inbox.add_message(msg("m2", T0))
     with pytest.raises(SessionNotFound):
         await store.touch_last_seen()
 
@@ -163,11 +163,11 @@ async def test_history_chunks_can_repeat_without_duplicating_anything(store: Ses
     empty = HistoryConversation(chat_id=BOB, name="Bob", is_group=False, unread_count=0, messages=())
     chunk = HistoryChunk(conversations=(alice, group, empty))
 
-    await store.apply_history(chunk)
-    first = await store.chats(50)
-    await store.apply_history(chunk)
-    await store.apply_history([alice])  # a plain sequence works too
-    again = await store.chats(50)
+    await store.inbox.apply_history(chunk)
+    first = await store.inbox.chats(50)
+    await store.inbox.apply_history(chunk)
+    await store.inbox.apply_history([alice])  # a plain sequence works too
+    again = await store.inbox.chats(50)
 
     assert again == first
     assert [c.id for c in again.items] == [ALICE, GROUP, BOB]  # chats without messages come last
@@ -179,21 +179,21 @@ async def test_history_chunks_can_repeat_without_duplicating_anything(store: Ses
 
 
 async def test_live_messages_count_unread_once_and_move_the_chat_forward(store: SessionStore) -> None:
-    assert await store.add_message(msg("m1", T0), chat_name="Alice") is True
-    assert await store.add_message(msg("m1", T0), chat_name="Alice") is False  # redelivered
-    await store.add_message(msg("m2", T0 + timedelta(seconds=5), from_me=True))
-    await store.add_message(msg("m0", T0 - timedelta(hours=1)))  # late arrival of an older one
-    await store.add_message(msg("m3", T0 + timedelta(seconds=9)), count_unread=False)
+    assert await store.inbox.add_message(msg("m1", T0), chat_name="Alice") is True
+    assert await store.inbox.add_message(msg("m1", T0), chat_name="Alice") is False  # redelivered
+    await store.inbox.add_message(msg("m2", T0 + timedelta(seconds=5), from_me=True))
+    await store.inbox.add_message(msg("m0", T0 - timedelta(hours=1)))  # late arrival of an older one
+    await store.inbox.add_message(msg("m3", T0 + timedelta(seconds=9)), count_unread=False)
 
-    [chat] = (await store.chats(10)).items
+    [chat] = (await store.inbox.chats(10)).items
     assert chat.name == "Alice"
     assert chat.unread_count == 2  # m1 and m0; not the repeat, not our own, not the uncounted
     assert chat.last_message is not None and chat.last_message.id == "m3"
     assert chat.timestamp == T0 + timedelta(seconds=9)
 
-    await store.mark_chat_read(ALICE)
-    await store.mark_chat_read("unknown@s.whatsapp.net")
-    assert (await store.chats(10)).items[0].unread_count == 0
+    await store.inbox.mark_chat_read(ALICE)
+    await store.inbox.mark_chat_read("unknown@s.whatsapp.net")
+    assert (await store.inbox.chats(10)).items[0].unread_count == 0
 
 
 async def test_media_and_its_download_reference_round_trip(store: SessionStore) -> None:
@@ -211,24 +211,24 @@ async def test_media_and_its_download_reference_round_trip(store: SessionStore) 
         media_ref={"direct_path": "/v/t62/abc", "media_key": "a2V5"},
         quoted_id="q1",
     )
-    await store.add_message(sent)
-    got = await store.get_message(GROUP, "v1")
+    await store.inbox.add_message(sent)
+    got = await store.inbox.get_message(GROUP, "v1")
     assert got == sent
     assert got.media_ref == {"direct_path": "/v/t62/abc", "media_key": "a2V5"}
-    assert (await store.chats(5)).items[0].is_group
+    assert (await store.inbox.chats(5)).items[0].is_group
 
     with pytest.raises(MessageNotFound):
-        await store.get_message(GROUP, "nope")
+        await store.inbox.get_message(GROUP, "nope")
     with pytest.raises(MessageNotFound):
-        await store.get_message(ALICE, "v1")
+        await store.inbox.get_message(ALICE, "v1")
 
 
 async def test_another_sessions_messages_are_invisible(store: SessionStore, database_url: str) -> None:
-    await store.add_message(msg("m1", T0))
+    await store.inbox.add_message(msg("m1", T0))
     async with SessionStore(database_url, await insert_session(database_url, "bob")) as other:
-        assert (await other.chats(10)).items == ()
+        assert (await other.inbox.chats(10)).items == ()
         with pytest.raises(MessageNotFound):
-            await other.get_message(ALICE, "m1")
+            await other.inbox.get_message(ALICE, "m1")
 
 
 # --- receipts ----------------------------------------------------------------------------------------------
@@ -236,19 +236,23 @@ async def test_another_sessions_messages_are_invisible(store: SessionStore, data
 
 async def test_receipts_only_move_a_message_forward(store: SessionStore) -> None:
     for mid in ("s1", "s2", "s3"):
-        await store.add_message(msg(mid, T0, from_me=True, status=MessageStatus.SENT))
-    await store.add_message(msg("p1", T0, from_me=True, status=MessageStatus.PENDING))
+        await store.inbox.add_message(msg(mid, T0, from_me=True, status=MessageStatus.SENT))
+    await store.inbox.add_message(msg("p1", T0, from_me=True, status=MessageStatus.PENDING))
 
-    changed = await store.apply_receipt(ALICE, ("s2", "s1", "ghost"), MessageStatus.READ)
+    changed = await store.inbox.apply_receipt(ALICE, ("s2", "s1", "ghost"), MessageStatus.READ)
     assert [m.id for m in changed] == ["s2", "s1"] and all(m.status is MessageStatus.READ for m in changed)
-    assert await store.apply_receipt(ALICE, ("s1", "s2"), MessageStatus.DELIVERED) == []  # late, older
-    assert [m.id for m in await store.apply_receipt(ALICE, ("s1", "s3"), MessageStatus.DELIVERED)] == ["s3"]
-    assert [m.id for m in await store.apply_receipt(ALICE, ("s1",), MessageStatus.PLAYED)] == ["s1"]
+    assert await store.inbox.apply_receipt(ALICE, ("s1", "s2"), MessageStatus.DELIVERED) == []  # late, older
+    assert [m.id for m in await store.inbox.apply_receipt(ALICE, ("s1", "s3"), MessageStatus.DELIVERED)] == [
+        "s3"
+    ]
+    assert [m.id for m in await store.inbox.apply_receipt(ALICE, ("s1",), MessageStatus.PLAYED)] == ["s1"]
     # Only a pending send can fail; a failed one stays failed.
-    assert [m.id for m in await store.apply_receipt(ALICE, ("s3", "p1"), MessageStatus.FAILED)] == ["p1"]
-    assert await store.apply_receipt(ALICE, ("p1",), MessageStatus.READ) == []
+    assert [m.id for m in await store.inbox.apply_receipt(ALICE, ("s3", "p1"), MessageStatus.FAILED)] == [
+        "p1"
+    ]
+    assert await store.inbox.apply_receipt(ALICE, ("p1",), MessageStatus.READ) == []
     # A redelivered message never lowers its status either.
-    await store.add_message(msg("s1", T0, from_me=True, status=MessageStatus.SENT))
+    await store.inbox.add_message(msg("s1", T0, from_me=True, status=MessageStatus.SENT))
 
     statuses = {m.id: m.status for m in await all_messages(store, ALICE)}
     assert statuses == {
@@ -267,11 +271,11 @@ async def test_message_pages_are_newest_first_and_complete_across_equal_timestam
 ) -> None:
     # Three messages share each timestamp: the cursor must not skip or repeat any of them.
     for i in range(11):
-        await store.add_message(msg(f"m{i:02d}", T0 + timedelta(seconds=i // 3)))
+        await store.inbox.add_message(msg(f"m{i:02d}", T0 + timedelta(seconds=i // 3)))
     seen: list[Message] = []
     cursor = None
     for _ in range(10):
-        page = await store.messages(ALICE, 4, cursor)
+        page = await store.inbox.messages(ALICE, 4, cursor)
         assert len(page.items) <= 4
         seen += page.items
         cursor = page.next_cursor
@@ -288,14 +292,16 @@ async def test_chat_pages_are_newest_first_with_empty_chats_last(store: SessionS
         )
         for i in range(3)
     )
-    await store.apply_history(HistoryChunk(conversations=empties))
+    await store.inbox.apply_history(HistoryChunk(conversations=empties))
     for i in range(5):
-        await store.add_message(msg("x", T0 + timedelta(minutes=i // 2), f"1666000{i:04d}@s.whatsapp.net"))
+        await store.inbox.add_message(
+            msg("x", T0 + timedelta(minutes=i // 2), f"1666000{i:04d}@s.whatsapp.net")
+        )
 
     ids: list[str] = []
     cursor = None
     for _ in range(10):
-        page = await store.chats(3, cursor)
+        page = await store.inbox.chats(3, cursor)
         ids += [c.id for c in page.items]
         cursor = page.next_cursor
         if cursor is None:
@@ -317,23 +323,23 @@ async def test_chat_pages_are_newest_first_with_empty_chats_last(store: SessionS
 )
 async def test_a_malformed_cursor_is_invalid_input(store: SessionStore, cursor: str) -> None:
     with pytest.raises(InvalidInput):
-        await store.messages(ALICE, 10, cursor)
+        await store.inbox.messages(ALICE, 10, cursor)
 
 
 async def test_page_size_is_bounded(store: SessionStore) -> None:
     for limit in (0, -1, 10_000):
         with pytest.raises(InvalidInput):
-            await store.chats(limit)
+            await store.inbox.chats(limit)
 
 
 # --- purge -------------------------------------------------------------------------------------------------
 
 
 async def test_purge_forgets_chats_and_messages_but_not_the_session(store: SessionStore) -> None:
-    await store.add_message(msg("m1", T0))
-    await store.add_message(msg("g1", T0, GROUP))
-    await store.purge()
-    assert (await store.chats(10)).items == ()
+    await store.inbox.add_message(msg("m1", T0))
+    await store.inbox.add_message(msg("g1", T0, GROUP))
+    await store.inbox.purge()
+    assert (await store.inbox.chats(10)).items == ()
     assert await all_messages(store, ALICE) == []
     assert await store.load() is not None
 
@@ -369,7 +375,7 @@ async def test_a_store_never_holds_more_than_one_connection(database_url: str) -
     store = SessionStore(database_url, await insert_session(database_url), application_name=name)
     assert await _connections(database_url, name) == 0  # lazy: nothing until first use
 
-    await store.add_message(msg("m0", T0))
+    await store.inbox.add_message(msg("m0", T0))
     assert await _connections(database_url, name) == 1
     for i in range(1, 6):
         await _kill(database_url, name)
@@ -379,8 +385,8 @@ async def test_a_store_never_holds_more_than_one_connection(database_url: str) -
             await asyncio.sleep(0.02)
         # Concurrent calls right after the loss share the one replacement connection.
         await asyncio.gather(
-            store.add_message(msg(f"m{i}", T0 + timedelta(seconds=i))),
-            store.chats(10),
+            store.inbox.add_message(msg(f"m{i}", T0 + timedelta(seconds=i))),
+            store.inbox.chats(10),
             store.load(),
             store.touch_last_seen(),
         )
@@ -399,10 +405,26 @@ async def test_an_unreachable_database_is_reported_as_unavailable() -> None:
 
 
 def test_the_store_does_not_import_the_orm() -> None:
-    # Every session is its own process: SQLModel alone would cost it ~24 MB.
+    # Every session is its own process: SQLAlchemy + SQLModel would cost it ~33 MiB (README, Architecture).
     code = (
         "import sys, persistence.session_store; "
         "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'pydantic', 'alembic') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_session_process_built_from_its_wiring_does_not_import_the_orm() -> None:
+    # What a session actor's process loads: the actor, the stores Ray unpickles into it, both stores built.
+    code = (
+        "import sys, uuid, actors.actor; from persistence.stores import PostgresStores; "
+        "sid = str(uuid.uuid4()); stores = PostgresStores(); "
+        "stores.session_store('postgresql://x@127.0.0.1:1/none', sid); "
+        "stores.sim_network('postgresql://x@127.0.0.1:1/none', sid); "
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'alembic', 'persistence.repo')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "[]"

@@ -5,10 +5,12 @@ API key needed, no user: these stand in for the phone and the network, not for a
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Concatenate, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Path, Response, status
 
+from actors.calls import NetworkControls
 from actors.clients.simulated import SentMessage
 from api.deps import Resources
 from api.errors import error_responses
@@ -22,9 +24,8 @@ from api.schemas import (
     ScanOut,
     SentOut,
 )
-from kernel.domain import Message, MessageType
+from kernel.domain import MessageType
 from kernel.errors import SessionNotFound
-from kernel.events import HistoryChunk
 from kernel.simulated import SentAction
 from kernel.wire import JSON, message_json
 
@@ -33,18 +34,23 @@ router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
 SCAN_TIMEOUT_S = 20.0
 
 SessionIdParam = Annotated[str, Path(alias="id")]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-async def _simulate(res: Resources, session_id: str, op: str, **kwargs: Any) -> Any:
+async def network(
+    res: Resources, session_id: str, control: Callable[Concatenate[NetworkControls, P], Awaitable[R]]
+) -> Callable[P, Awaitable[R]]:
+    """`control` (a `NetworkControls` method) on an existing session's process; SessionNotFound else."""
     if await res.owners.owner(session_id) is None:
         raise SessionNotFound()
-    return await res.actors.simulate(session_id, op, kwargs, timeout_s=SCAN_TIMEOUT_S)
+    return res.actors.control(session_id, control, timeout_s=SCAN_TIMEOUT_S)
 
 
 @router.post("/scan", response_model=ScanOut, responses=error_responses(404, 409))
 async def scan(session_id: SessionIdParam, body: ScanIn, res: Resources) -> JSON:
     """The phone scans the QR showing (or enters the pairing code): the session connects."""
-    jid: str = await _simulate(res, session_id, "scan", phone=body.phone, display_name=body.display_name)
+    jid = await (await network(res, session_id, NetworkControls.scan))(body.phone, body.display_name)
     return {"deviceJid": jid}
 
 
@@ -61,10 +67,8 @@ async def incoming(session_id: SessionIdParam, body: IncomingIn, res: Resources)
         "sender": body.sender,
         "subject": body.subject,
     }
-    message: Message = await _simulate(
-        res,
-        session_id,
-        "incoming",
+    incoming = await network(res, session_id, NetworkControls.incoming)
+    message = await incoming(
         from_=body.from_,
         text=body.text,
         push_name=body.push_name,
@@ -78,10 +82,8 @@ async def incoming(session_id: SessionIdParam, body: IncomingIn, res: Resources)
 async def contact(session_id: SessionIdParam, body: ContactIn, res: Resources) -> Response:
     """What the phone knows about a contact changes: its address-book name, its push name, its picture,
     its LID (revealed with its phone number, or not yet)."""
-    await _simulate(
-        res,
-        session_id,
-        "contact",
+    contact = await network(res, session_id, NetworkControls.contact)
+    await contact(
         jid=body.jid,
         name=body.name,
         push_name=body.push_name,
@@ -96,9 +98,8 @@ async def contact(session_id: SessionIdParam, body: ContactIn, res: Resources) -
 @router.post("/history", response_model=HistoryOut, responses=error_responses(404, 409))
 async def history(session_id: SessionIdParam, body: HistoryIn, res: Resources) -> JSON:
     """A history sync chunk arrives."""
-    chunk: HistoryChunk = await _simulate(
-        res, session_id, "history", chats=body.chats, messages_per_chat=body.messages_per_chat
-    )
+    history = await network(res, session_id, NetworkControls.history)
+    chunk = await history(chats=body.chats, messages_per_chat=body.messages_per_chat)
     messages = sum(len(c.messages) for c in chunk.conversations)
     return {"chats": len(chunk.conversations), "messages": messages}
 
@@ -106,21 +107,21 @@ async def history(session_id: SessionIdParam, body: HistoryIn, res: Resources) -
 @router.post("/drop", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 async def drop(session_id: SessionIdParam, res: Resources) -> Response:
     """A transient network drop; the session reconnects by itself."""
-    await _simulate(res, session_id, "drop")
+    await (await network(res, session_id, NetworkControls.drop))()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/unlink", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 async def unlink(session_id: SessionIdParam, res: Resources) -> Response:
     """The phone removes the linked device: the session becomes `disconnected` / `logged_out`."""
-    await _simulate(res, session_id, "unlink")
+    await (await network(res, session_id, NetworkControls.unlink))()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/sent", response_model=list[SentOut], responses=error_responses(404))
 async def sent(session_id: SessionIdParam, res: Resources) -> list[JSON]:
     """What the network received from this session, oldest first."""
-    items: list[SentMessage] = await _simulate(res, session_id, "sent")
+    items = await (await network(res, session_id, NetworkControls.sent))()
     return [_sent_json(item) for item in items]
 
 

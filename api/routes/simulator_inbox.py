@@ -14,9 +14,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, Field
 
+from actors.calls import NetworkControls
 from api.deps import Resources
 from api.errors import error_responses
-from api.routes.simulator import SessionIdParam, _simulate
+from api.routes.simulator import SessionIdParam, network
 from api.schemas import MAX_ID, ApiModel, Id, Recipient, _emoji, _no_nul
 from kernel.text_rules import MAX_TEXT
 
@@ -61,10 +62,8 @@ class SimPresenceIn(ApiModel):
 @router.post("/react", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 async def react(session_id: SessionIdParam, body: SimReactIn, res: Resources) -> Response:
     """The contact (or, `fromMe`, the user on the phone) reacts to a message of the chat."""
-    await _simulate(
-        res,
-        session_id,
-        "react",
+    react = await network(res, session_id, NetworkControls.react)
+    await react(
         chat_id=body.chat_id,
         message_id=body.message_id,
         emoji=body.emoji,
@@ -76,28 +75,30 @@ async def react(session_id: SessionIdParam, body: SimReactIn, res: Resources) ->
 @router.post("/edit", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 async def edit(session_id: SessionIdParam, body: SimEditIn, res: Resources) -> Response:
     """The contact edits their message: it keeps its id and gets the new text."""
-    await _simulate(res, session_id, "edit", chat_id=body.chat_id, message_id=body.message_id, text=body.text)
+    edit = await network(res, session_id, NetworkControls.edit)
+    await edit(chat_id=body.chat_id, message_id=body.message_id, text=body.text)
     return _done()
 
 
 @router.post("/revoke", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 async def revoke(session_id: SessionIdParam, body: SimMessageIn, res: Resources) -> Response:
     """The contact deletes their message for everyone."""
-    await _simulate(res, session_id, "revoke", chat_id=body.chat_id, message_id=body.message_id)
+    revoke = await network(res, session_id, NetworkControls.revoke)
+    await revoke(chat_id=body.chat_id, message_id=body.message_id)
     return _done()
 
 
 @router.post("/read", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 async def read(session_id: SessionIdParam, body: SimReadIn, res: Resources) -> Response:
     """The user reads the chat on the phone: the bridge's unread count follows."""
-    await _simulate(res, session_id, "read", chat_id=body.chat_id, up_to=body.up_to)
+    read = await network(res, session_id, NetworkControls.read)
+    await read(chat_id=body.chat_id, up_to=body.up_to)
     return _done()
 
 
 @router.post("/presence", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 async def presence(session_id: SessionIdParam, body: SimPresenceIn, res: Resources) -> Response:
     """The contact types, records a voice note, stops, comes online or goes offline."""
-    await _simulate(
-        res, session_id, "presence", chat_id=body.chat_id, state=body.state, last_seen=body.last_seen
-    )
+    presence = await network(res, session_id, NetworkControls.presence)
+    await presence(chat_id=body.chat_id, state=body.state, last_seen=body.last_seen)
     return _done()

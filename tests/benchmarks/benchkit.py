@@ -37,6 +37,7 @@ import asyncpg
 import psutil
 from redis.asyncio import Redis
 
+from actors.calls import NetworkControls
 from actors.session import SessionConfig
 from kernel.settings import asyncpg_dsn
 
@@ -592,7 +593,9 @@ def actor_scan(namespace: str) -> Scan:
 
     async def scan(sid: str, phone: str, name: str) -> object:
         args = {"phone": phone, "display_name": name}
-        return await asyncio.wait_for(session_handle(sid, namespace).simulate.remote("scan", args), 30)
+        return await asyncio.wait_for(
+            session_handle(sid, namespace).control.remote(NetworkControls.scan.__name__, (), args), 30
+        )
 
     return scan
 

@@ -109,7 +109,8 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._qr_seen = asyncio.Event()
         self._dial_over = asyncio.Event()  # the dial failed or a terminal event came
         self._qr_count = 0
-        self._stopped = False
+        self._stopped = False  # stop() began: nothing more is sent or asked of Go
+        self._go_stopped = False  # Go's client has stopped (or the process must exit): no more callbacks
         self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid)
         self._named: set[str] = set()  # chats whose address-book name or subject was looked up
         for name, kind in events_in.SUBSCRIPTIONS.items():
@@ -183,9 +184,9 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         log.info("session %s: connect started", self._sid)
 
     async def events(self) -> AsyncIterator[ClientEvent]:
-        """The client's events in order; ends after `stop()`."""
+        """The client's events in order, including what Go handed over during `stop()`; ends after it."""
         while True:
-            if self._stopped and self._queue.empty():
+            if self._go_stopped and self._queue.empty():
                 return
             item = await self._queue.get()
             if item is None:
@@ -330,12 +331,22 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         )
 
     async def stop(self) -> None:
-        """Stop Go's client (bounded: it blocks on a black-holed network), end `events()`. Idempotent."""
+        """Stop Go's client (bounded: it blocks on a black-holed network), end `events()`. Idempotent.
+
+        What Go hands over until its client has stopped still comes out of `events()` (whatsmeow has
+        acknowledged it to WhatsApp); nothing does once `stop()` returns: the session is going away.
+        """
         if self._stopped:
             return
         self._stopped, self._online = True, False
         runtime.release(self)
-        self._queue.put_nowait(None)
+        try:
+            await self._stop_go()
+        finally:
+            self._go_stopped = True
+            self._queue.put_nowait(None)
+
+    async def _stop_go(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_BUDGET_S
         if self._inflight:

@@ -87,6 +87,7 @@ class NeonizeEvents:
     _dial_over: asyncio.Event
     _qr_count: int
     _stopped: bool
+    _go_stopped: bool
     _profiles: Profiles
     _named: set[str]
 
@@ -101,7 +102,7 @@ class NeonizeEvents:
         return handle
 
     def _accept(self, kind: str, payload: Any) -> None:
-        if self._stopped:
+        if self._go_stopped:
             return
         if self._connect_started:
             self._go_live = True

@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+from actors.calls import NetworkControls
 from actors.clients.simulated.actions import SimulatedActions
 from actors.clients.simulated.content import (
     HistoryPlan,
@@ -379,3 +380,4 @@ async def _chunks(chunks: Iterator[bytes]) -> AsyncGenerator[bytes, None]:
 
 
 _: type[WhatsAppClient] = SimulatedClient
+_controls: type[NetworkControls] = SimulatedClient
