@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 
 import ray
 
-from actors.bus import EventBus
+from actors.bus import OUTBOX, OUTBOX_MAX_BYTES, EventBus
 from actors.calls import SessionCalls, SimulatedSessionCalls
 from actors.clients import make_client
 from actors.downloads import STREAM_AHEAD, MediaStream
@@ -26,7 +26,8 @@ from actors.pictures import PictureState
 from actors.ports import ClientOptions, Stores, WhatsAppClient
 from actors.recycle import exit_for_restart, leave_superseded, report_restart, was_restarted
 from actors.session import SessionConfig, SessionCore
-from actors.spool import Spool
+from actors.spool import Spool, pending_bytes
+from actors.writes import WRITES
 from kernel.domain import Message, Placement, SendResult, SessionView
 
 log = logging.getLogger(__name__)
@@ -58,17 +59,23 @@ class SessionActor:
         def factory(options: ClientOptions) -> WhatsAppClient:
             return make_client(config.backend, options, stores)
 
-        self._spool_path = spool_path(config, session_id)
+        self._folder = spool_folder(config)
+        self._spool_path = self._folder / f"{session_id}.spool"
 
         def open_spool() -> Spool:
-            return Spool(self._spool_path, max_bytes=config.spool_max_bytes)
+            return Spool(self._spool_path, codec=WRITES, max_bytes=config.spool_max_bytes)
+
+        def open_outbox() -> Spool:
+            return Spool(self._folder / f"{session_id}.outbox", codec=OUTBOX, max_bytes=OUTBOX_MAX_BYTES)
 
         self._core = SessionCore(
             session_id,
             config,
             client_factory=factory,
             store=stores.session_store(config.database_dsn, session_id),
-            bus=EventBus(config.redis_url, session_id, retained=config.events_retained),
+            bus=EventBus(
+                config.redis_url, session_id, retained=config.events_retained, open_outbox=open_outbox
+            ),
             open_spool=open_spool,
             # A fresh process through Ray's own restart: no crash warning on the console (actors/recycle.py).
             exit_process=functools.partial(exit_for_restart, session_id),
@@ -180,15 +187,18 @@ class SessionActor:
         return await self._core.chat_picture(chat_id)
 
     async def close(self, purge: bool) -> int:
-        """Stop the client (and with purge: unlink, delete stored messages); the registry kills us next.
+        """Stop the client (and with purge: unlink, delete stored messages and this session's files on
+        this node: spool, set-aside writes, outbox); the registry kills us next.
 
         Returns the bytes still in the spool on this node's disk (0: every write reached PostgreSQL).
         """
-        await self._core.close(purge=purge)
         try:
-            return self._spool_path.stat().st_size
-        except FileNotFoundError:
-            return 0
+            await self._core.close(purge=purge)
+        finally:
+            if purge:
+                for path in self._folder.glob(f"{self._session_id}.*"):
+                    path.unlink(missing_ok=True)  # a link is removed, never followed
+        return pending_bytes(self._spool_path)
 
 
 class SimulatedSessionActor(SessionActor):
@@ -205,12 +215,12 @@ def session_actor_class(backend: str) -> type[SessionActor]:
     return SimulatedSessionActor if backend == "simulated" else SessionActor
 
 
-def spool_path(config: SessionConfig, session_id: str) -> Path:
-    """Where a session's spool lives on its node (`SESSION_SPOOL_DIR`, else the temporary folder)."""
-    base = (
-        Path(config.spool_dir) if config.spool_dir else Path(tempfile.gettempdir()) / "whatsapp-bridge-spool"
-    )
-    return base / f"{session_id}.spool"
+def spool_folder(config: SessionConfig) -> Path:
+    """Where a node keeps its sessions' spools and outboxes (`SESSION_SPOOL_DIR`, else the temporary
+    folder): a private folder, checked by `actors.private_files` before any file in it is used."""
+    if config.spool_dir:
+        return Path(config.spool_dir)
+    return Path(tempfile.gettempdir()) / "whatsapp-bridge-spool"
 
 
 _: type[SessionCalls] = SessionActor

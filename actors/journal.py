@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
 import random
 import traceback
 from collections.abc import Awaitable, Callable
@@ -110,10 +109,6 @@ class Journal:
         self._running = False
         self._spool.close()
 
-    def discard(self) -> None:
-        """Delete the spool (the session is deleted: nothing in it is wanted any more)."""
-        self._spool.path.unlink(missing_ok=True)
-
     async def _run(self) -> None:
         delay = RETRY_MIN_S
         while True:
@@ -171,7 +166,7 @@ class Journal:
                 found = Outage(Service.DATABASE, Why.UNREACHABLE)  # decided by the store, cause unknown
             if found is not None:
                 raise _Waiting(found) from err
-            self._spool.set_aside(pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL))
+            self._spool.set_aside(entry)
             # The error's text is left out: PostgreSQL's DETAIL quotes the failing row, a message's content.
             log.error(
                 "%s: applying %s failed (%s); set aside in %s (%d there), replayed by"

@@ -55,12 +55,13 @@ class Lifecycle:
                 self._boot_error = str(err)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, BOOT_RETRY_MAX_S)
-            except Exception:
-                # Not a dependency that is away: a fresh process is the only retry that can differ.
+            except Exception as err:
+                # Not a dependency that is away (a spool refused, a bug): a fresh process is the only
+                # retry that can differ.
                 log.exception("session %s: boot failed", session.session_id)
-                self._boot_error = "boot failed"
+                self._boot_error = f"boot failed: {err}"
                 await asyncio.sleep(BOOT_RETRY_MAX_S)
-                await session.recycle("boot failed")
+                await session.recycle(self._boot_error)
                 return
         if self._boot_error is not None:
             log.info("session %s: row loaded after the database came back", session.session_id)
@@ -100,6 +101,8 @@ class Lifecycle:
             await session.lease.take()
         except SessionNotFound:
             return None
+        if session.journal is None:
+            session.bus.restore()  # frames an earlier process could not send go out before any new one
         apply = applier(session.store, session.bus, self._transitions.phone_taken)
         journal = session.open_journal(session.lease.guard(apply))
         await journal.flush()
@@ -169,8 +172,6 @@ class Lifecycle:
                     "session %s: %d writes still spooled at close", session.session_id, journal.backlog
                 )
             await journal.close()
-            if purge:
-                journal.discard()
         await session.lease.release()
         if purge:
             await session.store.inbox.purge()

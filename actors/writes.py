@@ -1,20 +1,29 @@
 """What a session writes to PostgreSQL, as journal entries (`actors.journal`), and how each is applied.
 
-Each entry is a frozen value that pickles (it waits in the spool, maybe across a process restart) and
-whose application is idempotent (it may be applied twice after a crash): messages are upserts keyed by
-id, receipts only move forward, reactions and edits only to newer ones, a revoke or a read only once,
-row fields are set to values, not incremented. A frame is published when its change is stored for the
-first time, so a replay never publishes twice.
+Each entry is a frozen value with a stable JSON form (`WRITES`: it waits in the spool, maybe across a
+process restart or an upgrade) and whose application is idempotent (it may be applied twice after a
+crash): messages are upserts keyed by id, receipts only move forward, reactions and edits only to newer
+ones, a revoke or a read only once, row fields are set to values, not incremented. A frame is published
+when its change is stored for the first time, so a replay never publishes twice.
+
+The JSON form is `{"type": <class name>, "entry": <its fields>}` (`actors.plain_json`). An entry may gain
+a field with a default; renaming or removing one, or a new field without a default, changes what older
+spools hold: bump `actors.spool.FORMAT` and decode the older format too (tests/test_spool_format.py
+keeps a spool of format 1 that every release must read).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import get_args
 
 from actors.bus import EventBus
+from actors.plain_json import from_plain, to_plain
 from actors.ports import SessionStorePort as Store
+from actors.spool import Codec
 from kernel.domain import Message, MessageStatus, Reaction, Reason, SessionStatus
 from kernel.events import HistoryChunk
 from kernel.stored import SendRecord
@@ -149,6 +158,28 @@ Write = (
     | SaveSendRecord
     | DropSendRecord
 )
+
+_ENTRY_TYPES: dict[str, type[Write]] = {cls.__name__: cls for cls in get_args(Write)}
+
+
+def encode_write(entry: Write) -> bytes:
+    doc = {"type": type(entry).__name__, "entry": to_plain(entry)}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_write(body: bytes) -> Write:
+    """The entry `encode_write` made; ValueError for anything else (a bad record, an unknown type)."""
+    doc = json.loads(body)  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    if not isinstance(doc, dict) or set(doc) != {"type", "entry"}:
+        raise ValueError("not a journal entry")
+    cls = _ENTRY_TYPES.get(doc["type"]) if isinstance(doc["type"], str) else None
+    if cls is None:
+        raise ValueError(f"unknown journal entry type {str(doc['type'])[:40]!r}")
+    entry: Write = from_plain(cls, doc["entry"])
+    return entry
+
+
+WRITES = Codec(encode_write, decode_write)
 
 
 def applier(

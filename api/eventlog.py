@@ -2,7 +2,8 @@
 
 An entry's id (`<ms>-<n>`) is the `cursor` of the frame it becomes. Cursors compare as stream ids. The
 log keeps the last `EVENT_STREAM_RETAINED` entries across all sessions (`actors.bus` trims it): a cursor
-is resumable while nothing after it has been trimmed.
+is resumable while its entry is still in the log (nothing after it was trimmed, and the log did not lose
+its history).
 """
 
 from __future__ import annotations
@@ -96,22 +97,24 @@ async def last_id(client: Redis) -> str:
 
 
 async def resumable(client: Redis, cursor: str) -> bool:
-    """Whether every entry after `cursor` is still in the log (and `cursor` is not from its future).
+    """Whether every entry after `cursor` is still in the log.
 
-    Entries are only ever trimmed from the head: an entry older than the first one may be gone unless the
-    log never lost one (as many added as it holds).
+    A cursor names an entry this log handed out, and entries are only ever trimmed from the head: all
+    that came after it is there exactly while that entry is. A log that lost its history (Redis restarted
+    without persistence, flushed, or failed over to a replica that had not got it) no longer holds it,
+    although the ids of its new entries compare after it. `0-0` (a client that has seen no entry)
+    resumes while the log never lost one (as many added as it holds).
     """
+    if cursor != START:
+        return await holds(client, cursor)
     info = await _info(client)
-    if not info:
-        return cursor == START
-    newest = _text(info.get("last-generated-id")) or START
-    if after(cursor, newest):
-        return False
-    first = info.get("first-entry")
-    if first and not after(_text(first[0]), cursor):
-        return True
-    added = info.get("entries-added")  # Redis >= 7
-    return (added is not None and int(added) == int(info.get("length", 0))) or cursor == newest
+    return not info or int(info.get("entries-added", -1)) == int(info.get("length", 0))
+
+
+async def holds(client: Redis, entry_id: str) -> bool:
+    """Whether the entry `entry_id` is in the log."""
+    found: Any = await client.xrange(EVENTS_STREAM, min=entry_id, max=entry_id, count=1)
+    return bool(found)
 
 
 async def entries_between(client: Redis, cursor: str, upto: str) -> AsyncIterator[tuple[bytes, Any]]:

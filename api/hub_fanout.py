@@ -88,6 +88,16 @@ class Fanout:
                 text = text or frame_text(frame_type, session_id, payload, cursor=position)
                 self._offer(sub, frame_type, session_id, payload, text)
 
+    def resync_all(self, reason: str, cursor: str) -> None:
+        """Tell every socket to reload (a `resync` frame): what it would have been sent may be gone."""
+        payload = {"reason": reason}
+        for subs in list(self._by_user.values()):
+            for sub in list(subs):
+                sub.seen_upto = eventlog.START  # it reloads: whatever comes live is news
+                self._metrics.ws_resyncs.labels(reason=reason).inc()
+                text = frame_text("resync", sub.session_filter, payload, cursor=cursor)
+                self._offer(sub, "resync", sub.session_filter or "", payload, text)
+
     def _watching(self, user_id: str, session_id: str) -> list[Subscriber]:
         return [sub for sub in self._by_user.get(user_id, ()) if sub.wants(session_id)]
 

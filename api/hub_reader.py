@@ -7,6 +7,10 @@ that cannot be decoded is logged and skipped; any other failure is logged, count
 (`events_ok`, /health) and the loop starts again with capped backoff. Owner lookups run concurrently and
 are waited for at most `owner_lookup.WAIT_S`: an owner that cannot be resolved yet has that session's
 entries skipped (a reconnecting client gets them by replay), so one session never stalls the others.
+
+When Redis answers again and the log no longer holds the last entry handled (Redis restarted empty, or
+the log was trimmed past it meanwhile), entries may be gone: every socket gets a `resync` frame (reason
+`history_lost`) and reading goes on from the log's newest entry.
 """
 
 from __future__ import annotations
@@ -140,6 +144,8 @@ class LogReader:
             try:
                 if self._position is None:
                     self._position = await eventlog.last_id(client)
+                elif not self._redis_up and not await eventlog.resumable(client, self._position):
+                    await self._history_lost(client)
                 while not self._stopping:
                     got: Any = await client.xread(
                         {EVENTS_STREAM: self._position}, count=READ_COUNT, block=READ_BLOCK_MS
@@ -165,6 +171,15 @@ class LogReader:
                     await asyncio.wait_for(client.aclose(), 2.0)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _history_lost(self, client: Redis) -> None:
+        """The log no longer holds the last entry read (Redis came back empty, or trimmed past it while
+        we were away): what was logged after it may be gone, so every socket reloads."""
+        log.warning(
+            "the event log lost its history (entry %s is gone); WebSocket clients resync", self._position
+        )
+        self._position = await eventlog.last_id(client)
+        self._fanout.resync_all("history_lost", self._position)
 
     def _went_up(self) -> None:
         if not self._redis_up:

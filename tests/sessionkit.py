@@ -10,10 +10,11 @@ from pathlib import Path
 
 import asyncpg
 
-from actors.bus import EventBus
+from actors.bus import OUTBOX, OUTBOX_MAX_BYTES, EventBus
 from actors.clients import make_client
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool
+from actors.writes import WRITES
 from kernel.domain import SessionStatus, SessionView
 from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
@@ -57,13 +58,15 @@ async def session_factory(database_url: str, redis_url: str, spool_dir: Path) ->
         config: SessionConfig = session_config(database_url, redis or redis_url, **overrides)
         exits = Exits()
         spool_path = spool_dir / f"{sid}.spool"
+        outbox_path = spool_dir / f"{sid}.outbox"
+        outbox = {"codec": OUTBOX, "max_bytes": OUTBOX_MAX_BYTES}
         session = SessionCore(
             sid,
             config,
             client_factory=lambda options: make_client(config.backend, options, PostgresStores()),
             store=SessionStore(asyncpg_dsn(db) if db else config.database_dsn, sid, connect_timeout=2.0),
-            bus=EventBus(config.redis_url, sid),
-            open_spool=lambda: Spool(spool_path, max_bytes=64 * 1024 * 1024),
+            bus=EventBus(config.redis_url, sid, open_outbox=lambda: Spool(outbox_path, **outbox)),
+            open_spool=lambda: Spool(spool_path, codec=WRITES, max_bytes=64 * 1024 * 1024),
             exit_process=exits,
             leave_superseded=exits,
             owner=owner or f"sessionkit-{sid}",

@@ -6,6 +6,7 @@ failing owner lookup (the API's PostgreSQL cut) and entries it cannot read.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -169,6 +170,46 @@ async def test_a_cursor_outside_the_window_gets_resync(
             resync = await ws.wait_for(lambda f: f["type"] == "resync")
             assert resync["reason"] == reason and resync["cursor"]
             assert not ws.of("message"), "nothing replayed past a gap"
+
+
+def _restart_empty(valkey: EmbeddedValkey) -> None:
+    """Restart Redis as one without persistence comes back: same address, no data."""
+    valkey.stop()
+    (valkey.data_dir / "dump.rdb").unlink(missing_ok=True)
+    shutil.rmtree(valkey.data_dir / "appendonlydir", ignore_errors=True)
+    valkey.start()
+
+
+async def test_a_log_that_lost_its_history_answers_old_cursors_with_resync(
+    stack: tuple[Stack, FaultProxy, FaultProxy], valkey: EmbeddedValkey
+) -> None:
+    api, _, _ = stack
+    user = new_user()
+    sid = await _connected_session(api, user, "+14155550209")
+    async with websocket(api, user) as live:
+        await _incoming(api, sid, "seen")
+        seen = await live.wait_for(lambda f: f["type"] == "message" and f["message"]["text"] == "seen")
+        _restart_empty(valkey)
+        # Open sockets: what was logged after the last entry read may be gone with the old log.
+        lost = await live.wait_for(lambda f: f["type"] == "resync", timeout=30)
+        assert lost["reason"] == "history_lost"
+        await _incoming(api, sid, "after the restart")
+        await live.wait_for(lambda f: f["type"] == "message" and f["message"]["text"] == "after the restart")
+    async with Redis.from_url(valkey.url) as redis:
+        first = (await redis.xrange(EVENTS_STREAM, count=1))[0][0].decode()
+    assert _key(first) > _key(seen["cursor"])  # the new log's ids compare after the old cursor...
+
+    # ...yet what followed it is gone: resync, nothing replayed.
+    async with websocket(api, user, cursor=seen["cursor"]) as old:
+        resync = await old.wait_for(lambda f: f["type"] == "resync")
+        assert resync["reason"] == "cursor_expired"
+        assert not old.of("message")
+    # The cursor the resync gave resumes: everything after it, once, in order.
+    async with websocket(api, user, cursor=lost["cursor"]) as fresh:
+        await _incoming(api, sid, "later")
+        await fresh.wait_for(lambda f: f["type"] == "message" and f["message"]["text"] == "later")
+        assert _texts(fresh, sid) == ["after the restart", "later"]
+        assert not fresh.of("resync")
 
 
 async def test_the_hub_survives_a_failing_owner_lookup_and_unreadable_entries(

@@ -10,9 +10,9 @@ test's own (tests/refusalkit.py).
 
 from __future__ import annotations
 
-import pickle
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -126,18 +126,20 @@ async def test_a_write_the_database_rejects_is_set_aside_privately_and_replayed_
 
 def test_set_aside_entries_survive_a_restart_and_a_requeue_that_died_half_way(tmp_path: Path) -> None:
     from actors.spool import Spool
-    from actors.writes import SaveLastSeen
+    from actors.writes import WRITES, SaveLastSeen
 
     path = tmp_path / "s.spool"
-    spool = Spool(path, max_bytes=1 << 20)
-    entries = [SaveLastSeen(at) for at in ("a", "b", "c")]  # type: ignore[arg-type]
+    spool = Spool(path, codec=WRITES, max_bytes=1 << 20)
+    entries = [SaveLastSeen(datetime(2026, 1, day, tzinfo=UTC)) for day in (1, 2, 3)]
     for entry in entries[:2]:
-        spool.set_aside(pickle.dumps(entry))
+        spool.set_aside(entry)
     spool.close()
-    again = Spool(path, max_bytes=1 << 20)  # the next process counts what the last one set aside
+    again = Spool(
+        path, codec=WRITES, max_bytes=1 << 20
+    )  # the next process counts what the last one set aside
     assert again.failed == 2 and stat.S_IMODE(again.failed_path.stat().st_mode) == 0o600
     again.failed_path.rename(f"{again.failed_path}.requeue")  # a requeue that died after its rename
-    again.set_aside(pickle.dumps(entries[2]))
+    again.set_aside(entries[2])
     assert again.requeue_failed() == 2  # the interrupted one first, once
     assert [e for _, e in again.head(10)] == entries[:2] and again.failed == 1
     assert again.requeue_failed() == 1 and again.failed == 0 and not again.failed_path.exists()

@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from actors.session import SessionCore
-from actors.spool import Spool
-from actors.writes import SaveState, StoreMessage
+from actors.spool import Spool, pending_bytes
+from actors.writes import WRITES, SaveState, StoreMessage
 from kernel.domain import SessionStatus
 from kernel.errors import IdempotencyKeyReused, SendOutcomeUnknown
 from kernel.settings import asyncpg_dsn
@@ -206,26 +206,26 @@ async def test_a_key_whose_send_never_finished_is_unknown_not_sent_again(
 
 def test_the_spool_survives_a_torn_write_and_keeps_its_order(tmp_path: Path) -> None:
     path = tmp_path / "s.spool"
-    spool = Spool(path, max_bytes=1 << 20)
+    spool = Spool(path, codec=WRITES, max_bytes=1 << 20)
     for i in range(5):
         spool.append(SaveState(SessionStatus.CONNECTED if i % 2 else SessionStatus.CONNECTING, None))
     spool.close()
     with open(path, "ab") as f:
         f.write(b"\x40\x00\x00\x00partial")  # a record whose writer died half-way
-    again = Spool(path, max_bytes=1 << 20)
+    again = Spool(path, codec=WRITES, max_bytes=1 << 20)
     entries = again.head(100)
     assert again.pending == 5 and len(entries) == 5
     again.commit(entries[2][0])
     assert again.pending == 2 and [e for _, e in again.head(100)] == [e for _, e in entries[3:]]
     again.commit(entries[-1][0])
-    assert again.pending == 0 and path.stat().st_size == 0
+    assert again.pending == 0 and pending_bytes(path) == 0
 
 
 def test_a_full_spool_refuses_instead_of_growing(tmp_path: Path) -> None:
     from actors.spool import SpoolFull
     from kernel.domain import Message
 
-    spool = Spool(tmp_path / "s.spool", max_bytes=4096)
+    spool = Spool(tmp_path / "s.spool", codec=WRITES, max_bytes=4096)
     big = StoreMessage(
         Message(id="m", chat_id="c", sender="s", from_me=False, timestamp=None, text="x" * 3000), None, True
     )  # type: ignore[arg-type]
