@@ -83,7 +83,7 @@ def spawn_cluster_api(
     request_bound_s: float,
     **env: str,
 ) -> Api:
-    """`whatsapp-bridge` on the simulated network, a driver of the cluster at `cluster_address`, plus `env`."""
+    """`whatsapp-bridge` on the simulated network, a driver of the cluster at `cluster_address`, + `env`."""
     port = free_port()
     key = secrets.token_urlsafe(24)
     full = clean_env(
