@@ -24,7 +24,7 @@ from actors.downloads import STREAM_AHEAD, MediaStream
 from actors.fleet import ProcessInfo, own_process
 from actors.pictures import PictureState
 from actors.ports import ClientOptions, Stores, WhatsAppClient
-from actors.recycle import exit_for_restart, report_restart, was_restarted
+from actors.recycle import exit_for_restart, leave_superseded, report_restart, was_restarted
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool, pending_bytes
 from actors.writes import WRITES
@@ -79,6 +79,9 @@ class SessionActor:
             open_spool=open_spool,
             # A fresh process through Ray's own restart: no crash warning on the console (actors/recycle.py).
             exit_process=functools.partial(exit_for_restart, session_id),
+            leave_superseded=functools.partial(leave_superseded, session_id),
+            # Every process of this actor is one owner: a newer one takes the lease over at once.
+            owner=ray.get_runtime_context().get_actor_id() or f"session-{session_id}",
         )
         self._core.start()
         log.info("session %s: process %d started", session_id, os.getpid())

@@ -22,7 +22,7 @@ from typing import Any
 
 from actors.spool import Spool
 from actors.tasks import TaskGroup
-from kernel.errors import ServiceUnavailable, SessionNotFound
+from kernel.errors import LeaseLost, ServiceUnavailable, SessionNotFound
 from kernel.outages import Outage, Service, Why, describe, outage
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,11 @@ class Journal:
             self._wake.clear()
             try:
                 await self._flush()
+            except LeaseLost:
+                log.warning(
+                    "%s: another process holds the lease; %d writes stay spooled", self._label, self.backlog
+                )
+                return
             except _Waiting as waiting:
                 if self.outage != waiting.outage:
                     log.warning(
@@ -153,6 +158,8 @@ class Journal:
             await self._apply(entry)
         except SessionNotFound:
             log.info("%s: the session's row is gone; dropping %s", self._label, type(entry).__name__)
+        except LeaseLost:
+            raise  # this process may not write any more: the entry stays in the spool, unapplied
         except Exception as err:
             found = outage(err)
             if found is None and isinstance(err, ServiceUnavailable):

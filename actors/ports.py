@@ -189,6 +189,14 @@ class BeatStore(Protocol):
     async def end_beat(self, process: str) -> None: ...
 
 
+class LeaseStore(Protocol):
+    """The session's lease (`actors.lease`): taken, renewed and released through its store."""
+
+    async def take_lease(self, owner: str, ttl_s: float) -> int | None: ...
+    async def renew_lease(self, ttl_s: float) -> None: ...
+    async def release_lease(self) -> None: ...
+
+
 class InboxStorePort(Protocol):
     """A session's chats and messages (`persistence.inbox_store.InboxStore`)."""
 
@@ -222,7 +230,7 @@ class ChatPeoplePort(Protocol):
     async def cache_picture(self, chat_id: str, key: str, mimetype: str, data: bytes) -> None: ...
 
 
-class SessionStorePort(BeatStore, Protocol):
+class SessionStorePort(BeatStore, LeaseStore, Protocol):
     """What the session needs of its store (`persistence.session_store.SessionStore`): its row and
     heartbeat here, its inbox, its chats' people and its send records as parts over the same connection."""
 

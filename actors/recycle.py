@@ -57,6 +57,16 @@ def exit_for_restart(session_id: str, why: str) -> None:
     os._exit(1)  # Ray restarts us all the same (max_restarts=-1), and prints its crash warning
 
 
+def leave_superseded(session_id: str, why: str) -> None:
+    """End this process without asking Ray: it may no longer be its actor's current process (after a
+    partition Ray runs a newer one elsewhere), and a `ray.kill` of its actor would end that newer one.
+    If it was current, Ray restarts the actor (printing its crash warning). Never returns."""
+    log.warning("session %s: leaving the process: %s", session_id, why)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(1)
+
+
 @functools.cache
 def was_restarted() -> bool:
     """Whether Ray restarted this actor's process (a GCS query, asked once per process)."""

@@ -11,7 +11,7 @@ from ray.actor import ActorHandle
 
 from actors.actor import session_actor_class
 from actors.ports import Stores
-from actors.session_base import SessionConfig
+from actors.session_state import SessionConfig
 from kernel.ids import actor_name
 
 CAPACITY_RESOURCE = "wa_session"

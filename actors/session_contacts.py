@@ -27,9 +27,9 @@ from typing import Any
 
 from actors.pictures import OWN_UNKNOWN, PictureState, own_picture
 from actors.ports import PictureInfo
-from actors.session_base import SessionBase
+from actors.session_state import SessionState
 from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
-from kernel.domain import Message, SessionStatus
+from kernel.domain import Message
 from kernel.errors import (
     MediaNotAvailable,
     PictureNotAvailable,
@@ -38,7 +38,7 @@ from kernel.errors import (
     SessionNotFound,
 )
 from kernel.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
-from kernel.ids import USER_SERVER, jid_user, to_jid
+from kernel.ids import to_jid
 from kernel.inbox_scope import keeps
 
 log = logging.getLogger(__name__)
@@ -49,145 +49,134 @@ PICTURE_CACHE = 64  # pictures' bytes kept in memory
 MAX_PENDING_NAMES = 5000
 
 
-class SessionContacts(SessionBase):
-    """Scope, identity links, names and pictures (mixed into the session)."""
+class Contacts:
+    """Scope, identity links, names and pictures of one session."""
 
-    _links: dict[str, str] | None = None  # lid → pn, loaded from the store on first use
-    _links_loaded = False
-    _names: dict[str, SaveContactName] | None = None  # names learned this process, by chat
-    _pictures: dict[str, PictureState] | None = None
-    _picture_bytes: OrderedDict[str, tuple[bytes, str]] | None = None
-    _picture_gate: asyncio.Semaphore | None = None
-    _picture_jobs: dict[str, asyncio.Task[Any]] | None = None
+    def __init__(self, state: SessionState) -> None:
+        self._state = state
+        self._links: dict[str, str] = {}  # lid → pn: loaded from the store on first use, then learned
+        self._links_loaded = False
+        self._names: dict[str, SaveContactName] = {}  # names learned this process, by chat
+        self._pictures: dict[str, PictureState] = {}
+        self._picture_bytes: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self._picture_gate = asyncio.Semaphore(PICTURE_FETCHES)
+        self._picture_jobs: dict[str, asyncio.Task[Any]] = {}
 
     # ------------------------------------------------------------------ scope and addressing
 
-    async def _ensure_links(self) -> dict[str, str]:
-        if self._links is None:
-            self._links = {}
+    async def ensure_links(self) -> dict[str, str]:
         if not self._links_loaded:
             try:
-                stored = await self._store.people.identity_links()
+                stored = await self._state.store.people.identity_links()
             except ServiceUnavailable:
                 return self._links  # loaded on a later event; links learned meanwhile are kept and journalled
             self._links = {**stored, **self._links}
             self._links_loaded = True
         return self._links
 
-    def _canon(self, jid: str) -> str:
-        return (self._links or {}).get(jid, jid)
+    def canon(self, jid: str) -> str:
+        return self._links.get(jid, jid)
 
-    async def _in_inbox(self, event: ClientEvent) -> ClientEvent | None:
+    async def chat(self, chat_id: str) -> str:
+        """The chat as the store keys it: a LID linked to a phone number is that number's chat."""
+        jid = to_jid(chat_id)
+        return (await self.ensure_links()).get(jid, jid)
+
+    async def in_inbox(self, event: ClientEvent) -> ClientEvent | None:
         """`event` with its chat ids mapped to phone numbers; None when its chat is not the inbox's."""
+        scope = self._state.config.inbox_chats
         if isinstance(event, ContactName | PictureChanged):
-            await self._ensure_links()
-            jid = self._canon(event.jid)
-            return replace(event, jid=jid) if keeps(jid, self._config.inbox_chats) else None
+            await self.ensure_links()
+            jid = self.canon(event.jid)
+            return replace(event, jid=jid) if keeps(jid, scope) else None
         chat_id = getattr(event, "chat_id", None)
         if chat_id is None and not isinstance(event, MessageReceived | HistoryChunk):
             return event
-        await self._ensure_links()
-        scope = self._config.inbox_chats
+        await self.ensure_links()
         if isinstance(event, MessageReceived):
             message = self._canon_message(event.message)
             return replace(event, message=message) if keeps(message.chat_id, scope) else None
         if isinstance(event, HistoryChunk):
             kept = []
             for conv in event.conversations:
-                chat = self._canon(conv.chat_id)
+                chat = self.canon(conv.chat_id)
                 if keeps(chat, scope):
                     messages = tuple(self._canon_message(m) for m in conv.messages)
                     kept.append(replace(conv, chat_id=chat, messages=messages))
             return HistoryChunk(tuple(kept)) if kept else None
         assert chat_id is not None
-        chat = self._canon(chat_id)
+        chat = self.canon(chat_id)
         if not keeps(chat, scope):
             return None
         return replace(event, chat_id=chat) if chat != chat_id else event  # type: ignore[arg-type]
 
     def _canon_message(self, message: Message) -> Message:
-        chat, sender = self._canon(message.chat_id), self._canon(message.sender)
+        chat, sender = self.canon(message.chat_id), self.canon(message.sender)
         if (chat, sender) == (message.chat_id, message.sender):
             return message
         alt = message.sender if sender != message.sender else message.sender_alt
         return replace(message, chat_id=chat, sender=sender, sender_alt=alt)
 
-    def _on_contact_name(self, jid: str, name: str, source: str) -> None:
+    def on_contact_name(self, jid: str, name: str, source: str) -> None:
         """Journal a name; remember it for a chat that does not exist yet (its first message names it)."""
-        names = self._names if self._names is not None else {}
-        self._names = names
-        if len(names) >= MAX_PENDING_NAMES:
-            names.pop(next(iter(names)))
-        names[jid] = SaveContactName(jid, name, source)
-        self._write(names[jid])
+        if len(self._names) >= MAX_PENDING_NAMES:
+            self._names.pop(next(iter(self._names)))
+        self._names[jid] = SaveContactName(jid, name, source)
+        self._state.write(self._names[jid])
 
-    def _after_message(self, message: Message) -> None:
+    def after_message(self, message: Message) -> None:
         """The chat of a message just written exists now: give it the name learned before it did."""
-        pending = self._names.pop(message.chat_id, None) if self._names else None
+        pending = self._names.pop(message.chat_id, None)
         if pending is not None:
-            self._write(pending)
+            self._state.write(pending)
 
-    async def _on_identity_link(self, lid: str, pn: str) -> None:
-        links = await self._ensure_links()
+    async def on_identity_link(self, lid: str, pn: str) -> None:
+        links = await self.ensure_links()
         if links.get(lid) == pn:
             return
         links[lid] = pn
-        self._write(SaveIdentityLink(lid, pn))
+        self._state.write(SaveIdentityLink(lid, pn))
 
     # ------------------------------------------------------------------ pictures
-
-    def _own_jid(self) -> str | None:
-        device = self._row.device_jid if self._row else None
-        return f"{jid_user(device)}@{USER_SERVER}" if device else None
 
     def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
         """Start fetching the pictures of these chats (as stored) that were never fetched or are out of
         date; nothing waits for them. How many fetches started (none while not connected)."""
-        if not self._connected():
+        if not self._state.connected():
             return 0
         now = datetime.now(UTC)
         started = 0
         for jid, state in stored.items():
-            state = (self._pictures or {}).get(jid, state)
+            state = self._pictures.get(jid, state)
             if state.stale(now):
                 self._picture_job(jid, state)
                 started += 1
         return started
 
-    def _connected(self) -> bool:
-        return (
-            self._client is not None
-            and self._view is not None
-            and self._view.status == SessionStatus.CONNECTED
-        )
-
     def _picture_job(self, jid: str, state: PictureState) -> asyncio.Task[Any]:
-        jobs = self._picture_jobs if self._picture_jobs is not None else {}
-        self._picture_jobs = jobs
-        job = jobs.get(jid)
+        job = self._picture_jobs.get(jid)
         if job is None or job.done():
-            job = self._tasks.spawn(self._refresh_picture(jid, state), f"picture {jid}")
-            jobs[jid] = job
+            job = self._state.tasks.spawn(self._refresh_picture(jid, state), f"picture {jid}")
+            self._picture_jobs[jid] = job
         return job
 
     async def _refresh_picture(self, jid: str, state: PictureState, force: bool = False) -> PictureState:
         """Ask WhatsApp for `jid`'s picture when `state` is stale (or `force`); journal what changed."""
+        session = self._state
         now = datetime.now(UTC)
         if not force and not state.stale(now):
             return state
-        if not self._connected():
+        if not session.connected():
             return state
-        assert self._client is not None
-        if self._picture_gate is None:
-            self._picture_gate = asyncio.Semaphore(PICTURE_FETCHES)
+        client = session.client_if_connected()
         known = state.id if state.id and state.link_alive(now) and not force else None
         async with self._picture_gate:
             try:
-                info = await self._client.profile_picture(jid, known)
+                info = await client.profile_picture(jid, known)
             except (SessionNotConnected, ServiceUnavailable):
                 return state
             except Exception:
-                log.info("session %s: picture of %s not available", self.session_id, jid, exc_info=True)
+                log.info("session %s: picture of %s not available", session.session_id, jid, exc_info=True)
                 return state
         if info is None:
             fresh = PictureState(None, None, now)
@@ -195,56 +184,50 @@ class SessionContacts(SessionBase):
             fresh = replace(state, checked_at=now)  # unchanged
         else:
             fresh = PictureState(info.id, info.url, now)
-        if self._pictures is None:
-            self._pictures = {}
         self._pictures[jid] = fresh
-        if jid == self._own_jid():
-            if fresh.url and fresh.url != (self._view.profile_pic_url if self._view else None):
-                self._write(SaveProfile(None, None, fresh.url, None))
-                self._update(profile_pic_url=fresh.url)
+        if jid == session.own_jid():
+            if fresh.url and fresh.url != (session.view.profile_pic_url if session.view else None):
+                session.write(SaveProfile(None, None, fresh.url, None))
+                session.update(profile_pic_url=fresh.url)
         else:
-            self._write(SavePicture(jid, fresh.id, fresh.url, now))
+            session.write(SavePicture(jid, fresh.id, fresh.url, now))
         return fresh
 
-    def _on_picture_changed(self, jid: str) -> None:
+    def on_picture_changed(self, jid: str) -> None:
         """WhatsApp says the picture changed: fetch it again on the next listing or request."""
-        state = (self._pictures or {}).get(jid, PictureState())
-        pictures = self._pictures if self._pictures is not None else {}
-        self._pictures = pictures
-        pictures[jid] = replace(state, checked_at=None)
-        self._write(SavePicture(jid, state.id, state.url, None))
+        state = self._pictures.get(jid, PictureState())
+        self._pictures[jid] = replace(state, checked_at=None)
+        self._state.write(SavePicture(jid, state.id, state.url, None))
 
-    def _own_picture_on_connect(self, fetched_url: str | None) -> None:
+    def own_picture_on_connect(self, fetched_url: str | None) -> None:
         """Our own picture: what the login just fetched, or a fetch now (the simulated network's login
         fetches none)."""
-        own = self._own_jid()
+        own = self._state.own_jid()
         if own is None:
             return
         if fetched_url:
-            pictures = self._pictures if self._pictures is not None else {}
-            self._pictures = pictures
-            pictures[own] = PictureState(OWN_UNKNOWN, fetched_url, datetime.now(UTC))
+            self._pictures[own] = PictureState(OWN_UNKNOWN, fetched_url, datetime.now(UTC))
             return
-        url = self._view.profile_pic_url if self._view else None
-        state = own_picture(url)
-        self._tasks.spawn(self._refresh_picture(own, state), "own picture")
+        view = self._state.view
+        state = own_picture(view.profile_pic_url if view else None)
+        self._state.tasks.spawn(self._refresh_picture(own, state), "own picture")
 
     async def chat_picture(self, chat_id: str) -> tuple[bytes, str]:
         """The picture of a chat (or of our own number): its bytes and mimetype. 404 when the chat is
         unknown or has no picture; 409 when it was never fetched and the session is not connected."""
-        await self.wait_ready()
-        await self._ensure_links()
-        jid = self._canon(to_jid(chat_id))
-        state = (self._pictures or {}).get(jid)
+        session = self._state
+        await session.wait_ready()
+        await self.ensure_links()
+        jid = self.canon(to_jid(chat_id))
+        state = self._pictures.get(jid)
         if state is None:
-            if jid == self._own_jid():
-                url = self._view.profile_pic_url if self._view else None
-                state = own_picture(url)
+            if jid == session.own_jid():
+                state = own_picture(session.view.profile_pic_url if session.view else None)
             else:
-                stored = await self._store.people.picture(jid)  # ChatNotFound for an unknown chat
+                stored = await session.store.people.picture(jid)  # ChatNotFound for an unknown chat
                 state = PictureState(stored.id, stored.url, stored.checked_at)
         if state.stale(datetime.now(UTC)):
-            if not self._connected() and self._cached_picture(state) is None:
+            if not session.connected() and self._cached_picture(state) is None:
                 raise SessionNotConnected()
             state = await self._refresh_picture(jid, state)
         if state.id is None or not state.url:
@@ -252,40 +235,35 @@ class SessionContacts(SessionBase):
         cached = self._cached_picture(state)
         if cached is not None:
             return cached
-        if not self._connected():
-            raise SessionNotConnected()
-        assert self._client is not None
+        client = session.client_if_connected()
         try:
-            data = await self._client.download_picture(PictureInfo(state.id, state.url), PICTURE_MAX_BYTES)
+            data = await client.download_picture(PictureInfo(state.id, state.url), PICTURE_MAX_BYTES)
         except MediaNotAvailable:
             # The link died before its stated expiry (or the picture changed): ask again, once.
             state = await self._refresh_picture(jid, state, force=True)
             if state.id is None or not state.url:
                 raise PictureNotAvailable() from None
-            data = await self._client.download_picture(PictureInfo(state.id, state.url), PICTURE_MAX_BYTES)
+            data = await client.download_picture(PictureInfo(state.id, state.url), PICTURE_MAX_BYTES)
         mimetype = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
         self._cache_picture(state, data, mimetype)
         # For the API to serve without this process (best effort: a miss only means fetching again).
-        self._tasks.spawn(self._keep_picture(jid, state.key, mimetype, data), f"picture cache {jid}")
+        session.tasks.spawn(self._keep_picture(jid, state.key, mimetype, data), f"picture cache {jid}")
         return data, mimetype
 
     async def _keep_picture(self, jid: str, key: str, mimetype: str, data: bytes) -> None:
         try:
-            await self._store.people.cache_picture(jid, key, mimetype, data)
+            await self._state.store.people.cache_picture(jid, key, mimetype, data)
         except (ServiceUnavailable, SessionNotFound) as err:
-            log.info("session %s: picture of %s not cached (%s)", self.session_id, jid, err.code)
+            log.info("session %s: picture of %s not cached (%s)", self._state.session_id, jid, err.code)
 
     def _cached_picture(self, state: PictureState) -> tuple[bytes, str] | None:
         key = f"{state.id}|{state.url}"
-        cache = self._picture_bytes
-        if cache is None or key not in cache:
+        if key not in self._picture_bytes:
             return None
-        cache.move_to_end(key)
-        return cache[key]
+        self._picture_bytes.move_to_end(key)
+        return self._picture_bytes[key]
 
     def _cache_picture(self, state: PictureState, data: bytes, mimetype: str) -> None:
-        if self._picture_bytes is None:
-            self._picture_bytes = OrderedDict()
         self._picture_bytes[f"{state.id}|{state.url}"] = (data, mimetype)
         while len(self._picture_bytes) > PICTURE_CACHE:
             self._picture_bytes.popitem(last=False)

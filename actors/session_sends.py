@@ -4,48 +4,43 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from actors.ports import OutgoingMedia, WhatsAppClient
-from actors.session_contacts import SessionContacts
+from actors.journal import Journal
+from actors.ledger import SendLedger
+from actors.ports import OutgoingMedia
+from actors.session_contacts import Contacts
+from actors.session_state import SessionState
 from actors.spool import SpoolFull
 from actors.writes import StoreMessage
-from kernel.domain import Message, MessageType, SendResult, SessionStatus
-from kernel.errors import ClientTimeout, InvalidInput, MediaTooLarge, SessionNotConnected
-from kernel.ids import jid_user, to_jid
+from kernel.domain import Message, MessageType, SendResult
+from kernel.errors import InvalidInput, MediaTooLarge
+from kernel.ids import to_jid
 from kernel.message_kinds import summary_for
 from kernel.text_rules import MAX_TEXT
 
-T = TypeVar("T")
 
-
-class SessionSends(SessionContacts):
+class Sends:
     """The three sends and what they share (a connected client, a timed call, our stored copy)."""
 
-    def _client_if_connected(self) -> WhatsAppClient:
-        if self._view is None or self._view.status != SessionStatus.CONNECTED or self._client is None:
-            raise SessionNotConnected()
-        return self._client
+    def __init__(self, state: SessionState, contacts: Contacts) -> None:
+        self._state = state
+        self._contacts = contacts
+        self._ledger: SendLedger | None = None  # made at boot: it journals each key (`load`)
 
-    async def _timed(self, call: Awaitable[T]) -> T:
-        """A client call, counted: consecutive ClientTimeouts make the session report itself stuck."""
-        try:
-            result = await call
-        except ClientTimeout:
-            self._client_timeouts += 1
-            raise
-        self._client_timeouts = 0
-        return result
+    async def load(self, journal: Journal, user_id: str) -> None:
+        """At boot, once the journal is open and the row read: remember this session's recent keys."""
+        self._ledger = SendLedger(self._state.session_id, self._state.store.send_records, journal)
+        await self._ledger.load(user_id)
 
     def _own_message(self, sent: SendResult, to: str, **fields: Any) -> None:
-        me = self._row.device_jid if self._row and self._row.device_jid else None
-        sender = f"{jid_user(me)}@s.whatsapp.net" if me else "me"
+        own = self._state.own_jid()
         # Our copy keeps the upload's reference: our own media downloads like anyone's.
         summary = summary_for(fields.get("type", MessageType.TEXT), media=fields.get("media"))
         message = Message(
             id=sent.id,
             chat_id=to,
-            sender=sender,
+            sender=own or "me",
             from_me=True,
             timestamp=sent.timestamp,
             media_ref=sent.media_ref,
@@ -53,18 +48,15 @@ class SessionSends(SessionContacts):
             **fields,
         )
         try:
-            self._write(StoreMessage(message, None, count_unread=False))
+            self._state.write(StoreMessage(message, None, count_unread=False))
         except SpoolFull:
             pass  # WhatsApp took it: the send succeeded; only our copy is missing (logged)
-
-    async def _quoted(self, chat_id: str, quoted_id: str | None) -> Message | None:
-        return await self._store.inbox.get_message(chat_id, quoted_id) if quoted_id else None
 
     async def _send(
         self, key: str | None, request: tuple[Any, ...], send: Callable[[], Awaitable[SendResult]]
     ) -> SendResult:
-        await self.wait_ready()
-        assert self._ledger is not None
+        await self._state.wait_ready()
+        assert self._ledger is not None  # made before the row shows: see Lifecycle._load
         return await self._ledger.run(key, request, send)
 
     async def send_text(
@@ -72,12 +64,13 @@ class SessionSends(SessionContacts):
     ) -> SendResult:
         if not text.strip() or len(text) > MAX_TEXT:
             raise InvalidInput(f"text must be 1..{MAX_TEXT} characters")
-        jid = self._canon(to_jid(to))  # a LID we know the number of: the number's chat
+        jid = self._contacts.canon(to_jid(to))  # a LID we know the number of: the number's chat
+        session = self._state
 
         async def send() -> SendResult:
-            client = self._client_if_connected()
-            quoted = await self._quoted(jid, quoted_id)
-            sent = await self._timed(client.send_text(jid, text, quoted=quoted))
+            client = session.client_if_connected()
+            quoted = await session.store.inbox.get_message(jid, quoted_id) if quoted_id else None
+            sent = await session.timed(client.send_text(jid, text, quoted=quoted))
             self._own_message(sent, jid, text=text, quoted_id=quoted_id)
             return sent
 
@@ -95,14 +88,15 @@ class SessionSends(SessionContacts):
     ) -> SendResult:
         from actors import media as media_mod
 
-        if len(data) > self._config.max_media_bytes:
-            raise MediaTooLarge(limit=self._config.max_media_bytes)
-        jid = self._canon(to_jid(to))  # a LID we know the number of: the number's chat
+        session = self._state
+        if len(data) > session.config.max_media_bytes:
+            raise MediaTooLarge(limit=session.config.max_media_bytes)
+        jid = self._contacts.canon(to_jid(to))  # a LID we know the number of: the number's chat
 
         async def send() -> SendResult:
-            client = self._client_if_connected()
+            client = session.client_if_connected()
             outgoing: OutgoingMedia = media_mod.outgoing_media(data, mimetype, file_name, caption)
-            sent = await self._timed(client.send_media(jid, outgoing))
+            sent = await session.timed(client.send_media(jid, outgoing))
             info = media_mod.media_info(outgoing)
             self._own_message(sent, jid, type=outgoing.kind, text=caption, media=info)
             return sent
@@ -112,14 +106,15 @@ class SessionSends(SessionContacts):
     async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
         from actors import media as media_mod
 
-        if len(data) > self._config.max_media_bytes:
-            raise MediaTooLarge(limit=self._config.max_media_bytes)
-        jid = self._canon(to_jid(to))  # a LID we know the number of: the number's chat
+        session = self._state
+        if len(data) > session.config.max_media_bytes:
+            raise MediaTooLarge(limit=session.config.max_media_bytes)
+        jid = self._contacts.canon(to_jid(to))  # a LID we know the number of: the number's chat
 
         async def send() -> SendResult:
-            client = self._client_if_connected()
+            client = session.client_if_connected()
             note = await asyncio.to_thread(media_mod.to_voice_note, data)
-            sent = await self._timed(client.send_voice_note(jid, note))
+            sent = await session.timed(client.send_voice_note(jid, note))
             self._own_message(sent, jid, type=MessageType.AUDIO, media=media_mod.voice_note_info(note))
             return sent
 

@@ -13,7 +13,7 @@ from ray.actor import ActorHandle
 
 from actors.registry import start_registry
 from actors.registry_config import RegistryConfig
-from actors.session_base import SessionConfig
+from actors.session_state import SessionConfig
 from kernel.settings import Settings, asyncpg_dsn
 from persistence.migrate import auth_dsn, sim_dsn
 from persistence.stores import PostgresStores
@@ -46,6 +46,7 @@ def registry_config(settings: Settings) -> RegistryConfig:
         spool_max_bytes=settings.session_spool_max_bytes,
         events_retained=settings.event_stream_retained,
         heartbeat_s=settings.session_heartbeat_s,
+        lease_s=settings.session_lease_s,
     )
     return RegistryConfig(
         database_dsn=dsn,

@@ -226,6 +226,12 @@ class SessionUnavailable(WaError):
         return int(self.data.get("retry_after", 2))
 
 
+class LeaseLost(SessionUnavailable):
+    """Another process holds the session's lease now (`actors.lease`): this one is going away."""
+
+    default_message = "The session moved to another process, try again shortly"
+
+
 class ServiceUnavailable(WaError):
     code = "service_unavailable"
     http_status = 503

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     session_spool_max_bytes: Annotated[int, Field(ge=1 * MB)] = 256 * MB
     # How often a session's process renews its heartbeat (`Session.live`); a beat lasts three of these.
     session_heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # How long a session's lease lasts without renewal (`actors.lease`): how long another actor waits
+    # before it may take over a number whose process went silent.
+    session_lease_s: Annotated[float, Field(ge=1, le=300)] = 15.0
 
     # Pairing: a QR round that ends unpaired starts a fresh one, at most this many, then `qr_timeout`.
     qr_max_rounds: Annotated[int, Field(ge=1)] = 3

@@ -138,6 +138,24 @@ class IdentityLink(SQLModel, table=True):
     pn: str = Field(max_length=128, nullable=False)
 
 
+class SessionLease(SQLModel, table=True):
+    """Who may hold a session's WhatsApp connection now (`actors.lease`): the fencing token.
+
+    `generation` grows by one at every take; a process's writes are checked against the generation it
+    took. `owner` is the Ray actor that took it (a newer process of the same actor takes it over at
+    once); another owner takes it only once `expires_at` (database clock) has passed.
+    """
+
+    __tablename__ = "session_lease"
+
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
+    )
+    generation: int = Field(sa_column=Column(sa.BigInteger, nullable=False))
+    owner: str = Field(max_length=64, nullable=False)
+    expires_at: datetime = _ts(nullable=False)
+
+
 class SessionHeartbeat(SQLModel, table=True):
     """What a session's process says of itself, renewed while it runs (`actors.heartbeat`).
 

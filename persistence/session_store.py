@@ -19,7 +19,7 @@ from typing import Any, Self, TypeVar
 import asyncpg
 
 from kernel.domain import Reason, SessionStatus
-from kernel.errors import PhoneAlreadyPaired, ServiceUnavailable, SessionNotFound
+from kernel.errors import LeaseLost, PhoneAlreadyPaired, ServiceUnavailable, SessionNotFound
 from kernel.stored import StoredSession
 from persistence.chat_people import ChatPeople
 from persistence.connection import DatabaseUnreachable, OneConnection
@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+LEASE_LOCK_WAIT_S = 2.0  # how long a take waits for the holder's call in progress before trying later
 
 T = TypeVar("T")
 
@@ -101,6 +103,9 @@ class SessionStore:
         self.inbox = InboxStore(self._run, self._sid)
         self.people = ChatPeople(self._run, self._sid)
         self.send_records = SendRecords(self._run, self._sid)
+        self._generation: int | None = None  # the lease this process holds: every call is fenced by it
+        # The lease's lock (`_fenced`): one 64-bit key per session.
+        self._lease_key = int.from_bytes(self._sid.bytes[:8], "big", signed=True)
 
     async def __aenter__(self) -> Self:
         return self
@@ -114,13 +119,38 @@ class SessionStore:
         """Close the connection (the store reopens one if used again)."""
         await self._db.close()
 
-    async def _run(self, op: Callable[[Any], Awaitable[T]]) -> T:
+    async def _run(self, op: Callable[[Any], Awaitable[T]], *, fenced: bool = True) -> T:
+        generation = self._generation
+        if fenced and generation is not None:
+            op = self._fenced(op, generation)
         try:
             return await self._db.run(op)
         except asyncpg.ForeignKeyViolationError as err:
             raise SessionNotFound() from err
         except DatabaseUnreachable as err:
             raise ServiceUnavailable(str(err)) from err
+
+    def _fenced(self, op: Callable[[Any], Awaitable[T]], generation: int) -> Callable[[Any], Awaitable[T]]:
+        """`op` in a transaction that first checks the lease is still `generation` (LeaseLost if not).
+
+        The check holds the lease's lock shared until the commit and a take holds it exclusively, so no
+        call of an older generation commits after a take. An advisory lock, not `FOR SHARE`: reads keep
+        working while the database is read-only.
+        """
+
+        async def fenced(conn: Any) -> T:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", self._lease_key)
+                held = await conn.fetchval(
+                    "SELECT generation FROM session_lease WHERE session_id = $1", self._sid
+                )
+                if held is None:
+                    raise SessionNotFound()  # the session was deleted (its lease with it)
+                if held != generation:
+                    raise LeaseLost()
+                return await op(conn)
+
+        return fenced
 
     async def _update_row(self, sql: str, *args: Any) -> None:
         async def op(conn: Any) -> Any:
@@ -265,3 +295,65 @@ class SessionStore:
             )
 
         await self._run(op)
+
+    # --- the lease: which process may hold the connection (`actors.lease`) ---
+
+    async def take_lease(self, owner: str, ttl_s: float) -> int | None:
+        """Take the lease if it is free, has run out, or is `owner`'s (an earlier process of the same
+        actor): its new generation, which fences every later call; None while another owner holds it.
+        SessionNotFound once the session is gone."""
+
+        async def op(conn: Any) -> Any:
+            async with conn.transaction():
+                # A holder in the middle of a call (or stopped there): try again later, not wait forever.
+                await conn.execute(f"SET LOCAL lock_timeout = {int(LEASE_LOCK_WAIT_S * 1000)}")
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lease_key)
+                return await conn.fetchval(
+                    "INSERT INTO session_lease AS l (session_id, generation, owner, expires_at)"
+                    " VALUES ($1, 1, $2, now() + make_interval(secs => $3))"
+                    " ON CONFLICT (session_id) DO UPDATE SET generation = l.generation + 1,"
+                    " owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at"
+                    " WHERE l.owner = EXCLUDED.owner OR l.expires_at <= now()"
+                    " RETURNING generation",
+                    self._sid,
+                    owner,
+                    ttl_s,
+                )
+
+        try:
+            generation = await self._run(op, fenced=False)
+        except asyncpg.LockNotAvailableError:
+            return None
+        if generation is not None:
+            self._generation = int(generation)
+        return self._generation if generation is not None else None
+
+    async def renew_lease(self, ttl_s: float) -> None:
+        """Extend the lease this process holds by `ttl_s` from now (LeaseLost if another took it)."""
+        if self._generation is None:
+            raise LeaseLost()
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "UPDATE session_lease SET expires_at = now() + make_interval(secs => $2)"
+                " WHERE session_id = $1",
+                self._sid,
+                ttl_s,
+            )
+
+        await self._run(op)
+
+    async def release_lease(self) -> None:
+        """Let another process take the lease now (if this one still holds it)."""
+        generation = self._generation
+        if generation is None:
+            return
+
+        async def op(conn: Any) -> None:
+            await conn.execute(
+                "UPDATE session_lease SET expires_at = now() WHERE session_id = $1 AND generation = $2",
+                self._sid,
+                generation,
+            )
+
+        await self._run(op, fenced=False)

@@ -43,9 +43,14 @@ async def session_factory(database_url: str, redis_url: str, spool_dir: Path) ->
     made: list[SessionCore] = []
 
     async def build(
-        sid: str | None = None, redis: str | None = None, db: str | None = None, **overrides: object
+        sid: str | None = None,
+        redis: str | None = None,
+        db: str | None = None,
+        owner: str | None = None,
+        **overrides: object,
     ) -> tuple[SessionCore, Exits]:
-        """A session; `db`: another URL for the bridge's tables (the simulated network keeps the test's)."""
+        """A session; `db`: another URL for the bridge's tables (the simulated network keeps the test's);
+        `owner`: the actor it stands for (default: one per session id, as Ray restarts the same actor)."""
         sid = sid or await insert_session(database_url)
         # A stop with the database cut waits this long for the spool to drain (tests/test_drain.py shows
         # what it keeps with the database up); the default 10 s would only lengthen teardowns.
@@ -63,6 +68,8 @@ async def session_factory(database_url: str, redis_url: str, spool_dir: Path) ->
             bus=EventBus(config.redis_url, sid, open_outbox=lambda: Spool(outbox_path, **outbox)),
             open_spool=lambda: Spool(spool_path, codec=WRITES, max_bytes=64 * 1024 * 1024),
             exit_process=exits,
+            leave_superseded=exits,
+            owner=owner or f"sessionkit-{sid}",
         )
         made.append(session)
         session.start()

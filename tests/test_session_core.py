@@ -127,7 +127,7 @@ async def test_a_reconnect_that_hangs_counts_as_a_failed_dial(core: Factory, dat
 
 async def test_a_temporary_ban_reconnects_by_itself_at_its_expiry(core: Factory, database_url: str) -> None:
     session, exits = await _connected(core, "+15551239011")
-    await session._handle(Disconnected(Reason.BANNED, retrying=False, retry_after_s=0.5))
+    await session._transitions.handle(Disconnected(Reason.BANNED, retrying=False, retry_after_s=0.5))
     view = await session.view()
     assert (view.status, view.reason) == (SessionStatus.DISCONNECTED, Reason.BANNED)
     await asyncio.wait_for(exits.happened.wait(), 5)
