@@ -29,6 +29,7 @@ because every entry is idempotent.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -101,6 +102,7 @@ class Spool:
         ensure_private_folder(path.parent)
         self._fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         try:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)  # held while open: no keeper hands it over meanwhile
             self._size = os.fstat(self._fd).st_size
             if self._size == 0:  # new, or left empty by a release before format 1
                 os.write(self._fd, file_header())
@@ -188,6 +190,7 @@ class Spool:
         fresh = self.path.with_name(self.path.name + ".new")
         fd = open_private(fresh, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
         try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
             os.write(fd, data)
             os.replace(fresh, self.path)
         except BaseException:
@@ -278,6 +281,20 @@ class Spool:
             self._set_aside_body(body)
         taking.unlink()
         return requeued
+
+
+def write_records(path: Path, bodies: Iterable[bytes]) -> None:
+    """Replace `path` with a spool-format file of `bodies`; the old file stays intact until the new one
+    takes its name."""
+    data = memoryview(file_header() + b"".join(_HEADER.pack(len(body)) + body for body in bodies))
+    fresh = path.with_name(path.name + ".new")
+    fd = open_private(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+    os.replace(fresh, path)
 
 
 def read_records(path: Path) -> list[bytes]:
