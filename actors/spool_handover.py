@@ -63,6 +63,7 @@ async def take_over(session_id: str, folder: Path) -> int:
         handed = [item for _, _, files in found for item in files]
         entries = merge_handed(folder, session_id, handed)
         await asyncio.gather(*(_forget(node, handle, session_id, files) for node, handle, files in found))
+    if entries:
         log.info(
             "session %s: %d spooled entries taken over from %d other nodes",
             session_id,
@@ -114,7 +115,7 @@ def merge_handed(folder: Path, session_id: str, handed: list[HandedFile]) -> int
     entries = 0
     for suffix in SUFFIXES:
         mine = folder / f"{session_id}{suffix}"
-        parts = [(item.mtime_ns, item.bodies) for item in handed if item.suffix == suffix]
+        parts = [(item.mtime_ns, item.bodies) for item in handed if item.suffix == suffix and item.bodies]
         if not parts:
             continue
         entries += sum(len(bodies) for _, bodies in parts)

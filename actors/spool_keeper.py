@@ -82,9 +82,8 @@ class SpoolKeeper:
                     st = path.stat()
                 except FileNotFoundError:
                     continue
-                bodies = tuple(read_records(path))
-                if bodies:
-                    handed.append(HandedFile(suffix, st.st_mtime_ns, st.st_size, bodies))
+                # An empty one too: it goes once the new node has what matters.
+                handed.append(HandedFile(suffix, st.st_mtime_ns, st.st_size, tuple(read_records(path))))
             return handed
 
     async def forget(self, session_id: str, handed: list[HandedFile]) -> int:
