@@ -15,6 +15,9 @@ a little-endian u32 length and that many bytes of UTF-8 JSON, one entry, encoded
 (such as the pickled spool of a release before format 1), is refused with `SpoolUnreadable` and left as
 it is: it is never read, never quarantined, and the session does not start without it.
 
+An open spool holds a shared `flock` on its file: a node's spool keeper (`actors.spool_keeper`) hands a
+session's files to its next process on another node only while no process holds them.
+
 Bounded: `max_bytes` (an append beyond it raises `SpoolFull`). A torn last record (a crash in the middle
 of a write) is cut off when the spool is opened; a record that does not decode is moved to
 `<file>.failed` with the rest of the log left intact.
