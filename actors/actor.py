@@ -56,6 +56,7 @@ class SessionActor:
         _configure_logging()
         self._session_id = session_id
         self._backend = config.backend
+        self._closed = False  # close() ran: the client is stopped for good, the process waits to be killed
 
         def factory(options: ClientOptions) -> WhatsAppClient:
             return make_client(config.backend, options, stores)
@@ -114,8 +115,10 @@ class SessionActor:
             pid=os.getpid(),
             status=view.status if view else None,
             alive=True,
-            ready=self._core.ready,
-            stuck=self._core.stuck,
+            # A closed session never looks ready: its mover may have died before killing it, and the
+            # registry gives a process stuck so a fresh one (tests/test_operations.py).
+            ready=self._core.ready and not self._closed,
+            stuck="closed: its client is stopped" if self._closed else self._core.stuck,
             spooled=self._core.spooled,
             failed=self._core.failed,
             refused=self._core.refused,
@@ -199,6 +202,7 @@ class SessionActor:
 
         Returns the bytes still in the spool on this node's disk (0: every write reached PostgreSQL).
         """
+        self._closed = True
         try:
             await self._core.close(purge=purge)
         finally:

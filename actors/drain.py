@@ -1,22 +1,18 @@
-"""Moving sessions between nodes: drain a node before maintenance, rebalance after nodes join.
+"""Moving one session between nodes, and planning which to move: the steps of the registry's drains and
+rebalances (`actors.operations`, which carries them out from rows in PostgreSQL).
 
 A move is one reconnect and nothing else (no logout, no scan, no lost write):
-1. the session's journal is empty (`ping().spooled == 0`): every write it took is in PostgreSQL. One
-   whose database is away keeps its spool and is not moved yet: its spool lives on this node's disk,
-   and the next incarnation runs on another node, so it could not apply it.
+1. the session is still where the operation saw it (every step pings it first: a session that is
+   already elsewhere is not moved again), and its journal is empty (`ping().spooled == 0`): every
+   write it took is in PostgreSQL. One whose database is away keeps its spool and is not moved yet:
+   its spool lives on this node's disk, and the next incarnation runs on another node.
 2. `close(purge=False)`: the client stops (WhatsApp queues what arrives meanwhile for the device, like
    for any reconnect), the journal applies what is left, and the actor answers the bytes still spooled.
-3. the actor is killed without restart, and once its name is free the registry creates it anew
-   (`ensure_session`): Ray places it on another node (a draining node takes nothing new), or on the
-   node a rebalance asks for. It resumes its stored device: `connected` again, no QR.
-
-Moves are staggered (`moves_per_s`) with at most `parallel` in flight, like the registry's creations.
-Draining marks the node with Ray's drain API first (`GcsClient.drain_node`, reason PREEMPTION, no
-deadline: what `ray drain-node` does), so nothing new is placed there. Ray cannot undo it, and it
-stops the node's raylet once the node is idle (measured with Ray 2.60: within a second of its last
-actor leaving); after maintenance, `ray start` on the machine joins it again as a new node. Both
-operations are idempotent: run again, they go on where an interrupted run stopped. Every function
-needs a connected Ray driver.
+   From then on its `ping` says it is not ready (`stuck`): if the mover dies here, the registry's
+   supervision gives it a fresh process instead of leaving a number offline while it looks healthy.
+3. the actor is killed without restart, and once its name is free the registry creates it anew: Ray
+   places it off every drained node, or on the node a rebalance asks for. It resumes its stored device:
+   `connected` again, no QR.
 """
 
 from __future__ import annotations
@@ -26,13 +22,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from actors import fleet
-from actors.supervision import Pacer
 from kernel.domain import SessionStatus
-from kernel.errors import InvalidInput, NotFound
+from kernel.errors import Conflict, NotFound
 from kernel.ids import actor_name
 
 log = logging.getLogger(__name__)
@@ -51,6 +46,13 @@ class NodeNotFound(NotFound):
     default_message = "No live Ray node has that id (give at least 6 hex digits, unambiguous)"
 
 
+class NoCapacity(Conflict):
+    """The other nodes cannot hold a drained node's sessions; the message says how many are short."""
+
+    code = "no_capacity"
+    default_message = "The other nodes have no room for this node's sessions"
+
+
 @dataclass(frozen=True, slots=True)
 class Moved:
     session_id: str
@@ -64,70 +66,39 @@ class Moved:
     def ok(self) -> bool:
         return self.error is None and self.to_node is not None
 
-
-@dataclass(slots=True)
-class Progress:
-    """What a drain or a rebalance has done so far (handed to `on_progress` after each move)."""
-
-    operation: str
-    node_id: str | None
-    planned: int
-    moved: list[Moved] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)  # not moved yet: writes still spooled
-    left: int = 0  # sessions still on the drained node (drain) / moves not done (rebalance)
-    started: float = field(default_factory=time.monotonic)
-    done: bool = False
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def failed(self) -> list[Moved]:
-        return [m for m in self.moved if not m.ok]
+    def as_json(self) -> dict[str, Any]:
+        """As stored in the operation's row and shown by the ops routes."""
+        return {
+            "sessionId": self.session_id,
+            "fromNode": self.from_node,
+            "toNode": self.to_node,
+            "status": self.status.value if self.status else None,
+            "spoolLeft": self.spool_left,
+            "error": self.error,
+        }
 
 
-OnProgress = Callable[[Progress], None]
 Create = Callable[[str, str | None], Awaitable[None]]
 
 
-def registry_create(namespace: str) -> Create:
-    """Creation through the registry: `ensure_session(session_id, node_id)`."""
-    from actors.registry import get_registry
-
-    async def create(session_id: str, node_id: str | None) -> None:
-        registry = await asyncio.to_thread(get_registry, namespace)
-        await asyncio.wait_for(registry.ensure_session.remote(session_id, node_id), CALL_TIMEOUT_S)
-
-    return create
-
-
-def mark_draining(node_id: str) -> None:
-    """Ask Ray to place nothing new on the node (idempotent; RuntimeError if the GCS refuses)."""
-    import ray
-    from ray.core.generated import autoscaler_pb2
-
-    client = ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]
-    reason = autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")  # type: ignore[attr-defined]
-    accepted, why = client.drain_node(node_id, reason, "whatsapp-bridge drain", 0)
-    if not accepted:
-        raise RuntimeError(f"Ray refused to drain node {node_id}: {why}")
-
-
 async def move_session(
-    namespace: str, session_id: str, *, to_node: str | None = None, create: Create | None = None
+    namespace: str, session_id: str, from_node: str, create: Create, *, to_node: str | None = None
 ) -> Moved | None:
-    """Move one session off its node (to `to_node` if given); None when its writes are still spooled."""
-    create = create or registry_create(namespace)
+    """Move one session off `from_node` (to `to_node` if given); None when its writes are still spooled.
+
+    A session that is no longer on `from_node` is left where it is (`Moved` names where, no error).
+    """
     handle = await asyncio.to_thread(_handle, namespace, session_id)
     if handle is None:
-        return Moved(session_id, "", None, None, error="no actor")
-    before = await asyncio.wait_for(handle.ping.remote(), CALL_TIMEOUT_S)
-    from_node = before.node_id or ""
+        return Moved(session_id, from_node, None, None, error="no actor")
     deadline = time.monotonic() + SPOOL_WAIT_S
-    while before.spooled and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
+    while True:
         before = await asyncio.wait_for(handle.ping.remote(), CALL_TIMEOUT_S)
+        if before.node_id != from_node:
+            return Moved(session_id, from_node, before.node_id, before.status)
+        if not before.spooled or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.5)
     if before.spooled:
         log.warning("move: session %s has %d writes spooled; not moving it yet", session_id, before.spooled)
         return None
@@ -149,7 +120,7 @@ async def move_session(
     ray.kill(handle, no_restart=True)
     await _name_freed(namespace, session_id)
     await create(session_id, to_node)
-    after = await _reconnected(namespace, session_id, from_node, to_node, before.status)
+    after = await _reconnected(namespace, session_id, from_node, before.status)
     return Moved(
         session_id,
         from_node,
@@ -160,58 +131,22 @@ async def move_session(
     )
 
 
-async def drain(
-    namespace: str,
-    node_id: str,
-    *,
-    moves_per_s: float = 2.0,
-    parallel: int = 4,
-    timeout_s: float = 1800.0,
-    create: Create | None = None,
-    on_progress: OnProgress | None = None,
-) -> Progress:
-    """Move every session off `node_id` (a full id or a unique prefix); returns when it holds none."""
-    node = await asyncio.to_thread(fleet.find_node, node_id)
-    if node is None:
-        raise NodeNotFound()
-    await asyncio.to_thread(mark_draining, node.node_id)
-    on_node = await asyncio.to_thread(fleet.sessions_on, namespace, node.node_id)
-    progress = Progress("drain", node.node_id, planned=len(on_node), left=len(on_node))
-    log.info("drain: node %s marked draining; %d sessions to move", node.node_id, len(on_node))
-    pacer, gate = Pacer(moves_per_s), asyncio.Semaphore(max(1, parallel))
-    deadline = time.monotonic() + timeout_s
-    while on_node and time.monotonic() < deadline:
-        progress.waiting = []
+def shortfall(
+    nodes: list[fleet.Node], entries: list[fleet.ActorEntry], node_id: str, drained: set[str]
+) -> int:
+    """How many sessions a drain of `node_id` would leave with nowhere to go (0: the others hold them).
 
-        async def one(sid: str) -> None:
-            async with gate:
-                await pacer.wait()
-                moved = await _try_move(namespace, sid, None, create)
-                if moved is None:
-                    progress.waiting.append(sid)
-                else:
-                    progress.moved.append(moved)
-                progress.left = max(0, progress.left - (moved is not None))
-                if on_progress:
-                    on_progress(progress)
-
-        await asyncio.gather(*(one(sid) for sid in on_node))
-        on_node = await asyncio.to_thread(fleet.sessions_on, namespace, node.node_id)
-        progress.left = len(on_node)
-        if on_node:
-            await asyncio.sleep(1.0)
-    progress.done = not on_node
-    log.info(
-        "drain: node %s %s; %d moved (%d failed) in %.1fs",
-        node.node_id,
-        "holds no session" if progress.done else f"still holds {len(on_node)} sessions",
-        len(progress.moved),
-        len(progress.failed),
-        progress.elapsed_s,
-    )
-    if on_progress:
-        on_progress(progress)
-    return progress
+    The room is the free `wa_session` units of the other live nodes that no drain keeps empty; the
+    sessions that need it are those on the node and those already waiting for a unit.
+    """
+    usable = {
+        n.node_id: n.capacity
+        for n in nodes
+        if n.alive and not n.draining and n.node_id != node_id and n.node_id not in drained
+    }
+    room = sum(usable.values()) - sum(1 for e in entries if e.node_id in usable)
+    needing = sum(1 for e in entries if e.node_id == node_id or e.node_id is None)
+    return max(0, needing - max(0, room))
 
 
 def plan_rebalance(nodes: list[fleet.Node], placed: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -249,68 +184,6 @@ def plan_rebalance(nodes: list[fleet.Node], placed: dict[str, str]) -> list[tupl
         count[dst] += 1
 
 
-async def rebalance(
-    namespace: str,
-    *,
-    moves_per_s: float = 2.0,
-    parallel: int = 4,
-    create: Create | None = None,
-    on_progress: OnProgress | None = None,
-) -> Progress:
-    """Move sessions from the fullest nodes to the emptiest until each is within one of its share."""
-    nodes = await asyncio.to_thread(fleet.nodes)
-    entries = await asyncio.to_thread(fleet.session_actors, namespace)
-    placed = {e.session_id: e.node_id for e in entries if e.node_id}
-    moves = plan_rebalance(nodes, placed)
-    progress = Progress("rebalance", None, planned=len(moves), left=len(moves))
-    log.info("rebalance: %d moves planned over %d sessions", len(moves), len(placed))
-    pacer, gate = Pacer(moves_per_s), asyncio.Semaphore(max(1, parallel))
-
-    async def one(sid: str, dst: str) -> None:
-        async with gate:
-            await pacer.wait()
-            moved = await _try_move(namespace, sid, dst, create)
-            if moved is None:
-                progress.waiting.append(sid)
-            else:
-                progress.moved.append(moved)
-            progress.left -= 1
-            if on_progress:
-                on_progress(progress)
-
-    await asyncio.gather(*(one(sid, dst) for sid, _, dst in moves))
-    progress.done = True
-    log.info(
-        "rebalance: %d moved (%d failed, %d waiting for their spool) in %.1fs",
-        len(progress.moved),
-        len(progress.failed),
-        len(progress.waiting),
-        progress.elapsed_s,
-    )
-    if on_progress:
-        on_progress(progress)
-    return progress
-
-
-def validate_node_id(node_id: str) -> str:
-    """A node id as given by an operator: hex, 6..56 characters (a prefix is enough when unique)."""
-    value = node_id.strip().lower()
-    if not 6 <= len(value) <= 56 or any(c not in "0123456789abcdef" for c in value):
-        raise InvalidInput("a node id is 6 to 56 hexadecimal characters")
-    return value
-
-
-# ---------------------------------------------------------------------------- internals
-
-
-async def _try_move(namespace: str, sid: str, to_node: str | None, create: Create | None) -> Moved | None:
-    try:
-        return await move_session(namespace, sid, to_node=to_node, create=create)
-    except Exception as err:
-        log.warning("move: session %s failed", sid, exc_info=True)
-        return Moved(sid, "", None, None, error=type(err).__name__)
-
-
 def _handle(namespace: str, session_id: str) -> Any:
     import ray
 
@@ -328,9 +201,7 @@ async def _name_freed(namespace: str, session_id: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _reconnected(
-    namespace: str, session_id: str, from_node: str, to_node: str | None, status: SessionStatus | None
-) -> Any:
+async def _reconnected(namespace: str, session_id: str, from_node: str, status: SessionStatus | None) -> Any:
     """The new actor's placement once it runs off `from_node` and is back in its status, or None.
 
     `to_node` is a preference (soft affinity): a full target leaves Ray free to place it elsewhere.

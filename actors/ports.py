@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from kernel.domain import (
     Chat,
@@ -27,7 +27,7 @@ from kernel.domain import (
 )
 from kernel.events import ClientEvent, HistoryChunk
 from kernel.simulated import Device, SentMessage
-from kernel.stored import ChatRead, SendRecord, SessionToRun, StoredPicture, StoredSession
+from kernel.stored import ChatRead, Operation, SendRecord, SessionToRun, StoredPicture, StoredSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +266,17 @@ class FleetStorePort(Protocol):
     async def session_owner(self, session_id: str) -> str | None: ...
     async def delete_session(self, session_id: str) -> None: ...
     async def purge_old_messages(self, days: int) -> int: ...
+    async def operations_in_force(self) -> list[Operation]: ...
+    async def record_operation(
+        self,
+        operation_id: str,
+        *,
+        planned: int,
+        left: int,
+        moved: list[dict[str, Any]],
+        waiting: list[str],
+        state: str = "running",
+    ) -> bool: ...
     async def close(self) -> None: ...
 
 

@@ -25,6 +25,8 @@ Guarantees (its truth is PostgreSQL plus the named actors that exist, so it can 
   PostgreSQL, retries by itself, and is only logged.
 - Messages older than `message_retention_days` (0: never) are purged every `retention_interval_s`, in
   bounded batches, keeping each chat's last message (see `repo.purge_old_messages`).
+- Drains and rebalances are rows in PostgreSQL that the registry carries out and resumes after any
+  death (`actors.operations`); supervision leaves a session alone while it is being moved.
 - Sessions never depend on the registry: killing it changes nothing for them; restarted by Ray, it
   rebuilds its picture from the named actors and PostgreSQL (orphan grace and pending ages start anew).
 
@@ -40,10 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
-from collections import deque
 from typing import Any
 
 import ray
@@ -51,23 +51,20 @@ from ray._common.constants import HEAD_NODE_RESOURCE_NAME
 from ray.actor import ActorHandle
 
 from actors.calls import RegistryCalls
+from actors.operations import Operations
 from actors.registry_config import (
     CAPACITY_RESOURCE,
     RegistryConfig,
     create_session_actor,
     session_actor_options,
 )
-from actors.registry_supervision import (
-    CLOSE_TIMEOUT_S,
-    PING_TIMEOUT_S,
-    RegistrySupervision,
-    absent_placement,
-)
-from actors.supervision import Pacer, Pending, Replayed, Since, Strikes, Writes
+from actors.registry_creations import Creations
+from actors.registry_directory import PING_TIMEOUT_S, SessionDirectory, absent_placement, ping
+from actors.registry_supervision import CLOSE_TIMEOUT_S, Supervision
+from actors.supervision import Pending, Replayed, Writes
 from actors.tasks import TaskGroup
 from kernel.domain import Placement
 from kernel.errors import SessionNotFound
-from kernel.ids import actor_name, session_id_of_actor
 
 log = logging.getLogger(__name__)
 
@@ -106,27 +103,21 @@ def get_registry(namespace: str) -> ActorHandle[Any]:
     return ray.get_actor(REGISTRY_NAME, namespace=namespace)
 
 
-class SessionRegistry(RegistrySupervision):
+class SessionRegistry:
+    """The Ray actor: public calls and the loops; each concern is a collaborator built here."""
+
     def __init__(self, config: RegistryConfig) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._config = config
-        self._pacer = Pacer(config.reload_per_s)
         self._tasks = TaskGroup("registry")
-        self._misses = Strikes()  # placed, not answering pings
-        self._stuck = Strikes()  # answering, reporting `stuck`
-        self._orphans = Since()  # actors without a row, since the first pass that saw none
-        self._pending = Since()  # actors Ray has not placed, since first seen so
-        self._pending_logged = (0, 0.0)  # (count, monotonic time) last logged
-        self._reports: dict[str, Placement] = {}
-        self._creating: set[str] = set()
-        # When each destroy finished (monotonic; inf while it runs): no pass recreates the session between
-        # the kill and the row's delete, nor a pass that read the rows before the delete
-        # (tests/test_autoscaling.py met it: an orphan created after the destroy).
-        self._destroyed: dict[str, float] = {}
-        self._created: deque[tuple[str, float]] = deque(maxlen=1000)
-        self._passes = 0
         self._store = config.stores.fleet(config.database_dsn)
+        self._directory = SessionDirectory(config.namespace)
+        self._creations = Creations(config, self._directory, self._tasks)
+        self._supervision = Supervision(config, self._store)
+        self._operations = Operations(config, self._store, self._directory, self._creations, self._tasks)
+        self._passes = 0  # reconcile passes that read the rows
         self._tasks.spawn(self._loop(), "reconcile loop")
+        self._tasks.spawn(self._operations.run(), "operations")
         if config.message_retention_days > 0:
             self._tasks.spawn(self._retention_loop(), "message retention")
 
@@ -140,19 +131,17 @@ class SessionRegistry(RegistrySupervision):
     async def ensure_session(self, session_id: str, node_id: str | None = None) -> None:
         """Create the session's actor if it has none (idempotent); returns once it is scheduled.
 
-        `node_id`: the node to prefer (soft: a full or draining one leaves Ray free to choose; drains
-        and rebalances use it, `actors.drain`).
+        `node_id`: the node to prefer (soft: a full one leaves Ray free to choose, never a drained one).
         """
-        self._create(session_id, node_id)
+        self._creations.create(session_id, node_id)
 
     async def destroy_session(self, session_id: str) -> bool:
         """Unlink, stop and forget a session: actor closed and killed, row and keys deleted. Idempotent.
 
         The only call that logs a device out.
         """
-        self._destroyed[session_id] = math.inf
-        try:
-            handle = self._handle(session_id)
+        with self._creations.destroying(session_id):
+            handle = self._directory.handle(session_id)
             if handle is not None:
                 try:
                     await asyncio.wait_for(handle.close.remote(True), CLOSE_TIMEOUT_S)
@@ -166,40 +155,29 @@ class SessionRegistry(RegistrySupervision):
                 await self._store.delete_session(session_id)
             except SessionNotFound:
                 existed = False
-        finally:
-            self._destroyed[session_id] = time.monotonic()
-        self._forget(session_id)
+        self._supervision.forget(session_id)
         log.info("registry: session %s destroyed", session_id)
         return existed
 
     async def where(self, session_id: str) -> Placement:
         """A ping of the session's actor (one Ray has not placed yet answers within PING_TIMEOUT_S or not)."""
-        handle = self._handle(session_id)
+        handle = self._directory.handle(session_id)
         if handle is None:
             return absent_placement(session_id)
-        return await self._ping(session_id, handle)
+        return await ping(session_id, handle)
 
     async def placements(self) -> list[Placement]:
-        handles = self._session_handles()
-        return list(await asyncio.gather(*(self._ping(sid, h) for sid, h in handles.items())))
+        handles = self._directory.handles()
+        return list(await asyncio.gather(*(ping(sid, h) for sid, h in handles.items())))
 
     async def pending(self) -> Pending:
         """Sessions waiting for Ray to place their actor (a fresh look at the GCS)."""
-        unplaced = self._unplaced()
-        if unplaced is not None:
-            self._pending.observe(unplaced)
-        ids = tuple(self._pending.keys())
-        return Pending(count=len(ids), oldest_s=self._pending.oldest(), session_ids=ids)
+        self._supervision.observe_unplaced(self._directory.unplaced())
+        return self._supervision.pending()
 
     async def writes(self) -> Writes:
         """The sessions' journals as of the last pass: spooled, set aside, refused by the database."""
-        reports = list(self._reports.values())
-        return Writes(
-            spooled=sum(p.spooled for p in reports),
-            failed=sum(p.failed for p in reports),
-            refused=tuple(sorted({p.refused for p in reports if p.refused})),
-            sessions_failed=tuple(sorted(p.session_id for p in reports if p.failed)),
-        )
+        return self._supervision.writes()
 
     async def replay_failed(self, session_id: str | None = None) -> list[Replayed]:
         """Have each session (or one) apply the writes it set aside, on its own node; what each did.
@@ -208,7 +186,7 @@ class SessionRegistry(RegistrySupervision):
         aside again. Not periodic: a bug fails the same way on every try, and only an operator knows
         when it is fixed.
         """
-        handles = self._session_handles()
+        handles = self._directory.handles()
         if session_id is not None:
             handles = {session_id: handles[session_id]} if session_id in handles else {}
         results = await asyncio.gather(
@@ -231,45 +209,42 @@ class SessionRegistry(RegistrySupervision):
         # Listed before the rows are read: a row is inserted before its actor is created, so every
         # actor listed here whose row exists is seen with it.
         started = time.monotonic()
-        running = self._session_handles()
-        unplaced = self._unplaced()
-        if unplaced is not None:
-            self._pending.observe(unplaced)
-            self._log_pending()
+        running = self._directory.handles()
+        unplaced = self._directory.unplaced()
+        self._supervision.observe_unplaced(unplaced, log_changes=True)
         stats = {"wanted": -1, "created": 0, "stopped": 0, "replaced": 0, "restarted": 0}
         try:
             rows = await self._store.sessions_to_run()
         except Exception:
             # Nothing is known about which actors should exist: change nothing, restart orphans' grace.
             log.warning("registry: sessions unreadable; this pass changes nothing", exc_info=True)
-            self._orphans.clear()
+            self._supervision.rows_unknown()
             return stats
         wanted = {r.id for r in rows}
         stats["wanted"] = len(wanted)
-        # Destroys still running, or ended during this pass, may not show in its rows; older ones do.
-        self._destroyed = {sid: at for sid, at in self._destroyed.items() if at >= started}
-        skip = running.keys() | self._creating | self._destroyed.keys()
+        skip = running.keys() | self._creations.not_to_create(started)
         missing = [r.id for r in rows if r.id not in skip]
         if missing:
             log.info("registry: %d of %d sessions have no actor; starting them", len(missing), len(wanted))
         for sid in missing:
-            self._create(sid)
+            self._creations.create(sid)
         stats["created"] = len(missing)
         orphans = {sid: h for sid, h in running.items() if sid not in wanted}
-        stats["stopped"] = await self._stop_orphans(orphans, unplaced)
-        supervised = {sid: h for sid, h in running.items() if sid in wanted}
-        stats["replaced"], stats["restarted"] = await self._supervise(supervised, unplaced)
+        stats["stopped"] = await self._supervision.stop_orphans(orphans, unplaced)
+        moving = self._operations.moving()  # a move closes and kills it on purpose
+        supervised = {sid: h for sid, h in running.items() if sid in wanted and sid not in moving}
+        stats["replaced"], stats["restarted"] = await self._supervision.supervise(supervised, unplaced)
         return stats
 
     async def creations(self) -> list[tuple[str, float]]:
         """The last 1000 actors this registry created: (session id, unix time), oldest first."""
-        return list(self._created)
+        return self._creations.history()
 
     async def ready(self) -> int:
         """Number of reconcile passes that read the sessions (callers wait for >= 1 after a cold start)."""
         return self._passes
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ loops
 
     async def _loop(self) -> None:
         while True:
@@ -292,45 +267,6 @@ class SessionRegistry(RegistrySupervision):
             except Exception:
                 log.warning("registry: message retention failed; next try in %.0fs", every, exc_info=True)
             await asyncio.sleep(every)
-
-    def _create(self, session_id: str, node_id: str | None = None) -> None:
-        if session_id in self._creating:
-            return
-        self._creating.add(session_id)
-        self._tasks.spawn(self._create_paced(session_id, node_id), f"create {session_id}")
-
-    async def _create_paced(self, session_id: str, node_id: str | None = None) -> None:
-        try:
-            if self._handle(session_id) is not None:
-                return
-            await self._pacer.wait()
-            if session_id in self._destroyed:
-                return  # destroyed while it waited for its turn
-            self._created.append((session_id, time.time()))
-            create_session_actor(self._config, session_id, node_id)
-            log.info("registry: session %s actor created (%d so far)", session_id, len(self._created))
-        finally:
-            self._creating.discard(session_id)
-
-    def _handle(self, session_id: str) -> ActorHandle[Any] | None:
-        try:
-            return ray.get_actor(actor_name(session_id), namespace=self._config.namespace)
-        except ValueError:
-            return None
-
-    def _session_handles(self) -> dict[str, ActorHandle[Any]]:
-        names = ray.util.list_named_actors(all_namespaces=True)
-        handles: dict[str, ActorHandle[Any]] = {}
-        for entry in names:
-            if entry["namespace"] != self._config.namespace:
-                continue
-            sid = session_id_of_actor(entry["name"])
-            if sid is None:
-                continue
-            handle = self._handle(sid)
-            if handle is not None:
-                handles[sid] = handle
-        return handles
 
 
 _: type[RegistryCalls] = SessionRegistry

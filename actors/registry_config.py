@@ -15,6 +15,7 @@ from actors.session_state import SessionConfig
 from kernel.ids import actor_name
 
 CAPACITY_RESOURCE = "wa_session"
+NODE_ID_LABEL = "ray.io/node-id"  # every node carries it (Ray 2.60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,9 @@ class RegistryConfig:
     orphan_grace_s: float = 600.0
     message_retention_days: int = 0
     retention_interval_s: float = 3600.0
+    moves_per_s: float = 2.0  # drains and rebalances: moves started per second
+    moves_parallel: int = 4  # ... and in flight at once
+    stall_s: float = 60.0  # a session pending or unreachable longer than this makes /health `degraded`
     # Where the registry's and every session's stores come from (api/wiring.py: persistence's).
     stores: Stores = field(kw_only=True)
 
@@ -53,10 +57,16 @@ def session_actor_options(config: RegistryConfig, session_id: str) -> dict[str, 
 
 
 def create_session_actor(
-    config: RegistryConfig, session_id: str, node_id: str | None = None
+    config: RegistryConfig,
+    session_id: str,
+    node_id: str | None = None,
+    avoid: frozenset[str] = frozenset(),
 ) -> ActorHandle[Any]:
-    """Create (or find: `get_if_exists`) the detached actor of one session, preferring `node_id`."""
+    """Create (or find: `get_if_exists`) the detached actor of one session, preferring `node_id`, never on
+    a node of `avoid` (drained ones: Ray's label selector on the node id, which it keeps for restarts)."""
     options = session_actor_options(config, session_id)
+    if avoid:
+        options["label_selector"] = {NODE_ID_LABEL: f"!in({','.join(sorted(avoid))})"}
     if node_id is not None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -1,4 +1,4 @@
-"""The registry's supervision steps: orphans, silent, stuck and pending actors.
+"""The registry's supervision of running actors: orphans, silent, stuck and pending ones.
 
 Orphans are stopped after their grace, silent actors replaced, stuck ones restarted, pending ones only
 counted; the guarantees are in `actors.registry`'s docstring.
@@ -14,33 +14,68 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 
-from actors.actor_states import unplaced_names
 from actors.ports import FleetStorePort
 from actors.registry_config import CAPACITY_RESOURCE, RegistryConfig
-from actors.supervision import Since, Strikes
+from actors.registry_directory import ping
+from actors.supervision import Pending, Since, Strikes, Writes
 from kernel.domain import Placement
-from kernel.ids import session_id_of_actor
 
 log = logging.getLogger(__name__)
 
-PING_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 15.0
 PENDING_LOG_EVERY_S = 60.0
 
 
-class RegistrySupervision:
-    """The steps of a reconcile pass that act on running actors; `SessionRegistry` holds the state."""
+class Supervision:
+    """What the passes learn about each running actor, and the steps that act on it."""
 
-    _config: RegistryConfig
-    _misses: Strikes
-    _stuck: Strikes
-    _orphans: Since
-    _pending: Since
-    _pending_logged: tuple[int, float]
-    _reports: dict[str, Placement]  # the last ping of each placed session (journals: `writes()`)
-    _store: FleetStorePort
+    def __init__(self, config: RegistryConfig, store: FleetStorePort) -> None:
+        self._config = config
+        self._store = store
+        self._misses = Strikes()  # placed, not answering pings
+        self._stuck = Strikes()  # answering, reporting `stuck`
+        self._orphans = Since()  # actors without a row, since the first pass that saw none
+        self._pending = Since()  # actors Ray has not placed, since first seen so
+        self._silent = Since()  # placed actors not answering pings, since the first pass that saw it
+        self._pending_logged = (0, 0.0)  # (count, monotonic time) last logged
+        self._reports: dict[str, Placement] = {}  # the last ping of each placed session
 
-    async def _stop_orphans(self, orphans: dict[str, ActorHandle[Any]], unplaced: set[str] | None) -> int:
+    def observe_unplaced(self, unplaced: set[str] | None, *, log_changes: bool = False) -> None:
+        """Run the pending clock of each unplaced session; None (the GCS cannot say) changes nothing."""
+        if unplaced is None:
+            return
+        self._pending.observe(unplaced)
+        if log_changes:
+            self._log_pending()
+
+    def pending(self) -> Pending:
+        ids = tuple(self._pending.keys())
+        stalled = self._pending.older_than(self._config.stall_s) | self._silent.older_than(
+            self._config.stall_s
+        )
+        return Pending(count=len(ids), oldest_s=self._pending.oldest(), session_ids=ids, stalled=len(stalled))
+
+    def writes(self) -> Writes:
+        """The sessions' journals as of the last pass: spooled, set aside, refused by the database."""
+        reports = list(self._reports.values())
+        return Writes(
+            spooled=sum(p.spooled for p in reports),
+            failed=sum(p.failed for p in reports),
+            refused=tuple(sorted({p.refused for p in reports if p.refused})),
+            sessions_failed=tuple(sorted(p.session_id for p in reports if p.failed)),
+        )
+
+    def rows_unknown(self) -> None:
+        """A pass could not read the rows: nobody's orphan grace may run on."""
+        self._orphans.clear()
+
+    def forget(self, session_id: str) -> None:
+        self._misses.clear(session_id)
+        self._stuck.clear(session_id)
+        self._orphans.forget(session_id)
+        self._silent.forget(session_id)
+
+    async def stop_orphans(self, orphans: dict[str, ActorHandle[Any]], unplaced: set[str] | None) -> int:
         """Stop the orphans whose grace is over and whose row is still absent; how many were stopped."""
         grace = self._config.orphan_grace_s
         for sid in sorted(self._orphans.observe(orphans)):
@@ -76,10 +111,10 @@ class RegistrySupervision:
             except Exception:
                 log.warning("registry: orphan %s did not close cleanly", session_id, exc_info=True)
         ray.kill(handle, no_restart=True)
-        self._forget(session_id)
+        self.forget(session_id)
         return True
 
-    async def _supervise(
+    async def supervise(
         self, handles: dict[str, ActorHandle[Any]], unplaced: set[str] | None
     ) -> tuple[int, int]:
         """Ping the placed actors; replace the silent, restart the stuck. (replaced, restarted)."""
@@ -88,8 +123,9 @@ class RegistrySupervision:
         placed = {sid: h for sid, h in handles.items() if sid not in unplaced}
         self._misses.keep_only(placed)
         self._stuck.keep_only(placed)
-        pings = await asyncio.gather(*(self._ping(sid, h) for sid, h in placed.items()))
+        pings = await asyncio.gather(*(ping(sid, h) for sid, h in placed.items()))
         self._reports = {p.session_id: p for p in pings if p.alive}
+        self._silent.observe(p.session_id for p in pings if not p.alive)
         replaced = restarted = 0
         booting: list[str] = []
         limit = self._config.unresponsive_passes
@@ -127,15 +163,6 @@ class RegistrySupervision:
             )
         return replaced, restarted
 
-    def _unplaced(self) -> set[str] | None:
-        """Session ids whose actor Ray has not placed; None when the GCS cannot say."""
-        try:
-            names = unplaced_names(self._config.namespace)
-        except Exception:
-            log.warning("registry: cannot read actor states from the GCS", exc_info=True)
-            return None
-        return {sid for sid in map(session_id_of_actor, names) if sid is not None}
-
     def _log_pending(self) -> None:
         count, at = self._pending_logged
         now = time.monotonic()
@@ -151,19 +178,3 @@ class RegistrySupervision:
             CAPACITY_RESOURCE,
             self._pending.oldest() or 0.0,
         )
-
-    def _forget(self, session_id: str) -> None:
-        self._misses.clear(session_id)
-        self._stuck.clear(session_id)
-        self._orphans.forget(session_id)
-
-    async def _ping(self, session_id: str, handle: ActorHandle[Any]) -> Placement:
-        try:
-            placement: Placement = await asyncio.wait_for(handle.ping.remote(), PING_TIMEOUT_S)
-            return placement
-        except Exception:
-            return absent_placement(session_id)
-
-
-def absent_placement(session_id: str) -> Placement:
-    return Placement(session_id, None, None, None, alive=False, ready=False)

@@ -53,7 +53,8 @@ __all__ = ["MAX_TEXT", "ClientFactory", "SessionConfig", "SessionCore"]
 class SessionCore:
     """The state machine of one session. Every public coroutine is safe to call concurrently.
 
-    Its parts, each built here with what it needs: `state` (what they all share), `contacts` (scope,
+    Its parts, each built here with what it needs: `state` (what they all share, the lease among it:
+    `actors.lease`), `contacts` (scope,
     identity links, names, pictures), `transitions` (what each WhatsApp event does, watchdogs), `sends`,
     `inbox` (reads, reactions, edits, typing) and `lifecycle` (boot, dial, event pump, close).
     """

@@ -102,8 +102,9 @@ class Lifecycle:
             await session.lease.take()
         except SessionNotFound:
             return None
-        await session.take_over_files()
-        session.bus.restore()  # frames an earlier process could not send go out before any new one
+        if session.journal is None:
+            await session.take_over_files()
+            session.bus.restore()  # frames an earlier process could not send go out before any new one
         apply = applier(session.store, session.bus, self._transitions.phone_taken)
         journal = session.open_journal(session.lease.guard(apply))
         await journal.flush()

@@ -212,7 +212,7 @@ class SessionState:
 
     async def take_over_files(self) -> None:
         """Once per process, before its spool and outbox are opened: its predecessors' files elsewhere."""
-        if self._take_over is not None and self.journal is None:
+        if self._take_over is not None:
             await self._take_over()
             self._take_over = None
 

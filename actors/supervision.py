@@ -15,6 +15,9 @@ class Pending:
     count: int
     oldest_s: float | None  # how long the oldest has waited, as seen by this registry process
     session_ids: tuple[str, ...]
+    # Sessions waiting to be placed, or placed and not answering, for longer than the registry's
+    # `stall_s`: /health says `degraded` while there are any.
+    stalled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,11 @@ class Since:
 
     def keys(self) -> list[str]:
         return sorted(self._first)
+
+    def older_than(self, seconds: float) -> set[str]:
+        """The keys whose run is longer than `seconds`."""
+        since = time.monotonic() - seconds
+        return {key for key, first in self._first.items() if first < since}
 
     def forget(self, key: str) -> None:
         self._first.pop(key, None)

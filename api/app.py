@@ -60,6 +60,11 @@ class PendingOut(BaseModel):
 
     count: int
     oldest_seconds: float | None = Field(alias="oldestSeconds")
+    stalled: int = Field(
+        0,
+        description="Sessions waiting to be placed, or placed and not answering, for longer than a minute:"
+        " `status` is `degraded` while there are any",
+    )
 
 
 class WritesOut(BaseModel):
@@ -227,6 +232,7 @@ async def health(app_state: State, request: Request) -> HealthOut:
     )
     counts = counts or repo.SessionCounts(total=0, connected=0)
     ok = db_ok and redis_ok and ray_ok and events_ok and writes.database == "ok" and not writes.failed
+    ok = ok and not (pending and pending.stalled)
     return HealthOut(
         status="ok" if ok else "degraded",
         sessions=SessionCountsOut(total=counts.total, connected=counts.connected),
@@ -271,7 +277,7 @@ async def _pending(request: Request) -> PendingOut | None:
     if found is None:
         return None
     oldest = None if found.oldest_s is None else round(found.oldest_s, 1)
-    return PendingOut(count=found.count, oldest_seconds=oldest)
+    return PendingOut(count=found.count, oldest_seconds=oldest, stalled=found.stalled)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -16,7 +16,19 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.resources import open_resources
-from api.routes import chat_actions, console, events, inbox, messages, ops, qr, send, sessions, users
+from api.routes import (
+    chat_actions,
+    console,
+    events,
+    inbox,
+    messages,
+    operations,
+    ops,
+    qr,
+    send,
+    sessions,
+    users,
+)
 from kernel.domain import Backend
 from kernel.settings import Settings
 
@@ -58,6 +70,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         app.include_router(simulator_inbox.router, dependencies=keyed)
     app.include_router(events.socket_router)
     app.include_router(ops.router)
+    app.include_router(operations.router)
     if settings.console_enabled:
         app.include_router(console.router)
     install_error_handlers(app)

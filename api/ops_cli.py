@@ -1,6 +1,6 @@
 """`whatsapp-bridge sessions | drain NODE | rebalance | spool replay`: the ops routes of a running bridge.
 
-They talk to the API over HTTP (`GET /ops/sessions`, `POST /ops/nodes/{nodeId}/drain`,
+They talk to the API over HTTP (`GET /ops/sessions`, `POST|DELETE /ops/nodes/{nodeId}/drain`,
 `POST /ops/rebalance`, `POST /ops/spool/replay`), so they work from any machine that reaches it, inside
 the Ray cluster or not (each session replays its own spool on its own node).
 The API is at WHATSAPP_BRIDGE_URL, else http://WHATSAPP_BRIDGE_HOST:WHATSAPP_BRIDGE_PORT; the key is
@@ -44,6 +44,10 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("drain", parents=[common], help="move every session off a node, then return")
     d.add_argument("node", help="the node id (hex) or a unique prefix of at least 6 digits")
     d.add_argument("--no-wait", action="store_true", help="start it and return")
+    d.add_argument(
+        "--force", action="store_true", help="drain even if the other nodes cannot hold its sessions"
+    )
+    d.add_argument("--cancel", action="store_true", help="cancel the node's drain: it takes sessions again")
     r = sub.add_parser(
         "rebalance", parents=[common], help="move sessions from the fullest nodes to the emptiest"
     )
@@ -69,13 +73,21 @@ def main(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
                 return _replay(client, out, args.session)
             if args.command == "drain":
                 path = f"/ops/nodes/{args.node}/drain"
-                return _operation(client, path, out, wait=not args.no_wait)
+                if args.cancel:
+                    body = _call(client, "DELETE", path)
+                    print(f"drain of node {body['nodeId'][:12]} cancelled; it takes sessions again", file=out)
+                    return 0
+                params = {"force": "true"} if args.force else None
+                return _operation(client, path, out, wait=not args.no_wait, params=params)
             return _operation(client, "/ops/rebalance", out, wait=not args.no_wait)
     except OpsError as err:
         print(f"whatsapp-bridge {args.command}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; the operation goes on in the API (run the command again to follow it)", file=out)
+        print(
+            "interrupted; the operation goes on in the registry (run the command again to follow it)",
+            file=out,
+        )
         return 130
 
 
@@ -152,10 +164,12 @@ def _replay(client: httpx.Client, out: TextIO, session_id: str | None) -> int:
     return 1 if any(item["error"] for item in body["items"]) else 0
 
 
-def _operation(client: httpx.Client, path: str, out: TextIO, *, wait: bool) -> int:
-    body = _call(client, "POST", path)
+def _operation(
+    client: httpx.Client, path: str, out: TextIO, *, wait: bool, params: dict[str, str] | None = None
+) -> int:
+    body = _call(client, "POST", path, params)
     what = body["operation"] + (f" of node {body['nodeId'][:12]}" if body.get("nodeId") else "")
-    print(f"{what} started", file=out, flush=True)
+    print(f"{what} started (operation {body['id']}, {body['state']})", file=out, flush=True)
     reported = -1
     while wait and not _finished(body):
         time.sleep(POLL_S)
@@ -163,7 +177,7 @@ def _operation(client: httpx.Client, path: str, out: TextIO, *, wait: bool) -> i
         if len(body["moved"]) != reported:
             reported = len(body["moved"])
             print(_progress(body), file=out, flush=True)
-    print(_progress(body) if wait else "running; follow it with the same command", file=out)
+    print(_progress(body) if wait else "running in the registry; follow it with the same command", file=out)
     failed = [m for m in body["moved"] if m["error"] or not m["toNode"]]
     for m in failed:
         print(f"  {m['sessionId']}: {m['error'] or 'not placed again'}", file=out)
@@ -171,7 +185,7 @@ def _operation(client: httpx.Client, path: str, out: TextIO, *, wait: bool) -> i
 
 
 def _finished(body: dict[str, Any]) -> bool:
-    """Done, or no longer running in the API (a failed drain: the sessions `left` say so)."""
+    """Done, or no longer running (cancelled: the sessions `left` say so)."""
     return bool(body["done"]) or not body["running"]
 
 

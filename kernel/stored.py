@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from kernel.domain import Reason, SessionStatus, SessionView
 
@@ -64,3 +65,25 @@ class SessionToRun:
     device_jid: str | None
     status: SessionStatus
     reason: Reason | None
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A drain or a rebalance as stored (`fleet_operation`): the API creates it, the registry runs it."""
+
+    id: str
+    kind: str  # drain | rebalance
+    node_id: str | None
+    state: str  # running | done | cancelled
+    forced: bool
+    planned: int
+    left: int
+    moved: tuple[dict[str, Any], ...]  # one per move: sessionId, fromNode, toNode, status, spoolLeft, error
+    waiting: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from kernel.stored import SessionToRun
-from persistence import repo
+from typing import Any
+
+from kernel.stored import Operation, SessionToRun
+from persistence import operations, repo
 from persistence.db import create_engine, session_factory
 
 
@@ -28,6 +30,26 @@ class FleetStore:
     async def purge_old_messages(self, days: int) -> int:
         async with self._db() as db:
             return await repo.purge_old_messages(db, days)
+
+    async def operations_in_force(self) -> list[Operation]:
+        async with self._db() as db:
+            return await operations.in_force(db)
+
+    async def record_operation(
+        self,
+        operation_id: str,
+        *,
+        planned: int,
+        left: int,
+        moved: list[dict[str, Any]],
+        waiting: list[str],
+        state: str = "running",
+    ) -> bool:
+        """Store an operation's progress unless it was cancelled meanwhile; whether it was stored."""
+        async with self._db() as db:
+            return await operations.record(
+                db, operation_id, planned=planned, left=left, moved=moved, waiting=waiting, state=state
+            )
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -245,3 +245,46 @@ class SimSent(SQLModel, table=True):
     quoted_id: str | None = None
     data: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary, nullable=True))  # media bytes
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+
+
+class FleetOperation(SQLModel, table=True):
+    """A drain or a rebalance an operator asked for; the registry carries it out (`actors.operations`).
+
+    A drain is in force while `running` or `done` (its node takes no new session) until `cancelled`.
+    At most one rebalance runs, and one drain per node is in force, cluster-wide (partial unique indexes).
+    """
+
+    __tablename__ = "fleet_operation"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('drain', 'rebalance')", name="ck_fleet_operation_kind"),
+        sa.CheckConstraint("state IN ('running', 'done', 'cancelled')", name="ck_fleet_operation_state"),
+        sa.Index(
+            "uq_fleet_operation_one_rebalance",
+            "kind",
+            unique=True,
+            postgresql_where=sa.text("kind = 'rebalance' AND state = 'running'"),
+        ),
+        sa.Index(
+            "uq_fleet_operation_one_drain_per_node",
+            "node_id",
+            unique=True,
+            postgresql_where=sa.text("kind = 'drain' AND state IN ('running', 'done')"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: str = Field(max_length=16)
+    node_id: str | None = Field(default=None, max_length=64)
+    state: str = Field(max_length=16)
+    forced: bool = False
+    planned: int = 0
+    left_count: int = 0
+    moved: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
+    )
+    waiting: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
+    )
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+    updated_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+    finished_at: datetime | None = _ts(nullable=True)

@@ -44,7 +44,8 @@ def reset_database(database_url: str) -> None:
         try:
             await conn.execute("SET lock_timeout = '15s'")
             await conn.execute(
-                "TRUNCATE whatsapp_session, app_user, chat, message, wa_sim.device, wa_sim.sent CASCADE"
+                "TRUNCATE whatsapp_session, app_user, chat, message, fleet_operation,"
+                " wa_sim.device, wa_sim.sent CASCADE"
             )
         finally:
             await conn.close()
@@ -120,18 +121,20 @@ def api_stack(
     *,
     api_database_url: str | None = None,
     session: dict[str, Any] | None = None,
+    registry: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Iterator[Stack]:
     """Registry (fast QR timings) and API for one module, in a fresh namespace; Ray must be up.
 
     The registry and the sessions use `database_url`, the API `api_database_url` (default the same): a
-    test puts a fault proxy in front of either side. `session` overrides the sessions' configuration.
+    test puts a fault proxy in front of either side. `session` overrides the sessions' configuration,
+    `registry` the registry's own.
     """
     reset_database(database_url)
     namespace = unique_namespace()
     api_key = secrets.token_urlsafe(24)
     overrides = {**SESSION_TIMINGS, **(session or {})}
-    start_registry(registry_config(database_url, redis_url, namespace, session=overrides))
+    start_registry(registry_config(database_url, redis_url, namespace, session=overrides, **(registry or {})))
     api_db = api_database_url or database_url
     app = create_app(make_settings(api_db, redis_url, namespace, api_key, **settings))
     try:

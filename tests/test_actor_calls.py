@@ -34,7 +34,8 @@ def _methods(cls: type) -> dict[str, Any]:
 def _shape(function: Any) -> tuple[list[tuple[str, Any, Any, Any]], Any]:
     """Parameters after `self` (name, kind, annotation text, default) and the return annotation."""
     sig = inspect.signature(function)
-    params = list(sig.parameters.values())[1:]
+    # Ray adds `_ray_trace_ctx` to an actor class's methods once `ray.remote` has wrapped it in this process.
+    params = [p for p in list(sig.parameters.values())[1:] if p.name != "_ray_trace_ctx"]
     # `self` is positional-only in a Protocol that also takes **kwargs; the others are compared as they are.
     return [(p.name, p.kind, p.annotation, p.default) for p in params], sig.return_annotation
 

@@ -1,4 +1,5 @@
-"""Draining a node on a real multi-node Ray (`ray.cluster_utils.Cluster`: a head and two workers).
+"""Draining a node on a real multi-node Ray (`ray.cluster_utils.Cluster`: a head and two workers): the
+drain is a row, carried out by the registry.
 
 Messages keep arriving on the simulated network while the sessions move; the test plays WhatsApp's
 server: a message a session could not take (its process is stopping or not up yet) is offered again
@@ -19,10 +20,11 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from actors import drain, fleet
+from actors import fleet
 from actors.calls import NetworkControls
 from actors.registry import start_registry
 from kernel.domain import SessionStatus
+from tests.opskit import request_drain, wait_operation
 from tests.raykit import (
     Frames,
     control,
@@ -136,21 +138,24 @@ async def test_drain_moves_every_session_elsewhere_without_scan_or_lost_message(
             network = Network(namespace, sids)
             sender = asyncio.create_task(network.run())
             await eventually(lambda: asyncio.sleep(0, len(network.taken)), lambda n: n >= 8, timeout=30)
+            requested = await request_drain(database_url, target, planned=len(on_target))
             seen: list[int] = []
-            report = await drain.drain(
-                namespace, target[:12], moves_per_s=2.0, on_progress=lambda p: seen.append(p.left)
-            )
+
+            def progress(op: Any) -> bool:
+                seen.append(op.left)
+                return bool(op.state == "done")
+
+            report = await wait_operation(database_url, requested.id, progress)
             taken_during = len(network.taken)
             await eventually(lambda: asyncio.sleep(0, len(network.taken)), lambda n: n >= taken_during + 8)
             network.stop()
             await asyncio.wait_for(sender, 60)
 
-        assert report.done and report.left == 0, report
-        assert sorted(m.session_id for m in report.moved) == sorted(on_target)
-        assert all(m.ok and m.spool_left == 0 for m in report.moved), report.moved
-        assert seen and seen[-1] == 0, "progress was reported down to zero"
+        assert report.left == 0 and report.planned == len(on_target), report
+        assert sorted(m["sessionId"] for m in report.moved) == sorted(on_target)
+        assert all(m["toNode"] and not m["error"] and m["spoolLeft"] == 0 for m in report.moved), report
+        assert seen[0] > 0 and seen[-1] == 0, "progress was stored down to zero"
         assert fleet.sessions_on(namespace, target) == [], "the drained node holds no session"
-        assert next(n for n in fleet.nodes() if n.node_id == target).draining
         for sid in sids:
             view = await status_of(sid, namespace)
             assert view.status == SessionStatus.CONNECTED and view.phone == phones[sid], "device kept"

@@ -139,6 +139,8 @@ async def test_ops_routes_need_the_api_key_and_a_known_node(stack: Stack) -> Non
             ("GET", "/ops/sessions"),
             ("POST", "/ops/nodes/abcdef12/drain"),
             ("GET", "/ops/nodes/abcdef12/drain"),
+            ("DELETE", "/ops/nodes/abcdef12/drain"),
+            ("GET", "/ops/operations/00000000-0000-4000-8000-000000000000"),
             ("POST", "/ops/rebalance"),
             ("GET", "/ops/rebalance"),
             ("POST", "/ops/spool/replay"),
@@ -149,5 +151,8 @@ async def test_ops_routes_need_the_api_key_and_a_known_node(stack: Stack) -> Non
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "node_not_found"
         bad = await client.post("/ops/nodes/not-hex!/drain")
         assert bad.status_code == 422
+        for path in ("/ops/operations/00000000-0000-4000-8000-000000000000", "/ops/operations/not-an-id"):
+            unknown = await client.get(path)
+            assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "operation_not_found"
     result = await asyncio.to_thread(_cli, stack, "drain", "abcdef1234")
     assert result.returncode == 1 and "404" in result.stderr and stack.api_key not in result.stderr

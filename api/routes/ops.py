@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
-from actors import drain, fleet
+from actors import fleet
 from api.deps import Resources, require_api_key
 from api.errors import error_responses
 from api.schemas import ApiModel
@@ -21,7 +20,7 @@ from api.unavailable import RETRY_AFTER_S, ActorUnreachable, ray_unavailable
 from kernel.domain import SessionStatus
 from kernel.errors import WaError
 from kernel.outages import REFUSES_WRITES, refusals
-from persistence import repo
+from persistence import operations, repo
 from persistence.db import read_only
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,6 @@ router = APIRouter(tags=["ops"])
 T = TypeVar("T")
 OPS_TIMEOUT_S = 10.0
 PENDING_TIMEOUT_S = 2.0
-REBALANCE = ""  # the key of the rebalance among this process's jobs (drains are keyed by node id)
 
 NodeId = Annotated[
     str,
@@ -120,46 +118,7 @@ class OpsSessionsOut(ApiModel):
     nodes: list[OpsNodeOut]
 
 
-class MoveOut(ApiModel):
-    session_id: str
-    from_node: str
-    to_node: str | None
-    status: str | None
-    spool_left: int
-    error: str | None
-
-
-class OperationOut(ApiModel):
-    operation: str
-    node_id: str | None
-    running: bool = Field(description="This API process is moving sessions now")
-    done: bool
-    planned: int
-    left: int = Field(description="drain: sessions still on the node; rebalance: moves not done")
-    waiting: list[str] = Field(description="Sessions not moved yet: writes still spooled (database away)")
-    moved: list[MoveOut]
-    elapsed_s: float
-
-
-@dataclass(slots=True)
-class _Job:
-    progress: drain.Progress
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done()
-
-
-def _jobs(request: Request) -> dict[str, _Job]:
-    """This process's drains (by node id) and its rebalance (""), kept as long as the app runs."""
-    jobs: dict[str, _Job] | None = getattr(request.app.state, "ops_jobs", None)
-    if jobs is None:
-        jobs = request.app.state.ops_jobs = {}
-    return jobs
-
-
-async def _ray(call: Callable[..., T], *args: Any) -> T:
+async def ray_call(call: Callable[..., T], *args: Any) -> T:
     """A GCS read off the event loop; 503 + Retry-After when Ray cannot answer.
 
     Never while the driver is not connected or being connected again (`ray_unavailable`): a GCS call
@@ -177,63 +136,20 @@ async def _ray(call: Callable[..., T], *args: Any) -> T:
         raise ActorUnreachable("The Ray cluster did not answer", retry_after=RETRY_AFTER_S) from err
 
 
-def _operation(job: _Job) -> OperationOut:
-    p = job.progress
-    return OperationOut(
-        operation=p.operation,
-        node_id=p.node_id,
-        running=job.running,
-        done=p.done,
-        planned=p.planned,
-        left=p.left,
-        waiting=list(p.waiting),
-        moved=[
-            MoveOut(
-                session_id=m.session_id,
-                from_node=m.from_node,
-                to_node=m.to_node,
-                status=m.status.value if m.status else None,
-                spool_left=m.spool_left,
-                error=m.error,
-            )
-            for m in p.moved
-        ],
-        elapsed_s=round(p.elapsed_s, 3),
-    )
-
-
-def _start(
-    jobs: dict[str, _Job],
-    key: str,
-    progress: drain.Progress,
-    run: Callable[[drain.OnProgress], Awaitable[Any]],
-) -> _Job:
-    job = _Job(progress)
-
-    def keep(p: drain.Progress) -> None:
-        job.progress = p
-
-    async def main() -> None:
-        try:
-            await run(keep)
-        except Exception:
-            log.exception("ops: %s failed", progress.operation)
-
-    job.task = asyncio.create_task(main(), name=f"ops {progress.operation} {key}")
-    jobs[key] = job
-    return job
-
-
 @router.get("/ops/sessions", response_model=OpsSessionsOut, dependencies=keyed, responses=error_responses())
 async def ops_sessions(res: Resources) -> OpsSessionsOut:
     """Every session actor with its node, pid, status, uptime, restarts and memory; every node."""
     namespace = res.settings.ray_namespace
-    nodes = await _ray(fleet.nodes)
+    nodes = await ray_call(fleet.nodes)
     try:
         rows = await asyncio.wait_for(fleet.session_rows(namespace), OPS_TIMEOUT_S)
     except Exception as err:
         raise ActorUnreachable("The Ray cluster did not answer", retry_after=RETRY_AFTER_S) from err
     per_node = Counter(r.node_id for r in rows if r.node_id)
+    try:
+        drained = operations.drained(await res.db.run(operations.in_force))
+    except WaError:
+        drained = set()  # the database is away: Ray's own drains only
     return OpsSessionsOut(
         items=[
             OpsSessionOut(
@@ -253,7 +169,7 @@ async def ops_sessions(res: Resources) -> OpsSessionsOut:
                 node_id=n.node_id,
                 address=n.address,
                 is_head=n.is_head,
-                draining=n.draining,
+                draining=n.draining or n.node_id in drained,
                 capacity=n.capacity,
                 sessions=per_node.get(n.node_id, 0),
             )
@@ -261,80 +177,6 @@ async def ops_sessions(res: Resources) -> OpsSessionsOut:
             if n.alive
         ],
     )
-
-
-@router.post(
-    "/ops/nodes/{nodeId}/drain",
-    status_code=202,
-    response_model=OperationOut,
-    dependencies=keyed,
-    responses=error_responses(404),
-)
-async def start_drain(node_id: NodeId, res: Resources, request: Request) -> OperationOut:
-    """Mark the node unschedulable (Ray's drain) and move its sessions elsewhere, staggered; poll GET.
-
-    Idempotent: a drain of the node already running here is answered with its progress.
-    """
-    node = await _ray(fleet.find_node, node_id)
-    if node is None:
-        raise drain.NodeNotFound()
-    jobs = _jobs(request)
-    job = jobs.get(node.node_id)
-    if job is None or not job.running:
-        namespace = res.settings.ray_namespace
-        progress = drain.Progress("drain", node.node_id, planned=0)
-        job = _start(
-            jobs, node.node_id, progress, lambda keep: drain.drain(namespace, node.node_id, on_progress=keep)
-        )
-    return _operation(job)
-
-
-@router.get(
-    "/ops/nodes/{nodeId}/drain",
-    response_model=OperationOut,
-    dependencies=keyed,
-    responses=error_responses(404),
-)
-async def drain_status(node_id: NodeId, res: Resources, request: Request) -> OperationOut:
-    """A drain's progress: `left` counts the sessions on the node now, `done` once it is draining and
-    holds none (whichever API process moved them)."""
-    # A drained node may be gone already: Ray stops a draining node's raylet once it is idle.
-    node = await _ray(lambda: fleet.find_node(node_id, alive=False))
-    if node is None:
-        raise drain.NodeNotFound()
-    left = len(await _ray(fleet.sessions_on, res.settings.ray_namespace, node.node_id))
-    job = _jobs(request).get(node.node_id) or _Job(drain.Progress("drain", node.node_id, planned=0))
-    out = _operation(job)
-    # A session between its stop and its start elsewhere is on no node: done only once the moves are.
-    done = (node.draining or not node.alive) and left == 0 and not job.running
-    return out.model_copy(update={"left": left, "done": done})
-
-
-@router.post(
-    "/ops/rebalance",
-    status_code=202,
-    response_model=OperationOut,
-    dependencies=keyed,
-    responses=error_responses(),
-)
-async def start_rebalance(res: Resources, request: Request) -> OperationOut:
-    """Move sessions from the fullest nodes to the emptiest until each holds its capacity share within
-    one session, staggered, one reconnect per moved session; poll GET. One at a time per API process."""
-    await _ray(lambda: None)
-    jobs = _jobs(request)
-    job = jobs.get(REBALANCE)
-    if job is None or not job.running:
-        namespace = res.settings.ray_namespace
-        progress = drain.Progress("rebalance", None, planned=0)
-        job = _start(jobs, REBALANCE, progress, lambda keep: drain.rebalance(namespace, on_progress=keep))
-    return _operation(job)
-
-
-@router.get("/ops/rebalance", response_model=OperationOut, dependencies=keyed, responses=error_responses())
-async def rebalance_status(request: Request) -> OperationOut:
-    """The progress of this API process's last rebalance (`planned` 0 and `done` false: none ran here)."""
-    job = _jobs(request).get(REBALANCE) or _Job(drain.Progress("rebalance", None, planned=0))
-    return _operation(job)
 
 
 class ReplayedOut(ApiModel):

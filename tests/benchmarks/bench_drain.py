@@ -4,10 +4,11 @@ that wait for capacity take to connect once the autoscaler adds nodes.
     .venv/bin/python -m tests.benchmarks.bench_drain [--sessions 50] [--rate 2] [--autoscale-sessions 10]
 
 Drain: a `ray.cluster_utils.Cluster` with a head without sessions and one worker of N; N paired sessions
-on the simulated network, all on that worker. A second worker of N joins, then `actors.drain.drain` moves
-every session off the first (Ray's node drain, one graceful stop and one reconnect each, `--rate` moves
-a second, 4 at a time). Measured: the whole drain, and per session from its stop to `connected` on the
-new node (p50, max); every session must be connected again, none asking for a QR.
+on the simulated network, all on that worker. A second worker of N joins, then a drain of the first is
+requested (a `fleet_operation` row, as `POST /ops/nodes/{nodeId}/drain` stores it) and the registry moves
+every session off it (one graceful stop and one reconnect each, `--rate` moves a second, `--parallel` at
+a time). Measured: from the request to the row saying `done`, and per session from the request to
+`connected` on the new node (p50, max); every session must be connected again, none asking for a QR.
 
 Autoscale: Ray's fake multi-node provider (tests/autoscalekit.py), a head without sessions, workers of
 `--per-worker` sessions, at most enough for `--autoscale-sessions`. Measured from the registry's
@@ -30,10 +31,11 @@ from typing import Any
 
 import ray
 
-from actors import drain, fleet
+from actors import fleet
 from actors.registry import RegistryConfig, start_registry
 from persistence.stores import PostgresStores
 from tests.benchmarks import benchkit as bk
+from tests.opskit import request_drain, wait_operation
 
 STORE = 80 * 1024 * 1024
 
@@ -67,7 +69,13 @@ async def drain_round(args: argparse.Namespace, services: bk.Services) -> dict[s
         )
         cluster.wait_for_nodes()
         config = RegistryConfig(
-            services.database_url, namespace, bk.session_config(services), args.rate, stores=PostgresStores()
+            services.database_url,
+            namespace,
+            bk.session_config(services),
+            args.rate,
+            moves_per_s=args.rate,
+            moves_parallel=args.parallel,
+            stores=PostgresStores(),
         )
         async with bk.StatusWatch(services.redis_url, set(sids)) as watch:
             start_registry(config)
@@ -80,19 +88,10 @@ async def drain_round(args: argparse.Namespace, services: bk.Services) -> dict[s
             qr_before = len(watch.qr_at)
             for sid in sids:  # the next `connected` frame of each is its move
                 watch.first.pop((sid, "connected"), None)
-            stops: dict[str, float] = {}
-
-            def on_progress(p: drain.Progress) -> None:
-                for m in p.moved:
-                    stops.setdefault(m.session_id, time.monotonic())
-
             t0 = time.monotonic()
-            report = await drain.drain(
-                namespace,
-                first.node_id,
-                moves_per_s=args.rate,
-                timeout_s=args.timeout,
-                on_progress=on_progress,
+            requested = await request_drain(services.database_url, first.node_id, planned=n)
+            report = await wait_operation(
+                services.database_url, requested.id, lambda op: op.state == "done", args.timeout
             )
             drained_s = time.monotonic() - t0
             await watch.wait(lambda: all((s, "connected") in watch.first for s in sids), 30)
@@ -104,10 +103,11 @@ async def drain_round(args: argparse.Namespace, services: bk.Services) -> dict[s
             result = {
                 "sessions": n,
                 "rate": args.rate,
-                "drained": report.done,
+                "parallel": args.parallel,
+                "drained": report.state == "done",
                 "drain_s": round(drained_s, 1),
                 "moved": len(report.moved),
-                "failed": len(report.failed),
+                "failed": sum(1 for m in report.moved if m["error"] or not m["toNode"]),
                 "connected_after_s": bk.percentiles(back),
                 "connected_on_new_node": on_second,
                 "qr_frames": len(watch.qr_at) - qr_before,
@@ -166,11 +166,12 @@ def report(results: dict[str, Any]) -> None:
     d = results["drain"]
     bk.print_table(
         "Drain: a node of N sessions (seconds from the drain's start)",
-        ["N", "moves/s", "drain", "p50 back", "max back", "on new node", "failed", "QR frames"],
+        ["N", "moves/s", "parallel", "drain", "p50 back", "max back", "on new node", "failed", "QR frames"],
         [
             [
                 d["sessions"],
                 d["rate"],
+                d["parallel"],
                 d["drain_s"] if d["drained"] else "not done",
                 d["connected_after_s"]["p50"],
                 d["connected_after_s"]["max"],
@@ -203,6 +204,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench_drain", description=__doc__.split("\n")[0])
     p.add_argument("--sessions", type=int, default=50, help="sessions on the drained node")
     p.add_argument("--rate", type=float, default=2.0, help="moves (and creations) per second")
+    p.add_argument("--parallel", type=int, default=4, help="moves in flight at once")
     p.add_argument("--autoscale-sessions", type=int, default=10, help="0: skip the autoscale part")
     p.add_argument("--per-worker", type=int, default=4, help="wa_session of each autoscaled worker")
     p.add_argument("--timeout", type=float, default=600.0)
