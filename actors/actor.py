@@ -27,6 +27,7 @@ from actors.ports import ClientOptions, Stores, WhatsAppClient
 from actors.recycle import exit_for_restart, leave_superseded, report_restart, was_restarted
 from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool, pending_bytes
+from actors.spool_handover import ensure_keeper, take_over
 from actors.writes import WRITES
 from kernel.domain import Message, Placement, SendResult, SessionView
 
@@ -83,9 +84,15 @@ class SessionActor:
             leave_superseded=functools.partial(leave_superseded, session_id),
             # Every process of this actor is one owner: a newer one takes the lease over at once.
             owner=ray.get_runtime_context().get_actor_id() or f"session-{session_id}",
+            take_over=functools.partial(take_over, session_id, self._folder),
         )
         self._core.start()
         log.info("session %s: process %d started", session_id, os.getpid())
+        try:
+            # This node's keeper, so a later process of any session elsewhere can take its files.
+            ensure_keeper(self._folder, config.database_dsn, stores)
+        except Exception:  # a constructor must not fail: Ray would not retry it
+            log.warning("session %s: no spool keeper on this node", session_id, exc_info=True)
         try:
             report_restart(session_id)
         except Exception:  # a constructor must not fail: Ray would not retry it

@@ -110,7 +110,7 @@ async def move_session(
         log.warning("move: session %s did not close cleanly", session_id, exc_info=True)
     if spool_left:
         log.error(
-            "move: session %s left %d spooled bytes on node %s (kept on its disk)",
+            "move: session %s left %d spooled bytes on node %s (its next process takes them over)",
             session_id,
             spool_left,
             from_node,

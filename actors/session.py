@@ -25,7 +25,7 @@ until the database answers, reporting itself not ready meanwhile.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -71,6 +71,7 @@ class SessionCore:
         exit_process: Callable[[str], None],
         leave_superseded: Callable[[str], None],
         owner: str,
+        take_over: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.session_id = session_id
         self._state = SessionState(
@@ -83,6 +84,7 @@ class SessionCore:
             exit_process=exit_process,
             leave_superseded=leave_superseded,
             owner=owner,
+            take_over=take_over,
         )
         self._contacts = Contacts(self._state)
         self._transitions = Transitions(self._state, self._contacts)

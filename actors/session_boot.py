@@ -94,14 +94,16 @@ class Lifecycle:
         await self._connect(row.device_jid)
 
     async def _load(self) -> StoredSession | None:
-        """Take the lease (waiting while another process holds it); then what an earlier process spooled
-        goes to PostgreSQL first, in order; then the row is read."""
+        """Take the lease (waiting while another process holds it); bring what earlier processes spooled
+        on other nodes here; then what they spooled goes to PostgreSQL first, in order; then the row is
+        read."""
         session = self._state
         try:
             await session.lease.take()
         except SessionNotFound:
             return None
         if session.journal is None:
+            await session.take_over_files()
             session.bus.restore()  # frames an earlier process could not send go out before any new one
         apply = applier(session.store, session.bus, self._transitions.phone_taken)
         journal = session.open_journal(session.lease.guard(apply))

@@ -89,6 +89,7 @@ class SessionState:
         exit_process: Callable[[str], None],
         leave_superseded: Callable[[str], None],
         owner: str,
+        take_over: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.session_id = session_id
         self.config = config
@@ -101,6 +102,8 @@ class SessionState:
         self.lease = Lease(store, self.tasks, session_id, owner, config.lease_s, self._superseded)
         self._client_factory = client_factory
         self._open_spool = open_spool
+        # Brings what earlier processes spooled on other nodes here (actors.spool_handover), once.
+        self._take_over = take_over
         self._exit_process = exit_process  # Ray starts a fresh process of this actor
         self._leave_superseded = leave_superseded  # no word to Ray: a newer process may be its actor's
         self.client: WhatsAppClient | None = None  # one per process, made by `new_client`
@@ -206,6 +209,12 @@ class SessionState:
         return float(ceiling * random.uniform(0.5, 1.0))
 
     # ------------------------------------------------------------------ durable writes
+
+    async def take_over_files(self) -> None:
+        """Once per process, before its spool and outbox are opened: its predecessors' files elsewhere."""
+        if self._take_over is not None:
+            await self._take_over()
+            self._take_over = None
 
     def open_journal(self, apply: Apply) -> Journal:
         """The journal over this session's spool (once: a later call returns the same one)."""

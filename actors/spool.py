@@ -15,6 +15,9 @@ a little-endian u32 length and that many bytes of UTF-8 JSON, one entry, encoded
 (such as the pickled spool of a release before format 1), is refused with `SpoolUnreadable` and left as
 it is: it is never read, never quarantined, and the session does not start without it.
 
+An open spool holds a shared `flock` on its file: a node's spool keeper (`actors.spool_keeper`) hands a
+session's files to its next process on another node only while no process holds them.
+
 Bounded: `max_bytes` (an append beyond it raises `SpoolFull`). A torn last record (a crash in the middle
 of a write) is cut off when the spool is opened; a record that does not decode is moved to
 `<file>.failed` with the rest of the log left intact.
@@ -29,6 +32,7 @@ because every entry is idempotent.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -101,6 +105,7 @@ class Spool:
         ensure_private_folder(path.parent)
         self._fd = open_private(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         try:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)  # held while open: no keeper hands it over meanwhile
             self._size = os.fstat(self._fd).st_size
             if self._size == 0:  # new, or left empty by a release before format 1
                 os.write(self._fd, file_header())
@@ -188,6 +193,7 @@ class Spool:
         fresh = self.path.with_name(self.path.name + ".new")
         fd = open_private(fresh, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
         try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
             os.write(fd, data)
             os.replace(fresh, self.path)
         except BaseException:
@@ -278,6 +284,20 @@ class Spool:
             self._set_aside_body(body)
         taking.unlink()
         return requeued
+
+
+def write_records(path: Path, bodies: Iterable[bytes]) -> None:
+    """Replace `path` with a spool-format file of `bodies`; the old file stays intact until the new one
+    takes its name."""
+    data = memoryview(file_header() + b"".join(_HEADER.pack(len(body)) + body for body in bodies))
+    fresh = path.with_name(path.name + ".new")
+    fd = open_private(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+    os.replace(fresh, path)
 
 
 def read_records(path: Path) -> list[bytes]:

@@ -6,6 +6,8 @@ tests/test_ray_reinit.py): every request must answer within `request_bound_s`, a
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.clikit import command
+from api.localstack import free_port
+from tests.clikit import clean_env, command
 
 
 @dataclass
@@ -67,3 +70,33 @@ def spawn(
     with log.open("wb") as out:
         proc = subprocess.Popen(command(), env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     return Api(proc, f"http://127.0.0.1:{port}", key, log, user=user, request_bound_s=request_bound_s)
+
+
+def spawn_cluster_api(
+    tmp_path: Path,
+    cluster_address: str,
+    database_url: str,
+    redis_url: str,
+    namespace: str,
+    *,
+    user: str,
+    request_bound_s: float,
+    **env: str,
+) -> Api:
+    """`whatsapp-bridge` on the simulated network, a driver of the cluster at `cluster_address`, + `env`."""
+    port = free_port()
+    key = secrets.token_urlsafe(24)
+    full = clean_env(
+        RAY_ADDRESS=cluster_address,
+        RAY_NAMESPACE=namespace,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        WHATSAPP_BRIDGE_API_KEY=key,
+        WHATSAPP_BRIDGE_PORT=str(port),
+        WA_BACKEND="simulated",
+        **env,
+        # The cluster's authentication, as its drivers need it: once any test of this process has called
+        # ray.init, Ray sets RAY_AUTH_MODE=token here, and the cluster requires a token.
+        **{k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH_")},
+    )
+    return spawn(tmp_path, full, port, key, user=user, request_bound_s=request_bound_s)

@@ -8,7 +8,6 @@ killed and started again; then the whole head is lost for good.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import uuid
@@ -19,10 +18,10 @@ import pytest
 from ray.cluster_utils import Cluster
 
 from api.cli import GCS_RECONNECT_ENV
-from api.localstack import EmbeddedValkey, free_port
+from api.localstack import EmbeddedValkey
 from tests import raykit
-from tests.apiproc import Api, spawn
-from tests.clikit import clean_env, interrupt
+from tests.apiproc import Api, spawn_cluster_api
+from tests.clikit import interrupt
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster, pytest.mark.own_ray]
 
@@ -57,27 +56,21 @@ def cluster(gcs_storage: str) -> Iterator[Cluster]:
 
 
 def _spawn_api(tmp_path: Path, cluster: Cluster, database_url: str, redis_url: str, namespace: str) -> Api:
-    port = free_port()
-    key = secrets.token_urlsafe(24)
-    env = clean_env(
-        RAY_ADDRESS=cluster.address,
-        RAY_NAMESPACE=namespace,
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        WHATSAPP_BRIDGE_API_KEY=key,
-        WHATSAPP_BRIDGE_PORT=str(port),
-        WA_BACKEND="simulated",
+    return spawn_cluster_api(
+        tmp_path,
+        cluster.address,
+        database_url,
+        redis_url,
+        namespace,
+        user="head-user",
+        request_bound_s=REQUEST_BOUND_S,
         SIM_QR_FIRST_S="1.0",
         SIM_QR_NEXT_S="1.0",
         SIM_QR_CODES="30",
         RECONCILE_INTERVAL_S="1",
         # What a node's environment may say; the API must wait for the head regardless.
         **{GCS_RECONNECT_ENV: str(SHORT_RECONNECT_S)},
-        # The cluster's authentication, as its drivers need it: once any test of this process has
-        # called ray.init, Ray sets RAY_AUTH_MODE=token here, and the cluster above requires a token.
-        **{k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH_")},
     )
-    return spawn(tmp_path, env, port, key, user="head-user", request_bound_s=REQUEST_BOUND_S)
 
 
 def _pid(api: Api, sid: str) -> int:

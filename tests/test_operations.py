@@ -5,7 +5,6 @@ sessions wait too long. Real Ray (`ray.cluster_utils.Cluster` and a local one), 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 from collections import Counter
 from collections.abc import Iterator
@@ -19,11 +18,9 @@ from ray.cluster_utils import Cluster
 
 from actors import fleet
 from actors.registry import REGISTRY_NAME, start_registry
-from api.localstack import free_port
 from kernel.domain import SessionStatus
 from tests.apikit import Stack, api_stack
-from tests.apiproc import Api, spawn
-from tests.clikit import clean_env
+from tests.apiproc import Api, spawn_cluster_api
 from tests.raykit import (
     eventually,
     frames,
@@ -59,19 +56,9 @@ def _registry_pid(namespace: str) -> int:
 
 def _spawn_api(tmp_path: Path, cluster: Cluster, database_url: str, redis_url: str, namespace: str) -> Api:
     tmp_path.mkdir(parents=True)
-    port = free_port()
-    key = secrets.token_urlsafe(24)
-    env = clean_env(
-        RAY_ADDRESS=cluster.address,
-        RAY_NAMESPACE=namespace,
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        WHATSAPP_BRIDGE_API_KEY=key,
-        WHATSAPP_BRIDGE_PORT=str(port),
-        WA_BACKEND="simulated",
-        **{k: v for k, v in os.environ.items() if k.startswith("RAY_AUTH_")},
+    api = spawn_cluster_api(
+        tmp_path, cluster.address, database_url, redis_url, namespace, user="ops-user", request_bound_s=15.0
     )
-    api = spawn(tmp_path, env, port, key, user="ops-user", request_bound_s=15.0)
     api.until("the API answers", lambda: api.get("/health").status_code == 200, timeout=90)
     return api
 
