@@ -106,6 +106,15 @@ class SpoolKeeper:
             log.info("session %s: %d files handed over and deleted here", sid, deleted)
         return deleted
 
+    async def holds(self) -> int:
+        """How many sessions have files here that no live process holds: files a next process has yet
+        to take over (or that `sweep` has yet to delete)."""
+        waiting = 0
+        for sid in self._session_ids():
+            with self._exclusive(sid) as locked:
+                waiting += locked is not None
+        return waiting
+
     async def sweep(self) -> int:
         """Delete the files of sessions that no longer exist (and no process holds); how many sessions.
 
