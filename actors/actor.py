@@ -7,6 +7,7 @@ constructor), so a process Ray restarts after a crash resumes by itself, without
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -70,6 +71,15 @@ class SessionActor:
         def open_outbox() -> Spool:
             return Spool(self._folder / f"{session_id}.outbox", codec=OUTBOX, max_bytes=OUTBOX_MAX_BYTES)
 
+        async def take_files_over() -> int:
+            try:
+                # This node's keeper first, right before the spool opens: a later process of this session
+                # on another node takes what it leaves here through it (`actors.spool_keeper`).
+                await asyncio.to_thread(ensure_keeper, self._folder, config.database_dsn, stores)
+            except Exception:
+                log.warning("session %s: no spool keeper on this node", session_id, exc_info=True)
+            return await take_over(session_id, self._folder)
+
         self._core = SessionCore(
             session_id,
             config,
@@ -84,15 +94,10 @@ class SessionActor:
             leave_superseded=functools.partial(leave_superseded, session_id),
             # Every process of this actor is one owner: a newer one takes the lease over at once.
             owner=ray.get_runtime_context().get_actor_id() or f"session-{session_id}",
-            take_over=functools.partial(take_over, session_id, self._folder),
+            take_over=take_files_over,
         )
         self._core.start()
         log.info("session %s: process %d started", session_id, os.getpid())
-        try:
-            # This node's keeper, so a later process of any session elsewhere can take its files.
-            ensure_keeper(self._folder, config.database_dsn, stores)
-        except Exception:  # a constructor must not fail: Ray would not retry it
-            log.warning("session %s: no spool keeper on this node", session_id, exc_info=True)
         try:
             report_restart(session_id)
         except Exception:  # a constructor must not fail: Ray would not retry it

@@ -11,9 +11,8 @@ raylet exits by itself. Guarantees:
 - One drain per node and registry process: a drain that an operator cancels is not started again by
   this process (a restarted registry starts it again if Ray still says the node is going).
 - A draining node without sessions gets no row: Ray places nothing there anyway.
-- Once a draining node holds no session and its spool keeper (`actors.spool_keeper`) holds no file
-  (every moved session took its files over), the keeper is stopped: a live actor keeps a node busy,
-  and Ray stops a drained node only once nothing runs there.
+- Once a draining node holds no session, its spool keeper (`actors.spool_keeper`) leaves by itself when
+  no file there holds a record still to take over; then Ray stops the node.
 """
 
 from __future__ import annotations
@@ -22,16 +21,12 @@ import asyncio
 import logging
 import time
 
-import ray
-
 from actors import fleet
 from actors.ports import FleetStorePort
-from actors.spool_keeper import keeper_name
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
-CALL_TIMEOUT_S = 5.0
 
 
 class NodeExits:
@@ -59,7 +54,6 @@ class NodeExits:
         for node, deadline_ms in sorted(going.items()):
             held = sum(1 for e in entries if e.node_id == node)
             if not held:
-                await self._release_keeper(node)
                 continue
             if node in self._started:
                 continue
@@ -73,26 +67,3 @@ class NodeExits:
                 held,
                 op.id,
             )
-
-    async def _release_keeper(self, node_id: str) -> None:
-        """Stop the emptied node's spool keeper once it holds no file."""
-        name = keeper_name(node_id)
-        # In the namespace of the job whose session process created it, whichever that was.
-        found = [e for e in ray.util.list_named_actors(all_namespaces=True) if e["name"] == name]
-        if not found:
-            return
-        try:
-            keeper = ray.get_actor(name, namespace=found[0]["namespace"])
-        except ValueError:
-            return
-        try:
-            held: int = await asyncio.wait_for(keeper.holds.remote(), CALL_TIMEOUT_S)
-        except Exception:
-            log.warning("registry: the spool keeper of node %s did not answer", node_id[:12], exc_info=True)
-            return
-        if held:
-            return  # files not taken over yet: they stay until their session's next process asks
-        ray.kill(keeper, no_restart=True)
-        log.info(
-            "registry: node %s is empty; its spool keeper stops so that Ray can stop the node", node_id[:12]
-        )

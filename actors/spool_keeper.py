@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
+
 from actors.ports import Stores
 from actors.private_files import ensure_private_folder, open_private
 from actors.spool import read_records
@@ -43,6 +45,11 @@ HELD_SUFFIXES = (".spool", ".outbox")
 SWEEP_FIRST_S = 30.0
 SWEEP_RETRY_S = 60.0
 SWEEP_INTERVAL_S = 3600.0
+# A keeper leaves once it has been idle this many checks in a row: a live actor keeps its node busy, and
+# Ray (the autoscaler, a drained node's raylet) stops a node only once nothing runs there. A session
+# process makes sure its node's keeper exists right before it opens its spool (`actors.actor`).
+IDLE_CHECK_S = 5.0
+IDLE_CHECKS = 3
 
 
 def keeper_name(node_id: str) -> str:
@@ -106,14 +113,23 @@ class SpoolKeeper:
             log.info("session %s: %d files handed over and deleted here", sid, deleted)
         return deleted
 
-    async def holds(self) -> int:
-        """How many sessions have files here that no live process holds: files a next process has yet
-        to take over (or that `sweep` has yet to delete)."""
-        waiting = 0
+    async def idle(self) -> bool:
+        """Nothing to keep here: no live process holds files on this node, and no file left by a gone
+        process holds a record a session's next process must take over (empty ones do not count)."""
         for sid in self._session_ids():
             with self._exclusive(sid) as locked:
-                waiting += locked is not None
-        return waiting
+                if locked is None:
+                    return False
+                for suffix in SUFFIXES:
+                    path = self._folder / f"{sid}{suffix}"
+                    try:
+                        if read_records(path):
+                            return False
+                    except FileNotFoundError:
+                        continue
+                    except Exception:  # unreadable: kept for an operator, and its keeper with it
+                        return False
+        return True
 
     async def sweep(self) -> int:
         """Delete the files of sessions that no longer exist (and no process holds); how many sessions.
@@ -178,6 +194,15 @@ class SpoolKeeperActor(SpoolKeeper):
         super().__init__(folder, database_dsn, stores)
         self._tasks = TaskGroup("spool keeper")
         self._tasks.spawn(self._sweep_loop(), "sweep")
+        self._tasks.spawn(self._leave_when_idle(), "leave when idle")
+
+    async def _leave_when_idle(self) -> None:
+        idle = 0
+        while idle < IDLE_CHECKS:
+            await asyncio.sleep(IDLE_CHECK_S)
+            idle = idle + 1 if await self.idle() else 0
+        log.info("spool keeper: no session and no file to hand over on this node; leaving")
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def _sweep_loop(self) -> None:
         await asyncio.sleep(SWEEP_FIRST_S)

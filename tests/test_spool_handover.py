@@ -105,3 +105,20 @@ async def test_the_sweep_deletes_files_of_deleted_sessions_only(tmp_path: Path, 
     finally:
         held.close()
     assert sorted(p.name for p in node.iterdir()) == sorted([f"{kept}.spool", f"{live}.spool"])
+
+
+async def test_a_keeper_is_idle_only_without_a_live_process_or_a_record_to_hand_over(tmp_path: Path) -> None:
+    node = tmp_path / "a"
+    keeper = _keeper(node)
+    assert await keeper.idle(), "an empty node: nothing keeps the keeper (nor, through it, the node)"
+    gone_empty = new_session_id()
+    _planted(node, gone_empty, [])  # what a killed process leaves with nothing pending
+    assert await keeper.idle()
+    live = _spool(node, new_session_id())
+    try:
+        assert not await keeper.idle(), "a session process runs here"
+    finally:
+        live.close()
+    assert await keeper.idle()
+    _planted(node, new_session_id(), ["a message PostgreSQL never took"])
+    assert not await keeper.idle(), "a record waits for the session's next process"
