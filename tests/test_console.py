@@ -374,8 +374,10 @@ async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_r
         await opened[-1].close(code=1001, reason="going away")
         await expect(live).to_contain_text("Live updates lost. Reconnecting in")
         # Meanwhile the card follows the session through GET /sessions/{id}/status.
+        await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
         body = {"phone": new_phone(), "displayName": "Polled"}
-        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
+        scanned = await client.post(f"/simulator/sessions/{sid}/scan", json=body)
+        assert scanned.status_code == 200, scanned.text
         card = console.page.locator('article[data-slot="1"]')
         await expect(card).to_have_attribute("data-state", "connected", timeout=15_000)
         await eventually(lambda: _count(opened), lambda n: n >= 3, timeout=30)  # it kept retrying

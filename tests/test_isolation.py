@@ -100,8 +100,8 @@ NOT_A_USERS: dict[str, str] = {
     )
 } | {
     f"{method} /ops/nodes/{{nodeId}}/drain": "operators' control of the cluster's nodes (API key only)"
-    for method in ("GET", "POST")
-}
+    for method in ("GET", "POST", "DELETE")
+} | {"GET /ops/operations/{operationId}": "operators' drains and rebalances (API key only)"}
 PARAM = re.compile(r"{(\w+)}")
 
 
