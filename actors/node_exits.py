@@ -11,8 +11,10 @@ raylet exits by itself. Guarantees:
 - One drain per node and registry process: a drain that an operator cancels is not started again by
   this process (a restarted registry starts it again if Ray still says the node is going).
 - A draining node without sessions gets no row: Ray places nothing there anyway.
-- Once a draining node holds no session, its spool keeper (`actors.spool_keeper`) leaves by itself when
-  no file there holds a record still to take over; then Ray stops the node.
+- Once a draining node holds no session and its spool keeper (`actors.spool_keeper`) holds no file
+  (every moved session took its files over), the keeper is stopped: a live actor keeps a node busy,
+  and Ray stops a drained node only once nothing runs there. (A keeper of a node that is idle without
+  a drain, which the autoscaler removes, leaves by itself: `SpoolKeeperActor`.)
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ import asyncio
 import logging
 import time
 
+import ray
+
 from actors import fleet
 from actors.ports import FleetStorePort
+from actors.spool_keeper import keeper_name
 
 log = logging.getLogger(__name__)
 
 POLL_S = 1.0
+CALL_TIMEOUT_S = 5.0
 
 
 class NodeExits:
@@ -54,6 +60,7 @@ class NodeExits:
         for node, deadline_ms in sorted(going.items()):
             held = sum(1 for e in entries if e.node_id == node)
             if not held:
+                await self._release_keeper(node)
                 continue
             if node in self._started:
                 continue
@@ -67,3 +74,26 @@ class NodeExits:
                 held,
                 op.id,
             )
+
+    async def _release_keeper(self, node_id: str) -> None:
+        """Stop the emptied node's spool keeper once it holds no file."""
+        name = keeper_name(node_id)
+        # In the namespace of the job whose session process created it, whichever that was.
+        found = [e for e in ray.util.list_named_actors(all_namespaces=True) if e["name"] == name]
+        if not found:
+            return
+        try:
+            keeper = ray.get_actor(name, namespace=found[0]["namespace"])
+        except ValueError:
+            return
+        try:
+            held: int = await asyncio.wait_for(keeper.holds.remote(), CALL_TIMEOUT_S)
+        except Exception:
+            log.warning("registry: the spool keeper of node %s did not answer", node_id[:12], exc_info=True)
+            return
+        if held:
+            return  # files not taken over yet: they stay until their session's next process asks
+        ray.kill(keeper, no_restart=True)
+        log.info(
+            "registry: node %s is empty; its spool keeper stops so that Ray can stop the node", node_id[:12]
+        )

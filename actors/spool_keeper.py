@@ -113,6 +113,15 @@ class SpoolKeeper:
             log.info("session %s: %d files handed over and deleted here", sid, deleted)
         return deleted
 
+    async def holds(self) -> int:
+        """How many sessions have files here that no live process holds: files a next process has yet
+        to take over (or that `sweep` has yet to delete)."""
+        waiting = 0
+        for sid in self._session_ids():
+            with self._exclusive(sid) as locked:
+                waiting += locked is not None
+        return waiting
+
     async def idle(self) -> bool:
         """Nothing to keep here: no live process holds files on this node, and no file left by a gone
         process holds a record a session's next process must take over (empty ones do not count)."""
@@ -192,6 +201,8 @@ class SpoolKeeperActor(SpoolKeeper):
 
     def __init__(self, folder: str, database_dsn: str, stores: Stores) -> None:
         super().__init__(folder, database_dsn, stores)
+        if not logging.getLogger().handlers:  # its own process: what it decides shows in its log
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._tasks = TaskGroup("spool keeper")
         self._tasks.spawn(self._sweep_loop(), "sweep")
         self._tasks.spawn(self._leave_when_idle(), "leave when idle")

@@ -82,26 +82,30 @@ ROUTES: dict[str, Call] = {
     "GET /sessions/{id}/chats/{chatId}/picture": Call(owner_gets=frozenset({404})),
 }
 # Routes with a path parameter that belong to no user (API key only), and why.
-NOT_A_USERS: dict[str, str] = {
-    f"{method} /simulator/sessions/{{id}}/{name}": "the simulated phone and network, not an inbox user"
-    for method, name in (
-        ("POST", "scan"),
-        ("POST", "incoming"),
-        ("POST", "history"),
-        ("POST", "drop"),
-        ("POST", "unlink"),
-        ("GET", "sent"),
-        ("POST", "react"),
-        ("POST", "edit"),
-        ("POST", "revoke"),
-        ("POST", "read"),
-        ("POST", "presence"),
-        ("POST", "contacts"),
-    )
-} | {
-    f"{method} /ops/nodes/{{nodeId}}/drain": "operators' control of the cluster's nodes (API key only)"
-    for method in ("GET", "POST", "DELETE")
-} | {"GET /ops/operations/{operationId}": "operators' drains and rebalances (API key only)"}
+NOT_A_USERS: dict[str, str] = (
+    {
+        f"{method} /simulator/sessions/{{id}}/{name}": "the simulated phone and network, not an inbox user"
+        for method, name in (
+            ("POST", "scan"),
+            ("POST", "incoming"),
+            ("POST", "history"),
+            ("POST", "drop"),
+            ("POST", "unlink"),
+            ("GET", "sent"),
+            ("POST", "react"),
+            ("POST", "edit"),
+            ("POST", "revoke"),
+            ("POST", "read"),
+            ("POST", "presence"),
+            ("POST", "contacts"),
+        )
+    }
+    | {
+        f"{method} /ops/nodes/{{nodeId}}/drain": "operators' control of the cluster's nodes (API key only)"
+        for method in ("GET", "POST", "DELETE")
+    }
+    | {"GET /ops/operations/{operationId}": "operators' drains and rebalances (API key only)"}
+)
 PARAM = re.compile(r"{(\w+)}")
 
 
