@@ -21,6 +21,7 @@ from actors.calls import NetworkControls
 from actors.registry import RegistryConfig
 from actors.session import SessionConfig
 from kernel.domain import Chat, Message, Page, SessionStatus, SessionView
+from kernel.errors import NoQrShowing
 from kernel.ids import actor_name, new_session_id
 from kernel.settings import asyncpg_dsn
 from persistence.migrate import sim_dsn
@@ -153,8 +154,17 @@ async def pid_of(session_id: str, namespace: str) -> int:
 
 async def pair(session_id: str, namespace: str, phone: str) -> SessionView:
     """Scan the QR with `phone` on the simulated network and wait for `connected`."""
-    await wait_status(session_id, namespace, SessionStatus.QR_READY)
-    await control(handle(session_id, namespace), NetworkControls.scan)(phone=phone, display_name="Tester")
+    for attempt in range(3):
+        await wait_status(session_id, namespace, SessionStatus.QR_READY)
+        try:
+            await control(handle(session_id, namespace), NetworkControls.scan)(
+                phone=phone, display_name="Tester"
+            )
+            break
+        except ray.exceptions.RayTaskError as err:
+            # The round ended between the status and the scan: as a person would, scan the next QR.
+            if not isinstance(err.cause, NoQrShowing) or attempt == 2:
+                raise
     return await wait_status(session_id, namespace, SessionStatus.CONNECTED)
 
 
