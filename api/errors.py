@@ -43,7 +43,8 @@ _DESCRIPTIONS = {
         "Bad request (`missing_user_id`, `max_sessions_reached`, `invalid_slot`;"
         " `bad_request`: a body that cannot be decoded)"
     ),
-    401: "Missing or wrong X-API-Key (`unauthorized`)",
+    401: "Missing or wrong X-API-Key, or a revoked user key (`unauthorized`)",
+    403: "A user key on another user's X-User-Id (`user_mismatch`) or on an admin route (`admin_only`)",
     404: "No such session for this user, or no such message (`session_not_found`, `message_not_found`)",
     409: "Conflict with the session's state (`slot_taken`, `phone_already_paired`, `session_not_connected`)",
     413: "Upload larger than MAX_MEDIA_BYTES (`media_too_large`)",

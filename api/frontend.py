@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.deps import require_api_key
+from api.deps import require_admin, require_api_key
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
@@ -21,6 +21,7 @@ from api.routes import (
     console,
     events,
     inbox,
+    keys,
     messages,
     operations,
     ops,
@@ -35,8 +36,11 @@ from kernel.settings import Settings
 DESCRIPTION = """\
 REST and WebSocket API of the WhatsApp bridge for a web inbox.
 
-Every route but `/health`, `/metrics`, `/docs` and `/openapi.json` needs `X-API-Key`; user routes also
-need `X-User-Id`. Errors are `{"error": {"code", "message"}}`; a 503 carries `Retry-After`.
+Every route but `/health`, `/metrics`, `/docs` and `/openapi.json` needs `X-API-Key`. With the admin key
+(`WHATSAPP_BRIDGE_API_KEY`) user routes also need `X-User-Id`; with a user's own key (`POST
+/users/{userId}/keys`) they act as that user without it (another user's `X-User-Id` is 403
+`user_mismatch`), and `/ops/*`, `/simulator/*` and `/users/{userId}/keys` are 403 `admin_only`.
+Errors are `{"error": {"code", "message"}}`; a 503 carries `Retry-After`.
 
 **WebSocket `/ws`**: authenticate with the `X-API-Key` and `X-User-Id` headers, or `?token=` from
 `POST /ws-token`; `?sessionId=` limits the frames to one session. Frames are JSON
@@ -60,14 +64,16 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events):
+    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events, keys):
         app.include_router(module.router, dependencies=keyed)
+    admin = [Depends(require_admin)]
+    app.include_router(keys.admin_router, dependencies=admin)
     chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:
         from api.routes import simulator, simulator_inbox
 
-        app.include_router(simulator.router, dependencies=keyed)
-        app.include_router(simulator_inbox.router, dependencies=keyed)
+        app.include_router(simulator.router, dependencies=admin)
+        app.include_router(simulator_inbox.router, dependencies=admin)
     app.include_router(events.socket_router)
     app.include_router(ops.router)
     app.include_router(operations.router)

@@ -17,6 +17,7 @@ from api.handles import SessionActors
 from api.hub import EventHub
 from api.metrics import Metrics
 from api.owners import SessionOwners
+from api.user_keys import UserKeys
 from kernel.settings import Settings
 
 
@@ -29,6 +30,7 @@ class ApiResources:
     hub: EventHub
     tokens: WsTokens
     metrics: Metrics
+    keys: UserKeys
 
 
 @asynccontextmanager
@@ -42,7 +44,9 @@ async def open_resources(
     owners = SessionOwners(db)
     actors = SessionActors(settings.ray_namespace, metrics)
     hub = EventHub(settings.redis_url, db, owners, metrics)
-    resources = ApiResources(settings, db, owners, actors, hub, WsTokens.from_settings(settings), metrics)
+    tokens = WsTokens.from_settings(settings)
+    keys = UserKeys.create(settings, db)
+    resources = ApiResources(settings, db, owners, actors, hub, tokens, metrics, keys)
     hub.start()
     try:
         yield resources

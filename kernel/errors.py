@@ -59,6 +59,22 @@ class Unauthorized(WaError):
     default_message = "Missing or invalid API key"
 
 
+class Forbidden(WaError):
+    code = "forbidden"
+    http_status = 403
+    default_message = "This key may not do that"
+
+
+class UserMismatch(Forbidden):
+    code = "user_mismatch"
+    default_message = "This key belongs to another user than X-User-Id names"
+
+
+class AdminOnly(Forbidden):
+    code = "admin_only"
+    default_message = "Only the admin key (WHATSAPP_BRIDGE_API_KEY) may do this"
+
+
 class NotFound(WaError):
     code = "not_found"
     http_status = 404
@@ -68,6 +84,11 @@ class NotFound(WaError):
 class SessionNotFound(NotFound):
     code = "session_not_found"
     default_message = "No such session"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+    default_message = "No such key for this user"
 
 
 class MessageNotFound(NotFound):
@@ -94,6 +115,11 @@ class Conflict(WaError):
     code = "conflict"
     http_status = 409
     default_message = "Conflict"
+
+
+class TooManyKeys(Conflict):
+    code = "too_many_keys"
+    default_message = "This user has as many keys as allowed; revoke one first"
 
 
 class SlotTaken(Conflict):

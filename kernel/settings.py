@@ -26,7 +26,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     ray_address: str | None = None
 
+    # The admin key: every route, any user through X-User-Id. Without one the API refuses to start.
     whatsapp_bridge_api_key: SecretStr | None = None
+    # The server secret users' own keys are hashed with (api.user_keys). Unset: derived from the admin
+    # key, so that rotating the admin key also revokes every user key.
+    user_key_secret: SecretStr | None = None
     whatsapp_bridge_host: str = "127.0.0.1"
     whatsapp_bridge_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     whatsapp_bridge_data_dir: Path = Path(".data")
@@ -63,6 +67,10 @@ class Settings(BaseSettings):
     retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
 
     ws_token_ttl_s: Annotated[int, Field(ge=10, le=86400)] = 300
+    # /metrics: when set, a scrape must send `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: SecretStr | None = None
+    # How often each API process refreshes the figures /metrics reads from the database and the registry.
+    metrics_refresh_s: Annotated[float, Field(gt=0, le=3600)] = 15.0
     # Live events kept in the `wa:events` stream for resuming sockets (`/ws?cursor=`): the window.
     event_stream_retained: Annotated[int, Field(gt=0)] = EVENTS_RETAINED
     # The browser console at `/` (api/console): it uses only the public API and asks for the API key.
@@ -88,8 +96,8 @@ class Settings(BaseSettings):
         return value.upper()
 
     def api_key(self) -> str:
-        """The API key in clear, for the one place that compares it."""
-        if self.whatsapp_bridge_api_key is None:
+        """The API key in clear, for the places that compare it or derive secrets from it."""
+        if self.whatsapp_bridge_api_key is None or not self.whatsapp_bridge_api_key.get_secret_value():
             raise RuntimeError("WHATSAPP_BRIDGE_API_KEY is not set")
         return self.whatsapp_bridge_api_key.get_secret_value()
 

@@ -288,3 +288,20 @@ class FleetOperation(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     updated_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     finished_at: datetime | None = _ts(nullable=True)
+
+
+class UserApiKey(SQLModel, table=True):
+    """A user's own API key (`api.user_keys`): only a keyed hash of it is kept; deleting the row revokes it.
+
+    The key itself is `wab_<id>_<secret>`: the id finds the row, the secret is checked against `key_hash`.
+    """
+
+    __tablename__ = "user_api_key"
+    __table_args__ = (sa.Index("ix_user_api_key_user_id", "user_id"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(max_length=128)
+    name: str | None = Field(default=None, max_length=100)
+    key_hash: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+    last_used_at: datetime | None = _ts(nullable=True)

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from actors import fleet
-from api.deps import Resources, require_api_key
+from api.deps import Resources, require_admin
 from api.errors import error_responses
 from api.schemas import ApiModel
 from api.unavailable import RETRY_AFTER_S, ActorUnreachable, ray_unavailable
@@ -86,9 +86,9 @@ async def _write_metrics(res: Resources) -> None:
             res.metrics.writes_refused.labels(reason=str(reason)).set(1 if reason in refused else 0)
 
 
-# --- operations on the cluster (API key only, no user) -----------------------------------------------------
+# --- operations on the cluster (admin key only, no user) --------------------------------------------------
 
-keyed = [Depends(require_api_key)]
+keyed = [Depends(require_admin)]
 
 
 class OpsSessionOut(ApiModel):
