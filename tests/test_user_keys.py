@@ -127,7 +127,7 @@ async def test_a_key_is_shown_once_stored_hashed_and_acts_as_its_user_only(
         await conn.close()
     assert row is not None and row["user_id"] == "alice"
     stored = b"".join(bytes(str(v), "utf-8") if not isinstance(v, bytes) else v for v in row.values())
-    secret = key.rsplit("_", 1)[1]
+    secret = key.split("_", 2)[2]
     assert secret.encode() not in stored and key.encode() not in stored and len(row["key_hash"]) == 32
 
 
