@@ -78,6 +78,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.refreshed = Gauge(
+            "wab_metrics_refreshed_timestamp_seconds",
+            "When this process last read the database's figures (sessions by status); a scrape never does",
+            registry=r,
+        )
         self.ws_resyncs = Counter(
             "wab_ws_resyncs", "WebSocket resumes answered with `resync`", ["reason"], registry=r
         )

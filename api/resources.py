@@ -16,6 +16,7 @@ from api.database import Database
 from api.handles import SessionActors
 from api.hub import EventHub
 from api.metrics import Metrics
+from api.metrics_refresh import MetricsRefresher
 from api.owners import SessionOwners
 from api.user_keys import UserKeys
 from kernel.settings import Settings
@@ -47,9 +48,12 @@ async def open_resources(
     tokens = WsTokens.from_settings(settings)
     keys = UserKeys.create(settings, db)
     resources = ApiResources(settings, db, owners, actors, hub, tokens, metrics, keys)
+    refresher = MetricsRefresher(db, actors, metrics, settings.metrics_refresh_s)
     hub.start()
+    refresher.start()
     try:
         yield resources
     finally:
+        await refresher.stop()
         await hub.stop()
         await actors.close()

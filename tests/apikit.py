@@ -109,6 +109,7 @@ def make_settings(
         "whatsapp_bridge_api_key": api_key,
         "wa_backend": "simulated",
         "ws_token_ttl_s": 60,
+        "metrics_refresh_s": 0.5,  # /metrics figures follow within a test's patience (api.metrics_refresh)
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -107,14 +107,22 @@ async def test_ops_sessions_lists_node_pid_status_uptime_restarts_and_memory(
     # The waiting session in /health and /metrics; waiting for capacity is not a fault of the bridge.
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
         health = (await client.get("/health")).json()
-        metrics = (await client.get("/metrics")).text
+
+        async def pending_gauges() -> dict[str, float]:
+            metrics = (await client.get("/metrics")).text  # refreshed in the background (api.metrics_refresh)
+            return {
+                line.split()[0]: float(line.split()[1])
+                for line in metrics.splitlines()
+                if line.startswith("wab_sessions_pending")
+            }
+
+        gauges = await eventually(
+            pending_gauges,
+            lambda g: g.get("wab_sessions_pending") == 1 and g["wab_sessions_pending_oldest_seconds"] > 0,
+            10,
+        )
     assert health["status"] == "ok" and health["pending"]["count"] == 1, health
     assert health["pending"]["oldestSeconds"] > 0, health
-    gauges = {
-        line.split()[0]: float(line.split()[1])
-        for line in metrics.splitlines()
-        if line.startswith("wab_sessions_pending")
-    }
     assert gauges["wab_sessions_pending"] == 1 and gauges["wab_sessions_pending_oldest_seconds"] > 0
 
     # A crashed process is restarted by Ray: the view counts it and shows the new pid. (The waiting
