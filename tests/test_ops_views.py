@@ -130,7 +130,9 @@ async def test_ops_sessions_lists_node_pid_status_uptime_restarts_and_memory(
     await registry.destroy_session.remote(waiting)
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
         await eventually(lambda: client.get("/health"), lambda r: r.json()["pending"]["count"] == 0)
-        assert "wab_sessions_pending 0.0" in (await client.get("/metrics")).text
+        await eventually(  # refreshed in the background (api.metrics_refresh)
+            lambda: client.get("/metrics"), lambda r: "wab_sessions_pending 0.0" in r.text, 10
+        )
     old_pid = views[running[0]]["pid"]
     os.kill(old_pid, signal.SIGKILL)
     await wait_status(running[0], namespace, SessionStatus.CONNECTED, timeout=60)
