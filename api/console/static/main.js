@@ -1,11 +1,11 @@
-// The console's entry: asks once for the API key and user id (kept in sessionStorage only), then shows
+// The console's entry: asks once for a key (signin.js; kept in sessionStorage only), then shows
 // Messages, Settings or Onboarding by the URL's hash, with one live-events connection shared by all.
-import { api, clearCredentials, credentials, saveCredentials } from "./api.js";
-import { h, id } from "./dom.js";
+import { api, clearCredentials, credentials } from "./api.js";
 import { Live } from "./live.js";
 import { renderMessages } from "./messages.js";
 import { renderOnboarding, SKIPPED } from "./onboarding.js";
 import { renderSettings } from "./settings.js";
+import { renderSignIn, showWho } from "./signin.js";
 
 const SCREENS = { messages: renderMessages, settings: renderSettings, onboarding: renderOnboarding };
 const main = document.getElementById("main");
@@ -61,39 +61,8 @@ async function start() {
 function signIn() {
   nav.hidden = true;
   signout.hidden = true;
-  const keyId = id("key");
-  const userId = id("user");
-  const error = h("p", { class: "error", role: "alert" });
-  const key = h("input", { id: keyId, type: "password", autocomplete: "off", required: true });
-  const user = h("input", { id: userId, type: "text", autocomplete: "username", required: true });
-  const form = h("form", { class: "signin", novalidate: true },
-    h("h1", {}, "Open the console"),
-    h("p", { class: "muted" }, "The bridge's API key and the user whose numbers to manage. They stay in this tab only and are sent as headers."),
-    h("div", { class: "field" }, h("label", { for: keyId }, "API key"), key),
-    h("div", { class: "field" }, h("label", { for: userId }, "User id"), user),
-    h("button", { type: "submit", class: "primary" }, "Open"),
-    error,
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    if (!key.value.trim() || !user.value.trim()) {
-      error.textContent = "Enter both the API key and a user id.";
-      return;
-    }
-    saveCredentials(key.value.trim(), user.value.trim());
-    try {
-      await api("/users/me");
-    } catch (err) {
-      clearCredentials();
-      error.textContent = err.message;
-      key.focus();
-      return;
-    }
-    start();
-  });
-  main.replaceChildren(form);
-  key.focus();
+  showWho();
+  renderSignIn(main, start);
 }
 
 signout.addEventListener("click", () => {
@@ -107,5 +76,7 @@ signout.addEventListener("click", () => {
 });
 window.addEventListener("hashchange", show);
 
-if (credentials()) start();
-else signIn();
+if (credentials()) {
+  showWho();
+  start();
+} else signIn();
