@@ -3,9 +3,10 @@
 Authentication: `X-API-Key` + `X-User-Id` headers (servers; a user's own key needs no `X-User-Id`), or
 `?token=` from POST /ws-token (browsers cannot set headers). A refused client is accepted and closed at
 once with 1008 (policy violation) and a reason, so that a browser sees why. A socket opened with a token
-is closed with 1008 "token expired" when its token expires, and gets no frame after that: the token is
-the only proof that its user is still allowed in, so a socket cannot outlive it. The client reconnects
-with a fresh token and its last cursor, and misses nothing. A client too slow for its queue is closed
+is closed with 1008 "token expired" when its token expires (one opened with a user's own key after
+WS_TOKEN_TTL_S), and gets no frame after that: the token is the only proof that its user is still
+allowed in, so a socket cannot outlive it. The client reconnects with a fresh token (or its key, checked
+again) and its last cursor, and misses nothing. A client too slow for its queue is closed
 with 1013 (try again later); it reconnects with its last cursor.
 
 Every frame carries a `cursor`. `?cursor=<the last one received>` resumes: after the snapshot come the
@@ -45,15 +46,17 @@ SEND_TIMEOUT_S = 10.0
 
 
 async def authenticate(ws: WebSocket, res: ApiResources) -> tuple[str, float | None] | None:
-    """The user this socket acts for and when its token expires (None with headers), or None when it
-    presents no valid credentials. A user's own key acts as its user (X-User-Id optional, and refused
-    when it names another user)."""
+    """The user this socket acts for and when its credentials expire (None with the admin key), or None
+    when it presents no valid credentials. A user's own key acts as its user (X-User-Id optional, and
+    refused when it names another user); its socket lasts WS_TOKEN_TTL_S, as a token's does, so that a
+    revoked key's socket ends within that time (the reconnect checks the key again)."""
     token = ws.query_params.get("token")
     if token is not None:
         return res.tokens.check(token)
     try:
         found = await res.keys.identify(ws.headers.get("x-api-key"))
-        return acting_user(found, ws.headers.get("x-user-id")), None
+        expires_at = None if found.admin else time.time() + res.settings.ws_token_ttl_s
+        return acting_user(found, ws.headers.get("x-user-id")), expires_at
     except (Unauthorized, BadRequest, InvalidInput, Forbidden):
         return None
 

@@ -6,6 +6,9 @@ next request after revoking, also by another API process; `lastUsedAt` noted at 
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -14,10 +17,13 @@ import asyncpg
 import httpx
 import pytest
 from pydantic import SecretStr
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from api.app import create_app
 from api.auth import WsTokens
 from kernel.settings import Settings, asyncpg_dsn
+from tests.apikit import ServerThread
 
 ADMIN = "admin-key-for-user-key-tests"
 ADMIN_ONLY = [
@@ -242,3 +248,50 @@ def test_the_service_refuses_to_start_without_an_admin_key(key: str | None) -> N
         create_app(settings)
     with pytest.raises(RuntimeError, match="WHATSAPP_BRIDGE_API_KEY"):
         WsTokens.from_settings(settings)
+
+
+async def test_a_user_keys_socket_is_its_users_and_ends_after_the_token_lifetime(
+    database_url: str, redis_url: str
+) -> None:
+    """Over a real server: a user key opens /ws as its user; a revoked key is refused; an open socket of a
+    key ends after WS_TOKEN_TTL_S (10 s here), so a revoked key's socket cannot outlive that."""
+    app = create_app(_settings(database_url, redis_url, ws_token_ttl_s=10))
+    with ServerThread(app) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            made = await _new_key(client, "hana")
+            sid = (await client.post("/sessions", json={}, headers=_as(made["key"]))).json()["id"]
+        async with connect(url, additional_headers=_as(made["key"]), open_timeout=10) as ws:
+            opened = time.monotonic()
+            first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert (first["type"], first["sessionId"]) == ("status", sid)
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                revoked = await client.delete(f"/users/hana/keys/{made['id']}", headers=_as(ADMIN))
+                assert revoked.status_code == 204
+            await asyncio.wait_for(_drain(ws), 30)
+            assert ws.close_code == 1008 and 9 <= time.monotonic() - opened < 25
+        async with connect(url, additional_headers=_as(made["key"]), open_timeout=10) as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1008  # the revoked key opens nothing
+        posing = _as((await _fresh_key(base, "hana")), **{"X-User-Id": "ivan"})
+        async with connect(url, additional_headers=posing, open_timeout=10) as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1008  # another user's X-User-Id
+
+
+async def _fresh_key(base: str, user: str) -> str:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        key: str = (await _new_key(client, user))["key"]
+    return key
+
+
+async def _drain(ws: ClientConnection) -> None:
+    """Read frames until the server closes the socket."""
+    try:
+        while True:
+            await ws.recv()
+    except ConnectionClosed:
+        return

@@ -20,7 +20,7 @@ admin_router = APIRouter(tags=["keys"])
 PathUserId = Annotated[
     str, Path(alias="userId", min_length=1, max_length=MAX_USER_ID, description="The user the keys act as")
 ]
-KeyId = Annotated[str, Path(alias="keyId", min_length=1, max_length=32)]
+KeyId = Annotated[str, Path(alias="keyId", pattern="^[0-9a-f]{16}$", description="The id `POST` answered")]
 
 
 def _listed(key: StoredKey) -> JSON:
