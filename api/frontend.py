@@ -28,6 +28,7 @@ from api.routes import (
     send,
     sessions,
     users,
+    webhooks,
 )
 from kernel.domain import Backend
 from kernel.settings import Settings
@@ -60,7 +61,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events):
+    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events, webhooks):
         app.include_router(module.router, dependencies=keyed)
     chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:

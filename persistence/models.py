@@ -288,3 +288,8 @@ class FleetOperation(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     updated_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     finished_at: datetime | None = _ts(nullable=True)
+
+
+from persistence.webhook_models import Webhook, WebhookCursor, WebhookDelivery  # noqa: E402  (one metadata)
+
+__all__ = ["Webhook", "WebhookCursor", "WebhookDelivery"]

@@ -1,0 +1,103 @@
+"""The webhook dispatchers as Ray actors, and their supervision by the SessionRegistry.
+
+Each dispatcher is a detached actor named `webhook-dispatcher-<index>` (`num_cpus=0`,
+`max_restarts=-1`): it keeps going when an API process restarts, Ray restarts its process if it dies, and
+its state is PostgreSQL (cursor, deliveries), so a restarted one resumes where the last left off. The
+registry (`WebhookSupervision.run`, one of its loops) creates missing ones every pass and replaces one
+that has not answered a ping for `UNRESPONSIVE_PASSES` passes; like the registry's other loops, it
+catches every error and never dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+from ray.actor import ActorHandle
+
+from actors.tasks import TaskGroup
+from actors.webhook_dispatcher import Dispatcher
+from actors.webhook_ports import WebhookConfig
+from actors.webhook_sender import Sender
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT_S = 5.0
+UNRESPONSIVE_PASSES = 3
+
+
+def dispatcher_name(index: int) -> str:
+    return f"webhook-dispatcher-{index}"
+
+
+class WebhookDispatcherActor:
+    """The Ray shell of one `Dispatcher`."""
+
+    def __init__(self, config: WebhookConfig, index: int) -> None:
+        if not logging.getLogger().handlers:  # its own process: what it decides shows in its log
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._sender = Sender(allow_private=config.allow_private, timeout_s=config.timeout_s)
+        store = config.stores.webhooks(config.database_dsn)
+        self._dispatcher = Dispatcher(config, index, store, self._sender)
+        self._tasks = TaskGroup(f"webhook dispatcher {index}")
+        self._tasks.spawn(self._dispatcher.run(), "dispatch")
+
+    async def ping(self) -> dict[str, Any]:
+        """Where it is: partition, cursor, queues in flight, and its counts since it started."""
+        return {**self._dispatcher.status(), **self._dispatcher.counts}
+
+
+def ensure_dispatcher(config: WebhookConfig, index: int) -> ActorHandle[Any]:
+    """The dispatcher `index`, created if it does not exist (`get_if_exists`)."""
+    remote: Any = ray.remote(WebhookDispatcherActor)
+    handle: ActorHandle[Any] = remote.options(
+        name=dispatcher_name(index),
+        namespace=config.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=0,
+        num_cpus=0,
+    ).remote(config, index)
+    return handle
+
+
+class WebhookSupervision:
+    """The registry's loop that keeps `config.dispatchers` dispatchers alive."""
+
+    def __init__(self, config: WebhookConfig, interval_s: float) -> None:
+        self._config = config
+        self._interval_s = interval_s
+        self._misses: dict[int, int] = {}
+
+    async def run(self) -> None:
+        log.info("registry: supervising %d webhook dispatchers", self._config.dispatchers)
+        while True:
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("registry: webhook dispatchers' pass failed; retrying")
+            await asyncio.sleep(self._interval_s)
+
+    async def reconcile(self) -> None:
+        indexes = range(self._config.dispatchers)
+        handles = [ensure_dispatcher(self._config, i) for i in indexes]
+        pings = await asyncio.gather(
+            *(asyncio.wait_for(h.ping.remote(), PING_TIMEOUT_S) for h in handles), return_exceptions=True
+        )
+        for index, handle, result in zip(indexes, handles, pings, strict=True):
+            if not isinstance(result, BaseException):
+                self._misses.pop(index, None)
+                continue
+            self._misses[index] = self._misses.get(index, 0) + 1
+            if self._misses[index] >= UNRESPONSIVE_PASSES:
+                log.warning(
+                    "registry: webhook dispatcher %d unresponsive for %d passes (%s); replacing it",
+                    index,
+                    UNRESPONSIVE_PASSES,
+                    type(result).__name__,
+                )
+                ray.kill(handle, no_restart=True)  # its name frees; the next pass creates it anew
+                self._misses.pop(index, None)
