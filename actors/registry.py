@@ -128,7 +128,7 @@ class SessionRegistry:
         if config.message_retention_days > 0:
             self._tasks.spawn(self._retention_loop(), "message retention")
         if config.webhooks is not None:
-            supervision = WebhookSupervision(config.webhooks, config.reconcile_interval_s)
+            supervision = WebhookSupervision(config.webhooks, config.namespace, config.reconcile_interval_s)
             self._tasks.spawn(supervision.run(), "webhook dispatchers")
 
     def __repr__(self) -> str:

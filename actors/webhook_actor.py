@@ -49,12 +49,12 @@ class WebhookDispatcherActor:
         return {**self._dispatcher.status(), **self._dispatcher.counts}
 
 
-def ensure_dispatcher(config: WebhookConfig, index: int) -> ActorHandle[Any]:
+def ensure_dispatcher(config: WebhookConfig, namespace: str, index: int) -> ActorHandle[Any]:
     """The dispatcher `index`, created if it does not exist (`get_if_exists`)."""
     remote: Any = ray.remote(WebhookDispatcherActor)
     handle: ActorHandle[Any] = remote.options(
         name=dispatcher_name(index),
-        namespace=config.namespace,
+        namespace=namespace,
         lifetime="detached",
         get_if_exists=True,
         max_restarts=-1,
@@ -67,8 +67,9 @@ def ensure_dispatcher(config: WebhookConfig, index: int) -> ActorHandle[Any]:
 class WebhookSupervision:
     """The registry's loop that keeps `config.dispatchers` dispatchers alive."""
 
-    def __init__(self, config: WebhookConfig, interval_s: float) -> None:
+    def __init__(self, config: WebhookConfig, namespace: str, interval_s: float) -> None:
         self._config = config
+        self._namespace = namespace
         self._interval_s = interval_s
         self._misses: dict[int, int] = {}
 
@@ -83,7 +84,7 @@ class WebhookSupervision:
 
     async def reconcile(self) -> None:
         indexes = range(self._config.dispatchers)
-        handles = [ensure_dispatcher(self._config, i) for i in indexes]
+        handles = [ensure_dispatcher(self._config, self._namespace, i) for i in indexes]
         pings = await asyncio.gather(
             *(asyncio.wait_for(h.ping.remote(), PING_TIMEOUT_S) for h in handles), return_exceptions=True
         )

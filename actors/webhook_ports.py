@@ -40,7 +40,6 @@ class WebhookStores(Protocol):
 class WebhookConfig:
     database_dsn: str
     redis_url: str
-    namespace: str
     dispatchers: int = 1
     allow_private: bool = False
     backoff_max_s: float = 3600.0

@@ -70,7 +70,6 @@ def webhook_config(settings: Settings, dsn: str) -> WebhookConfig:
     return WebhookConfig(
         database_dsn=dsn,
         redis_url=settings.redis_url,
-        namespace=settings.ray_namespace,
         dispatchers=settings.webhook_dispatchers,
         allow_private=settings.webhook_allow_private_urls,
         backoff_max_s=settings.webhook_backoff_max_s,

@@ -132,7 +132,7 @@ def config(database_url: str, redis_url: str, **overrides: Any) -> WebhookConfig
         "poll_s": 0.1,
         **overrides,
     }
-    return WebhookConfig(asyncpg_dsn(database_url), redis_url, "test", **values, stores=PostgresStores())
+    return WebhookConfig(asyncpg_dsn(database_url), redis_url, **values, stores=PostgresStores())
 
 
 @contextlib.asynccontextmanager
