@@ -201,3 +201,37 @@ async def test_a_redirect_is_not_followed(database_url: str, redis_url: str) -> 
     assert inside.requests == []
     assert rows[0]["state"] == "pending" and rows[0]["last_status"] == 307
     await log.aclose()
+
+
+def _metric(text: str, name: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith(name + " ") or x.startswith(name + "{"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_metrics_show_delivered_retried_failed_and_the_oldest_pending(
+    stack: Stack, database_url: str, redis_url: str
+) -> None:
+    log = Log(redis_url)
+    sid = await add_session(database_url, "ann")
+
+    async def refuse(_: int, __: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        return 500, {}
+
+    async with receiver() as good, receiver(refuse) as bad:
+        await add_webhook(database_url, "ann", good.url)
+        bad_id, _ = await add_webhook(database_url, "ann", bad.url)
+        async with dispatching(config(database_url, redis_url, backoff_max_s=0.2)):
+            await log.message(sid, "one")
+            await log.message(sid, "two")
+            await good.wait_for(lambda f: len(f) >= 2)
+            await bad.wait_for(lambda f: len(f) >= 3)
+            await asyncio.sleep(0.3)
+    async with stack.client() as client:
+        text = (await client.get("/metrics")).text
+    assert _metric(text, 'wab_webhook_deliveries{state="delivered"}') == 2
+    assert _metric(text, 'wab_webhook_deliveries{state="pending"}') == 2
+    assert _metric(text, 'wab_webhook_deliveries{state="failed"}') == 0
+    assert _metric(text, "wab_webhook_retries") >= 2
+    assert _metric(text, "wab_webhook_oldest_pending_seconds") > 0
+    assert [r["state"] for r in await deliveries(database_url, bad_id)] == ["pending", "pending"]
+    await log.aclose()

@@ -64,6 +64,7 @@ async def metrics(res: Resources) -> Response:
         res.metrics.sessions_pending.set(pending.count)
         res.metrics.sessions_pending_oldest.set(pending.oldest_s or 0.0)
     await _write_metrics(res)
+    await res.metrics.webhooks.refresh(res.db)
     return Response(generate_latest(res.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
