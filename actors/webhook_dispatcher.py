@@ -106,6 +106,7 @@ class Dispatcher:
                 if self._cursor is None:
                     self._cursor = await self._store.cursor(self._partition) or START
                     log.info("webhooks %s: reading the event log after %s", self._partition, self._cursor)
+                await self._check_history(client)
                 while True:
                     got: Any = await client.xread(
                         {EVENTS_STREAM: self._cursor}, count=READ_COUNT, block=READ_BLOCK_MS
@@ -138,6 +139,20 @@ class Dispatcher:
                 await _close(client)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _check_history(self, client: Redis) -> None:
+        """Warn when the log no longer holds the cursor's entry: it was trimmed past it, or Redis lost its
+        data; events logged meanwhile and not yet recorded are gone (what was recorded is delivered)."""
+        if self._cursor is None or self._cursor == START:
+            return
+        found: Any = await client.xrange(EVENTS_STREAM, min=self._cursor, max=self._cursor, count=1)
+        if not found:
+            log.warning(
+                "webhooks %s: the event log no longer holds entry %s (trimmed, or Redis lost its data);"
+                " events logged since and not yet recorded may be lost",
+                self._partition,
+                self._cursor,
+            )
 
     def _events(self, entries: list[tuple[Any, Any]], duplicates: Duplicates) -> list[LoggedEvent]:
         events = []
