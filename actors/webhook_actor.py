@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import ray
@@ -45,8 +46,8 @@ class WebhookDispatcherActor:
         self._tasks.spawn(self._dispatcher.run(), "dispatch")
 
     async def ping(self) -> dict[str, Any]:
-        """Where it is: partition, cursor, queues in flight, and its counts since it started."""
-        return {**self._dispatcher.status(), **self._dispatcher.counts}
+        """Where it is: partition, cursor, queues in flight, its counts since it started, its process."""
+        return {**self._dispatcher.status(), **self._dispatcher.counts, "pid": os.getpid()}
 
 
 def ensure_dispatcher(config: WebhookConfig, namespace: str, index: int) -> ActorHandle[Any]:

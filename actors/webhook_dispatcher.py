@@ -61,8 +61,8 @@ class Dispatcher:
         self._store = store
         self._sender = sender
         self._cursor: str | None = None
-        self._wake = asyncio.Event()
         self._inflight: set[tuple[str, str]] = set()
+        self._again: set[tuple[str, str]] = set()
         self._limits: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(PER_WEBHOOK_PARALLEL)
         )
@@ -123,10 +123,10 @@ class Dispatcher:
                         duplicates = Duplicates()
                         raise
                     self._cursor = last
-                    self.counts["recorded"] += recorded
+                    self.counts["recorded"] += len(recorded)
                     backoff = 0.25
-                    if recorded:
-                        self._wake.set()
+                    for queue in dict.fromkeys(recorded):
+                        self._start(queue)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
@@ -177,23 +177,26 @@ class Dispatcher:
     async def _deliver_loop(self) -> None:
         while True:
             try:
-                heads = await self._store.heads()
-                for queue in heads:
-                    if queue in self._inflight or not self.mine(queue[1]):
-                        continue
-                    self._inflight.add(queue)
-                    task = asyncio.get_running_loop().create_task(self._drain(*queue))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                for queue in await self._store.heads():
+                    if self.mine(queue[1]):
+                        self._start(queue)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
                 log.warning("webhooks %s: cannot read the queues (%s)", self._partition, type(err).__name__)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._config.poll_s)
-            except TimeoutError:
-                pass
+            # New events start their queues as they are recorded (`_ingest_loop`); this look finds the
+            # retries that came due, and a queue whose new delivery landed as its sender was finishing.
+            await asyncio.sleep(self._config.poll_s)
+
+    def _start(self, queue: tuple[str, str]) -> None:
+        """Send the queue's due deliveries, unless that is under way."""
+        if queue in self._inflight:
+            self._again.add(queue)  # its sender may have read an empty page just now: it starts again
+            return
+        self._inflight.add(queue)
+        task = asyncio.get_running_loop().create_task(self._drain(*queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain(self, webhook_id: str, session_id: str) -> None:
         """Send one queue's due deliveries in order until it is empty or one must wait for a retry."""
@@ -201,13 +204,8 @@ class Dispatcher:
             async with self._limits[webhook_id]:
                 while True:
                     due = await self._store.queue(webhook_id, session_id, QUEUE_PAGE)
-                    if not due:
+                    if not due or not await self._send_page(due):
                         return
-                    for delivery in due:
-                        if delivery.next_attempt_at > datetime.now(UTC):
-                            return
-                        if not await self._attempt(delivery):
-                            return
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -218,16 +216,46 @@ class Dispatcher:
                 type(err).__name__,
             )
         finally:
-            self._inflight.discard((webhook_id, session_id))
+            queue = (webhook_id, session_id)
+            self._inflight.discard(queue)
+            if queue in self._again:
+                self._again.discard(queue)
+                self._start(queue)
 
-    async def _attempt(self, delivery: DueDelivery) -> bool:
-        """One attempt, recorded; whether the queue may go on to the next delivery."""
-        attempt: Attempt = await self._sender.send(delivery)
+    async def _send_page(self, due: list[DueDelivery]) -> bool:
+        """Send a page of one queue in order; whether the queue may go on to its next page.
+
+        2xx answers are recorded together at the end of the page (or before a failure is): one write
+        per page, not per event. A crash before that write sends them again, with the same ids.
+        """
+        delivered: list[tuple[str, int]] = []
+        go_on = True
+        try:
+            for delivery in due:
+                if delivery.next_attempt_at > datetime.now(UTC):
+                    go_on = False
+                    break
+                attempt: Attempt = await self._sender.send(delivery)
+                if attempt.ok:
+                    delivered.append((delivery.event_id, attempt.status or 200))
+                    continue
+                await self._flush(due[0].webhook_id, delivered)
+                if not await self._failed(delivery, attempt):
+                    go_on = False
+                    break
+        finally:
+            await self._flush(due[0].webhook_id, delivered)
+        return go_on
+
+    async def _flush(self, webhook_id: str, delivered: list[tuple[str, int]]) -> None:
+        if delivered:
+            await self._store.delivered(webhook_id, delivered)
+            self.counts["delivered"] += len(delivered)
+            delivered.clear()
+
+    async def _failed(self, delivery: DueDelivery, attempt: Attempt) -> bool:
+        """Record a failed attempt; whether the queue may go on (the delivery is `failed` for good)."""
         now = datetime.now(UTC)
-        if attempt.ok:
-            await self._store.settle(delivery, "delivered", attempt.status, None)
-            self.counts["delivered"] += 1
-            return True
         error = excerpt(attempt.error or "")
         if (now - delivery.created_at).total_seconds() >= self._config.retry_for_s:
             await self._store.settle(delivery, "failed", attempt.status, error)

@@ -40,7 +40,8 @@ class Attempt:
 
 
 class Sender:
-    """Sends deliveries; keeps one connection pool per receiver host (TLS names differ per host)."""
+    """Sends deliveries; keeps one connection pool per webhook (its own TLS name; a slow receiver's
+    connections never keep another webhook waiting for one)."""
 
     def __init__(self, *, allow_private: bool, timeout_s: float) -> None:
         self._allow_private = allow_private
@@ -74,7 +75,7 @@ class Sender:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature,
         }
-        client = self._client(target.host)
+        client = self._client(delivery.webhook_id)
         request = client.build_request(
             "POST",
             f"{target.scheme}://{pinned}:{target.port}{target.path}",
@@ -95,8 +96,8 @@ class Sender:
         text = excerpt(got[:EXCERPT_BYTES].decode(errors="replace"))
         return Attempt(ok, response.status_code, None if ok else (text or f"HTTP {response.status_code}"))
 
-    def _client(self, host: str) -> httpx.AsyncClient:
-        client = self._clients.get(host)
+    def _client(self, webhook_id: str) -> httpx.AsyncClient:
+        client = self._clients.get(webhook_id)
         if client is None:
             client = httpx.AsyncClient(
                 follow_redirects=False,
@@ -104,7 +105,7 @@ class Sender:
                 timeout=httpx.Timeout(self._timeout_s),
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
             )
-            self._clients[host] = client
+            self._clients[webhook_id] = client
         return client
 
     async def close(self) -> None:

@@ -30,6 +30,7 @@ _RECORD = sa.text(
          AND (w.events IS NULL OR w.events ? e.type)
          AND e.ms >= floor(extract(epoch FROM w.created_at) * 1000)
     ON CONFLICT DO NOTHING
+    RETURNING webhook_id, session_id
     """
 )
 _MOVE = sa.text(
@@ -59,6 +60,12 @@ _SETTLE = sa.text(
     " last_error = :error, next_attempt_at = coalesce(:next, next_attempt_at), updated_at = now()"
     " WHERE webhook_id = :w AND event_id = :e AND state = 'pending'"
 )
+_DELIVERED = sa.text(
+    "UPDATE webhook_delivery d SET state = 'delivered', attempts = d.attempts + 1, last_status = x.status,"
+    " last_error = NULL, updated_at = now()"
+    " FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS int[])) AS x(event_id, status)"
+    " WHERE d.webhook_id = :w AND d.event_id = x.event_id AND d.state = 'pending'"
+)
 _PURGE = sa.text(
     "DELETE FROM webhook_delivery WHERE ctid IN (SELECT ctid FROM webhook_delivery"
     " WHERE state <> 'pending' AND updated_at < now() - make_interval(days => :days) LIMIT 5000)"
@@ -77,10 +84,13 @@ class WebhookStore:
             )
             return found
 
-    async def record(self, partition: str, events: Sequence[LoggedEvent], cursor: str) -> int:
-        """Record the deliveries of `events` and move the partition's cursor to `cursor`, atomically."""
+    async def record(
+        self, partition: str, events: Sequence[LoggedEvent], cursor: str
+    ) -> list[tuple[str, str]]:
+        """Record the deliveries of `events` and move the partition's cursor to `cursor`, atomically; the
+        (webhook, session) queue of each delivery recorded."""
         async with self._db() as db:
-            inserted = 0
+            inserted: list[tuple[str, str]] = []
             if events:
                 result = await db.execute(
                     _RECORD,
@@ -93,7 +103,7 @@ class WebhookStore:
                         "bodies": [e.body for e in events],
                     },
                 )
-                inserted = int(getattr(result, "rowcount", 0) or 0)
+                inserted = [(str(r.webhook_id), str(r.session_id)) for r in result]
             await db.execute(_MOVE, {"p": partition, "c": cursor})
             await db.commit()
             return inserted
@@ -144,6 +154,19 @@ class WebhookStore:
                     "next": next_attempt_at,
                     "w": uuid.UUID(delivery.webhook_id),
                     "e": delivery.event_id,
+                },
+            )
+            await db.commit()
+
+    async def delivered(self, webhook_id: str, answered: Sequence[tuple[str, int]]) -> None:
+        """Record the 2xx answers (event id, status) of one webhook's deliveries, in one write."""
+        async with self._db() as db:
+            await db.execute(
+                _DELIVERED,
+                {
+                    "w": uuid.UUID(webhook_id),
+                    "ids": [event_id for event_id, _ in answered],
+                    "statuses": [status for _, status in answered],
                 },
             )
             await db.commit()
