@@ -85,7 +85,7 @@ async def resolve(host: str, port: int, *, allow_private: bool) -> IPAddress:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
             )
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError, ValueError) as err:  # ValueError: UnicodeError of a bad IDNA name
             raise OSError(f"cannot resolve the host ({type(err).__name__})") from err
         found = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     if not found:

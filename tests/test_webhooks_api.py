@@ -86,14 +86,20 @@ async def test_create_list_delete_and_the_secret_shown_once(stack: Stack, databa
         assert (await client.delete(f"/webhooks/{body['id']}")).status_code == 404
         assert [h["id"] for h in (await client.get("/webhooks")).json()] == [everything["id"]]
 
-    # Another user sees none of it and cannot touch it.
+    # Another user sees none of it, and gets for its id exactly what a missing id gets.
+    missing = "00000000-0000-4000-8000-000000000000"
     async with stack.client(new_user()) as other:
         assert (await other.get("/webhooks")).json() == []
-        found = await other.get(f"/webhooks/{everything['id']}/deliveries")
-        assert found.status_code == 404 and found.json()["error"]["code"] == "webhook_not_found"
-        assert (await other.delete(f"/webhooks/{everything['id']}")).status_code == 404
+        for method, rest in (("GET", "/deliveries"), ("DELETE", "")):
+            theirs = await other.request(method, f"/webhooks/{everything['id']}{rest}")
+            absent = await other.request(method, f"/webhooks/{missing}{rest}")
+            assert theirs.status_code == absent.status_code == 404
+            assert theirs.json()["error"] == absent.json()["error"]
+            assert theirs.json()["error"]["code"] == "webhook_not_found"
         foreign = await other.post("/webhooks", json={"url": "https://1.1.1.1/x", "sessionId": sid})
         assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "session_not_found"
+    async with stack.client(user) as client:
+        assert [h["id"] for h in (await client.get("/webhooks")).json()] == [everything["id"]]
 
 
 async def test_bad_input_is_a_clear_error(stack: Stack) -> None:
@@ -122,6 +128,8 @@ REFUSED = [
     "https://0.0.0.0/hook",
     "https://user:pw@1.1.1.1/hook",
     "https://no-such-host.invalid/hook",
+    "https://" + "a" * 70 + ".example.com/",  # a label IDNA refuses: no 500
+    "https://a..b/hook",
 ]
 
 
