@@ -11,9 +11,11 @@ from collections import defaultdict
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from persistence.stores import PostgresStores
 from tests.faultproxy import FaultProxy
 from tests.webhookkit import Log, add_session, add_webhook, config, deliveries, dispatching, receiver
 
@@ -245,4 +247,39 @@ async def test_nothing_is_lost_while_postgres_is_cut(database_url: str, redis_ur
     # but each first arrives in order and none is missing.
     first_seen = list(dict.fromkeys(f["message"]["text"] for f in got.frames()))
     assert first_seen == [f"m{i}" for i in range(30)]
+    await log.aclose()
+
+
+async def test_retention_deletes_old_finished_deliveries_and_keeps_pending_ones(
+    database_url: str, redis_url: str
+) -> None:
+    log = Log(redis_url)
+    sid = await add_session(database_url, "ann")
+    async with receiver() as got:
+        wid, _ = await add_webhook(database_url, "ann", got.url)
+        async with dispatching(config(database_url, redis_url)):
+            for i in range(3):
+                await log.message(sid, f"m{i}")
+            await got.wait_for(lambda f: len(f) >= 3)
+            await asyncio.sleep(0.3)
+    conn = await asyncpg.connect(database_url)
+    try:
+        # One delivered long ago, one still pending from long ago (a receiver down for weeks).
+        await conn.execute(
+            "UPDATE webhook_delivery SET updated_at = now() - interval '8 days'"
+            " WHERE event_id = (SELECT min(event_id) FROM webhook_delivery)"
+        )
+        await conn.execute(
+            "UPDATE webhook_delivery SET state = 'pending', updated_at = now() - interval '30 days'"
+            " WHERE event_id = (SELECT max(event_id) FROM webhook_delivery)"
+        )
+    finally:
+        await conn.close()
+    store = PostgresStores().webhooks(database_url)
+    try:
+        assert await store.purge(7) == 1
+        assert await store.purge(7) == 0
+    finally:
+        await store.close()
+    assert [r["state"] for r in await deliveries(database_url, wid)] == ["delivered", "pending"]
     await log.aclose()
