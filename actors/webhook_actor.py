@@ -65,6 +65,11 @@ def ensure_dispatcher(config: WebhookConfig, namespace: str, index: int) -> Acto
     return handle
 
 
+def dispatcher_index(name: str) -> int | None:
+    prefix, _, index = name.rpartition("-")
+    return int(index) if prefix == "webhook-dispatcher" and index.isdigit() else None
+
+
 class WebhookSupervision:
     """The registry's loop that keeps `config.dispatchers` dispatchers alive."""
 
@@ -84,6 +89,7 @@ class WebhookSupervision:
             await asyncio.sleep(self._interval_s)
 
     async def reconcile(self) -> None:
+        self._stop_extras()
         indexes = range(self._config.dispatchers)
         handles = [ensure_dispatcher(self._config, self._namespace, i) for i in indexes]
         pings = await asyncio.gather(
@@ -92,6 +98,12 @@ class WebhookSupervision:
         for index, handle, result in zip(indexes, handles, pings, strict=True):
             if not isinstance(result, BaseException):
                 self._misses.pop(index, None)
+                if result.get("partition") != f"{index}/{self._config.dispatchers}":
+                    # Started with another count: it would share sessions with the others. Replaced.
+                    log.warning(
+                        "registry: webhook dispatcher %d has partition %s; replacing it", index, result
+                    )
+                    ray.kill(handle, no_restart=True)
                 continue
             self._misses[index] = self._misses.get(index, 0) + 1
             if self._misses[index] >= UNRESPONSIVE_PASSES:
@@ -103,3 +115,20 @@ class WebhookSupervision:
                 )
                 ray.kill(handle, no_restart=True)  # its name frees; the next pass creates it anew
                 self._misses.pop(index, None)
+
+    def _stop_extras(self) -> None:
+        """Stop dispatchers beyond the configured count (left by a run with more): two dispatchers must
+        never share a session, or its order would not hold."""
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            index = dispatcher_index(entry["name"])
+            if entry["namespace"] != self._namespace or index is None or index < self._config.dispatchers:
+                continue
+            log.warning(
+                "registry: stopping webhook dispatcher %d (only %d configured)",
+                index,
+                self._config.dispatchers,
+            )
+            try:
+                ray.kill(ray.get_actor(entry["name"], namespace=self._namespace), no_restart=True)
+            except ValueError:
+                continue  # gone meanwhile

@@ -14,7 +14,7 @@ import ray
 from standardwebhooks.webhooks import Webhook
 
 from actors.registry import REGISTRY_NAME
-from actors.webhook_actor import dispatcher_name
+from actors.webhook_actor import dispatcher_name, ensure_dispatcher
 from api.app import create_app
 from tests.apikit import ServerThread, Stack, api_stack, new_user, websocket
 from tests.consolekit import new_phone
@@ -140,3 +140,28 @@ async def test_events_pending_while_the_dispatcher_and_the_api_are_down_are_all_
                 page, lambda p: len(p) == 6 and all(i["state"] == "delivered" for i in p)
             )
     assert [i["attempts"] >= 1 for i in items] == [True] * 6
+
+
+async def test_a_dispatcher_beyond_the_configured_count_is_stopped(
+    stack: Stack, postgres_server: str
+) -> None:
+    # Left by a run configured with two: it would share sessions with dispatcher 0, breaking their order.
+    extra = ensure_dispatcher(
+        config(postgres_server, stack.settings.redis_url or "", dispatchers=2), stack.namespace, 1
+    )
+
+    async def killed() -> str:
+        try:
+            await extra.ping.remote()
+        except ray.exceptions.RayActorError as err:
+            return str(err)
+        return "alive"
+
+    why = await eventually(killed, lambda w: w != "alive", timeout=20)
+    assert "ray.kill" in why
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == stack.namespace
+    ]
+    assert dispatcher_name(0) in names and dispatcher_name(1) not in names
