@@ -29,6 +29,7 @@ from api.routes import (
     send,
     sessions,
     users,
+    webhooks,
 )
 from kernel.domain import Backend
 from kernel.settings import Settings
@@ -64,7 +65,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events, keys):
+    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events, keys, webhooks):
         app.include_router(module.router, dependencies=keyed)
     admin = [Depends(require_admin)]
     app.include_router(keys.admin_router, dependencies=admin)

@@ -72,6 +72,7 @@ class MetricsRefresher:
         if pending is not None:
             m.sessions_pending.set(pending.count)
             m.sessions_pending_oldest.set(pending.oldest_s or 0.0)
+        await m.webhooks.refresh(self._db)
         if journals is not None:
             m.writes_spooled.set(journals.spooled)
             m.writes_failed.set(journals.failed)

@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     # The browser console at `/` (api/console): it uses only the public API and asks for the API key.
     console_enabled: bool = True
 
+    # Webhooks (actors/webhook_dispatcher.py): http and private/loopback addresses allowed (tests, or
+    # receivers inside the deployment); the cap on each retry's delay; how long a delivery is retried
+    # before it is `failed`; each request's timeout; dispatcher actors (sessions are split among them);
+    # how long delivered and failed deliveries are kept.
+    webhook_allow_private_urls: bool = False
+    webhook_backoff_max_s: Annotated[float, Field(gt=0)] = 3600.0
+    webhook_retry_for_s: Annotated[float, Field(gt=0)] = 86400.0
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    webhook_dispatchers: Annotated[int, Field(ge=1, le=64)] = 1
+    webhook_retention_days: Annotated[int, Field(ge=1)] = 7
+
     # The simulated network's QR timings (whatsmeow: 60 s, then 20 s each, ~6 codes per round).
     sim_qr_first_s: Annotated[float, Field(gt=0)] = 60.0
     sim_qr_next_s: Annotated[float, Field(gt=0)] = 20.0

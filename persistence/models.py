@@ -305,3 +305,8 @@ class UserApiKey(SQLModel, table=True):
     key_hash: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     last_used_at: datetime | None = _ts(nullable=True)
+
+
+from persistence.webhook_models import Webhook, WebhookCursor, WebhookDelivery  # noqa: E402  (one metadata)
+
+__all__ = ["Webhook", "WebhookCursor", "WebhookDelivery"]

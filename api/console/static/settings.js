@@ -4,6 +4,7 @@ import { PHONE_IN_USE, connectModal } from "./connect.js";
 import { announce, formatTime, h } from "./dom.js";
 import { confirmDialog } from "./modal.js";
 import { formatPhone } from "./phone.js";
+import { webhooksCard } from "./webhooks.js";
 
 export const SLOTS = [1, 2, 3];
 
@@ -54,6 +55,7 @@ export function renderSettings(main, { live }) {
     pageError,
     cards,
     note,
+    webhooksCard(),
   );
 
   async function load() {
