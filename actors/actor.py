@@ -31,6 +31,7 @@ from actors.spool import Spool, pending_bytes
 from actors.spool_handover import ensure_keeper, take_over
 from actors.writes import WRITES
 from kernel.domain import Message, Placement, SendResult, SessionView
+from kernel.message_kinds import OutgoingContent
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,11 @@ class SessionActor:
 
     async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
         return await self._core.send_voice_note(to, data, idempotency_key)
+
+    async def send_content(
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None
+    ) -> SendResult:
+        return await self._core.send_content(to, content, idempotency_key)
 
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
         return self._core.refresh_pictures(stored)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from actors.supervision import Pending, Replayed, Writes
     from kernel.domain import Message, Placement, SendResult, SessionView
     from kernel.events import ChatRead, HistoryChunk, MessageEdited, MessageRevoked, Presence, ReactionChanged
+    from kernel.message_kinds import OutgoingContent
     from kernel.simulated import SentMessage
 
 
@@ -49,6 +50,9 @@ class SessionCalls(Protocol):
     ) -> SendResult: ...
     async def send_voice_note(
         self, to: str, data: bytes, idempotency_key: str | None = None
+    ) -> SendResult: ...
+    async def send_content(
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None
     ) -> SendResult: ...
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int: ...
     def media(self, chat_id: str, message_id: str) -> MediaStream: ...  # a Ray streaming generator

@@ -17,9 +17,12 @@ from typing import Any, Protocol
 
 from kernel.domain import (
     Chat,
+    ContactCard,
+    Location,
     Message,
     MessageStatus,
     MessageType,
+    Poll,
     Reaction,
     Reason,
     SendResult,
@@ -112,6 +115,18 @@ class WhatsAppClient(Protocol):
     async def send_voice_note(
         self, to: str, note: VoiceNote, *, quoted: Message | None = None
     ) -> SendResult: ...
+
+    async def send_location(self, to: str, location: Location) -> SendResult:
+        """A pinned location (latitude, longitude, optionally the place's name and address)."""
+        ...
+
+    async def send_contact(self, to: str, card: ContactCard) -> SendResult:
+        """A contact card (`card.vcard` as built by `kernel.message_kinds.vcard`)."""
+        ...
+
+    async def send_poll(self, to: str, poll: Poll) -> SendResult:
+        """A poll of 2..12 options; `poll.selectable` 1 is a single answer, 0 any number."""
+        ...
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """An incoming message's decrypted media (from `message.media_ref`), ready to read in chunks.

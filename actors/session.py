@@ -45,6 +45,7 @@ from actors.writes import SaveCounters
 from kernel.domain import Message, SendResult, SessionStatus, SessionView
 from kernel.errors import AlreadyConnected, InvalidInput, SessionUnavailable
 from kernel.ids import to_jid
+from kernel.message_kinds import OutgoingContent
 from kernel.text_rules import MAX_TEXT
 
 __all__ = ["MAX_TEXT", "ClientFactory", "SessionConfig", "SessionCore"]
@@ -186,6 +187,11 @@ class SessionCore:
 
     async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
         return await self._sends.send_voice_note(to, data, idempotency_key)
+
+    async def send_content(
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None
+    ) -> SendResult:
+        return await self._sends.send_content(to, content, idempotency_key)
 
     def media(self, chat_id: str, message_id: str) -> MediaStream:
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""

@@ -1,4 +1,5 @@
-"""A session's sends: text, media and voice notes, each at most once per Idempotency-Key."""
+"""A session's sends: text, media, voice notes, locations, contact cards and polls, each at most once per
+Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from actors.session_contacts import Contacts
 from actors.session_state import SessionState
 from actors.spool import SpoolFull
 from actors.writes import StoreMessage
-from kernel.domain import Message, MessageType, SendResult
+from kernel.domain import ContactCard, Location, Message, MessageType, SendResult
 from kernel.errors import InvalidInput, MediaTooLarge
 from kernel.ids import to_jid
-from kernel.message_kinds import summary_for
+from kernel.message_kinds import OutgoingContent, content_kind, summary_for
 from kernel.text_rules import MAX_TEXT
 
 
@@ -36,7 +37,13 @@ class Sends:
     def _own_message(self, sent: SendResult, to: str, **fields: Any) -> None:
         own = self._state.own_jid()
         # Our copy keeps the upload's reference: our own media downloads like anyone's.
-        summary = summary_for(fields.get("type", MessageType.TEXT), media=fields.get("media"))
+        summary = summary_for(
+            fields.get("type", MessageType.TEXT),
+            media=fields.get("media"),
+            location=fields.get("location"),
+            contacts=fields.get("contacts", ()),
+            poll=fields.get("poll"),
+        )
         message = Message(
             id=sent.id,
             chat_id=to,
@@ -119,3 +126,26 @@ class Sends:
             return sent
 
         return await self._send(idempotency_key, ("voice", jid, data), send)
+
+    async def send_content(
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None
+    ) -> SendResult:
+        """A location, a contact card or a poll."""
+        jid = self._contacts.canon(to_jid(to))  # a LID we know the number of: the number's chat
+        session = self._state
+        kind = content_kind(content)
+
+        async def send() -> SendResult:
+            client = session.client_if_connected()
+            if isinstance(content, Location):
+                sent = await session.timed(client.send_location(jid, content))
+                self._own_message(sent, jid, type=kind, location=content)
+            elif isinstance(content, ContactCard):
+                sent = await session.timed(client.send_contact(jid, content))
+                self._own_message(sent, jid, type=kind, contacts=(content,))
+            else:
+                sent = await session.timed(client.send_poll(jid, content))
+                self._own_message(sent, jid, type=kind, poll=content)
+            return sent
+
+        return await self._send(idempotency_key, (str(kind), jid, content), send)

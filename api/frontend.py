@@ -26,6 +26,7 @@ from api.routes import (
     ops,
     qr,
     send,
+    send_kinds,
     sessions,
     users,
 )
@@ -60,7 +61,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events):
+    for module in (sessions, qr, messages, chat_actions, send, send_kinds, inbox, users, events):
         app.include_router(module.router, dependencies=keyed)
     chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:

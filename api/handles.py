@@ -37,6 +37,7 @@ from api.unavailable import ActorUnreachable as ActorUnreachable
 from kernel.domain import Message, Placement, SendResult, SessionView
 from kernel.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from kernel.ids import actor_name
+from kernel.message_kinds import OutgoingContent
 
 if TYPE_CHECKING:
     from actors.calls import NetworkControls
@@ -130,6 +131,13 @@ class SessionActors:
             session_id, SessionCalls.send_voice_note, timeout_s=self._media_send_timeout_s, sends=True
         )
         return await send(to, data, idempotency_key=idempotency_key)
+
+    async def send_content(
+        self, session_id: str, to: str, content: OutgoingContent, *, idempotency_key: str | None
+    ) -> SendResult:
+        """A location, a contact card or a poll."""
+        send = self._on(session_id, SessionCalls.send_content, timeout_s=self._send_timeout_s, sends=True)
+        return await send(to, content, idempotency_key=idempotency_key)
 
     async def media(self, session_id: str, chat_id: str, message_id: str) -> MediaDownload:
         """The message's media as a stream (`api.media_stream`): its head now, failures as from any call."""

@@ -142,3 +142,28 @@ def poll_wire(poll: Poll | None) -> dict[str, Any] | None:
     if poll is None:
         return None
     return {"question": poll.question, "options": list(poll.options), "selectable": poll.selectable}
+
+
+# ------------------------------------------------------------------------------------------ outgoing
+
+
+def vcard(name: str, phone_digits: str) -> str:
+    """The vCard of a contact we send: WhatsApp links the card to the account by `waid` (digits only)."""
+    escaped = name.replace("\\", "\\\\").replace("\n", " ").replace("\r", " ").replace(";", "\\;")
+    escaped = escaped.replace(",", "\\,")
+    return (
+        f"BEGIN:VCARD\nVERSION:3.0\nFN:{escaped}\n"
+        f"TEL;type=CELL;type=VOICE;waid={phone_digits}:+{phone_digits}\nEND:VCARD"
+    )
+
+
+OutgoingContent = Location | ContactCard | Poll
+
+
+def content_kind(content: OutgoingContent) -> MessageType:
+    """The message type a location, contact card or poll we send is stored as."""
+    if isinstance(content, Location):
+        return MessageType.LOCATION
+    if isinstance(content, ContactCard):
+        return MessageType.CONTACT
+    return MessageType.POLL

@@ -21,7 +21,14 @@ import pytest
 
 from actors.ports import ClientOptions, OutgoingMedia, PictureInfo, VoiceNote, WhatsAppClient
 from kernel.domain import ContactCard, Location, Media, Message, MessageType, Poll, Reason
-from kernel.errors import InvalidInput, MediaNotAvailable, NotOwnMessage, SessionNotConnected, WaError
+from kernel.errors import (
+    InvalidInput,
+    MediaNotAvailable,
+    NotOnWhatsApp,
+    NotOwnMessage,
+    SessionNotConnected,
+    WaError,
+)
 from kernel.events import (
     ChatRead,
     ClientEvent,
@@ -35,6 +42,7 @@ from kernel.events import (
     QrCode,
     ReactionChanged,
 )
+from kernel.message_kinds import content_from_json, vcard
 from persistence.migrate import auth_dsn, sim_dsn
 from persistence.sim_network import SimStore
 
@@ -78,6 +86,9 @@ PORT_METHODS = (
     "send_text",
     "send_media",
     "send_voice_note",
+    "send_location",
+    "send_contact",
+    "send_poll",
     "download_media",
     "mark_read",
     "send_reaction",
@@ -171,6 +182,12 @@ async def test_sends_before_connect_raise_session_not_connected(client: WhatsApp
         await client.revoke_message(mine)
     with pytest.raises(SessionNotConnected):
         await client.send_chat_presence(CHAT, "composing")
+    with pytest.raises(SessionNotConnected):
+        await client.send_location(CHAT, Location(52.37, 4.89))
+    with pytest.raises(SessionNotConnected):
+        await client.send_contact(CHAT, ContactCard("Ann", vcard("Ann", "15550001234")))
+    with pytest.raises(SessionNotConnected):
+        await client.send_poll(CHAT, Poll("Lunch?", ("Pizza", "Sushi")))
 
 
 async def test_only_own_messages_can_be_edited_or_revoked(client: WhatsAppClient) -> None:
@@ -515,3 +532,27 @@ async def test_media_we_send_downloads_like_media_we_receive(client: WhatsAppCli
     assert sent.media_ref is not None
     assert body.size == len(data)
     assert b"".join([chunk async for chunk in body.chunks]) == data
+
+
+@online
+async def test_locations_contact_cards_and_polls_reach_the_network_typed(client: WhatsAppClient) -> None:
+    await _paired_simulator(client)
+    place = Location(52.3731, 4.8922, name="Dam Square", address="Amsterdam")
+    card = ContactCard("Ann Lee", vcard("Ann Lee", "15550001234"))
+    poll = Poll("Lunch?", ("Pizza", "Sushi", "Salad"), selectable=0)
+
+    ids = [
+        (await client.send_location(CHAT, place)).id,
+        (await client.send_contact(CHAT, card)).id,
+        (await client.send_poll(CHAT, poll)).id,
+    ]
+
+    sent = [s for s in await client.sent() if s.message_id in ids]  # type: ignore[attr-defined]
+    assert [(str(s.type), s.to) for s in sent] == [("location", CHAT), ("contact", CHAT), ("poll", CHAT)]
+    assert [content_from_json(s.content) for s in sent] == [
+        (place, (), None),
+        (None, (card,), None),
+        (None, (), poll),
+    ]
+    with pytest.raises(NotOnWhatsApp):
+        await client.send_location("15557770000@s.whatsapp.net", place)

@@ -68,6 +68,9 @@ ROUTES: dict[str, Call] = {
     "POST /sessions/{id}/send/text": Call(json={"to": RECIPIENT, "text": "not yours"}),
     "POST /sessions/{id}/send/media": Call(form=True),
     "POST /sessions/{id}/send/audio": Call(form=True, audio=True),
+    "POST /sessions/{id}/send/location": Call(json={"to": RECIPIENT, "latitude": 1.5, "longitude": 2.5}),
+    "POST /sessions/{id}/send/contact": Call(json={"to": RECIPIENT, "name": "Ann", "phone": "+14155550113"}),
+    "POST /sessions/{id}/send/poll": Call(json={"to": RECIPIENT, "question": "Yes?", "options": ["y", "n"]}),
     "POST /sessions/{id}/chats/{chatId}/read": Call(),
     "POST /sessions/{id}/chats/{chatId}/messages/{messageId}/reaction": Call(json={"emoji": "👍"}),
     # The owner's message came from the contact: the owner may not edit or delete it either.
@@ -244,7 +247,10 @@ async def test_every_route_with_an_id_answers_a_stranger_as_for_a_missing_id(
         sent = (await mine.get(f"/simulator/sessions/{owner.paired}/sent")).json()
         assert sorted(item["type"] for item in sent if item["action"] == "message") == [
             "audio",
+            "contact",
             "image",
+            "location",
+            "poll",
             "text",
         ]
         assert sorted(item["action"] for item in sent if item["action"] != "message") == [

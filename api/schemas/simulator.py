@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from api.schemas.common import ApiModel, Id, Phone, Recipient, _no_nul
+from api.schemas.messages import ContactCardOut, LocationOut, PollOut
 from kernel.domain import MessageType
 from kernel.text_rules import MAX_TEXT
 
@@ -118,3 +119,6 @@ class SentOut(ApiModel):
     quoted_id: str | None
     emoji: str | None = Field(None, description='A reaction\'s emoji ("" removed it)')
     state: str | None = Field(None, description="A typing state: composing, recording or paused")
+    location: LocationOut | None = Field(None, description="A location's content (type location)")
+    contacts: list[ContactCardOut] | None = Field(None, description="A contact card (type contact)")
+    poll: PollOut | None = Field(None, description="A poll's question and options (type poll)")

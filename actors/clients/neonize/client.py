@@ -27,6 +27,7 @@ import base64
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from actors.clients.neonize import (
     kinds,
     media_fetch,
     outgoing,
+    outgoing_kinds,
     runtime,
 )
 from actors.clients.neonize.gocalls import GoCalls
@@ -51,7 +53,7 @@ from actors.ports import (
     VoiceNote,
     WhatsAppClient,
 )
-from kernel.domain import Message, Reason, SendResult
+from kernel.domain import ContactCard, Location, Message, Poll, Reason, SendResult
 from kernel.errors import (
     AlreadyConnected,
     ClientError,
@@ -69,6 +71,7 @@ from kernel.events import (
     PairingCode,
 )
 from kernel.ids import USER_SERVER, is_group, phone_digits, to_jid
+from kernel.message_kinds import OutgoingContent, content_kind
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +259,21 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         up = await self._upload(note.ogg, self._lib.enums.MediaType.MediaAudio)
         message = outgoing.voice_message(self._lib, note, up, self._context(quoted))
         return kinds.own_media(await self._send(jid, message, "voice note"), message)
+
+    async def send_location(self, to: str, location: Location) -> SendResult:
+        return await self._send_content(to, location)
+
+    async def send_contact(self, to: str, card: ContactCard) -> SendResult:
+        return await self._send_content(to, card)
+
+    async def send_poll(self, to: str, poll: Poll) -> SendResult:
+        return await self._send_content(to, poll)
+
+    async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
+        jid = self._recipient(to)
+        message = outgoing_kinds.content_message(self._lib, content)
+        sent = await self._send(jid, message, str(content_kind(content)))
+        return replace(sent, media_ref=outgoing_kinds.own_ref(message))
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The decrypted media of a message this adapter produced (its `media_ref`), streamed to a temporary

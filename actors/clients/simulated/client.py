@@ -43,7 +43,16 @@ from actors.ports import (
     WhatsAppClient,
 )
 from actors.tasks import TaskGroup
-from kernel.domain import Message, MessageStatus, MessageType, Reason, SendResult
+from kernel.domain import (
+    ContactCard,
+    Location,
+    Message,
+    MessageStatus,
+    MessageType,
+    Poll,
+    Reason,
+    SendResult,
+)
 from kernel.errors import (
     AlreadyConnected,
     ClientError,
@@ -66,6 +75,7 @@ from kernel.events import (
 )
 from kernel.ids import USER_SERVER, is_group, jid_user, to_jid
 from kernel.inbox_scope import ChatKind, chat_kind
+from kernel.message_kinds import OutgoingContent, content_json, content_kind
 from kernel.simulated import SentMessage
 
 log = logging.getLogger(__name__)
@@ -73,6 +83,7 @@ log = logging.getLogger(__name__)
 CONNECT_DELAY_S = 0.03  # a resumed device logs in this long after connect()
 RECONNECT_DELAY_S = 0.3  # whatsmeow waits 2 s × errors; scaled down
 HISTORY_STEP_S = 0.05  # between the pairing and each history chunk
+MAX_POLL_OPTIONS = 12
 RECEIPTS_AFTER_S = {MessageStatus.DELIVERED: 0.1, MessageStatus.READ: 0.3, MessageStatus.PLAYED: 0.5}
 
 
@@ -179,6 +190,28 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
             data=note.ogg,
         )
         return await self._send(sent, quoted)
+
+    async def send_location(self, to: str, location: Location) -> SendResult:
+        return await self._send_content(to, location)
+
+    async def send_contact(self, to: str, card: ContactCard) -> SendResult:
+        return await self._send_content(to, card)
+
+    async def send_poll(self, to: str, poll: Poll) -> SendResult:
+        if not 2 <= len(poll.options) <= MAX_POLL_OPTIONS:
+            raise InvalidInput(f"a poll has 2..{MAX_POLL_OPTIONS} options")
+        return await self._send_content(to, poll)
+
+    async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
+        jid = self._recipient(to)
+        kind = content_kind(content)
+        text = content.question if isinstance(content, Poll) else None
+        stored = content_json(
+            content if isinstance(content, Location) else None,
+            (content,) if isinstance(content, ContactCard) else (),
+            content if isinstance(content, Poll) else None,
+        )
+        return await self._send(SentMessage(message_id(), jid, kind, text=text, content=stored), None)
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The media `message.media_ref` describes, made chunk by chunk as it is read (never whole); for

@@ -1,0 +1,152 @@
+"""End to end over HTTP and a real WebSocket: sending a location, a contact card and a poll. Each is our
+own message with its typed content (stored, pushed as a `message` frame), and the simulated network
+received it with its type; bad bodies and numbers that are not on WhatsApp are refused before anything
+is sent.
+
+One stack per module (local Ray, registry, uvicorn); each test works in its own chat of one paired session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.apikit import Stack, api_stack, websocket
+from tests.inboxkit import error_code, new_contact, pair_session, sent, stored
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
+    from tests.raykit import local_ray
+
+    with local_ray(), api_stack(postgres_server, redis_server) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def paired(stack: Stack) -> tuple[str, str, str]:
+    """(user, a connected session, one still showing its QR)."""
+    return await pair_session(stack)
+
+
+async def _send(client: httpx.AsyncClient, sid: str, kind: str, **body: Any) -> dict[str, Any]:
+    response = await client.post(f"/sessions/{sid}/send/{kind}", json=body)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    assert set(result) == {"id", "timestamp"}
+    return result
+
+
+async def test_a_location_a_contact_and_a_poll_are_sent_stored_and_pushed(
+    stack: Stack, paired: tuple[str, str, str]
+) -> None:
+    user, sid, _ = paired
+    phone, chat = new_contact()
+    async with stack.client(user) as client, websocket(stack, user, session_id=sid) as ws:
+        place = await _send(
+            client, sid, "location", to=phone, latitude=52.3731, longitude=4.8922, name="Dam Square"
+        )
+        card = await _send(client, sid, "contact", to=phone, name="Ann Lee", phone="+1 (555) 000-1234")
+        poll = await _send(
+            client,
+            sid,
+            "poll",
+            to=phone,
+            question="Lunch?",
+            options=["Pizza", "Sushi", "Salad"],
+            multipleAnswers=True,
+        )
+
+        frames = [
+            await ws.wait_for(lambda f, i=i: f["type"] == "message" and f["message"]["id"] == i["id"])
+            for i in (place, card, poll)
+        ]
+        on_network = await sent(client, sid, chat)
+        kept = [await stored(client, sid, chat, i["id"]) for i in (place, card, poll)]
+
+    for frame in frames:
+        assert frame["chatId"] == chat and frame["message"]["fromMe"] is True
+    located, carded, polled = (f["message"] for f in frames)
+    assert located["type"] == "location" and located["summary"] == "📍 Dam Square"
+    assert (located["location"]["latitude"], located["location"]["longitude"]) == (52.3731, 4.8922)
+    assert carded["type"] == "contact" and carded["summary"] == "👤 Ann Lee"
+    assert carded["contacts"][0]["displayName"] == "Ann Lee"
+    assert "waid=15550001234:+15550001234" in carded["contacts"][0]["vcard"]
+    assert polled["type"] == "poll" and polled["summary"] == "📊 Lunch?"
+    assert polled["poll"] == {"question": "Lunch?", "options": ["Pizza", "Sushi", "Salad"], "selectable": 0}
+    # The store keeps the same typed content as the frames showed.
+    for frame, message in zip(frames, kept, strict=True):
+        for field in ("type", "location", "contacts", "poll", "summary", "fromMe"):
+            assert message[field] == frame["message"][field], field
+    # The network got each, with its type and content.
+    got = {s["id"]: s for s in on_network}
+    assert [got[i["id"]]["type"] for i in (place, card, poll)] == ["location", "contact", "poll"]
+    assert got[place["id"]]["location"]["name"] == "Dam Square"
+    assert got[card["id"]]["contacts"][0]["displayName"] == "Ann Lee"
+    assert got[poll["id"]]["poll"]["options"] == ["Pizza", "Sushi", "Salad"]
+
+
+async def test_a_single_answer_poll_and_a_retried_send_is_sent_once(
+    stack: Stack, paired: tuple[str, str, str]
+) -> None:
+    user, sid, _ = paired
+    phone, chat = new_contact()
+    body = {"to": phone, "question": "Yes or no?", "options": ["Yes", "No"]}
+    async with stack.client(user) as client:
+        first = await client.post(f"/sessions/{sid}/send/poll", json=body, headers={"Idempotency-Key": "p-1"})
+        again = await client.post(f"/sessions/{sid}/send/poll", json=body, headers={"Idempotency-Key": "p-1"})
+        on_network = await sent(client, sid, chat)
+
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json() == again.json()
+    assert [(s["type"], s["poll"]["selectable"]) for s in on_network] == [("poll", 1)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "code"),
+    [
+        ("poll", {"question": "One?", "options": ["Only"]}, "invalid_request"),
+        ("poll", {"question": "Many?", "options": [f"o{n}" for n in range(13)]}, "invalid_request"),
+        ("poll", {"question": "Same?", "options": ["A", "A"]}, "invalid_request"),
+        ("poll", {"question": " ", "options": ["A", "B"]}, "invalid_request"),
+        ("location", {"latitude": 91, "longitude": 0}, "invalid_request"),
+        ("location", {"latitude": 0, "longitude": -181}, "invalid_request"),
+        ("contact", {"name": "Ann", "phone": "call me"}, "invalid_phone"),
+        ("contact", {"name": "", "phone": "+15550001234"}, "invalid_request"),
+    ],
+)
+async def test_bad_bodies_are_refused_and_nothing_is_sent(
+    stack: Stack, paired: tuple[str, str, str], kind: str, body: dict[str, Any], code: str
+) -> None:
+    user, sid, _ = paired
+    phone, chat = new_contact()
+    async with stack.client(user) as client:
+        response = await client.post(f"/sessions/{sid}/send/{kind}", json={"to": phone, **body})
+        assert (response.status_code, error_code(response)) == (422, code), response.text
+        assert await sent(client, sid, chat) == []
+
+
+async def test_not_on_whatsapp_and_not_connected_are_refused(
+    stack: Stack, paired: tuple[str, str, str]
+) -> None:
+    user, sid, waiting = paired
+    location = {"latitude": 1.0, "longitude": 2.0}
+    async with stack.client(user) as client:
+        nobody = await client.post(f"/sessions/{sid}/send/location", json={"to": "+15557770000", **location})
+        offline = await client.post(
+            f"/sessions/{waiting}/send/location", json={"to": "+15557771234", **location}
+        )
+        stranger = await client.post(
+            f"/sessions/{sid}/send/location", json={"to": "not-a-number", **location}
+        )
+        on_network = await sent(client, sid, "15557770000@s.whatsapp.net")
+
+    assert (nobody.status_code, error_code(nobody)) == (422, "not_on_whatsapp")
+    assert (offline.status_code, error_code(offline)) == (409, "session_not_connected")
+    assert (stranger.status_code, error_code(stranger)) == (422, "invalid_recipient")
+    assert on_network == []
