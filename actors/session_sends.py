@@ -9,13 +9,14 @@ from typing import Any
 
 from actors.journal import Journal
 from actors.ledger import SendLedger
+from actors.pace import Pace
 from actors.ports import OutgoingMedia
 from actors.session_contacts import Contacts
 from actors.session_state import SessionState
 from actors.spool import SpoolFull
 from actors.writes import StoreMessage
 from kernel.domain import ContactCard, Location, Message, MessageType, SendResult
-from kernel.errors import InvalidInput, MediaTooLarge
+from kernel.errors import InvalidInput, MediaTooLarge, SessionNotConnected
 from kernel.ids import to_jid
 from kernel.message_kinds import OutgoingContent, content_kind, summary_for
 from kernel.text_rules import MAX_TEXT
@@ -28,6 +29,7 @@ class Sends:
         self._state = state
         self._contacts = contacts
         self._ledger: SendLedger | None = None  # made at boot: it journals each key (`load`)
+        self._pace = Pace(state.config.send_per_minute, state.config.send_burst)
 
     async def load(self, journal: Journal, user_id: str) -> None:
         """At boot, once the journal is open and the row read: remember this session's recent keys."""
@@ -64,7 +66,17 @@ class Sends:
     ) -> SendResult:
         await self._state.wait_ready()
         assert self._ledger is not None  # made before the row shows: see Lifecycle._load
-        return await self._ledger.run(key, request, send)
+        pace = self._pace
+
+        async def paced() -> SendResult:
+            pace.take()  # only a send that goes out spends: a retried key returns from the ledger
+            try:
+                return await send()
+            except (InvalidInput, SessionNotConnected):
+                pace.give_back()  # refused before anything went out
+                raise
+
+        return await self._ledger.run(key, request, paced)
 
     async def send_text(
         self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None

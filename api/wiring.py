@@ -47,6 +47,8 @@ def registry_config(settings: Settings) -> RegistryConfig:
         events_retained=settings.event_stream_retained,
         heartbeat_s=settings.session_heartbeat_s,
         lease_s=settings.session_lease_s,
+        send_per_minute=settings.send_per_minute,
+        send_burst=settings.send_burst,
     )
     return RegistryConfig(
         database_dsn=dsn,

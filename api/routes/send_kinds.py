@@ -15,7 +15,7 @@ from kernel.message_kinds import OutgoingContent, vcard
 from kernel.wire import JSON, iso
 
 router = APIRouter(tags=["send"])
-_ERRORS = error_responses(400, 404, 409, 422, 502, 504)
+_ERRORS = error_responses(400, 403, 404, 409, 422, 429, 502, 504)
 
 
 async def _send(session_id: str, res: Resources, to: str, content: OutgoingContent, key: str | None) -> JSON:

@@ -40,6 +40,7 @@ from actors.clients.neonize import (
     media_fetch,
     outgoing,
     outgoing_kinds,
+    refusals,
     runtime,
 )
 from actors.clients.neonize.gocalls import GoCalls
@@ -422,9 +423,13 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
     async def _send(self, jid: Any, message: Any, what: str) -> SendResult:
         try:
             resp = await self._call(self._native.send_message, jid, message)
-        except self._lib.exc.SendMessageError as err:
-            raise SendFailed(str(err)) from err
         except self._lib.exc.NeonizeError as err:
+            refused = refusals.refusal(str(err))
+            if refused is not None:
+                log.warning("session %s: WhatsApp refused a %s: %s", self._sid, what, err)
+                raise refused from err
+            if isinstance(err, self._lib.exc.SendMessageError):
+                raise SendFailed(str(err)) from err
             raise ClientError(f"send failed: {err}") from err
         sent_at = convert.from_s(resp.Timestamp) if resp.Timestamp else datetime.now(UTC)
         log.info("session %s: sent %s %s to %s@%s", self._sid, what, resp.ID, jid.User, jid.Server)

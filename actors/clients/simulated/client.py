@@ -62,6 +62,9 @@ from kernel.errors import (
     MediaTooLarge,
     NotOnWhatsApp,
     SessionNotConnected,
+    WaError,
+    WhatsAppRateLimited,
+    WhatsAppRestricted,
 )
 from kernel.events import (
     ClientEvent,
@@ -90,6 +93,19 @@ RECEIPTS_AFTER_S = {MessageStatus.DELIVERED: 0.1, MessageStatus.READ: 0.3, Messa
 def not_on_whatsapp(jid: str) -> bool:
     """The network's one rule for unknown numbers: a phone whose digits end in `0000` has no account."""
     return jid.endswith("@" + USER_SERVER) and jid_user(jid).endswith("0000")
+
+
+def network_refusal(jid: str) -> WaError | None:
+    """The network's rules for its refusals: it refuses sends to a phone whose digits end in `0429` as
+    too fast (whatsmeow's error 429), and to one ending in `0463` with the reach-out time lock (463)."""
+    if not jid.endswith("@" + USER_SERVER):
+        return None
+    user = jid_user(jid)
+    if user.endswith("0429"):
+        return WhatsAppRateLimited(retry_after=60)
+    if user.endswith("0463"):
+        return WhatsAppRestricted(reason="reachout_timelock")
+    return None
 
 
 class SimulatedClient(SimulatedPhone, SimulatedActions):
@@ -305,6 +321,9 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
             raise InvalidRecipient(f"cannot send to {jid}")
         if not_on_whatsapp(jid):
             raise NotOnWhatsApp(f"+{jid_user(jid)} is not on WhatsApp")
+        refused = network_refusal(jid)
+        if refused is not None:
+            raise refused
         return jid
 
     def _route(self, message: Message) -> Message | None:
