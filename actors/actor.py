@@ -30,7 +30,7 @@ from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool, pending_bytes
 from actors.spool_handover import ensure_keeper, take_over
 from actors.writes import WRITES
-from kernel.domain import Message, Placement, SendResult, SessionView
+from kernel.domain import Message, NumberCheck, Placement, SendResult, SessionView
 from kernel.message_kinds import OutgoingContent
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,9 @@ class SessionActor:
         self, to: str, content: OutgoingContent, idempotency_key: str | None = None
     ) -> SendResult:
         return await self._core.send_content(to, content, idempotency_key)
+
+    async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
+        return await self._core.check_numbers(phones)
 
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
         return self._core.refresh_pictures(stored)

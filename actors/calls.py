@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from actors.fleet import ProcessInfo
     from actors.pictures import PictureState
     from actors.supervision import Pending, Replayed, Writes
-    from kernel.domain import Message, Placement, SendResult, SessionView
+    from kernel.domain import Message, NumberCheck, Placement, SendResult, SessionView
     from kernel.events import ChatRead, HistoryChunk, MessageEdited, MessageRevoked, Presence, ReactionChanged
     from kernel.message_kinds import OutgoingContent
     from kernel.simulated import SentMessage
@@ -54,6 +54,7 @@ class SessionCalls(Protocol):
     async def send_content(
         self, to: str, content: OutgoingContent, idempotency_key: str | None = None
     ) -> SendResult: ...
+    async def check_numbers(self, phones: list[str]) -> list[NumberCheck]: ...
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int: ...
     def media(self, chat_id: str, message_id: str) -> MediaStream: ...  # a Ray streaming generator
     async def mark_read(self, chat_id: str) -> None: ...

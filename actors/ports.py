@@ -22,6 +22,7 @@ from kernel.domain import (
     Message,
     MessageStatus,
     MessageType,
+    NumberCheck,
     Poll,
     Reaction,
     Reason,
@@ -126,6 +127,11 @@ class WhatsAppClient(Protocol):
 
     async def send_poll(self, to: str, poll: Poll) -> SendResult:
         """A poll of 2..12 options; `poll.selectable` 1 is a single answer, 0 any number."""
+        ...
+
+    async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
+        """Which of `phones` (E.164 or digits) have a WhatsApp account: one round trip for them all, in
+        the order asked."""
         ...
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:

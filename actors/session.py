@@ -42,7 +42,7 @@ from actors.session_state import STORED_WAIT_S, ClientFactory, SessionConfig, Se
 from actors.session_transitions import Transitions
 from actors.spool import Spool
 from actors.writes import SaveCounters
-from kernel.domain import Message, SendResult, SessionStatus, SessionView
+from kernel.domain import Message, NumberCheck, SendResult, SessionStatus, SessionView
 from kernel.errors import AlreadyConnected, InvalidInput, SessionUnavailable
 from kernel.ids import to_jid
 from kernel.message_kinds import OutgoingContent
@@ -192,6 +192,10 @@ class SessionCore:
         self, to: str, content: OutgoingContent, idempotency_key: str | None = None
     ) -> SendResult:
         return await self._sends.send_content(to, content, idempotency_key)
+
+    async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
+        await self._state.wait_ready()
+        return await self._sends.reach.check(phones)
 
     def media(self, chat_id: str, message_id: str) -> MediaStream:
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""

@@ -11,6 +11,7 @@ from actors.journal import Journal
 from actors.ledger import SendLedger
 from actors.pace import Pace
 from actors.ports import OutgoingMedia
+from actors.reach import Reach
 from actors.session_contacts import Contacts
 from actors.session_state import SessionState
 from actors.spool import SpoolFull
@@ -28,6 +29,7 @@ class Sends:
     def __init__(self, state: SessionState, contacts: Contacts) -> None:
         self._state = state
         self._contacts = contacts
+        self.reach = Reach(state.client_if_connected, state.timed)
         self._ledger: SendLedger | None = None  # made at boot: it journals each key (`load`)
         self._pace = Pace(state.config.send_per_minute, state.config.send_burst)
 
@@ -71,6 +73,9 @@ class Sends:
         async def paced() -> SendResult:
             pace.take()  # only a send that goes out spends: a retried key returns from the ledger
             try:
+                await self.reach.require(
+                    request[1]
+                )  # (kind, jid, ...): never write to a number without an account
                 return await send()
             except (InvalidInput, SessionNotConnected):
                 pace.give_back()  # refused before anything went out

@@ -19,6 +19,7 @@ from api.resources import open_resources
 from api.routes import (
     chat_actions,
     console,
+    contacts,
     events,
     inbox,
     messages,
@@ -61,7 +62,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, chat_actions, send, send_kinds, inbox, users, events):
+    for module in (sessions, qr, messages, chat_actions, send, send_kinds, contacts, inbox, users, events):
         app.include_router(module.router, dependencies=keyed)
     chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:

@@ -182,6 +182,15 @@ class SendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class NumberCheck:
+    """Whether a phone number has a WhatsApp account, and its JID when it has one."""
+
+    phone: str  # E.164
+    on_whatsapp: bool
+    jid: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionView:
     """What a client sees of a session (the contract's `Session`)."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from actors.ports import ClientOptions, OutgoingMedia, PictureInfo, VoiceNote, WhatsAppClient
-from kernel.domain import ContactCard, Location, Media, Message, MessageType, Poll, Reason
+from kernel.domain import ContactCard, Location, Media, Message, MessageType, NumberCheck, Poll, Reason
 from kernel.errors import (
     InvalidInput,
     MediaNotAvailable,
@@ -89,6 +89,7 @@ PORT_METHODS = (
     "send_location",
     "send_contact",
     "send_poll",
+    "check_numbers",
     "download_media",
     "mark_read",
     "send_reaction",
@@ -188,6 +189,8 @@ async def test_sends_before_connect_raise_session_not_connected(client: WhatsApp
         await client.send_contact(CHAT, ContactCard("Ann", vcard("Ann", "15550001234")))
     with pytest.raises(SessionNotConnected):
         await client.send_poll(CHAT, Poll("Lunch?", ("Pizza", "Sushi")))
+    with pytest.raises(SessionNotConnected):
+        await client.check_numbers(["+15557770001"])
 
 
 async def test_only_own_messages_can_be_edited_or_revoked(client: WhatsAppClient) -> None:
@@ -556,3 +559,15 @@ async def test_locations_contact_cards_and_polls_reach_the_network_typed(client:
     ]
     with pytest.raises(NotOnWhatsApp):
         await client.send_location("15557770000@s.whatsapp.net", place)
+
+
+@online
+async def test_which_numbers_are_on_whatsapp_in_the_order_asked(client: WhatsAppClient) -> None:
+    await _paired_simulator(client)
+
+    checks = await client.check_numbers(["+15557770000", "1 555 777 0001"])
+
+    assert checks == [
+        NumberCheck("+15557770000", False, None),
+        NumberCheck("+15557770001", True, "15557770001@s.whatsapp.net"),
+    ]

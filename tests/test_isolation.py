@@ -71,6 +71,7 @@ ROUTES: dict[str, Call] = {
     "POST /sessions/{id}/send/location": Call(json={"to": RECIPIENT, "latitude": 1.5, "longitude": 2.5}),
     "POST /sessions/{id}/send/contact": Call(json={"to": RECIPIENT, "name": "Ann", "phone": "+14155550113"}),
     "POST /sessions/{id}/send/poll": Call(json={"to": RECIPIENT, "question": "Yes?", "options": ["y", "n"]}),
+    "POST /sessions/{id}/contacts/check": Call(json={"phones": [RECIPIENT, "+14155550000"]}),
     "POST /sessions/{id}/chats/{chatId}/read": Call(),
     "POST /sessions/{id}/chats/{chatId}/messages/{messageId}/reaction": Call(json={"emoji": "👍"}),
     # The owner's message came from the contact: the owner may not edit or delete it either.

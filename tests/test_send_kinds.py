@@ -1,7 +1,7 @@
 """End to end over HTTP and a real WebSocket: sending a location, a contact card and a poll. Each is our
 own message with its typed content (stored, pushed as a `message` frame), and the simulated network
 received it with its type; bad bodies and numbers that are not on WhatsApp are refused before anything
-is sent.
+is sent. And which numbers are on WhatsApp (`contacts/check`).
 
 One stack per module (local Ray, registry, uvicorn); each test works in its own chat of one paired session.
 """
@@ -150,3 +150,29 @@ async def test_not_on_whatsapp_and_not_connected_are_refused(
     assert (offline.status_code, error_code(offline)) == (409, "session_not_connected")
     assert (stranger.status_code, error_code(stranger)) == (422, "invalid_recipient")
     assert on_network == []
+
+
+async def test_which_numbers_are_on_whatsapp(stack: Stack, paired: tuple[str, str, str]) -> None:
+    user, sid, waiting = paired
+    async with stack.client(user) as client:
+        checked = await client.post(
+            f"/sessions/{sid}/contacts/check", json={"phones": ["+1 (555) 123-0001", "15557770000"]}
+        )
+        too_many = await client.post(
+            f"/sessions/{sid}/contacts/check", json={"phones": [f"+1555123{n:04d}" for n in range(51)]}
+        )
+        none = await client.post(f"/sessions/{sid}/contacts/check", json={"phones": []})
+        bad = await client.post(f"/sessions/{sid}/contacts/check", json={"phones": ["+15551230001", "x"]})
+        offline = await client.post(f"/sessions/{waiting}/contacts/check", json={"phones": ["+15551230001"]})
+
+    assert checked.status_code == 200, checked.text
+    assert checked.json() == {
+        "items": [
+            {"phone": "+15551230001", "onWhatsApp": True, "jid": "15551230001@s.whatsapp.net"},
+            {"phone": "+15557770000", "onWhatsApp": False, "jid": None},
+        ]
+    }
+    assert (too_many.status_code, error_code(too_many)) == (422, "invalid_request")
+    assert (none.status_code, error_code(none)) == (422, "invalid_request")
+    assert (bad.status_code, error_code(bad)) == (422, "invalid_phone")
+    assert (offline.status_code, error_code(offline)) == (409, "session_not_connected")

@@ -48,3 +48,22 @@ class SendPollIn(ApiModel):
         AfterValidator(_distinct),
     ]
     multiple_answers: bool = Field(False, description="Voters may pick more than one option")
+
+
+# --- contacts ----------------------------------------------------------------------------------------------
+
+MAX_CHECKED = 50
+
+
+class CheckNumbersIn(ApiModel):
+    phones: list[Phone] = Field(min_length=1, max_length=MAX_CHECKED, description="Phone numbers to check")
+
+
+class NumberCheckOut(ApiModel):
+    phone: str = Field(description="The number in E.164")
+    on_whatsapp: bool = Field(alias="onWhatsApp")
+    jid: str | None = Field(description="The account's JID when the number has one")
+
+
+class NumberChecksOut(ApiModel):
+    items: list[NumberCheckOut]

@@ -38,6 +38,7 @@ from actors.clients.neonize import (
     inbox,
     kinds,
     media_fetch,
+    numbers,
     outgoing,
     outgoing_kinds,
     refusals,
@@ -54,7 +55,7 @@ from actors.ports import (
     VoiceNote,
     WhatsAppClient,
 )
-from kernel.domain import ContactCard, Location, Message, Poll, Reason, SendResult
+from kernel.domain import ContactCard, Location, Message, NumberCheck, Poll, Reason, SendResult
 from kernel.errors import (
     AlreadyConnected,
     ClientError,
@@ -269,6 +270,15 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
 
     async def send_poll(self, to: str, poll: Poll) -> SendResult:
         return await self._send_content(to, poll)
+
+    async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
+        asked = numbers.digits_of(phones)
+        self._require_online()
+        try:
+            responses = await self._call(self._native.is_on_whatsapp, *(f"+{d}" for d in asked))
+        except self._lib.exc.NeonizeError as err:
+            raise refusals.refusal(str(err)) or ClientError(f"number check failed: {err}") from err
+        return numbers.checks(asked, responses)
 
     async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
         jid = self._recipient(to)

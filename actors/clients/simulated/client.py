@@ -49,6 +49,7 @@ from kernel.domain import (
     Message,
     MessageStatus,
     MessageType,
+    NumberCheck,
     Poll,
     Reason,
     SendResult,
@@ -217,6 +218,15 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
         if not 2 <= len(poll.options) <= MAX_POLL_OPTIONS:
             raise InvalidInput(f"a poll has 2..{MAX_POLL_OPTIONS} options")
         return await self._send_content(to, poll)
+
+    async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
+        self._require_connected()
+        checks = []
+        for phone in phones:
+            jid = to_jid(f"+{digits_of(phone)}")
+            on = not not_on_whatsapp(jid)
+            checks.append(NumberCheck(f"+{jid_user(jid)}", on, jid if on else None))
+        return checks
 
     async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
         jid = self._recipient(to)
