@@ -148,9 +148,14 @@ class SessionActor:
         await self._core.restart_pairing()
 
     async def send_text(
-        self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
+        self,
+        to: str,
+        text: str,
+        quoted_id: str | None = None,
+        idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult:
-        return await self._core.send_text(to, text, quoted_id, idempotency_key)
+        return await self._core.send_text(to, text, quoted_id, idempotency_key, typing_ms)
 
     async def send_media(
         self,
@@ -174,9 +179,9 @@ class SessionActor:
         return await self._core.send_voice_note(to, data, idempotency_key)
 
     async def send_content(
-        self, to: str, content: OutgoingContent, idempotency_key: str | None = None
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0
     ) -> SendResult:
-        return await self._core.send_content(to, content, idempotency_key)
+        return await self._core.send_content(to, content, idempotency_key, typing_ms)
 
     async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
         return await self._core.check_numbers(phones)

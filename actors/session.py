@@ -167,9 +167,14 @@ class SessionCore:
         raise SessionUnavailable("A new pairing round is starting; retry shortly", retry_after=2)
 
     async def send_text(
-        self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
+        self,
+        to: str,
+        text: str,
+        quoted_id: str | None = None,
+        idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult:
-        return await self._sends.send_text(to, text, quoted_id, idempotency_key)
+        return await self._sends.send_text(to, text, quoted_id, idempotency_key, typing_ms)
 
     async def send_media(
         self,
@@ -189,9 +194,9 @@ class SessionCore:
         return await self._sends.send_voice_note(to, data, idempotency_key)
 
     async def send_content(
-        self, to: str, content: OutgoingContent, idempotency_key: str | None = None
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0
     ) -> SendResult:
-        return await self._sends.send_content(to, content, idempotency_key)
+        return await self._sends.send_content(to, content, idempotency_key, typing_ms)
 
     async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
         await self._state.wait_ready()

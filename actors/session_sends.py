@@ -22,6 +22,8 @@ from kernel.ids import to_jid
 from kernel.message_kinds import OutgoingContent, content_kind, summary_for
 from kernel.text_rules import MAX_TEXT
 
+MAX_TYPING_MS = 10_000  # well inside the API's send timeout
+
 
 class Sends:
     """The three sends and what they share (a connected client, a timed call, our stored copy)."""
@@ -64,8 +66,14 @@ class Sends:
             pass  # WhatsApp took it: the send succeeded; only our copy is missing (logged)
 
     async def _send(
-        self, key: str | None, request: tuple[Any, ...], send: Callable[[], Awaitable[SendResult]]
+        self,
+        key: str | None,
+        request: tuple[Any, ...],
+        send: Callable[[], Awaitable[SendResult]],
+        typing_ms: int = 0,
     ) -> SendResult:
+        """`send()` within the pace, to a number on WhatsApp, after `typing_ms` of "typing…" in the chat,
+        at most once per key. `request` is (kind, jid, what is sent...)."""
         await self._state.wait_ready()
         assert self._ledger is not None  # made before the row shows: see Lifecycle._load
         pace = self._pace
@@ -73,9 +81,9 @@ class Sends:
         async def paced() -> SendResult:
             pace.take()  # only a send that goes out spends: a retried key returns from the ledger
             try:
-                await self.reach.require(
-                    request[1]
-                )  # (kind, jid, ...): never write to a number without an account
+                await self.reach.require(request[1])  # never write to a number without an account
+                if typing_ms > 0:
+                    await self._type(request[1], typing_ms)
                 return await send()
             except (InvalidInput, SessionNotConnected):
                 pace.give_back()  # refused before anything went out
@@ -84,7 +92,12 @@ class Sends:
         return await self._ledger.run(key, request, paced)
 
     async def send_text(
-        self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
+        self,
+        to: str,
+        text: str,
+        quoted_id: str | None = None,
+        idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult:
         if not text.strip() or len(text) > MAX_TEXT:
             raise InvalidInput(f"text must be 1..{MAX_TEXT} characters")
@@ -98,7 +111,7 @@ class Sends:
             self._own_message(sent, jid, text=text, quoted_id=quoted_id)
             return sent
 
-        return await self._send(idempotency_key, ("text", jid, text, quoted_id), send)
+        return await self._send(idempotency_key, ("text", jid, text, quoted_id), send, typing_ms)
 
     async def send_media(
         self,
@@ -144,8 +157,14 @@ class Sends:
 
         return await self._send(idempotency_key, ("voice", jid, data), send)
 
+    async def _type(self, jid: str, typing_ms: int) -> None:
+        """Show "typing…" in the chat for `typing_ms`, as a person writing the message would."""
+        session = self._state
+        await session.timed(session.client_if_connected().send_chat_presence(jid, "composing"))
+        await asyncio.sleep(min(typing_ms, MAX_TYPING_MS) / 1000)
+
     async def send_content(
-        self, to: str, content: OutgoingContent, idempotency_key: str | None = None
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0
     ) -> SendResult:
         """A location, a contact card or a poll."""
         jid = self._contacts.canon(to_jid(to))  # a LID we know the number of: the number's chat
@@ -165,4 +184,4 @@ class Sends:
                 self._own_message(sent, jid, type=kind, poll=content)
             return sent
 
-        return await self._send(idempotency_key, (str(kind), jid, content), send)
+        return await self._send(idempotency_key, (str(kind), jid, content), send, typing_ms)

@@ -106,9 +106,10 @@ class SessionActors:
         quoted_id: str | None = None,
         *,
         idempotency_key: str | None,
+        typing_ms: int = 0,
     ) -> SendResult:
         send = self._on(session_id, SessionCalls.send_text, timeout_s=self._send_timeout_s, sends=True)
-        return await send(to, text, quoted_id, idempotency_key=idempotency_key)
+        return await send(to, text, quoted_id, idempotency_key=idempotency_key, typing_ms=typing_ms)
 
     async def send_media(
         self,
@@ -133,11 +134,17 @@ class SessionActors:
         return await send(to, data, idempotency_key=idempotency_key)
 
     async def send_content(
-        self, session_id: str, to: str, content: OutgoingContent, *, idempotency_key: str | None
+        self,
+        session_id: str,
+        to: str,
+        content: OutgoingContent,
+        *,
+        idempotency_key: str | None,
+        typing_ms: int = 0,
     ) -> SendResult:
         """A location, a contact card or a poll."""
         send = self._on(session_id, SessionCalls.send_content, timeout_s=self._send_timeout_s, sends=True)
-        return await send(to, content, idempotency_key=idempotency_key)
+        return await send(to, content, idempotency_key=idempotency_key, typing_ms=typing_ms)
 
     async def check_numbers(self, session_id: str, phones: list[str]) -> list[NumberCheck]:
         """Which of `phones` are on WhatsApp (one round trip)."""

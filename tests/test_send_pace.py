@@ -11,6 +11,7 @@ session stays connected.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -74,3 +75,26 @@ async def test_whatsapps_refusals_are_stable_codes_and_the_session_stays(stack: 
     assert (locked.status_code, error_code(locked)) == (403, "whatsapp_restricted")
     assert status["status"] == "connected"
     assert everything == []
+
+
+async def test_typing_first_shows_composing_then_sends(stack: Stack) -> None:
+    user, sid, _ = await pair_session(stack)
+    phone, chat = new_contact()
+    async with stack.client(user) as client:
+        started = time.monotonic()
+        typed = await client.post(
+            f"/sessions/{sid}/send/text", json={"to": phone, "text": "hi, as a person", "typingMs": 800}
+        )
+        took = time.monotonic() - started
+        too_long = await client.post(
+            f"/sessions/{sid}/send/text", json={"to": phone, "text": "x", "typingMs": 10_001}
+        )
+        on_network = await sent(client, sid, chat)
+
+    assert typed.status_code == 200, typed.text
+    assert took >= 0.8
+    assert [(s["action"], s["state"] or s["text"]) for s in on_network] == [
+        ("presence", "composing"),
+        ("message", "hi, as a person"),
+    ]
+    assert (too_long.status_code, error_code(too_long)) == (422, "invalid_request")

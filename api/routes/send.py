@@ -62,7 +62,9 @@ async def send_text(
 ) -> JSON:
     """Send a text message (optionally quoting a message of that chat)."""
     jid = to_jid(body.to)
-    sent = await res.actors.send_text(session_id, jid, body.text, body.quoted_id, idempotency_key=key)
+    sent = await res.actors.send_text(
+        session_id, jid, body.text, body.quoted_id, idempotency_key=key, typing_ms=body.typing_ms
+    )
     return _result(sent)
 
 

@@ -18,8 +18,12 @@ router = APIRouter(tags=["send"])
 _ERRORS = error_responses(400, 403, 404, 409, 422, 429, 502, 504)
 
 
-async def _send(session_id: str, res: Resources, to: str, content: OutgoingContent, key: str | None) -> JSON:
-    sent = await res.actors.send_content(session_id, to_jid(to), content, idempotency_key=key)
+async def _send(
+    session_id: str, res: Resources, to: str, content: OutgoingContent, key: str | None, typing_ms: int
+) -> JSON:
+    sent = await res.actors.send_content(
+        session_id, to_jid(to), content, idempotency_key=key, typing_ms=typing_ms
+    )
     return {"id": sent.id, "timestamp": iso(sent.timestamp)}
 
 
@@ -29,7 +33,7 @@ async def send_location(
 ) -> JSON:
     """Send a pinned location, optionally with the place's name and address."""
     location = Location(body.latitude, body.longitude, name=body.name, address=body.address)
-    return await _send(session_id, res, body.to, location, key)
+    return await _send(session_id, res, body.to, location, key, body.typing_ms)
 
 
 @router.post("/sessions/{id}/send/contact", response_model=SendResultOut, responses=_ERRORS)
@@ -42,7 +46,7 @@ async def send_contact(
     except InvalidRecipient as err:
         raise InvalidPhone("phone is not a valid phone number") from err
     card = ContactCard(body.name.strip(), vcard(body.name.strip(), digits))
-    return await _send(session_id, res, body.to, card, key)
+    return await _send(session_id, res, body.to, card, key, body.typing_ms)
 
 
 @router.post("/sessions/{id}/send/poll", response_model=SendResultOut, responses=_ERRORS)
@@ -52,4 +56,4 @@ async def send_poll(
     """Send a poll of 2 to 12 options, with a single answer or (`multipleAnswers`) any number."""
     options = tuple(o.strip() for o in body.options)
     poll = Poll(body.question.strip(), options, selectable=0 if body.multiple_answers else 1)
-    return await _send(session_id, res, body.to, poll, key)
+    return await _send(session_id, res, body.to, poll, key, body.typing_ms)

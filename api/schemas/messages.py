@@ -174,10 +174,21 @@ class PresenceFrame(ApiModel):
 # --- sending -----------------------------------------------------------------------------------------------
 
 
+TypingMs = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=10_000,
+        description='Show "typing…" in the chat for this many milliseconds first, as a person would',
+    ),
+]
+
+
 class SendTextIn(ApiModel):
     to: Recipient
     text: MessageText
     quoted_id: Id | None = None
+    typing_ms: TypingMs = 0
 
 
 class SendResultOut(ApiModel):

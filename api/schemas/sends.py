@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from api.schemas.common import ApiModel, Phone, Recipient, _no_nul
+from api.schemas.messages import TypingMs
 
 MAX_POLL_OPTIONS = 12
 
@@ -31,12 +32,14 @@ class SendLocationIn(ApiModel):
     longitude: float = Field(ge=-180, le=180)
     name: Annotated[_Line, AfterValidator(_not_blank)] | None = Field(None, description="The place's name")
     address: Annotated[_Line, AfterValidator(_not_blank)] | None = None
+    typing_ms: TypingMs = 0
 
 
 class SendContactIn(ApiModel):
     to: Recipient
     name: Annotated[_Line, AfterValidator(_not_blank)] = Field(description="The name the card shows")
     phone: Phone = Field(description="The contact's phone number; WhatsApp links the card to its account")
+    typing_ms: TypingMs = 0
 
 
 class SendPollIn(ApiModel):
@@ -48,6 +51,7 @@ class SendPollIn(ApiModel):
         AfterValidator(_distinct),
     ]
     multiple_answers: bool = Field(False, description="Voters may pick more than one option")
+    typing_ms: TypingMs = 0
 
 
 # --- contacts ----------------------------------------------------------------------------------------------
