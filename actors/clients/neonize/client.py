@@ -116,7 +116,7 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._qr_count = 0
         self._stopped = False  # stop() began: nothing more is sent or asked of Go
         self._go_stopped = False  # Go's client has stopped (or the process must exit): no more callbacks
-        self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid)
+        self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid, self._media)
         self._named: set[str] = set()  # chats whose address-book name or subject was looked up
         for name, kind in events_in.SUBSCRIPTIONS.items():
             self._native.event(getattr(lib.events, name))(self._handler(kind))
