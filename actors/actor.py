@@ -30,7 +30,7 @@ from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool, pending_bytes
 from actors.spool_handover import ensure_keeper, take_over
 from actors.writes import WRITES
-from kernel.domain import Message, NumberCheck, Placement, SendResult, SessionView
+from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
 from kernel.message_kinds import OutgoingContent
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,12 @@ class SessionActor:
 
     async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
         return await self._core.check_numbers(phones)
+
+    async def contact(self, contact_id: str) -> ContactInfo:
+        return await self._core.contact(contact_id)
+
+    async def set_blocked(self, contact_id: str, blocked: bool) -> None:
+        await self._core.set_blocked(contact_id, blocked)
 
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
         return self._core.refresh_pictures(stored)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from kernel.domain import (
     Chat,
     ContactCard,
+    ContactInfo,
     Location,
     Message,
     MessageStatus,
@@ -132,6 +133,14 @@ class WhatsAppClient(Protocol):
     async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
         """Which of `phones` (E.164 or digits) have a WhatsApp account: one round trip for them all, in
         the order asked."""
+        ...
+
+    async def contact_info(self, jid: str) -> ContactInfo:
+        """Names, about text, picture id and whether we block the contact `jid` (a user JID)."""
+        ...
+
+    async def set_blocked(self, jid: str, blocked: bool) -> None:
+        """Block (or unblock) the contact `jid` on WhatsApp, as the phone's "Block" does."""
         ...
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:

@@ -42,7 +42,7 @@ from actors.session_state import STORED_WAIT_S, ClientFactory, SessionConfig, Se
 from actors.session_transitions import Transitions
 from actors.spool import Spool
 from actors.writes import SaveCounters
-from kernel.domain import Message, NumberCheck, SendResult, SessionStatus, SessionView
+from kernel.domain import ContactInfo, Message, NumberCheck, SendResult, SessionStatus, SessionView
 from kernel.errors import AlreadyConnected, InvalidInput, SessionUnavailable
 from kernel.ids import to_jid
 from kernel.message_kinds import OutgoingContent
@@ -201,6 +201,12 @@ class SessionCore:
     async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
         await self._state.wait_ready()
         return await self._sends.reach.check(phones)
+
+    async def contact(self, contact_id: str) -> ContactInfo:
+        return await self._contacts.contact(contact_id)
+
+    async def set_blocked(self, contact_id: str, blocked: bool) -> None:
+        await self._contacts.set_blocked(contact_id, blocked)
 
     def media(self, chat_id: str, message_id: str) -> MediaStream:
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""

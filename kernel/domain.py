@@ -191,6 +191,19 @@ class NumberCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactInfo:
+    """What WhatsApp tells a number about one of its contacts."""
+
+    jid: str
+    name: str | None  # the phone's address book
+    push_name: str | None  # the name the contact gave themself
+    about: str | None  # their "about" text, when they share it
+    blocked: bool
+    picture_id: str | None = None  # WhatsApp's id of their current picture (None: none, or hidden)
+    in_inbox: bool = False  # the number has a chat with them (its picture route serves the picture)
+
+
+@dataclass(frozen=True, slots=True)
 class SessionView:
     """What a client sees of a session (the contract's `Session`)."""
 

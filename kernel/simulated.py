@@ -21,6 +21,8 @@ class SentAction(StrEnum):
     EDIT = "edit"
     REVOKE = "revoke"
     PRESENCE = "presence"
+    BLOCK = "block"
+    UNBLOCK = "unblock"
 
 
 def sent_type(value: str) -> MessageType | SentAction:

@@ -90,6 +90,8 @@ PORT_METHODS = (
     "send_contact",
     "send_poll",
     "check_numbers",
+    "contact_info",
+    "set_blocked",
     "download_media",
     "mark_read",
     "send_reaction",
@@ -191,6 +193,10 @@ async def test_sends_before_connect_raise_session_not_connected(client: WhatsApp
         await client.send_poll(CHAT, Poll("Lunch?", ("Pizza", "Sushi")))
     with pytest.raises(SessionNotConnected):
         await client.check_numbers(["+15557770001"])
+    with pytest.raises(SessionNotConnected):
+        await client.contact_info(CHAT)
+    with pytest.raises(SessionNotConnected):
+        await client.set_blocked(CHAT, True)
 
 
 async def test_only_own_messages_can_be_edited_or_revoked(client: WhatsAppClient) -> None:
@@ -571,3 +577,19 @@ async def test_which_numbers_are_on_whatsapp_in_the_order_asked(client: WhatsApp
         NumberCheck("+15557770000", False, None),
         NumberCheck("+15557770001", True, "15557770001@s.whatsapp.net"),
     ]
+
+
+@online
+async def test_a_contact_is_described_and_blocked_then_unblocked(client: WhatsAppClient) -> None:
+    await _paired_simulator(client)
+
+    before = await client.contact_info(CHAT)
+    await client.set_blocked(CHAT, True)
+    blocked = await client.contact_info(CHAT)
+    await client.set_blocked(CHAT, False)
+    after = await client.contact_info(CHAT)
+
+    assert (before.jid, before.blocked, before.about) == (CHAT, False, "Hey there! I am using WhatsApp.")
+    assert (blocked.blocked, after.blocked) == (True, False)
+    with pytest.raises(NotOnWhatsApp):
+        await client.contact_info("15557770000@s.whatsapp.net")

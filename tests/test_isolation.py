@@ -72,6 +72,10 @@ ROUTES: dict[str, Call] = {
     "POST /sessions/{id}/send/contact": Call(json={"to": RECIPIENT, "name": "Ann", "phone": "+14155550113"}),
     "POST /sessions/{id}/send/poll": Call(json={"to": RECIPIENT, "question": "Yes?", "options": ["y", "n"]}),
     "POST /sessions/{id}/contacts/check": Call(json={"phones": [RECIPIENT, "+14155550000"]}),
+    # The contact routes act on the owner's contact (the chat's): a stranger's call must not block them.
+    "GET /sessions/{id}/contacts/{contactId}": Call(),
+    "PUT /sessions/{id}/contacts/{contactId}/block": Call(owner_gets=frozenset({204})),
+    "DELETE /sessions/{id}/contacts/{contactId}/block": Call(owner_gets=frozenset({204})),
     "POST /sessions/{id}/chats/{chatId}/read": Call(),
     "POST /sessions/{id}/chats/{chatId}/messages/{messageId}/reaction": Call(json={"emoji": "👍"}),
     # The owner's message came from the contact: the owner may not edit or delete it either.
@@ -165,7 +169,7 @@ async def owner(stack: Stack) -> Owner:
 
 
 def _path(template: str, session: str, chat: str, message: str) -> str:
-    return template.format(id=session, chatId=chat, messageId=message)
+    return template.format(id=session, chatId=chat, messageId=message, contactId=chat)
 
 
 async def _snapshot(client: httpx.AsyncClient, owner: Owner) -> dict[str, Any]:
@@ -255,8 +259,10 @@ async def test_every_route_with_an_id_answers_a_stranger_as_for_a_missing_id(
             "text",
         ]
         assert sorted(item["action"] for item in sent if item["action"] != "message") == [
+            "block",
             "presence",
             "reaction",
+            "unblock",
         ]
 
 

@@ -1,12 +1,13 @@
-"""whatsmeow's IsOnWhatsApp answers, as real neonize 0.5.2 `IsOnWhatsAppResponse` protobufs, become the
-bridge's checks in the order asked; a malformed number is refused before Go is asked."""
+"""whatsmeow's answers about contacts, as real neonize 0.5.2 protobufs: IsOnWhatsApp (`IsOnWhatsAppResponse`)
+becomes the bridge's checks in the order asked (a malformed number is refused before Go is asked), and
+GetUserInfo + the contact store + the blocklist become a contact."""
 
 from __future__ import annotations
 
 import pytest
 
-from actors.clients.neonize import numbers
-from kernel.domain import NumberCheck
+from actors.clients.neonize import numbers, profiles
+from kernel.domain import ContactInfo, NumberCheck
 from kernel.errors import InvalidPhone
 from tests import neonize_events as nev
 
@@ -32,3 +33,21 @@ def test_numbers_are_digits_and_a_malformed_one_is_refused() -> None:
     assert numbers.digits_of(["+1 (555) 123-0001", "15551230002"]) == ["15551230001", "15551230002"]
     with pytest.raises(InvalidPhone):
         numbers.digits_of(["+15551230001", "call me"])
+
+
+def test_a_contact_from_whatsmeows_user_info_contact_store_and_blocklist() -> None:
+    proto = nev.lib().proto
+    alice = "15551230001@s.whatsapp.net"
+    users = [
+        proto.GetUserInfoSingleReturnFunction(
+            JID=nev.jid("15551230001"), UserInfo=proto.UserInfo(Status="At the gym", PictureID="1700000000")
+        )
+    ]
+    entry = proto.ContactInfo(Found=True, FirstName="Alice", FullName="Alice Smith", PushName="Ally")
+    blocked = proto.Blocklist(DHash="h", JIDs=[nev.jid("15551230001")])
+
+    got = profiles.contact_from(alice, users, entry, blocked)
+    unknown = profiles.contact_from(alice, [], proto.ContactInfo(Found=False), proto.Blocklist(DHash="h"))
+
+    assert got == ContactInfo(alice, "Alice Smith", "Ally", "At the gym", True, "1700000000")
+    assert unknown == ContactInfo(alice, None, None, None, False, None)

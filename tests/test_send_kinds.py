@@ -176,3 +176,39 @@ async def test_which_numbers_are_on_whatsapp(stack: Stack, paired: tuple[str, st
     assert (none.status_code, error_code(none)) == (422, "invalid_request")
     assert (bad.status_code, error_code(bad)) == (422, "invalid_phone")
     assert (offline.status_code, error_code(offline)) == (409, "session_not_connected")
+
+
+async def test_who_a_contact_is_and_blocking_them(stack: Stack, paired: tuple[str, str, str]) -> None:
+    user, sid, waiting = paired
+    phone, chat = new_contact()
+    async with stack.client(user) as client:
+        told = await client.post(
+            f"/simulator/sessions/{sid}/contacts", json={"jid": phone, "name": "Bea Lo", "pushName": "Bea"}
+        )
+        assert told.status_code == 204, told.text
+        before = await client.get(f"/sessions/{sid}/contacts/{phone}")
+        blocked = await client.put(f"/sessions/{sid}/contacts/{chat}/block")
+        while_blocked = await client.get(f"/sessions/{sid}/contacts/{chat}")
+        unblocked = await client.delete(f"/sessions/{sid}/contacts/{phone}/block")
+        after = await client.get(f"/sessions/{sid}/contacts/{phone}")
+        nobody = await client.get(f"/sessions/{sid}/contacts/+15557770000")
+        nonsense = await client.get(f"/sessions/{sid}/contacts/not-a-number")
+        offline = await client.put(f"/sessions/{waiting}/contacts/{phone}/block")
+        on_network = await sent(client, sid, chat)
+
+    assert before.status_code == 200, before.text
+    assert before.json() == {
+        "id": chat,
+        "phone": phone,
+        "name": "Bea Lo",
+        "pushName": "Bea",
+        "about": "Hey there! I am using WhatsApp.",
+        "pictureUrl": None,
+        "blocked": False,
+    }
+    assert blocked.status_code == unblocked.status_code == 204
+    assert while_blocked.json()["blocked"] is True and after.json()["blocked"] is False
+    assert [s["action"] for s in on_network] == ["block", "unblock"]
+    assert (nobody.status_code, error_code(nobody)) == (422, "not_on_whatsapp")
+    assert (nonsense.status_code, error_code(nonsense)) == (422, "invalid_recipient")
+    assert (offline.status_code, error_code(offline)) == (409, "session_not_connected")

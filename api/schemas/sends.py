@@ -71,3 +71,15 @@ class NumberCheckOut(ApiModel):
 
 class NumberChecksOut(ApiModel):
     items: list[NumberCheckOut]
+
+
+class ContactOut(ApiModel):
+    id: str = Field(description="The contact's JID")
+    phone: str | None = Field(description="E.164, when the JID is a phone number's")
+    name: str | None = Field(description="The name the phone's address book gives them")
+    push_name: str | None = Field(description="The name they gave themself")
+    about: str | None = Field(description="Their about text, when they share it")
+    picture_url: str | None = Field(
+        description="The bridge's route to their picture (when they have one and the inbox has their chat)"
+    )
+    blocked: bool

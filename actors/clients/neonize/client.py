@@ -55,7 +55,16 @@ from actors.ports import (
     VoiceNote,
     WhatsAppClient,
 )
-from kernel.domain import ContactCard, Location, Message, NumberCheck, Poll, Reason, SendResult
+from kernel.domain import (
+    ContactCard,
+    ContactInfo,
+    Location,
+    Message,
+    NumberCheck,
+    Poll,
+    Reason,
+    SendResult,
+)
 from kernel.errors import (
     AlreadyConnected,
     ClientError,
@@ -279,6 +288,14 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         except self._lib.exc.NeonizeError as err:
             raise refusals.refusal(str(err)) or ClientError(f"number check failed: {err}") from err
         return numbers.checks(asked, responses)
+
+    async def contact_info(self, jid: str) -> ContactInfo:
+        self._require_online()
+        return await self._profiles.contact_info(to_jid(jid))
+
+    async def set_blocked(self, jid: str, blocked: bool) -> None:
+        self._require_online()
+        await self._profiles.set_blocked(to_jid(jid), blocked)
 
     async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
         jid = self._recipient(to)

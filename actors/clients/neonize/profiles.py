@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 
 from actors.clients.neonize import media_fetch, outgoing
+from actors.clients.neonize.convert import jid_str
 from actors.ports import PictureInfo
+from kernel.domain import ContactInfo
 from kernel.errors import ClientError, ClientTimeout, MediaNotAvailable, MediaTooLarge
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,28 @@ class Profiles:
             return None
         return str(info.FullName or info.FirstName) or None
 
+    async def contact_info(self, jid: str) -> ContactInfo:
+        """whatsmeow's GetUserInfo (about text, picture id), its contact store (names) and blocklist."""
+        target = outgoing.jid_proto(self._lib, jid)
+        try:
+            users = await self._call(self._native.get_user_info, target)
+            blocklist = await self._call(self._native.get_blocklist)
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"contact lookup failed ({type(err).__name__}: {err})") from err
+        try:
+            entry = await self._call(self._native.contact.get_contact, target)
+        except self._lib.exc.ContactStoreError:
+            entry = None
+        return contact_from(jid, users, entry, blocklist)
+
+    async def set_blocked(self, jid: str, blocked: bool) -> None:
+        action = self._lib.enums.BlocklistAction.BLOCK if blocked else self._lib.enums.BlocklistAction.UNBLOCK
+        try:
+            await self._call(self._native.update_blocklist, outgoing.jid_proto(self._lib, jid), action)
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"blocklist update failed ({type(err).__name__}: {err})") from err
+        log.info("session %s: %s %s", self._label, "blocked" if blocked else "unblocked", jid)
+
     async def group_subject(self, jid: str) -> str | None:
         try:
             info = await self._call(self._native.get_group_info, outgoing.jid_proto(self._lib, jid))
@@ -108,3 +132,21 @@ class Profiles:
             log.info("session %s: group %s not available: %s", self._label, jid, err)
             return None
         return str(info.GroupName.Name) or None
+
+
+def contact_from(jid: str, users: Any, entry: Any | None, blocklist: Any) -> ContactInfo:
+    """A ContactInfo from whatsmeow's answers: `users` (GetUserInfoSingleReturnFunction list), the
+    contact store's `entry` (ContactInfo, or None) and the `blocklist` (Blocklist)."""
+    user = next((u.UserInfo for u in users if jid_str(u.JID) == jid), None)
+    name = push = None
+    if entry is not None and entry.Found:
+        name = str(entry.FullName or entry.FirstName) or None
+        push = str(entry.PushName) or None
+    return ContactInfo(
+        jid=jid,
+        name=name,
+        push_name=push,
+        about=(str(user.Status) or None) if user is not None else None,
+        blocked=any(jid_str(b) == jid for b in blocklist.JIDs),
+        picture_id=(str(user.PictureID) or None) if user is not None else None,
+    )

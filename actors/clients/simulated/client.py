@@ -31,7 +31,7 @@ from actors.clients.simulated.content import (
     qr_keys,
     qr_payload,
 )
-from actors.clients.simulated.kinds import Contacts
+from actors.clients.simulated.kinds import Contacts, not_on_whatsapp
 from actors.clients.simulated.phone import PAIRED, Phase, SimulatedPhone, digits_of
 from actors.ports import (
     ClientOptions,
@@ -89,11 +89,6 @@ RECONNECT_DELAY_S = 0.3  # whatsmeow waits 2 s × errors; scaled down
 HISTORY_STEP_S = 0.05  # between the pairing and each history chunk
 MAX_POLL_OPTIONS = 12
 RECEIPTS_AFTER_S = {MessageStatus.DELIVERED: 0.1, MessageStatus.READ: 0.3, MessageStatus.PLAYED: 0.5}
-
-
-def not_on_whatsapp(jid: str) -> bool:
-    """The network's one rule for unknown numbers: a phone whose digits end in `0000` has no account."""
-    return jid.endswith("@" + USER_SERVER) and jid_user(jid).endswith("0000")
 
 
 def network_refusal(jid: str) -> WaError | None:
