@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from actors.pictures import PictureState
     from actors.supervision import Pending, Replayed, Writes
     from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
-    from kernel.events import ChatRead, HistoryChunk, MessageEdited, MessageRevoked, Presence, ReactionChanged
+    from kernel.events import (
+        CallOffered,
+        ChatRead,
+        HistoryChunk,
+        MessageEdited,
+        MessageRevoked,
+        Presence,
+        ReactionChanged,
+    )
     from kernel.message_kinds import OutgoingContent
     from kernel.simulated import SentMessage
 
@@ -106,6 +114,7 @@ class NetworkControls(Protocol):
         picture_ttl_s: float | None = None,
     ) -> None: ...
     async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk: ...
+    async def call(self, from_: str) -> CallOffered: ...
     async def drop(self, hang_reconnect: bool = False) -> None: ...
     async def unlink(self) -> None: ...
     async def sent(self) -> list[SentMessage]: ...

@@ -143,6 +143,10 @@ class WhatsAppClient(Protocol):
         """Block (or unblock) the contact `jid` on WhatsApp, as the phone's "Block" does."""
         ...
 
+    async def reject_call(self, caller: str, call_id: str) -> None:
+        """Decline a call (a `CallOffered`): the caller sees it declined, as when the phone declines."""
+        ...
+
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """An incoming message's decrypted media (from `message.media_ref`), ready to read in chunks.
 

@@ -32,6 +32,7 @@ from typing import Any
 from actors.bus import EventBus
 from actors.calls import control_names
 from actors.downloads import MediaStream, stream_media
+from actors.incoming_calls import IncomingCalls
 from actors.pictures import PictureState
 from actors.ports import SessionStorePort as Store
 from actors.session_boot import Lifecycle
@@ -88,8 +89,8 @@ class SessionCore:
             take_over=take_over,
         )
         self._contacts = Contacts(self._state)
-        self._transitions = Transitions(self._state, self._contacts)
         self._sends = Sends(self._state, self._contacts)
+        self._transitions = Transitions(self._state, self._contacts, IncomingCalls(self._state, self._sends))
         self._inbox = Inbox(self._state, self._contacts)
         self._lifecycle = Lifecycle(self._state, self._transitions, self._sends)
 

@@ -72,6 +72,8 @@ class SessionConfig:
     # The number's outbound pace (actors.pace): sends per minute and burst; 0 turns it off.
     send_per_minute: int = 30
     send_burst: int = 10
+    reject_calls: bool = False  # REJECT_CALLS: decline every call (actors.incoming_calls)
+    reject_calls_message: str = ""  # REJECT_CALLS_MESSAGE: then answer the caller with this text
 
 
 ClientFactory = Callable[[ClientOptions], WhatsAppClient]

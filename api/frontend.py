@@ -42,12 +42,15 @@ need `X-User-Id`. Errors are `{"error": {"code", "message"}}`; a 503 carries `Re
 
 **WebSocket `/ws`**: authenticate with the `X-API-Key` and `X-User-Id` headers, or `?token=` from
 `POST /ws-token`; `?sessionId=` limits the frames to one session. Frames are JSON
-`{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence", "sessionId", ...}` with
+`{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence" | "call", "sessionId",
+...}` with
 the bodies of the Redis channels: `qr` `{qr, expiresAt}`, `status` `{status, reason, phone, displayName}`,
 `message` `{chatId, message}`, `chat` `{chatId, unreadCount, name}` (a chat read here or on the phone),
 `message_update` `{chatId, messageId, change: reaction|edit|revoke|receipt, message}`, `presence`
-`{chatId, state: composing|recording|paused|available|unavailable, lastSeen}` (rate-limited per chat);
-their schemas are `ChatFrame`, `MessageUpdateFrame` and `PresenceFrame` (also under `x-websocket-frames`).
+`{chatId, state: composing|recording|paused|available|unavailable, lastSeen}` (rate-limited per chat),
+`call` `{chatId, callId, timestamp, rejected}` (someone called; declined with REJECT_CALLS);
+their schemas are `ChatFrame`, `MessageUpdateFrame`, `PresenceFrame` and `CallFrame` (also under
+`x-websocket-frames`).
 On open the socket gets one `status` frame per session (and the `qr` showing). A refused socket is
 closed with 1008; a client too slow to keep up is closed with 1013 and should reconnect. Every frame
 carries a `cursor`: reconnect with `?cursor=<last one>` to get the frames missed meanwhile (once, in

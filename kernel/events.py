@@ -161,6 +161,17 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class CallOffered:
+    """Someone calls this number. `caller` is who WhatsApp says calls (what a rejection answers, maybe a
+    LID); `chat_id` their chat (the phone number's when known)."""
+
+    chat_id: str
+    caller: str
+    call_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PictureChanged:
     """A contact or group changed or removed its picture: what was fetched before is out of date."""
 
@@ -168,7 +179,8 @@ class PictureChanged:
 
 
 ClientEvent = (
-    QrCode
+    CallOffered
+    | QrCode
     | PairingCode
     | Paired
     | Connected

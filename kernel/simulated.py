@@ -23,6 +23,7 @@ class SentAction(StrEnum):
     PRESENCE = "presence"
     BLOCK = "block"
     UNBLOCK = "unblock"
+    REJECT_CALL = "reject_call"
 
 
 def sent_type(value: str) -> MessageType | SentAction:

@@ -92,6 +92,7 @@ PORT_METHODS = (
     "check_numbers",
     "contact_info",
     "set_blocked",
+    "reject_call",
     "download_media",
     "mark_read",
     "send_reaction",
@@ -197,6 +198,8 @@ async def test_sends_before_connect_raise_session_not_connected(client: WhatsApp
         await client.contact_info(CHAT)
     with pytest.raises(SessionNotConnected):
         await client.set_blocked(CHAT, True)
+    with pytest.raises(SessionNotConnected):
+        await client.reject_call(CHAT, "CALL1")
 
 
 async def test_only_own_messages_can_be_edited_or_revoked(client: WhatsAppClient) -> None:

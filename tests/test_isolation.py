@@ -106,6 +106,7 @@ NOT_A_USERS: dict[str, str] = (
             ("POST", "read"),
             ("POST", "presence"),
             ("POST", "contacts"),
+            ("POST", "call"),
         )
     }
     | {

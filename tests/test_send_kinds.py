@@ -8,6 +8,7 @@ One stack per module (local Ray, registry, uvicorn); each test works in its own 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -212,3 +213,18 @@ async def test_who_a_contact_is_and_blocking_them(stack: Stack, paired: tuple[st
     assert (nobody.status_code, error_code(nobody)) == (422, "not_on_whatsapp")
     assert (nonsense.status_code, error_code(nonsense)) == (422, "invalid_recipient")
     assert (offline.status_code, error_code(offline)) == (409, "session_not_connected")
+
+
+async def test_a_call_shows_as_a_call_frame_and_rings_on(stack: Stack, paired: tuple[str, str, str]) -> None:
+    user, sid, _ = paired
+    phone, chat = new_contact()
+    async with stack.client(user) as client, websocket(stack, user, session_id=sid) as ws:
+        rang = await client.post(f"/simulator/sessions/{sid}/call", json={"from": phone})
+        frame = await ws.wait_for(lambda f: f["type"] == "call" and f["chatId"] == chat)
+        await asyncio.sleep(0.5)
+        on_network = await sent(client, sid, chat)
+
+    assert rang.status_code == 200, rang.text
+    assert (frame["callId"], frame["rejected"]) == (rang.json()["callId"], False)
+    assert frame["timestamp"] and frame["cursor"]
+    assert on_network == []  # REJECT_CALLS is off by default: the call is left to ring

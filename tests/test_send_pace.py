@@ -5,7 +5,8 @@ The stack runs its sessions at 6 sends a minute with a burst of 2: the third qui
 later. A retried Idempotency-Key and a send refused before it went out spend nothing. The simulated
 network refuses sends to numbers ending in 0429 (too fast) and 0463 (the reach-out time lock) as
 whatsmeow reports WhatsApp's refusals: 429 `whatsapp_rate_limited` / 403 `whatsapp_restricted`, and the
-session stays connected.
+session stays connected. And with REJECT_CALLS a call is declined and answered with
+REJECT_CALLS_MESSAGE (tests/test_send_kinds.py: without it, the call only shows).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.apikit import Stack, api_stack
+from tests.apikit import Stack, api_stack, websocket
 from tests.inboxkit import error_code, new_contact, pair_session, sent
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
@@ -26,7 +27,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
     from tests.raykit import local_ray
 
-    pace = {"send_per_minute": 6, "send_burst": 2}
+    pace = {
+        "send_per_minute": 6,
+        "send_burst": 2,
+        "reject_calls": True,
+        "reject_calls_message": "No calls, write",
+    }
     with local_ray(), api_stack(postgres_server, redis_server, session=pace) as running:
         yield running
 
@@ -98,3 +104,22 @@ async def test_typing_first_shows_composing_then_sends(stack: Stack) -> None:
         ("message", "hi, as a person"),
     ]
     assert (too_long.status_code, error_code(too_long)) == (422, "invalid_request")
+
+
+async def test_a_call_is_declined_answered_and_shown(stack: Stack) -> None:
+    user, sid, _ = await pair_session(stack)
+    phone, chat = new_contact()
+    async with stack.client(user) as client, websocket(stack, user, session_id=sid) as ws:
+        rang = await client.post(f"/simulator/sessions/{sid}/call", json={"from": phone})
+        assert rang.status_code == 200, rang.text
+        call_id = rang.json()["callId"]
+        frame = await ws.wait_for(lambda f: f["type"] == "call")
+        answer = await ws.wait_for(lambda f: f["type"] == "message" and f["chatId"] == chat)
+        on_network = await sent(client, sid, chat)
+
+    assert (frame["chatId"], frame["callId"], frame["rejected"]) == (chat, call_id, True)
+    assert answer["message"]["fromMe"] is True and answer["message"]["text"] == "No calls, write"
+    assert [(s["action"], s["id"] if s["action"] != "message" else s["text"]) for s in on_network] == [
+        ("reject_call", call_id),
+        ("message", "No calls, write"),
+    ]

@@ -161,6 +161,16 @@ class MessageUpdateFrame(ApiModel):
     message: MessageOut
 
 
+class CallFrame(ApiModel):
+    """`call` frame (`wa:call:{id}`): someone called this number; `rejected` when the bridge declined
+    it (REJECT_CALLS)."""
+
+    chat_id: str = Field(description="The caller's chat")
+    call_id: str
+    timestamp: Timestamp
+    rejected: bool
+
+
 class PresenceFrame(ApiModel):
     """`presence` frame (`wa:presence:{id}`): the contact of `chatId` is composing, recording, paused
     (stopped typing), available (online) or unavailable (offline). At most one per chat every 0.5 s, the

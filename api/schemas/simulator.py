@@ -102,7 +102,9 @@ class HistoryOut(ApiModel):
 class SentOut(ApiModel):
     """One message (or reaction, edit, revoke, typing state) the simulated network received."""
 
-    action: Literal["message", "reaction", "edit", "revoke", "presence", "block", "unblock"] = Field(
+    action: Literal[
+        "message", "reaction", "edit", "revoke", "presence", "block", "unblock", "reject_call"
+    ] = Field(
         "message",
         description="What it was; for reaction, edit and revoke `id` is the message it is about",
     )

@@ -297,6 +297,14 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._require_online()
         await self._profiles.set_blocked(to_jid(jid), blocked)
 
+    async def reject_call(self, caller: str, call_id: str) -> None:
+        self._require_online()
+        try:
+            await self._call(self._native.reject_call, outgoing.jid_proto(self._lib, caller), call_id)
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"rejecting the call failed: {err}") from err
+        log.info("session %s: call %s declined", self._sid, call_id)
+
     async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
         jid = self._recipient(to)
         message = outgoing_kinds.content_message(self._lib, content)

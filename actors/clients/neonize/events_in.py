@@ -56,6 +56,7 @@ SUBSCRIPTIONS = {
     "ChatPresenceEv": "chat_presence",
     "PresenceEv": "presence",
     "PictureEv": "picture",
+    "CallOfferEv": "call_offer",
 }
 _OFFLINE_KINDS = frozenset(
     {"disconnected", "logged_out", "replaced", "banned", "connect_failure", "outdated"}
@@ -202,6 +203,9 @@ class NeonizeEvents:
             case "picture":
                 jid = convert.jid_str(payload.JID)
                 return [PictureChanged(jid)] if jid else []
+            case "call_offer":
+                offered = convert.call_offer(payload)
+                return [offered] if offered else []
         log.info("session %s: %s %s", self._sid, kind, str(payload).replace("\n", " ")[:200])
         return []
 

@@ -20,6 +20,7 @@ from actors.ports import SimNetworkPort
 from kernel.domain import ContactInfo, Message, Reaction, SendResult
 from kernel.errors import InvalidInput, InvalidRecipient, NotOnWhatsApp, NotOwnMessage
 from kernel.events import (
+    CallOffered,
     ChatRead,
     ClientEvent,
     MessageEdited,
@@ -97,6 +98,11 @@ class SimulatedActions:
         action = SentAction.BLOCK if blocked else SentAction.UNBLOCK
         await self._store.record_sent(SentMessage(message_id(), target, action))
 
+    async def reject_call(self, caller: str, call_id: str) -> None:
+        """Decline a call (recorded in `sent` as a `reject_call` action about the call id)."""
+        target = self._chat(caller)
+        await self._store.record_sent(SentMessage(call_id, target, SentAction.REJECT_CALL))
+
     def _contact(self, jid: str) -> str:
         self._require_connected()
         target = to_jid(jid)
@@ -146,6 +152,13 @@ class SimulatedActions:
         event = Presence(self._chat(chat_id), state, last_seen)
         if self._online.is_set():  # presence is not queued while offline: it would be stale
             self._emit(event)
+        return event
+
+    async def call(self, from_: str) -> CallOffered:
+        """The contact calls this number."""
+        chat = self._chat(from_)
+        event = CallOffered(chat, chat, f"SIMCALL{message_id()[-12:]}", now())
+        self._deliver(event)
         return event
 
     def _chat(self, chat_id: str) -> str:
