@@ -27,6 +27,7 @@ from actors.writes import (
     StoreReaction,
     StoreReceipt,
     StoreRevoke,
+    StoreVote,
 )
 from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
 from kernel.events import (
@@ -45,6 +46,7 @@ from kernel.events import (
     Paired,
     PairingCode,
     PictureChanged,
+    PollVoted,
     Presence,
     QrCode,
     ReactionChanged,
@@ -185,6 +187,8 @@ class Transitions:
                 await self._presence.offer(chat_id, state, last_seen)
             case CallOffered():
                 self._calls.offered(event)
+            case PollVoted(chat_id, poll_id, voter, hashes, at):
+                session.write(StoreVote(chat_id, poll_id, contacts.canon(voter), hashes, at))
 
     async def _publish_presence(self, chat_id: str, state: str, last_seen: datetime | None) -> None:
         await self._state.bus.publish("presence", presence_payload(chat_id, state, last_seen))

@@ -120,10 +120,20 @@ class ContactCard:
 
 
 @dataclass(frozen=True, slots=True)
+class PollVote:
+    """One voter's current choice in a poll (an empty `options`: they took their vote back)."""
+
+    voter: str
+    options: tuple[str, ...]
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Poll:
     question: str
     options: tuple[str, ...]
     selectable: int = 1  # how many options a voter may pick (0: any number)
+    votes: tuple[PollVote, ...] = ()  # one per voter, their latest
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,18 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class PollVoted:
+    """Someone voted in a poll of the chat: `option_hashes` are the SHA-256 (hex) of the options they
+    picked, as WhatsApp sends them (none: they took their vote back)."""
+
+    chat_id: str
+    poll_id: str
+    voter: str
+    option_hashes: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CallOffered:
     """Someone calls this number. `caller` is who WhatsApp says calls (what a rejection answers, maybe a
     LID); `chat_id` their chat (the phone number's when known)."""
@@ -180,6 +192,7 @@ class PictureChanged:
 
 ClientEvent = (
     CallOffered
+    | PollVoted
     | QrCode
     | PairingCode
     | Paired

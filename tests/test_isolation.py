@@ -107,6 +107,7 @@ NOT_A_USERS: dict[str, str] = (
             ("POST", "presence"),
             ("POST", "contacts"),
             ("POST", "call"),
+            ("POST", "vote"),
         )
     }
     | {

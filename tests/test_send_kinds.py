@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.apikit import Stack, api_stack, websocket
-from tests.inboxkit import error_code, new_contact, pair_session, sent, stored
+from tests.inboxkit import error_code, new_contact, pair_session, sent, stored, update
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
 
@@ -79,7 +79,13 @@ async def test_a_location_a_contact_and_a_poll_are_sent_stored_and_pushed(
     assert carded["contacts"][0]["displayName"] == "Ann Lee"
     assert "waid=15550001234:+15550001234" in carded["contacts"][0]["vcard"]
     assert polled["type"] == "poll" and polled["summary"] == "📊 Lunch?"
-    assert polled["poll"] == {"question": "Lunch?", "options": ["Pizza", "Sushi", "Salad"], "selectable": 0}
+    assert polled["poll"] == {
+        "question": "Lunch?",
+        "options": ["Pizza", "Sushi", "Salad"],
+        "selectable": 0,
+        "tally": [{"option": o, "votes": 0} for o in ("Pizza", "Sushi", "Salad")],
+        "votes": [],
+    }
     # The store keeps the same typed content as the frames showed.
     for frame, message in zip(frames, kept, strict=True):
         for field in ("type", "location", "contacts", "poll", "summary", "fromMe"):
@@ -228,3 +234,36 @@ async def test_a_call_shows_as_a_call_frame_and_rings_on(stack: Stack, paired: t
     assert (frame["callId"], frame["rejected"]) == (rang.json()["callId"], False)
     assert frame["timestamp"] and frame["cursor"]
     assert on_network == []  # REJECT_CALLS is off by default: the call is left to ring
+
+
+async def test_votes_that_arrive_update_the_polls_tally(stack: Stack, paired: tuple[str, str, str]) -> None:
+    user, sid, _ = paired
+    phone, chat = new_contact()
+    async with stack.client(user) as client, websocket(stack, user, session_id=sid) as ws:
+        poll = await _send(client, sid, "poll", to=phone, question="Where?", options=["Here", "There"])
+        await ws.wait_for(lambda f: f["type"] == "message" and f["message"]["id"] == poll["id"])
+        vote = {"chatId": phone, "messageId": poll["id"]}
+        first = await client.post(f"/simulator/sessions/{sid}/vote", json={**vote, "options": ["There"]})
+        assert first.status_code == 204, first.text
+        voted = await update(ws, poll["id"], "vote")
+        seen = len(ws.items)
+        await client.post(f"/simulator/sessions/{sid}/vote", json={**vote, "options": ["Here"]})
+        changed = await update(ws, poll["id"], "vote", after=seen)
+        kept = await stored(client, sid, chat, poll["id"])
+        unknown = await client.post(
+            f"/simulator/sessions/{sid}/vote",
+            json={"chatId": phone, "messageId": "3EB0NOPOLL", "options": []},
+        )
+
+    assert voted["message"]["poll"]["tally"] == [
+        {"option": "Here", "votes": 0},
+        {"option": "There", "votes": 1},
+    ]
+    # One vote per voter: the new choice replaces the old one.
+    assert changed["message"]["poll"]["tally"] == [
+        {"option": "Here", "votes": 1},
+        {"option": "There", "votes": 0},
+    ]
+    assert [(v["voter"], v["options"]) for v in kept["poll"]["votes"]] == [(chat, ["Here"])]
+    assert kept["poll"]["tally"] == changed["message"]["poll"]["tally"]
+    assert unknown.status_code == 204  # a vote in no poll we hold changes nothing

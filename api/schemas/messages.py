@@ -35,10 +35,23 @@ class ContactCardOut(ApiModel):
     vcard: str = Field(description="The contact card as vCard text")
 
 
+class PollTallyOut(ApiModel):
+    option: str
+    votes: int
+
+
+class PollVoteOut(ApiModel):
+    voter: str = Field(description="Who voted (a JID)")
+    options: list[str] = Field(description="What they picked (none: they took their vote back)")
+    timestamp: Timestamp
+
+
 class PollOut(ApiModel):
     question: str
     options: list[str]
     selectable: int = Field(description="How many options a voter may pick (0: any number)")
+    tally: list[PollTallyOut] = Field(default_factory=list, description="Votes per option, in order")
+    votes: list[PollVoteOut] = Field(default_factory=list, description="Each voter's latest choice")
 
 
 class ReactionOut(ApiModel):
@@ -157,7 +170,7 @@ class MessageUpdateFrame(ApiModel):
 
     chat_id: str
     message_id: str
-    change: Literal["reaction", "edit", "revoke", "receipt"]
+    change: Literal["reaction", "edit", "revoke", "receipt", "vote"]
     message: MessageOut
 
 

@@ -25,10 +25,12 @@ from kernel.events import (
     ClientEvent,
     MessageEdited,
     MessageRevoked,
+    PollVoted,
     Presence,
     ReactionChanged,
 )
 from kernel.ids import USER_SERVER, is_group, jid_user, to_jid
+from kernel.message_kinds import option_hash
 from kernel.simulated import SentAction, SentMessage
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,14 @@ class SimulatedActions:
         """The contact calls this number."""
         chat = self._chat(from_)
         event = CallOffered(chat, chat, f"SIMCALL{message_id()[-12:]}", now())
+        self._deliver(event)
+        return event
+
+    async def vote(self, chat_id: str, message_id: str, options: list[str]) -> PollVoted:
+        """The contact votes in a poll of the chat (named by its options' hashes, as WhatsApp sends
+        them; no options: they take their vote back)."""
+        chat = self._chat(chat_id)
+        event = PollVoted(chat, message_id, chat, tuple(option_hash(o) for o in options), now())
         self._deliver(event)
         return event
 
