@@ -16,8 +16,8 @@ from actors.session_contacts import Contacts
 from actors.session_state import SessionState
 from actors.spool import SpoolFull
 from actors.writes import StoreMessage
-from kernel.domain import ContactCard, Location, Message, MessageType, SendResult
-from kernel.errors import InvalidInput, MediaTooLarge, SessionNotConnected
+from kernel.domain import ContactCard, Location, Message, MessageType, Reason, SendResult, SessionStatus
+from kernel.errors import InvalidInput, MediaTooLarge, SessionNotConnected, WhatsAppRestricted
 from kernel.ids import to_jid
 from kernel.message_kinds import OutgoingContent, content_kind, summary_for
 from kernel.text_rules import MAX_TEXT
@@ -88,6 +88,9 @@ class Sends:
             except (InvalidInput, SessionNotConnected):
                 pace.give_back()  # refused before anything went out
                 raise
+            except WhatsAppRestricted:
+                await self._restricted()
+                raise
 
         return await self._ledger.run(key, request, paced)
 
@@ -156,6 +159,13 @@ class Sends:
             return sent
 
         return await self._send(idempotency_key, ("voice", jid, data), send)
+
+    async def _restricted(self) -> None:
+        """WhatsApp restricts the number: its status says so (still connected) with a `status` frame."""
+        session = self._state
+        view = session.view
+        if view is not None and view.status is SessionStatus.CONNECTED and view.reason is None:
+            await session.set_state(SessionStatus.CONNECTED, Reason.RESTRICTED)
 
     async def _type(self, jid: str, typing_ms: int) -> None:
         """Show "typing…" in the chat for `typing_ms`, as a person writing the message would."""

@@ -38,6 +38,9 @@ class Reason(StrEnum):
     BANNED = "banned"  # temporary ban
     OUTDATED = "outdated"  # WhatsApp refused this client version
     PHONE_IN_USE = "phone_in_use"  # the phone scanned is linked to another session; a new round follows
+    # Still connected, but WhatsApp refused a message with its reach-out time lock (463): the number may
+    # not start new chats for a while. Cleared when the session connects again.
+    RESTRICTED = "restricted"
     ERROR = "error"  # anything else
 
 

@@ -68,18 +68,21 @@ async def test_beyond_the_pace_a_send_is_refused_not_queued(stack: Stack) -> Non
 
 async def test_whatsapps_refusals_are_stable_codes_and_the_session_stays(stack: Stack) -> None:
     user, sid, _ = await pair_session(stack)
-    async with stack.client(user) as client:
+    async with stack.client(user) as client, websocket(stack, user, session_id=sid) as ws:
         too_fast = await client.post(f"/sessions/{sid}/send/text", json={"to": "+15551110429", "text": "x"})
         locked = await client.post(
             f"/sessions/{sid}/send/poll", json={"to": "+15551110463", "question": "q?", "options": ["a", "b"]}
         )
+        restricted = await ws.wait_for(lambda f: f["type"] == "status" and f["reason"] == "restricted")
         status = (await client.get(f"/sessions/{sid}/status")).json()
         everything = (await client.get(f"/simulator/sessions/{sid}/sent")).json()
 
     assert (too_fast.status_code, error_code(too_fast)) == (429, "whatsapp_rate_limited")
     assert too_fast.headers["Retry-After"] == "60"
     assert (locked.status_code, error_code(locked)) == (403, "whatsapp_restricted")
-    assert status["status"] == "connected"
+    # The number itself is restricted: its status says so, and it stays connected.
+    assert restricted["status"] == "connected"
+    assert (status["status"], status["reason"]) == ("connected", "restricted")
     assert everything == []
 
 
