@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from actors.incoming_calls import IncomingCalls
 from actors.presence import PresenceGate
 from actors.session_contacts import Contacts
 from actors.session_state import PAIRING_SETTLE_S, STORED_WAIT_S, SessionState
@@ -26,9 +27,11 @@ from actors.writes import (
     StoreReaction,
     StoreReceipt,
     StoreRevoke,
+    StoreVote,
 )
 from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
 from kernel.events import (
+    CallOffered,
     ChatRead,
     ClientEvent,
     Connected,
@@ -43,6 +46,7 @@ from kernel.events import (
     Paired,
     PairingCode,
     PictureChanged,
+    PollVoted,
     Presence,
     QrCode,
     ReactionChanged,
@@ -56,9 +60,10 @@ log = logging.getLogger(__name__)
 class Transitions:
     """What each WhatsApp event does to the session, and the watchdogs that end a stalled step."""
 
-    def __init__(self, state: SessionState, contacts: Contacts) -> None:
+    def __init__(self, state: SessionState, contacts: Contacts, calls: IncomingCalls) -> None:
         self._state = state
         self._contacts = contacts
+        self._calls = calls
         self._watchdog: asyncio.Task[Any] | None = None
         self._pairing: asyncio.Future[str] | None = None  # a simulated scan waiting for its outcome
         self._presence = PresenceGate(self._publish_presence, state.tasks)  # contacts' typing/online
@@ -180,6 +185,10 @@ class Transitions:
                 session.write(StoreChatRead(chat_id, up_to))
             case Presence(chat_id, state, last_seen):
                 await self._presence.offer(chat_id, state, last_seen)
+            case CallOffered():
+                self._calls.offered(event)
+            case PollVoted(chat_id, poll_id, voter, hashes, at):
+                session.write(StoreVote(chat_id, poll_id, contacts.canon(voter), hashes, at))
 
     async def _publish_presence(self, chat_id: str, state: str, last_seen: datetime | None) -> None:
         await self._state.bus.publish("presence", presence_payload(chat_id, state, last_seen))

@@ -19,6 +19,7 @@ from api.resources import open_resources
 from api.routes import (
     chat_actions,
     console,
+    contacts,
     events,
     inbox,
     keys,
@@ -27,6 +28,7 @@ from api.routes import (
     ops,
     qr,
     send,
+    send_kinds,
     sessions,
     users,
     webhooks,
@@ -45,12 +47,15 @@ Errors are `{"error": {"code", "message"}}`; a 503 carries `Retry-After`.
 
 **WebSocket `/ws`**: authenticate with the `X-API-Key` and `X-User-Id` headers, or `?token=` from
 `POST /ws-token`; `?sessionId=` limits the frames to one session. Frames are JSON
-`{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence", "sessionId", ...}` with
+`{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence" | "call", "sessionId",
+...}` with
 the bodies of the Redis channels: `qr` `{qr, expiresAt}`, `status` `{status, reason, phone, displayName}`,
 `message` `{chatId, message}`, `chat` `{chatId, unreadCount, name}` (a chat read here or on the phone),
 `message_update` `{chatId, messageId, change: reaction|edit|revoke|receipt, message}`, `presence`
-`{chatId, state: composing|recording|paused|available|unavailable, lastSeen}` (rate-limited per chat);
-their schemas are `ChatFrame`, `MessageUpdateFrame` and `PresenceFrame` (also under `x-websocket-frames`).
+`{chatId, state: composing|recording|paused|available|unavailable, lastSeen}` (rate-limited per chat),
+`call` `{chatId, callId, timestamp, rejected}` (someone called; declined with REJECT_CALLS);
+their schemas are `ChatFrame`, `MessageUpdateFrame`, `PresenceFrame` and `CallFrame` (also under
+`x-websocket-frames`).
 On open the socket gets one `status` frame per session (and the `qr` showing). A refused socket is
 closed with 1008; a client too slow to keep up is closed with 1013 and should reconnect. Every frame
 carries a `cursor`: reconnect with `?cursor=<last one>` to get the frames missed meanwhile (once, in
@@ -65,7 +70,21 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events, keys, webhooks):
+    routers = (
+        sessions,
+        qr,
+        messages,
+        chat_actions,
+        send,
+        send_kinds,
+        contacts,
+        inbox,
+        users,
+        events,
+        keys,
+        webhooks,
+    )
+    for module in routers:
         app.include_router(module.router, dependencies=keyed)
     admin = [Depends(require_admin)]
     app.include_router(keys.admin_router, dependencies=admin)

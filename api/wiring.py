@@ -48,6 +48,10 @@ def registry_config(settings: Settings) -> RegistryConfig:
         events_retained=settings.event_stream_retained,
         heartbeat_s=settings.session_heartbeat_s,
         lease_s=settings.session_lease_s,
+        send_per_minute=settings.send_per_minute,
+        send_burst=settings.send_burst,
+        reject_calls=settings.reject_calls,
+        reject_calls_message=settings.reject_calls_message.strip(),
     )
     return RegistryConfig(
         database_dsn=dsn,

@@ -219,6 +219,33 @@ class SendFailed(WaError):
     default_message = "WhatsApp did not accept the message"
 
 
+class SendRateLimited(RateLimited):
+    """The number's own outbound pace (SEND_PER_MINUTE, SEND_BURST) is used up: nothing was sent."""
+
+    code = "send_rate_limited"
+    default_message = "This number is sending faster than its pace allows; retry after Retry-After seconds"
+
+
+class WhatsAppRateLimited(RateLimited):
+    """WhatsApp refused the send as too many too fast (its `rate-overlimit`, 429); the session stays up."""
+
+    code = "whatsapp_rate_limited"
+    default_message = "WhatsApp refused the message: this number is sending too fast"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.data.get("retry_after", 60))
+
+
+class WhatsAppRestricted(WaError):
+    """WhatsApp refused the send because the number is restricted (the 463 reach-out time lock on new
+    contacts, a spam restriction); the session stays connected and can still write to known chats."""
+
+    code = "whatsapp_restricted"
+    http_status = 403
+    default_message = "WhatsApp refused the message: this number is restricted from writing to new contacts"
+
+
 class IdempotencyKeyReused(InvalidInput):
     code = "idempotency_key_reused"
     default_message = "This Idempotency-Key was used for another session or a different request"

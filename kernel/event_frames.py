@@ -21,7 +21,10 @@ MAX_DUPLICATES = 10_000
 # Frame type of each event kind (`wa:msg:{id}` → `message`); an entry of another kind is skipped.
 FRAME_TYPES = {
     "msg": "message",
-    **{kind: kind for kind in ("qr", "status", "chat", "message_update", "presence")},
+    **{
+        kind: kind
+        for kind in ("qr", "status", "chat", "message_update", "presence", "call", "session_deleted")
+    },
 }
 
 

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     # before it may take over a number whose process went silent.
     session_lease_s: Annotated[float, Field(ge=1, le=300)] = 15.0
 
+    # Each number's outbound pace (actors.pace): a send beyond it is 429 send_rate_limited; 0 turns it off.
+    send_per_minute: Annotated[int, Field(ge=0, le=6000)] = 30
+    send_burst: Annotated[int, Field(ge=0, le=1000)] = 10
+
+    # Calls: decline each one (it is still a `call` frame), and then answer the caller with this text.
+    reject_calls: bool = False
+    reject_calls_message: Annotated[str, Field(max_length=4096)] = ""
+
     # Pairing: a QR round that ends unpaired starts a fresh one, at most this many, then `qr_timeout`.
     qr_max_rounds: Annotated[int, Field(ge=1)] = 3
     connect_timeout_s: Annotated[float, Field(gt=0)] = 60.0

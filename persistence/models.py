@@ -244,6 +244,8 @@ class SimSent(SQLModel, table=True):
     text: str | None = None  # text, or the caption of media
     quoted_id: str | None = None
     data: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary, nullable=True))  # media bytes
+    # A location, contact card or poll (`kernel.message_kinds.content_json`).
+    content: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
 
 

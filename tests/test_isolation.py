@@ -73,6 +73,14 @@ ROUTES: dict[str, Call] = {
     "POST /sessions/{id}/send/text": Call(json={"to": RECIPIENT, "text": "not yours"}),
     "POST /sessions/{id}/send/media": Call(form=True),
     "POST /sessions/{id}/send/audio": Call(form=True, audio=True),
+    "POST /sessions/{id}/send/location": Call(json={"to": RECIPIENT, "latitude": 1.5, "longitude": 2.5}),
+    "POST /sessions/{id}/send/contact": Call(json={"to": RECIPIENT, "name": "Ann", "phone": "+14155550113"}),
+    "POST /sessions/{id}/send/poll": Call(json={"to": RECIPIENT, "question": "Yes?", "options": ["y", "n"]}),
+    "POST /sessions/{id}/contacts/check": Call(json={"phones": [RECIPIENT, "+14155550000"]}),
+    # The contact routes act on the owner's contact (the chat's): a stranger's call must not block them.
+    "GET /sessions/{id}/contacts/{contactId}": Call(),
+    "PUT /sessions/{id}/contacts/{contactId}/block": Call(owner_gets=frozenset({204})),
+    "DELETE /sessions/{id}/contacts/{contactId}/block": Call(owner_gets=frozenset({204})),
     "POST /sessions/{id}/chats/{chatId}/read": Call(),
     "POST /sessions/{id}/chats/{chatId}/messages/{messageId}/reaction": Call(json={"emoji": "👍"}),
     # The owner's message came from the contact: the owner may not edit or delete it either.
@@ -103,6 +111,8 @@ NOT_A_USERS: dict[str, str] = (
             ("POST", "read"),
             ("POST", "presence"),
             ("POST", "contacts"),
+            ("POST", "call"),
+            ("POST", "vote"),
         )
     }
     | {
@@ -182,7 +192,7 @@ async def owner(stack: Stack) -> Owner:
 
 
 def _path(template: str, session: str, chat: str, message: str) -> str:
-    return template.format(id=session, chatId=chat, messageId=message)
+    return template.format(id=session, chatId=chat, messageId=message, contactId=chat)
 
 
 async def _user_key(stack: Stack, user: str) -> str:
@@ -341,12 +351,17 @@ async def test_every_route_with_an_id_answers_a_stranger_as_for_a_missing_id(
         sent = (await admin.get(f"/simulator/sessions/{owner.paired}/sent")).json()
         assert sorted(item["type"] for item in sent if item["action"] == "message") == [
             "audio",
+            "contact",
             "image",
+            "location",
+            "poll",
             "text",
         ]
         assert sorted(item["action"] for item in sent if item["action"] != "message") == [
+            "block",
             "presence",
             "reaction",
+            "unblock",
         ]
 
 
