@@ -40,9 +40,11 @@ need `X-User-Id`. Errors are `{"error": {"code", "message"}}`; a 503 carries `Re
 
 **WebSocket `/ws`**: authenticate with the `X-API-Key` and `X-User-Id` headers, or `?token=` from
 `POST /ws-token`; `?sessionId=` limits the frames to one session. Frames are JSON
-`{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence", "sessionId", ...}` with
-the bodies of the Redis channels: `qr` `{qr, expiresAt}`, `status` `{status, reason, phone, displayName}`,
-`message` `{chatId, message}`, `chat` `{chatId, unreadCount, name}` (a chat read here or on the phone),
+`{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence" | "session_deleted",
+"sessionId", ...}` with the bodies of the Redis channels: `qr` `{qr, expiresAt}`, `status`
+`{status, reason, phone, displayName}`, `message` `{chatId, message}`, `chat` `{chatId, unreadCount,
+name}` (a chat read here or on the phone, named, or added or changed by a history sync),
+`session_deleted` `{}` (the session was deleted: drop it),
 `message_update` `{chatId, messageId, change: reaction|edit|revoke|receipt, message}`, `presence`
 `{chatId, state: composing|recording|paused|available|unavailable, lastSeen}` (rate-limited per chat);
 their schemas are `ChatFrame`, `MessageUpdateFrame` and `PresenceFrame` (also under `x-websocket-frames`).

@@ -13,7 +13,7 @@ from kernel.wire import JSON, qr_payload
 # Frame type of each event kind (`wa:msg:{id}` → `message`); an entry of another kind is skipped.
 FRAME_TYPES = {
     "msg": "message",
-    **{kind: kind for kind in ("qr", "status", "chat", "message_update", "presence")},
+    **{kind: kind for kind in ("qr", "status", "chat", "message_update", "presence", "session_deleted")},
 }
 QUEUE_FRAMES = 256
 # WebSocket close codes.
