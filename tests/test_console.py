@@ -372,7 +372,7 @@ async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_r
         await eventually(lambda: _count(cursors), lambda n: n > 0)  # a live frame with a cursor reached it
         refuse = True
         await opened[-1].close(code=1001, reason="going away")
-        await expect(live).to_contain_text("Live updates lost. Reconnecting in")
+        await expect(live).to_contain_text("Live updates lost. Reconnecting…")
         # Meanwhile the card follows the session through GET /sessions/{id}/status.
         await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
         body = {"phone": new_phone(), "displayName": "Polled"}

@@ -19,8 +19,13 @@ function go(screen) {
 }
 
 function current() {
-  const name = location.hash.replace(/^#\//, "");
+  const name = location.hash.replace(/^#\//, "").split("/")[0];
   return SCREENS[name] ? name : null;
+}
+
+// What follows the screen's name in the URL (e.g. the open chat: #/messages/<session>/<chat>).
+function route() {
+  return location.hash.split("/").slice(2).map(decodeURIComponent);
 }
 
 function show() {
@@ -32,7 +37,7 @@ function show() {
     link.setAttribute("aria-current", link.dataset.screen === name ? "page" : "false");
   }
   document.title = `${link_text(name)} · WhatsApp bridge console`;
-  cleanup = SCREENS[name](main, { live, go });
+  cleanup = SCREENS[name](main, { live, go, route: route() });
   main.focus({ preventScroll: true });
 }
 
@@ -106,6 +111,13 @@ signout.addEventListener("click", () => {
   signIn();
 });
 window.addEventListener("hashchange", show);
+// A refused key (wrong, or rotated since): sign out and say why, instead of retrying for ever.
+live.on((frame) => {
+  if (frame.type !== "unauthorized" || !credentials()) return;
+  signout.click();
+  const error = main.querySelector(".signin .error");
+  if (error) error.textContent = "The API key was refused: it is wrong or was changed. Enter the current key.";
+});
 
 if (credentials()) start();
 else signIn();

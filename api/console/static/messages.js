@@ -24,7 +24,7 @@ function preview(message) {
   return who + (kinds[message.type] || "Message");
 }
 
-export function renderMessages(main, { live }) {
+export function renderMessages(main, { live, route = [] }) {
   let sessions = new Map();
   let chats = [];
   let numberFilter = "";
@@ -34,6 +34,8 @@ export function renderMessages(main, { live }) {
   const canMarkRead = hasRoute(READ_ROUTE, "post");
 
   const pageError = h("p", { class: "error", role: "alert" });
+  // Numbers that left the inbox while the page was open (removed, or unlinked by the phone).
+  const notice = h("p", { class: "notice", role: "status" });
   const list = h("ul", { class: "chat-list", "aria-label": "Chats" });
   const numberSelect = h("select", { id: "number-filter" });
   numberSelect.addEventListener("change", () => {
@@ -48,7 +50,7 @@ export function renderMessages(main, { live }) {
     numberSelect,
   );
   const listPane = h("section", { class: "list-pane", "aria-labelledby": "inbox-title" },
-    h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, list);
+    h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, notice, list);
   const chatPane = h("section", { class: "chat-pane", "aria-label": "Conversation" },
     h("p", { class: "muted empty" }, "Choose a chat to read it."));
   const layout = h("div", { class: "inbox", dataset: { view: "list" } }, listPane, chatPane);
@@ -64,7 +66,9 @@ export function renderMessages(main, { live }) {
     return session.phone ? formatPhone(session.phone) : `Number ${session.slot}`;
   }
 
+  let loaded = false;
   async function load() {
+    const before = sessions;
     try {
       const all = await api("/sessions");
       sessions = new Map(all.filter((s) => s.status === "connected").map((s) => [s.id, s]));
@@ -74,12 +78,36 @@ export function renderMessages(main, { live }) {
       pageError.textContent = err.message;
       return;
     }
+    if (loaded) {
+      for (const [sid, gone] of before) {
+        if (sessions.has(sid)) continue;
+        const still = all.find((s) => s.id === sid);
+        left(gone, still ? "is not connected: its chats are hidden until it is linked again in Settings" : "was removed");
+      }
+    }
+    if (open && !sessions.has(open.sessionId)) closeChat();
+    if (!loaded && route.length === 2 && sessions.has(route[0])) openChat(route[0], route[1], { focus: false });
+    loaded = true;
     numberSelect.replaceChildren(
       h("option", { value: "" }, "All numbers"),
       ...[...sessions.values()].map((s) => h("option", { value: s.id }, `${s.displayName || "Number " + s.slot} · ${numberLabel(s.id)}`)),
     );
     numberSelect.value = sessions.has(numberFilter) ? numberFilter : "";
     drawList();
+  }
+
+  function left(session, what) {
+    const label = session.phone ? formatPhone(session.phone) : `Number ${session.slot}`;
+    notice.textContent = `${label} ${what}.`;
+    announce(notice.textContent);
+  }
+
+  function closeChat() {
+    if (open) open.thread.dispose();
+    open = null;
+    chatPane.replaceChildren(h("p", { class: "muted empty" }, "Choose a chat to read it."));
+    layout.dataset.view = "list";
+    history.replaceState(null, "", "#/messages");
   }
 
   function scheduleReload() {
@@ -124,11 +152,13 @@ export function renderMessages(main, { live }) {
     });
   }
 
-  function openChat(sessionId, chatId) {
+  function openChat(sessionId, chatId, { focus = true } = {}) {
     if (open) open.thread.dispose();
     const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
     const thread = new Thread(sessionId, chatId);
-    open = { sessionId, chatId, thread };
+    // `from`: the number replies go out from; the thread shown stays this chat's.
+    open = { sessionId, chatId, thread, from: sessionId };
+    history.replaceState(null, "", `#/messages/${encodeURIComponent(sessionId)}/${encodeURIComponent(chatId)}`);
     if (chat && chat.unreadCount) markRead(chat);
     // The same contact reached through several numbers: choose which one replies.
     const reachable = chats.filter((c) => c.id === chatId && sessions.has(c.sessionId));
@@ -136,11 +166,22 @@ export function renderMessages(main, { live }) {
     if (reachable.length > 1) {
       from = h("select", { id: "reply-from" }, reachable.map((c) => h("option", { value: c.sessionId }, numberLabel(c.sessionId))));
       from.value = sessionId;
-      from.addEventListener("change", () => openChat(from.value, chatId));
+      from.addEventListener("change", () => {
+        open.from = from.value;
+        announce(`Replies go out from ${numberLabel(from.value)}`);
+      });
     }
-    const back = h("button", { type: "button", class: "back", onclick: () => { layout.dataset.view = "list"; drawList(); } }, "‹ Chats");
+    const back = h("button", { type: "button", class: "back", onclick: () => {
+      layout.dataset.view = "list";
+      history.replaceState(null, "", "#/messages");
+      drawList();
+      const item = list.querySelector(`button[data-chat="${CSS.escape(chatId)}"][data-session="${CSS.escape(sessionId)}"]`);
+      if (item) item.focus();
+    } }, "‹ Chats");
+    const state = open;
     const box = composer({
-      target: () => ({ sessionId, to: chatId }),
+      target: () => ({ sessionId: state.from, to: chatId }),
+      draftKey: chatId,
       onSent: (sent) => {
         setTimeout(() => {
           if (open && open.thread === thread && !thread.byId.has(sent.id)) thread.refreshNewest();
@@ -163,7 +204,7 @@ export function renderMessages(main, { live }) {
     layout.dataset.view = "chat";
     drawList();
     thread.loadOlder().then(() => { thread.scroller.scrollTop = thread.scroller.scrollHeight; });
-    box.focus();
+    if (focus) box.focus();
   }
 
   function onMessage(frame) {
@@ -192,6 +233,19 @@ export function renderMessages(main, { live }) {
     drawList();
   }
 
+  // A chat read elsewhere, renamed, or added or changed by a history sync (merged: the list reloads
+  // once for a burst of new chats).
+  function onChat(frame) {
+    const chat = chats.find((c) => c.sessionId === frame.sessionId && c.id === frame.chatId);
+    if (!chat) {
+      if (sessions.has(frame.sessionId)) scheduleReload();
+      return;
+    }
+    if (typeof frame.unreadCount === "number") chat.unreadCount = frame.unreadCount;
+    if (frame.name) chat.name = frame.name;
+    drawList();
+  }
+
   // A reaction, edit, deletion or receipt: the message as it is now, in place; never a new unread.
   function onUpdate({ sessionId, chatId, message }) {
     const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
@@ -207,14 +261,17 @@ export function renderMessages(main, { live }) {
   const unsubscribe = live.on((frame) => {
     if (frame.type === "message") onMessage(frame);
     else if (frame.type === "message_update" && frame.message) onUpdate(frame);
-    else if (frame.type === "chat" && frame.chatId) {
-      // Another client read the chat, or its name changed.
-      const chat = chats.find((c) => c.sessionId === frame.sessionId && c.id === frame.chatId);
-      if (chat) {
-        if (typeof frame.unreadCount === "number") chat.unreadCount = frame.unreadCount;
-        if (frame.name) chat.name = frame.name;
+    else if (frame.type === "chat" && frame.chatId) onChat(frame);
+    else if (frame.type === "session_deleted") {
+      const gone = sessions.get(frame.sessionId);
+      if (gone) {
+        sessions.delete(frame.sessionId);
+        chats = chats.filter((c) => c.sessionId !== frame.sessionId);
+        left(gone, "was removed");
+        if (open && open.sessionId === frame.sessionId) closeChat();
         drawList();
       }
+      scheduleReload();
     }
     else if (frame.type === "status" && !frame.polled) scheduleReload();
     else if (frame.type === "resync") {
