@@ -168,11 +168,15 @@ export class Live {
     };
     socket.addEventListener("open", () => {
       this.scheduleRenewal(got.expiresAt);
-      if (renewing) {
+      if (renewing && previous && previous === this.socket && previous.readyState === WebSocket.OPEN) {
         // The new socket takes over; the old one is closed before its token runs out.
         this.socket = socket;
         settled = true;
-        if (previous && previous.readyState <= WebSocket.OPEN) previous.close(1000);
+        previous.close(1000);
+        return;
+      }
+      if (renewing) {
+        socket.close(1000); // the socket it was to replace is gone: a reconnect is under way instead
         return;
       }
       setTimeout(settle, SETTLE_MS);
@@ -193,6 +197,7 @@ export class Live {
     socket.addEventListener("close", () => {
       if (this.socket !== socket) return;
       this.socket = null;
+      clearTimeout(this.renewTimer); // the next socket gets a token of its own
       this.retry();
     });
   }
