@@ -111,6 +111,11 @@ signout.addEventListener("click", () => {
   signIn();
 });
 window.addEventListener("hashchange", show);
+// The skip link moves focus without touching the URL (the hash names the screen and the open chat).
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 // A refused key (wrong, or rotated since): sign out and say why, instead of retrying for ever.
 live.on((frame) => {
   if (frame.type !== "unauthorized" || !credentials()) return;

@@ -54,6 +54,17 @@ export function renderMessages(main, { live, route = [] }) {
   const chatPane = h("section", { class: "chat-pane", "aria-label": "Conversation" },
     h("p", { class: "muted empty" }, "Choose a chat to read it."));
   const layout = h("div", { class: "inbox", dataset: { view: "list" } }, listPane, chatPane);
+  list.addEventListener("keydown", (event) => {
+    const items = [...list.querySelectorAll("button.chat-item")];
+    const at = items.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: items.length - 1 }[event.key];
+    if (to === undefined || !items[to]) return;
+    event.preventDefault();
+    items[at].tabIndex = -1;
+    items[to].tabIndex = 0;
+    items[to].focus();
+  });
   main.replaceChildren(layout);
 
   function keyOf(sessionId, chatId) {
@@ -126,6 +137,8 @@ export function renderMessages(main, { live, route = [] }) {
       list.replaceChildren(h("li", { class: "muted" }, "No chats yet."));
       return;
     }
+    const active = document.activeElement;
+    const focused = active && list.contains(active) ? keyOf(active.dataset.session, active.dataset.chat) : null;
     list.replaceChildren(...shown.map((chat) => {
       const current = open && open.sessionId === chat.sessionId && open.chatId === chat.id;
       const unread = chat.unreadCount > 0
@@ -142,6 +155,12 @@ export function renderMessages(main, { live, route = [] }) {
         h("span", { class: "via" }, `via ${numberLabel(chat.sessionId)}`)),
       );
     }));
+    // One Tab stop for the whole list (the open chat's, else the first); arrows move within it.
+    const items = [...list.querySelectorAll("button.chat-item")];
+    const stop = items.find((b) => keyOf(b.dataset.session, b.dataset.chat) === focused)
+      || items.find((b) => b.getAttribute("aria-current") === "true") || items[0];
+    for (const item of items) item.tabIndex = item === stop ? 0 : -1;
+    if (focused && stop) stop.focus();
   }
 
   function markRead(chat) {

@@ -93,7 +93,15 @@ export function renderSettings(main, { live }) {
   function draw() {
     // The list is as last stored; a `status` frame is fresher (e.g. `qr_ready` while pairing).
     const now = sessions.map((s) => ({ ...s, ...(fresh.get(s.id) || {}), bridgeDown: !live.bridgeUp }));
+    const active = document.activeElement;
+    const was = active && cards.contains(active) ? { slot: active.closest("[data-slot]").dataset.slot, text: active.textContent } : null;
     cards.replaceChildren(...SLOTS.map((slot) => card(slot, now.find((s) => s.slot === slot))));
+    if (was) {
+      // Redrawn under the keyboard: focus stays on the same control of the same card (or its first).
+      const again = cards.querySelector(`[data-slot="${was.slot}"]`);
+      const buttons = again ? [...again.querySelectorAll("button")] : [];
+      (buttons.find((b) => b.textContent === was.text) || buttons[0])?.focus();
+    }
     const full = sessions.length >= SLOTS.length;
     note.replaceChildren();
     if (full) {
