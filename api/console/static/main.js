@@ -37,8 +37,11 @@ function show() {
     link.setAttribute("aria-current", link.dataset.screen === name ? "page" : "false");
   }
   document.title = `${link_text(name)} · WhatsApp bridge console`;
+  // Focus moves to the new screen when a control had it (a link, the sign-in button); on a fresh page
+  // it stays at the top, so the first Tab reaches the skip link.
+  const moved = document.activeElement && document.activeElement !== document.body;
   cleanup = SCREENS[name](main, { live, go, route: route() });
-  main.focus({ preventScroll: true });
+  if (moved) main.focus({ preventScroll: true });
 }
 
 function link_text(name) {
