@@ -167,13 +167,15 @@ async def test_reply_from_keeps_the_draft_and_a_reload_keeps_chat_and_draft(
             box = page.get_by_role("textbox", name="Message")
             await box.fill("a half-written reply")
             await page.get_by_label("Reply from").select_option(two)
+            # Number two's conversation with the contact, the draft as it was, focus where it was.
+            await expect(thread).to_contain_text("to number two")
             await expect(box).to_have_value("a half-written reply")
-            await expect(thread).to_contain_text("to number one")  # the thread stays
-            assert page.url.endswith(f"#/messages/{one}/{contact_jid.replace('@', '%40')}")
+            await expect(page.get_by_label("Reply from")).to_be_focused()
+            assert page.url.endswith(f"#/messages/{two}/{contact_jid.replace('@', '%40')}")
             await page.reload()
-            await expect(page.locator("ol.thread")).to_contain_text("to number one")
+            await expect(page.locator("ol.thread")).to_contain_text("to number two")
+            console.clean()  # what the reload cut short
             await expect(page.get_by_role("textbox", name="Message")).to_have_value("a half-written reply")
-            await page.get_by_label("Reply from").select_option(two)
             await page.get_by_role("textbox", name="Message").press("Enter")
             sent = await eventually(
                 lambda: client.get(f"/simulator/sessions/{two}/sent"),

@@ -175,8 +175,7 @@ export function renderMessages(main, { live, route = [] }) {
     if (open) open.thread.dispose();
     const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
     const thread = new Thread(sessionId, chatId);
-    // `from`: the number replies go out from; the thread shown stays this chat's.
-    open = { sessionId, chatId, thread, from: sessionId };
+    open = { sessionId, chatId, thread };
     history.replaceState(null, "", `#/messages/${encodeURIComponent(sessionId)}/${encodeURIComponent(chatId)}`);
     if (chat && chat.unreadCount) markRead(chat);
     // The same contact reached through several numbers: choose which one replies.
@@ -185,8 +184,11 @@ export function renderMessages(main, { live, route = [] }) {
     if (reachable.length > 1) {
       from = h("select", { id: "reply-from" }, reachable.map((c) => h("option", { value: c.sessionId }, numberLabel(c.sessionId))));
       from.value = sessionId;
+      // The other number's conversation with the same contact; the draft (kept per contact) and the
+      // focus stay.
       from.addEventListener("change", () => {
-        open.from = from.value;
+        openChat(from.value, chatId, { focus: false });
+        document.getElementById("reply-from")?.focus();
         announce(`Replies go out from ${numberLabel(from.value)}`);
       });
     }
@@ -197,9 +199,8 @@ export function renderMessages(main, { live, route = [] }) {
       const item = list.querySelector(`button[data-chat="${CSS.escape(chatId)}"][data-session="${CSS.escape(sessionId)}"]`);
       if (item) item.focus();
     } }, "‹ Chats");
-    const state = open;
     const box = composer({
-      target: () => ({ sessionId: state.from, to: chatId }),
+      target: () => ({ sessionId, to: chatId }),
       draftKey: chatId,
       onSent: (sent) => {
         setTimeout(() => {
