@@ -112,8 +112,15 @@ export function renderSettings(main, { live }) {
     }
   }
 
+  // A card's error outlives a redraw (a status frame can come just after the refusal it explains).
+  const errors = new Map();
+  function tell(slot, error, text) {
+    errors.set(slot, text);
+    error.textContent = text;
+  }
+
   function card(slot, session) {
-    const error = h("p", { class: "error", role: "alert" });
+    const error = h("p", { class: "error", role: "alert" }, errors.get(slot) || "");
     const body = [];
     const actions = [];
     let state = "empty";
@@ -170,24 +177,24 @@ export function renderSettings(main, { live }) {
   }
 
   async function create(slot, error) {
-    error.textContent = "";
+    tell(slot, error, "");
     try {
       const session = await api("/sessions", { method: "POST", json: { slot } });
       sessions = [...sessions.filter((s) => s.slot !== slot), session];
       draw();
       showModal(session);
     } catch (err) {
-      error.textContent = err.message;
+      tell(slot, error, err.message);
     }
   }
 
   async function reconnect(session, error) {
-    error.textContent = "";
+    tell(session.slot, error, "");
     try {
       await api(sessionPath(session.id, "/reconnect"), { method: "POST" });
       showModal({ ...session, status: "connecting", reason: null, qr: null });
     } catch (err) {
-      error.textContent = err.message;
+      tell(session.slot, error, err.message);
     }
   }
 
@@ -199,13 +206,13 @@ export function renderSettings(main, { live }) {
       confirm: "Disconnect",
     });
     if (!sure) return;
-    error.textContent = "";
+    tell(session.slot, error, "");
     try {
       await api(sessionPath(session.id), { method: "DELETE" });
       announce(`Disconnected ${label}`);
       await load();
     } catch (err) {
-      error.textContent = err.message;
+      tell(session.slot, error, err.message);
     }
   }
 
