@@ -52,6 +52,13 @@ export function composer({ target, onSent, draftKey = null }) {
     else sessionStorage.removeItem(DRAFT + draftKey);
   }
   text.addEventListener("input", keepDraft);
+  // The box grows with what is typed, up to about six lines, then scrolls.
+  function grow() {
+    text.style.height = "auto";
+    text.style.height = `${text.scrollHeight + 2}px`;
+  }
+  text.addEventListener("input", grow);
+  requestAnimationFrame(grow);
 
   function fail(err) {
     error.textContent = err.message || String(err);
@@ -83,6 +90,7 @@ export function composer({ target, onSent, draftKey = null }) {
     // Emptied now, not after the answer: what the user types meanwhile is the next message.
     text.value = "";
     keepDraft();
+    grow();
     run("Sending…", ({ sessionId, to }) =>
       api(sessionPath(sessionId, "/send/text"), { method: "POST", json: { to, text: body } }),
     ).then((sent) => {

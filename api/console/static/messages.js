@@ -128,6 +128,9 @@ export function renderMessages(main, { live, route = [] }) {
 
   function drawList() {
     chats.sort((a, b) => (b.timestamp || "").localeCompare(a.timestamp || ""));
+    // The unread total in the tab's title, as WhatsApp Web does.
+    const unreadTotal = chats.reduce((sum, c) => sum + (sessions.has(c.sessionId) ? c.unreadCount || 0 : 0), 0);
+    document.title = `${unreadTotal ? `(${unreadTotal}) ` : ""}Messages · WhatsApp bridge console`;
     const shown = chats.filter((c) => !numberFilter || c.sessionId === numberFilter);
     if (!sessions.size) {
       list.replaceChildren(h("li", { class: "muted" }, "No WhatsApp number is connected. ", h("a", { href: "#/settings" }, "Link one in Settings.")));
@@ -146,12 +149,12 @@ export function renderMessages(main, { live, route = [] }) {
         : null;
       return h("li", {},
         h("button", {
-          type: "button", class: "chat-item", "aria-current": current ? "true" : null,
+          type: "button", class: chat.unreadCount > 0 ? "chat-item has-unread" : "chat-item", "aria-current": current ? "true" : null,
           dataset: { chat: chat.id, session: chat.sessionId },
           onclick: () => openChat(chat.sessionId, chat.id),
         },
-        h("span", { class: "chat-line" }, h("span", { class: "chat-name" }, chatTitle(chat)), h("time", { datetime: chat.timestamp }, formatTime(chat.timestamp))),
-        h("span", { class: "chat-line" }, h("span", { class: "chat-last" }, preview(chat.lastMessage)), unread),
+        h("span", { class: "chat-line" }, h("span", { class: "chat-name", dir: "auto" }, chatTitle(chat)), h("time", { datetime: chat.timestamp }, formatTime(chat.timestamp))),
+        h("span", { class: "chat-line" }, h("span", { class: "chat-last", dir: "auto" }, preview(chat.lastMessage)), unread),
         h("span", { class: "via" }, `via ${numberLabel(chat.sessionId)}`)),
       );
     }));
@@ -212,7 +215,11 @@ export function renderMessages(main, { live, route = [] }) {
       h("header", { class: "chat-head" },
         back,
         h("div", {},
-          h("h2", {}, chat ? chatTitle(chat) : chatTitle({ id: chatId })),
+          h("h2", { dir: "auto" }, chat ? chatTitle(chat) : chatTitle({ id: chatId })),
+          // The contact's number under a saved name (a group's id says nothing).
+          chat && chat.name && /^\d+@s\.whatsapp\.net$/.test(chatId)
+            ? h("p", { class: "contact-phone" }, formatPhone(`+${chatId.split("@")[0]}`))
+            : null,
           from
             ? h("p", { class: "via" }, h("label", { for: "reply-from" }, "Reply from "), from)
             : h("p", { class: "via" }, `via ${numberLabel(sessionId)}`),
