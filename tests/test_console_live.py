@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 import time
 from collections.abc import Iterator, Sized
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, WebSocketRoute, expect
 
 from api.app import create_app
 from api.localstack import EmbeddedValkey, free_port
-from tests.apikit import Stack, api_stack, new_user
+from tests.apikit import ServerThread, Stack, api_stack, new_user
 from tests.consolekit import console_page, new_phone
 from tests.raykit import eventually, local_ray
 
@@ -44,28 +41,9 @@ def stack(postgres_server: str, valkey: EmbeddedValkey) -> Iterator[Stack]:
         yield running
 
 
-class FixedPortApi:
-    """An API of the stack's bridge served on a port of our choosing, to stop and start again there."""
-
-    def __init__(self, stack: Stack, port: int) -> None:
-        config = uvicorn.Config(
-            create_app(stack.settings), host="127.0.0.1", port=port, log_level="warning",
-            timeout_graceful_shutdown=1,
-        )  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}", daemon=True)
-
-    def start(self) -> FixedPortApi:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
+def fixed_port_api(stack: Stack, port: int) -> ServerThread:
+    """An API of the stack's bridge on a port of our choosing, to stop and start again there."""
+    return ServerThread(create_app(stack.settings), port).__enter__()
 
 
 LIVE_TEXTS = """() => {
@@ -127,13 +105,13 @@ async def test_the_bridge_going_away_is_shown_and_its_return_noticed_within_seco
         await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"], 30)
         body = {"phone": new_phone(), "displayName": "Restart"}
         assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
-        api: Any = FixedPortApi(stack, port).start()
+        api = fixed_port_api(stack, port)
         try:
             await console.sign_in(user, "settings")
             card = console.page.locator('article[data-slot="1"]')
             await expect(card).to_contain_text("Connected")
             await expect(console.page.locator("#live")).to_have_text("Live")
-            api.stop()
+            api.__exit__()
             down = console.page.locator(".bridge-down")
             await expect(down).to_be_visible(timeout=15_000)
             await expect(down).to_contain_text("The bridge is not answering")
@@ -144,7 +122,7 @@ async def test_the_bridge_going_away_is_shown_and_its_return_noticed_within_seco
             await console.page.set_viewport_size({"width": 375, "height": 740})
             await console.shoot(shots, "settings-bridge-down-375")
             await console.page.set_viewport_size({"width": 1280, "height": 800})
-            api = FixedPortApi(stack, port).start()
+            api = fixed_port_api(stack, port)
             back = time.monotonic()
             await expect(console.page.locator("#live")).to_have_text("Live", timeout=10_000)
             await expect(down).to_be_hidden()
@@ -155,7 +133,7 @@ async def test_the_bridge_going_away_is_shown_and_its_return_noticed_within_seco
             await console.page.wait_for_timeout(1000)
             console.assert_clean()
         finally:
-            api.stop()
+            api.__exit__()
 
 
 async def _count(items: Sized) -> int:
