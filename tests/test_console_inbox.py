@@ -82,3 +82,37 @@ async def test_the_inbox_reads_as_whatsapp_web_does(stack: Stack, chromium: Brow
         await console.shoot(shots, "messages-basics-1280")
         assert await axe_violations(page) == []
         console.assert_clean()
+
+
+async def test_chats_are_found_by_name_and_by_number(stack: Stack, chromium: Browser) -> None:
+    user = new_user()
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
+        await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"], 30)
+        scan = {"phone": new_phone(), "displayName": "Shop"}
+        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=scan)).status_code == 200
+        await eventually(
+            lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected", 30
+        )
+        for sender, name in (("+15550008101", "Olga Petrova"), ("+15550008202", "Omar Haddad")):
+            body = {"from": sender, "text": f"hello from {name}", "pushName": name}
+            assert (await client.post(f"/simulator/sessions/{sid}/incoming", json=body)).status_code == 200
+        page = console.page
+        await console.sign_in(user, "messages")
+        items = page.locator("button.chat-item")
+        await expect(items).to_have_count(4)  # and the pairing's 2 history chats
+        # "WhatsApp" is said, not a pressed toggle that does nothing.
+        await expect(page.get_by_role("button", name="WhatsApp")).to_have_count(0)
+        search = page.get_by_role("searchbox", name="Search chats")
+        await search.fill("omar")
+        await expect(items).to_have_count(1)
+        await expect(items.first).to_contain_text("Omar Haddad")
+        await search.fill("(555) 000-8101")  # a number as people write it
+        await expect(items).to_have_count(1)
+        await expect(items.first).to_contain_text("Olga Petrova")
+        await search.fill("nobody like this")
+        await expect(page.locator(".chat-list")).to_contain_text("No chat matches")
+        assert await axe_violations(page) == []
+        await search.fill("")
+        await expect(items).to_have_count(4)
+        console.assert_clean()

@@ -133,13 +133,19 @@ async def test_other_tabs_learn_a_number_was_removed(stack: Stack, chromium: Bro
             contact_item = inbox.page.locator(f'button.chat-item[data-chat="{contact[1:]}@s.whatsapp.net"]')
             await expect(contact_item).to_be_visible()
             await contact_item.click()
-            for slot in (3, 1):
+            # Slot 3 is a link still pending (stopped, nothing to delete), slot 1 a connected number.
+            for slot, asked, confirm in (
+                (3, "Stop linking slot 3?", "Stop linking"),
+                (1, "Disconnect", "Disconnect"),
+            ):
                 await (
                     acting.page.locator(f'article[data-slot="{slot}"]')
                     .get_by_role("button", name=re.compile("Cancel|Disconnect"))
                     .click()
                 )
-                await acting.page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
+                dialog = acting.page.get_by_role("dialog")
+                await expect(dialog).to_contain_text(asked)
+                await dialog.get_by_role("button", name=confirm).click()
             # The other tabs know at once: free slots, no stale chats, and a word on what happened.
             for slot in (3, 1):
                 card = other.page.locator(f'article[data-slot="{slot}"]')

@@ -42,12 +42,20 @@ export function renderMessages(main, { live, route = [] }) {
     numberFilter = numberSelect.value;
     drawList();
   });
+  // Search over the chats shown: by name, by number (digits in any format), by the last message.
+  let query = "";
+  const search = h("input", { id: "chat-search", type: "search", placeholder: "Search chats", autocomplete: "off" });
+  search.addEventListener("input", () => {
+    query = search.value.trim().toLowerCase();
+    drawList();
+  });
   const filters = h("div", { class: "filters" },
-    h("div", { class: "channels", role: "group", "aria-label": "Channel" },
-      h("button", { type: "button", class: "chip", "aria-pressed": "true" }, "WhatsApp"),
-    ),
+    // One channel today: said, not a toggle that does nothing.
+    h("span", { class: "chip" }, "WhatsApp"),
     h("label", { for: "number-filter", class: "visually-hidden" }, "Number"),
     numberSelect,
+    h("label", { for: "chat-search", class: "visually-hidden" }, "Search chats"),
+    search,
   );
   const listPane = h("section", { class: "list-pane", "aria-labelledby": "inbox-title" },
     h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, notice, list);
@@ -66,6 +74,15 @@ export function renderMessages(main, { live, route = [] }) {
     items[to].focus();
   });
   main.replaceChildren(layout);
+
+  function matches(chat) {
+    if (!query) return true;
+    const digits = query.replace(/[\s()+-]/g, "");
+    const number = chat.id.split("@")[0];
+    if (/^\d+$/.test(digits) && number.includes(digits)) return true;
+    const text = `${chatTitle(chat)} ${chat.lastMessage?.text || ""}`.toLowerCase();
+    return text.includes(query);
+  }
 
   function keyOf(sessionId, chatId) {
     return `${sessionId}|${chatId}`;
@@ -131,13 +148,13 @@ export function renderMessages(main, { live, route = [] }) {
     // The unread total in the tab's title, as WhatsApp Web does.
     const unreadTotal = chats.reduce((sum, c) => sum + (sessions.has(c.sessionId) ? c.unreadCount || 0 : 0), 0);
     document.title = `${unreadTotal ? `(${unreadTotal}) ` : ""}Messages · WhatsApp bridge console`;
-    const shown = chats.filter((c) => !numberFilter || c.sessionId === numberFilter);
+    const shown = chats.filter((c) => (!numberFilter || c.sessionId === numberFilter) && matches(c));
     if (!sessions.size) {
       list.replaceChildren(h("li", { class: "muted" }, "No WhatsApp number is connected. ", h("a", { href: "#/settings" }, "Link one in Settings.")));
       return;
     }
     if (!shown.length) {
-      list.replaceChildren(h("li", { class: "muted" }, "No chats yet."));
+      list.replaceChildren(h("li", { class: "muted" }, query ? `No chat matches “${search.value.trim()}”.` : "No chats yet."));
       return;
     }
     const active = document.activeElement;
@@ -231,7 +248,8 @@ export function renderMessages(main, { live, route = [] }) {
     layout.dataset.view = "chat";
     drawList();
     thread.loadOlder().then(() => { thread.scroller.scrollTop = thread.scroller.scrollHeight; });
-    if (focus) box.focus();
+    // On a phone the keyboard would cover the thread: the composer waits for a tap there.
+    if (focus && matchMedia("(min-width: 701px)").matches) box.focus();
   }
 
   function onMessage(frame) {

@@ -200,11 +200,15 @@ export function renderSettings(main, { live }) {
 
   async function disconnect(session, error) {
     const label = session.phone ? formatPhone(session.phone) : `slot ${session.slot}`;
-    const sure = await confirmDialog({
-      title: `Disconnect ${label}?`,
-      text: "The phone unlinks this device, and the messages stored here for this number are deleted.",
-      confirm: "Disconnect",
-    });
+    // A link still pending has nothing stored yet: it is stopped, not "disconnected".
+    const pending = session.status !== "connected" && !session.phone;
+    const sure = await confirmDialog(pending
+      ? { title: `Stop linking slot ${session.slot}?`, text: "Nothing is stored for this slot yet; you can link it again later.", confirm: "Stop linking" }
+      : {
+        title: `Disconnect ${label}?`,
+        text: "The phone unlinks this device, and the messages stored here for this number are deleted.",
+        confirm: "Disconnect",
+      });
     if (!sure) return;
     tell(session.slot, error, "");
     try {
