@@ -25,6 +25,7 @@ from api.routes import (
     operations,
     ops,
     qr,
+    search,
     send,
     sessions,
     users,
@@ -62,7 +63,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.metrics = metrics
     app.description = DESCRIPTION
     keyed = [Depends(require_api_key)]
-    for module in (sessions, qr, messages, chat_actions, send, inbox, users, events):
+    for module in (sessions, qr, messages, search, chat_actions, send, inbox, users, events):
         app.include_router(module.router, dependencies=keyed)
     chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:
