@@ -2,8 +2,8 @@
 
 Unread chats in bold with the total in the tab's title, a day separator, links that are safe to click
 (http and https only, no referrer, no opener), right-to-left text laid out by its own direction, sender
-names in groups only, the contact's number in the chat header, and a composer that grows to about six
-lines.
+names in groups only, the contact's number in the chat header, search within a chat, a composer that
+grows to about six lines, and chats found by name and by number.
 """
 
 from __future__ import annotations
@@ -70,6 +70,17 @@ async def test_the_inbox_reads_as_whatsapp_web_does(stack: Stack, chromium: Brow
         assert await arabic.evaluate("(el) => getComputedStyle(el).direction") == "rtl"
         await expect(thread.locator(".sender")).to_have_count(0)  # a 1:1 chat: no sender names
         await expect(page.locator(".chat-head")).to_contain_text("+1 555 000 9001")
+        # Search within the chat (the bridge's full-text route).
+        find = page.get_by_role("searchbox", name="Search in this chat")
+        await find.fill("example")
+        await find.press("Enter")
+        await expect(page.get_by_role("list", name="Messages found")).to_contain_text(
+            "see https://example.org"
+        )
+        await expect(page.locator(".chat-search")).to_contain_text("1 message found")
+        await find.fill("nothing like it")
+        await find.press("Enter")
+        await expect(page.locator(".chat-search")).to_contain_text("No message matches")
         box = page.get_by_role("textbox", name="Message")
         one_line = (await box.bounding_box() or {}).get("height", 0)
         await box.fill("\n".join(f"line {n}" for n in range(4)))

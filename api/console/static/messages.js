@@ -1,6 +1,7 @@
 // Messages: the chats of every connected number merged by recency (`/inbox/chats`), kept live by the
 // WebSocket, and a chat's history with the composer. Narrow screens show the list or the chat.
 import { api, hasRoute, sessionPath } from "./api.js";
+import { chatSearch } from "./chat_search.js";
 import { composer } from "./composer.js";
 import { announce, formatTime, h } from "./dom.js";
 import { formatPhone } from "./phone.js";
@@ -242,6 +243,7 @@ export function renderMessages(main, { live, route = [] }) {
             : h("p", { class: "via" }, `via ${numberLabel(sessionId)}`),
         ),
       ),
+      chatSearch(sessionId, chatId),
       thread.scroller,
       box.el,
     );
