@@ -91,6 +91,12 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
             await console.shoot(shots, "connect-keep-phone-375")
             await page.set_viewport_size({"width": 1280, "height": 800})
             await console.shoot(shots, "connect-keep-phone-1280")
+            # The pairing-code tab is prefilled with that phone too.
+            await dialog.get_by_role("tab", name="Phone number").click()
+            await expect(
+                dialog.get_by_role("textbox", name="Phone number of the WhatsApp account")
+            ).to_have_value(phone_a[2:])
+            await dialog.get_by_role("tab", name="QR code").click()
             await linked(client, 2, phone_b, sid)
             await expect(dialog).to_be_hidden()
             await page.goto(stack.base_url + "/#/messages")

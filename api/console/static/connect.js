@@ -85,7 +85,13 @@ export function connectModal(session, live, { onConnected, onClose, linked = [],
     ),
   );
 
-  const phone = phoneField({ label: "Phone number of the WhatsApp account" });
+  // Prefilled: the phone this slot was last linked with, else the number given at onboarding.
+  const phone = phoneField({ label: "Phone number of the WhatsApp account", initial: keep });
+  if (!keep) {
+    api("/users/me")
+      .then((me) => { if (me.whatsappPhone && !phone.input.value) phone.set(me.whatsappPhone); })
+      .catch(() => {});
+  }
   const codeButton = h("button", { type: "submit", class: "primary" }, "Get pairing code");
   const codeOut = h("div", { class: "pairing", hidden: true });
   const codeError = h("p", { class: "error", role: "alert" });
