@@ -42,8 +42,11 @@ lint: dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Two workers by default (one per core here); each test module stays on one worker (--dist=loadfile),
+# so a module's shared Ray and fixtures are started once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 test: system-tools lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --numprocesses=$(PYTEST_WORKERS) --dist=loadfile $(PYTEST_ARGS)
 
 # Upgrade the lock on purpose (newest versions pyproject.toml allows), and uv's own pin with it.
 lock: $(UV)

@@ -37,6 +37,7 @@ CLOSE_TIMEOUT_S = 30.0
 NAME_FREE_TIMEOUT_S = 30.0
 RECONNECT_TIMEOUT_S = 120.0
 SPOOL_WAIT_S = 10.0
+ARRIVAL_POLL_S = 0.5
 
 
 class NodeNotFound(NotFound):
@@ -81,12 +82,12 @@ class Moved:
 Create = Callable[[str, str | None], Awaitable[None]]
 
 
-async def move_session(
+async def depart(
     namespace: str, session_id: str, from_node: str, create: Create, *, to_node: str | None = None
-) -> Moved | None:
-    """Move one session off `from_node` (to `to_node` if given); None when its writes are still spooled.
-
-    A session that is no longer on `from_node` is left where it is (`Moved` names where, no error).
+) -> Moved | Departed | None:
+    """Steps 1-3 of a move off `from_node` (to `to_node` if given): the session has left and its next
+    process is asked for (`Departed`; its `arrival()` waits for it), or it stays: `Moved` when it is no
+    longer on `from_node` (naming where, no error) or has no actor, None while its writes are spooled.
     """
     handle = await asyncio.to_thread(_handle, namespace, session_id)
     if handle is None:
@@ -120,15 +121,30 @@ async def move_session(
     ray.kill(handle, no_restart=True)
     await _name_freed(namespace, session_id)
     await create(session_id, to_node)
-    after = await _reconnected(namespace, session_id, from_node, before.status)
-    return Moved(
-        session_id,
-        from_node,
-        after.node_id if after else None,
-        after.status if after else None,
-        spool_left,
-        None if after else "not running again within the timeout",
-    )
+    return Departed(namespace, session_id, from_node, before.status, spool_left)
+
+
+@dataclass(frozen=True, slots=True)
+class Departed:
+    """A session that has left `from_node` and whose next process was asked for (step 4 is `arrival`)."""
+
+    namespace: str
+    session_id: str
+    from_node: str
+    status: SessionStatus | None  # before the move: what it must be again
+    spool_left: int
+
+    async def arrival(self) -> Moved:
+        """The move's outcome once the next process runs off `from_node` in its status again."""
+        after = await _reconnected(self.namespace, self.session_id, self.from_node, self.status)
+        return Moved(
+            self.session_id,
+            self.from_node,
+            after.node_id if after else None,
+            after.status if after else None,
+            self.spool_left,
+            None if after else "not running again within the timeout",
+        )
 
 
 def shortfall(
@@ -205,6 +221,7 @@ async def _reconnected(namespace: str, session_id: str, from_node: str, status: 
     """The new actor's placement once it runs off `from_node` and is back in its status, or None.
 
     `to_node` is a preference (soft affinity): a full target leaves Ray free to place it elsewhere.
+    Polled every ARRIVAL_POLL_S: the moves of a drain wait side by side, each with one ping at a time.
     """
     deadline = time.monotonic() + RECONNECT_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -221,5 +238,5 @@ async def _reconnected(namespace: str, session_id: str, from_node: str, status: 
                 and (status != SessionStatus.CONNECTED or placement.status == SessionStatus.CONNECTED)
             ):
                 return placement
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(ARRIVAL_POLL_S)
     return None

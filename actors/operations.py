@@ -10,9 +10,11 @@ Guarantees:
   placed with the options it was created with) is moved again. Once the node holds no session the
   drain is `done`, and still in force; a cancelled drain frees its node for the next creations, and
   actors waiting to be placed are created anew without it in their selector.
-- Every move pings the session first (`actors.drain.move_session`): one that is not where the plan saw
+- Every move pings the session first (`actors.drain.depart`): one that is not where the plan saw
   it is left alone. A session is moved by one operation at a time, and supervision leaves it alone
-  while it is (its `ping` says stuck between its close and its kill).
+  while it is (its `ping` says stuck between its close and its kill). `moves_parallel` bounds the
+  sessions leaving at once (ping, close, kill, create); waiting for the next process to connect holds
+  no slot, so a drain's pace is the registry's, not the time a process takes to start.
 - Progress is stored after every move; a cancelled operation stops before its next move.
 """
 
@@ -26,7 +28,7 @@ from typing import Any
 import ray
 
 from actors import fleet
-from actors.drain import Moved, move_session, plan_rebalance
+from actors.drain import Departed, Moved, depart, plan_rebalance
 from actors.ports import FleetStorePort
 from actors.registry_config import RegistryConfig
 from actors.registry_creations import Creations
@@ -125,18 +127,21 @@ class Operations:
         )
 
     async def _move(self, op: Operation, sid: str, src: str, dst: str | None) -> Moved | None:
-        async with self._gate:
-            if not self._live(op) or sid in self._moving:
-                return None
-            await self._pacer.wait()
-            self._moving.add(sid)
-            try:
-                return await move_session(self._config.namespace, sid, src, self._create, to_node=dst)
-            except Exception as err:
-                log.warning("move: session %s failed", sid, exc_info=True)
-                return Moved(sid, src, None, None, error=type(err).__name__)
-            finally:
-                self._moving.discard(sid)
+        if sid in self._moving:
+            return None
+        self._moving.add(sid)
+        try:
+            async with self._gate:
+                if not self._live(op):
+                    return None
+                await self._pacer.wait()
+                left = await depart(self._config.namespace, sid, src, self._create, to_node=dst)
+            return await left.arrival() if isinstance(left, Departed) else left
+        except Exception as err:
+            log.warning("move: session %s failed", sid, exc_info=True)
+            return Moved(sid, src, None, None, error=type(err).__name__)
+        finally:
+            self._moving.discard(sid)
 
     async def _create(self, session_id: str, node_id: str | None) -> None:
         self._creations.create(session_id, node_id)

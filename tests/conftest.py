@@ -4,11 +4,18 @@
 tests that need it, it never skips them. Without them, embedded PostgreSQL and Valkey are started under
 a temporary folder (`api.localstack`). Migrations run once per session. Per test, `database_url` comes
 with every bridge, simulator and whatsmeow table emptied, and `redis_url` with its database flushed.
+
+Under pytest-xdist (`make test` runs two workers) worker N > 0 takes a database of its own
+(`<name>_gwN`, created on the same server) and Redis database base + N, so workers never empty each
+other's tables. Every run (and every worker) also has a temporary folder of its own as TMPDIR: the
+spools, Ray's session folders and the embedded servers live there, so two runs on one machine never
+sweep each other's spool files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import os
 import shutil
@@ -24,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -34,6 +42,25 @@ from kernel.settings import asyncpg_dsn
 from persistence.migrate import upgrade
 
 T = TypeVar("T")
+
+
+def _worker() -> int:
+    """This xdist worker's number (0 without xdist)."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name.removeprefix("gw") or 0)
+
+
+def _remove_run_tmp(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# Set before anything asks tempfile for its folder (Ray workers and sessions inherit it from here);
+# pytest's own tmp_path folders (screenshots kept as artifacts) stay where they were.
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+_RUN_TMP = tempfile.mkdtemp(prefix=f"wab-{os.environ.get('PYTEST_XDIST_WORKER', 'run')}-")
+os.environ["TMPDIR"] = _RUN_TMP
+tempfile.tempdir = _RUN_TMP
+atexit.register(_remove_run_tmp, _RUN_TMP)
 
 CONNECT_TIMEOUT_S = 10.0
 # Tables that describe the schema rather than hold test data.
@@ -176,8 +203,23 @@ def postgres_server(_servers: ExitStack, _data_dir: Path) -> str:
 
         url = _servers.enter_context(embedded_postgres(_data_dir / "postgres"))
     url = asyncpg_dsn(url)
+    if _worker():
+        url = run_in_thread(lambda: _own_database(url, _worker()))
     upgrade(url)
     return url
+
+
+async def _own_database(url: str, worker: int) -> str:
+    """`url`'s database for xdist worker `worker`: `<name>_gw<worker>` on the same server, created once."""
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_gw{worker}"
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -190,10 +232,19 @@ def redis_server(_servers: ExitStack, _data_dir: Path) -> str:
                 client.ping()
         except Exception as err:
             pytest.fail(f"TEST_REDIS_URL={url} is not reachable: {err!r}", pytrace=False)
-        return url
+        return _own_redis_db(url, _worker())
     from api.localstack import embedded_valkey
 
     return str(_servers.enter_context(embedded_valkey(_data_dir / "valkey")))
+
+
+def _own_redis_db(url: str, worker: int) -> str:
+    """`url` with its database number moved up by `worker` (xdist worker N > 0 uses base + N)."""
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.lstrip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + worker}"))
 
 
 async def _empty_tables(url: str) -> None:
