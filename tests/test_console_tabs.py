@@ -74,8 +74,10 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
     async with stack.client(user) as client:
         sid = await linked(client, 2, phone_a)
         await receive(client, sid, contact, "from A's customer")
-        async with tabs(chromium, stack, user, "settings") as (console,):
+        async with tabs(chromium, stack, user, "settings", "messages") as (console, inbox):
             page = console.page
+            await inbox.page.locator(f'button.chat-item[data-chat="{contact_jid}"]').click()
+            await expect(inbox.page.locator("ol.thread")).to_contain_text("from A's customer")
             assert (await client.post(f"/simulator/sessions/{sid}/unlink")).status_code == 204
             card = page.locator('article[data-slot="2"]')
             keep = f"Scan with {spaced(phone_a)} to keep this number's chats."
@@ -99,6 +101,13 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
             await dialog.get_by_role("tab", name="QR code").click()
             await linked(client, 2, phone_b, sid)
             await expect(dialog).to_be_hidden()
+            # The tab that had A's chat open closes it and says why: nothing can be sent into it from B.
+            await expect(inbox.page.locator(".notice")).to_contain_text(
+                f"{spaced(phone_b)} replaced {spaced(phone_a)} in slot 2", timeout=10_000
+            )
+            await expect(inbox.page.locator(".chat-pane")).to_contain_text("Choose a chat")
+            await expect(inbox.page.locator(f'button.chat-item[data-chat="{contact_jid}"]')).to_have_count(0)
+            inbox.assert_clean()
             await page.goto(stack.base_url + "/#/messages")
             await expect(page.locator("button.chat-item").first).to_be_visible()
             # None of A's conversations shows "via" B.

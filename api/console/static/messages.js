@@ -96,10 +96,12 @@ export function renderMessages(main, { live, route = [] }) {
   }
 
   let loaded = false;
+  const phones = new Map(); // each session's phone as last seen, linked or not
   async function load() {
     const before = sessions;
+    let all;
     try {
-      const all = await api("/sessions");
+      all = await api("/sessions");
       sessions = new Map(all.filter((s) => s.status === "connected").map((s) => [s.id, s]));
       chats = (await api("/inbox/chats?limit=100")).items;
       pageError.textContent = "";
@@ -108,12 +110,22 @@ export function renderMessages(main, { live, route = [] }) {
       return;
     }
     if (loaded) {
+      // Linked again by another phone: the slot started afresh, the old number's chats are gone.
+      for (const now of all) {
+        const was = phones.get(now.id);
+        if (was && now.phone && now.phone !== was) {
+          notice.textContent = `${formatPhone(now.phone)} replaced ${formatPhone(was)} in slot ${now.slot}: ${formatPhone(was)}'s chats were deleted here.`;
+          announce(notice.textContent);
+          if (open && open.sessionId === now.id) closeChat();
+        }
+      }
       for (const [sid, gone] of before) {
         if (sessions.has(sid)) continue;
         const still = all.find((s) => s.id === sid);
         left(gone, still ? "is not connected: its chats are hidden until it is linked again in Settings" : "was removed");
       }
     }
+    for (const s of all) if (s.phone) phones.set(s.id, s.phone);
     if (open && !sessions.has(open.sessionId)) closeChat();
     if (!loaded && route.length === 2 && sessions.has(route[0])) openChat(route[0], route[1], { focus: false });
     loaded = true;
