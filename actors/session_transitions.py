@@ -78,7 +78,9 @@ class Transitions:
         session = self._state
         log.warning("session %s: %s is paired to another session; unlinking", session.session_id, entry.phone)
         # Said before `closing` silences state changes; the next round's `connecting` clears it.
-        session.update(phone=None, display_name=None)  # the row never took this phone
+        # The row never took this phone: it still names the phone last linked here (or none).
+        kept = session.row.view if session.row is not None else None
+        session.update(phone=kept.phone if kept else None, display_name=kept.display_name if kept else None)
         await session.set_state(SessionStatus.DISCONNECTED, Reason.PHONE_IN_USE)
         self._settle_pairing(err)
         session.closing = True  # e.g. the Connected that follows Paired must not show this session up

@@ -231,7 +231,8 @@ def applier(
             case SavePicture(chat_id, picture_id, url, checked_at):
                 await store.people.save_picture(chat_id, picture_id, url, checked_at)
             case StoreHistory(chunk):
-                await store.inbox.apply_history(chunk)
+                for chat in await store.inbox.apply_history(chunk):
+                    await bus.publish("chat", chat_payload(chat.chat_id, chat.unread_count, chat.name))
             case SaveState(status, reason):
                 await store.save_state(status, reason)
             case SaveProfile(phone, name, picture, device_jid):

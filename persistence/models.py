@@ -27,12 +27,16 @@ def _ts(**kw: Any) -> Any:
 
 
 class WhatsAppSession(SQLModel, table=True):
-    """One WhatsApp number of one user. `device_jid` is set once paired and cleared on logout."""
+    """One WhatsApp number of one user. `device_jid` is set once paired and cleared on logout; `phone`
+    stays while unlinked (a re-link by another phone starts the slot afresh)."""
 
     __tablename__ = "whatsapp_session"
     __table_args__ = (
         sa.UniqueConstraint("user_id", "slot", name="uq_session_user_slot"),
-        sa.UniqueConstraint("phone", name="uq_session_phone"),
+        # One linked session per phone; an unlinked one keeps its last phone (to say which to scan).
+        sa.Index(
+            "uq_session_phone", "phone", unique=True, postgresql_where=sa.text("device_jid IS NOT NULL")
+        ),
         sa.CheckConstraint("slot >= 1", name="ck_session_slot_positive"),
         sa.Index("ix_session_user_id", "user_id"),
     )

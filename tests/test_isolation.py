@@ -93,6 +93,7 @@ ROUTES: dict[str, Call] = {
     ),
     # The owner's contact has no picture: the session asked WhatsApp, and there is none.
     "GET /sessions/{id}/chats/{chatId}/picture": Call(owner_gets=frozenset({404})),
+    "GET /sessions/{id}/chats/{chatId}/search": Call(owner_gets=frozenset({422})),  # without ?q=
 }
 # Routes with a path parameter that belong to no user (API key only), and why.
 NOT_A_USERS: dict[str, str] = (

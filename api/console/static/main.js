@@ -19,8 +19,13 @@ function go(screen) {
 }
 
 function current() {
-  const name = location.hash.replace(/^#\//, "");
+  const name = location.hash.replace(/^#\//, "").split("/")[0];
   return SCREENS[name] ? name : null;
+}
+
+// What follows the screen's name in the URL (e.g. the open chat: #/messages/<session>/<chat>).
+function route() {
+  return location.hash.split("/").slice(2).map(decodeURIComponent);
 }
 
 function show() {
@@ -32,8 +37,11 @@ function show() {
     link.setAttribute("aria-current", link.dataset.screen === name ? "page" : "false");
   }
   document.title = `${link_text(name)} · WhatsApp bridge console`;
-  cleanup = SCREENS[name](main, { live, go });
-  main.focus({ preventScroll: true });
+  // Focus moves to the new screen when a control had it (a link, the sign-in button); on a fresh page
+  // it stays at the top, so the first Tab reaches the skip link.
+  const moved = document.activeElement && document.activeElement !== document.body;
+  cleanup = SCREENS[name](main, { live, go, route: route() });
+  if (moved) main.focus({ preventScroll: true });
 }
 
 function link_text(name) {
@@ -75,6 +83,18 @@ signout.addEventListener("click", () => {
   signIn();
 });
 window.addEventListener("hashchange", show);
+// The skip link moves focus without touching the URL (the hash names the screen and the open chat).
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+// A refused key (wrong, or rotated since): sign out and say why, instead of retrying for ever.
+live.on((frame) => {
+  if (frame.type !== "unauthorized" || !credentials()) return;
+  signout.click();
+  const error = main.querySelector(".signin .error");
+  if (error) error.textContent = "The API key was refused: it is wrong or was changed. Enter the current key.";
+});
 
 if (credentials()) {
   showWho();
