@@ -30,7 +30,8 @@ from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool, pending_bytes
 from actors.spool_handover import ensure_keeper, take_over
 from actors.writes import WRITES
-from kernel.domain import Message, Placement, SendResult, SessionView
+from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
+from kernel.message_kinds import OutgoingContent
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,14 @@ class SessionActor:
         await self._core.restart_pairing()
 
     async def send_text(
-        self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
+        self,
+        to: str,
+        text: str,
+        quoted_id: str | None = None,
+        idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult:
-        return await self._core.send_text(to, text, quoted_id, idempotency_key)
+        return await self._core.send_text(to, text, quoted_id, idempotency_key, typing_ms)
 
     async def send_media(
         self,
@@ -171,6 +177,20 @@ class SessionActor:
 
     async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
         return await self._core.send_voice_note(to, data, idempotency_key)
+
+    async def send_content(
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0
+    ) -> SendResult:
+        return await self._core.send_content(to, content, idempotency_key, typing_ms)
+
+    async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
+        return await self._core.check_numbers(phones)
+
+    async def contact(self, contact_id: str) -> ContactInfo:
+        return await self._core.contact(contact_id)
+
+    async def set_blocked(self, contact_id: str, blocked: bool) -> None:
+        await self._core.set_blocked(contact_id, blocked)
 
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
         return self._core.refresh_pictures(stored)

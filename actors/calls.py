@@ -21,8 +21,18 @@ if TYPE_CHECKING:
     from actors.fleet import ProcessInfo
     from actors.pictures import PictureState
     from actors.supervision import Pending, Replayed, Writes
-    from kernel.domain import Message, Placement, SendResult, SessionView
-    from kernel.events import ChatRead, HistoryChunk, MessageEdited, MessageRevoked, Presence, ReactionChanged
+    from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
+    from kernel.events import (
+        CallOffered,
+        ChatRead,
+        HistoryChunk,
+        MessageEdited,
+        MessageRevoked,
+        PollVoted,
+        Presence,
+        ReactionChanged,
+    )
+    from kernel.message_kinds import OutgoingContent
     from kernel.simulated import SentMessage
 
 
@@ -36,7 +46,12 @@ class SessionCalls(Protocol):
     async def pairing_code(self, phone: str) -> str: ...
     async def restart_pairing(self) -> None: ...
     async def send_text(
-        self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
+        self,
+        to: str,
+        text: str,
+        quoted_id: str | None = None,
+        idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult: ...
     async def send_media(
         self,
@@ -50,6 +65,12 @@ class SessionCalls(Protocol):
     async def send_voice_note(
         self, to: str, data: bytes, idempotency_key: str | None = None
     ) -> SendResult: ...
+    async def send_content(
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0
+    ) -> SendResult: ...
+    async def check_numbers(self, phones: list[str]) -> list[NumberCheck]: ...
+    async def contact(self, contact_id: str) -> ContactInfo: ...
+    async def set_blocked(self, contact_id: str, blocked: bool) -> None: ...
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int: ...
     def media(self, chat_id: str, message_id: str) -> MediaStream: ...  # a Ray streaming generator
     async def mark_read(self, chat_id: str) -> None: ...
@@ -94,6 +115,8 @@ class NetworkControls(Protocol):
         picture_ttl_s: float | None = None,
     ) -> None: ...
     async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk: ...
+    async def call(self, from_: str) -> CallOffered: ...
+    async def vote(self, chat_id: str, message_id: str, options: list[str]) -> PollVoted: ...
     async def drop(self, hang_reconnect: bool = False) -> None: ...
     async def unlink(self) -> None: ...
     async def sent(self) -> list[SentMessage]: ...

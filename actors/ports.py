@@ -17,9 +17,14 @@ from typing import Any, Protocol
 
 from kernel.domain import (
     Chat,
+    ContactCard,
+    ContactInfo,
+    Location,
     Message,
     MessageStatus,
     MessageType,
+    NumberCheck,
+    Poll,
     Reaction,
     Reason,
     SendResult,
@@ -113,6 +118,35 @@ class WhatsAppClient(Protocol):
         self, to: str, note: VoiceNote, *, quoted: Message | None = None
     ) -> SendResult: ...
 
+    async def send_location(self, to: str, location: Location) -> SendResult:
+        """A pinned location (latitude, longitude, optionally the place's name and address)."""
+        ...
+
+    async def send_contact(self, to: str, card: ContactCard) -> SendResult:
+        """A contact card (`card.vcard` as built by `kernel.message_kinds.vcard`)."""
+        ...
+
+    async def send_poll(self, to: str, poll: Poll) -> SendResult:
+        """A poll of 2..12 options; `poll.selectable` 1 is a single answer, 0 any number."""
+        ...
+
+    async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
+        """Which of `phones` (E.164 or digits) have a WhatsApp account: one round trip for them all, in
+        the order asked."""
+        ...
+
+    async def contact_info(self, jid: str) -> ContactInfo:
+        """Names, about text, picture id and whether we block the contact `jid` (a user JID)."""
+        ...
+
+    async def set_blocked(self, jid: str, blocked: bool) -> None:
+        """Block (or unblock) the contact `jid` on WhatsApp, as the phone's "Block" does."""
+        ...
+
+    async def reject_call(self, caller: str, call_id: str) -> None:
+        """Decline a call (a `CallOffered`): the caller sees it declined, as when the phone declines."""
+        ...
+
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """An incoming message's decrypted media (from `message.media_ref`), ready to read in chunks.
 
@@ -200,12 +234,15 @@ class LeaseStore(Protocol):
 class InboxStorePort(Protocol):
     """A session's chats and messages (`persistence.inbox_store.InboxStore`)."""
 
-    async def apply_history(self, chunk: HistoryChunk) -> None: ...
+    async def apply_history(self, chunk: HistoryChunk) -> list[ChatRead]: ...
     async def add_message(self, message: Message, *, chat_name: str | None, count_unread: bool) -> bool: ...
     async def apply_receipt(
         self, chat_id: str, message_ids: tuple[str, ...], status: MessageStatus
     ) -> list[Message]: ...
     async def apply_reaction(self, chat_id: str, message_id: str, reaction: Reaction) -> Message | None: ...
+    async def apply_vote(
+        self, chat_id: str, poll_id: str, voter: str, option_hashes: tuple[str, ...], at: datetime
+    ) -> Message | None: ...
     async def apply_edit(
         self, chat_id: str, message_id: str, text: str, edited_at: datetime
     ) -> Message | None: ...
@@ -250,7 +287,7 @@ class SessionStorePort(BeatStore, LeaseStore, Protocol):
         display_name: str | None,
         profile_pic_url: str | None,
         device_jid: str | None,
-    ) -> None: ...
+    ) -> bool: ...
     async def clear_device(self) -> None: ...
     async def set_counters(
         self, *, qr_rounds: int | None = None, connect_failures: int | None = None

@@ -29,6 +29,8 @@ Guarantees (its truth is PostgreSQL plus the named actors that exist, so it can 
   death (`actors.operations`); supervision leaves a session alone while it is being moved.
 - A node Ray is draining (a scale-down, a pod deletion, `ray drain-node`) gets a forced drain of its own,
   once (`actors.node_exits`): its sessions move before it goes, as for a drain the API asked for.
+- The webhook dispatchers (`actors.webhook_actor`) exist and answer: created when missing, replaced when
+  silent, on the same loop discipline.
 - Sessions never depend on the registry: killing it changes nothing for them; restarted by Ray, it
   rebuilds its picture from the named actors and PostgreSQL (orphan grace and pending ages start anew).
 
@@ -66,6 +68,7 @@ from actors.registry_directory import PING_TIMEOUT_S, SessionDirectory, absent_p
 from actors.registry_supervision import CLOSE_TIMEOUT_S, Supervision
 from actors.supervision import Pending, Replayed, Writes
 from actors.tasks import TaskGroup
+from actors.webhook_actor import WebhookSupervision
 from kernel.domain import Placement
 from kernel.errors import SessionNotFound
 
@@ -124,6 +127,9 @@ class SessionRegistry:
         self._tasks.spawn(NodeExits(config.namespace, self._store).run(), "Ray's draining nodes")
         if config.message_retention_days > 0:
             self._tasks.spawn(self._retention_loop(), "message retention")
+        if config.webhooks is not None:
+            supervision = WebhookSupervision(config.webhooks, config.namespace, config.reconcile_interval_s)
+            self._tasks.spawn(supervision.run(), "webhook dispatchers")
 
     def __repr__(self) -> str:
         # Read by Ray once per process, after __init__ (`repr_name` in the dashboard and the GCS actor table).

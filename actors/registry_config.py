@@ -12,6 +12,7 @@ from ray.actor import ActorHandle
 from actors.actor import session_actor_class
 from actors.ports import Stores
 from actors.session_state import SessionConfig
+from actors.webhook_ports import WebhookConfig
 from kernel.ids import actor_name
 
 CAPACITY_RESOURCE = "wa_session"
@@ -34,6 +35,8 @@ class RegistryConfig:
     stall_s: float = 60.0  # a session pending or unreachable longer than this makes /health `degraded`
     # Where the registry's and every session's stores come from (api/wiring.py: persistence's).
     stores: Stores = field(kw_only=True)
+    # The webhook dispatchers the registry keeps alive (`actors.webhook_actor`); None: none.
+    webhooks: WebhookConfig | None = field(default=None, kw_only=True)
 
 
 @functools.cache

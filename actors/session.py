@@ -32,6 +32,7 @@ from typing import Any
 from actors.bus import EventBus
 from actors.calls import control_names
 from actors.downloads import MediaStream, stream_media
+from actors.incoming_calls import IncomingCalls
 from actors.pictures import PictureState
 from actors.ports import SessionStorePort as Store
 from actors.session_boot import Lifecycle
@@ -42,9 +43,10 @@ from actors.session_state import STORED_WAIT_S, ClientFactory, SessionConfig, Se
 from actors.session_transitions import Transitions
 from actors.spool import Spool
 from actors.writes import SaveCounters
-from kernel.domain import Message, SendResult, SessionStatus, SessionView
+from kernel.domain import ContactInfo, Message, NumberCheck, SendResult, SessionStatus, SessionView
 from kernel.errors import AlreadyConnected, InvalidInput, SessionUnavailable
 from kernel.ids import to_jid
+from kernel.message_kinds import OutgoingContent
 from kernel.text_rules import MAX_TEXT
 
 __all__ = ["MAX_TEXT", "ClientFactory", "SessionConfig", "SessionCore"]
@@ -87,8 +89,8 @@ class SessionCore:
             take_over=take_over,
         )
         self._contacts = Contacts(self._state)
-        self._transitions = Transitions(self._state, self._contacts)
         self._sends = Sends(self._state, self._contacts)
+        self._transitions = Transitions(self._state, self._contacts, IncomingCalls(self._state, self._sends))
         self._inbox = Inbox(self._state, self._contacts)
         self._lifecycle = Lifecycle(self._state, self._transitions, self._sends)
 
@@ -166,9 +168,14 @@ class SessionCore:
         raise SessionUnavailable("A new pairing round is starting; retry shortly", retry_after=2)
 
     async def send_text(
-        self, to: str, text: str, quoted_id: str | None = None, idempotency_key: str | None = None
+        self,
+        to: str,
+        text: str,
+        quoted_id: str | None = None,
+        idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult:
-        return await self._sends.send_text(to, text, quoted_id, idempotency_key)
+        return await self._sends.send_text(to, text, quoted_id, idempotency_key, typing_ms)
 
     async def send_media(
         self,
@@ -186,6 +193,21 @@ class SessionCore:
 
     async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
         return await self._sends.send_voice_note(to, data, idempotency_key)
+
+    async def send_content(
+        self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0
+    ) -> SendResult:
+        return await self._sends.send_content(to, content, idempotency_key, typing_ms)
+
+    async def check_numbers(self, phones: list[str]) -> list[NumberCheck]:
+        await self._state.wait_ready()
+        return await self._sends.reach.check(phones)
+
+    async def contact(self, contact_id: str) -> ContactInfo:
+        return await self._contacts.contact(contact_id)
+
+    async def set_blocked(self, contact_id: str, blocked: bool) -> None:
+        await self._contacts.set_blocked(contact_id, blocked)
 
     def media(self, chat_id: str, message_id: str) -> MediaStream:
         """The message's media: its head, then its bytes in chunks (see `actors.downloads`)."""

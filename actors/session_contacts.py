@@ -29,8 +29,9 @@ from actors.pictures import OWN_UNKNOWN, PictureState, own_picture
 from actors.ports import PictureInfo
 from actors.session_state import SessionState
 from actors.writes import SaveContactName, SaveIdentityLink, SavePicture, SaveProfile
-from kernel.domain import Message
+from kernel.domain import ContactInfo, Message
 from kernel.errors import (
+    ChatNotFound,
     MediaNotAvailable,
     PictureNotAvailable,
     ServiceUnavailable,
@@ -211,6 +212,25 @@ class Contacts:
         view = self._state.view
         state = own_picture(view.profile_pic_url if view else None)
         self._state.tasks.spawn(self._refresh_picture(own, state), "own picture")
+
+    async def contact(self, contact_id: str) -> ContactInfo:
+        """What WhatsApp tells about a contact, and whether the inbox has a chat with them."""
+        session = self._state
+        await session.wait_ready()
+        await self.ensure_links()
+        jid = self.canon(to_jid(contact_id))
+        info = await session.timed(session.client_if_connected().contact_info(jid))
+        try:
+            await session.store.people.picture(jid)
+        except ChatNotFound:
+            return info
+        return replace(info, in_inbox=True)
+
+    async def set_blocked(self, contact_id: str, blocked: bool) -> None:
+        session = self._state
+        await session.wait_ready()
+        jid = self.canon(to_jid(contact_id))
+        await session.timed(session.client_if_connected().set_blocked(jid, blocked))
 
     async def chat_picture(self, chat_id: str) -> tuple[bytes, str]:
         """The picture of a chat (or of our own number): its bytes and mimetype. 404 when the chat is

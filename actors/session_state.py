@@ -69,6 +69,11 @@ class SessionConfig:
     close_drain_s: float = CLOSE_DRAIN_S  # how long a graceful stop waits for the journal to drain
     heartbeat_s: float = HEARTBEAT_S  # how often the process renews its heartbeat (actors.heartbeat)
     lease_s: float = LEASE_S  # how long a lease lasts without renewal (actors.lease)
+    # The number's outbound pace (actors.pace): sends per minute and burst; 0 turns it off.
+    send_per_minute: int = 30
+    send_burst: int = 10
+    reject_calls: bool = False  # REJECT_CALLS: decline every call (actors.incoming_calls)
+    reject_calls_message: str = ""  # REJECT_CALLS_MESSAGE: then answer the caller with this text
 
 
 ClientFactory = Callable[[ClientOptions], WhatsAppClient]

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from actors.incoming_calls import IncomingCalls
 from actors.presence import PresenceGate
 from actors.session_contacts import Contacts
 from actors.session_state import PAIRING_SETTLE_S, STORED_WAIT_S, SessionState
@@ -26,9 +27,11 @@ from actors.writes import (
     StoreReaction,
     StoreReceipt,
     StoreRevoke,
+    StoreVote,
 )
 from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
 from kernel.events import (
+    CallOffered,
     ChatRead,
     ClientEvent,
     Connected,
@@ -43,6 +46,7 @@ from kernel.events import (
     Paired,
     PairingCode,
     PictureChanged,
+    PollVoted,
     Presence,
     QrCode,
     ReactionChanged,
@@ -56,9 +60,10 @@ log = logging.getLogger(__name__)
 class Transitions:
     """What each WhatsApp event does to the session, and the watchdogs that end a stalled step."""
 
-    def __init__(self, state: SessionState, contacts: Contacts) -> None:
+    def __init__(self, state: SessionState, contacts: Contacts, calls: IncomingCalls) -> None:
         self._state = state
         self._contacts = contacts
+        self._calls = calls
         self._watchdog: asyncio.Task[Any] | None = None
         self._pairing: asyncio.Future[str] | None = None  # a simulated scan waiting for its outcome
         self._presence = PresenceGate(self._publish_presence, state.tasks)  # contacts' typing/online
@@ -73,7 +78,9 @@ class Transitions:
         session = self._state
         log.warning("session %s: %s is paired to another session; unlinking", session.session_id, entry.phone)
         # Said before `closing` silences state changes; the next round's `connecting` clears it.
-        session.update(phone=None, display_name=None)  # the row never took this phone
+        # The row never took this phone: it still names the phone last linked here (or none).
+        kept = session.row.view if session.row is not None else None
+        session.update(phone=kept.phone if kept else None, display_name=kept.display_name if kept else None)
         await session.set_state(SessionStatus.DISCONNECTED, Reason.PHONE_IN_USE)
         self._settle_pairing(err)
         session.closing = True  # e.g. the Connected that follows Paired must not show this session up
@@ -180,6 +187,10 @@ class Transitions:
                 session.write(StoreChatRead(chat_id, up_to))
             case Presence(chat_id, state, last_seen):
                 await self._presence.offer(chat_id, state, last_seen)
+            case CallOffered():
+                self._calls.offered(event)
+            case PollVoted(chat_id, poll_id, voter, hashes, at):
+                session.write(StoreVote(chat_id, poll_id, contacts.canon(voter), hashes, at))
 
     async def _publish_presence(self, chat_id: str, state: str, last_seen: datetime | None) -> None:
         await self._state.bus.publish("presence", presence_payload(chat_id, state, last_seen))

@@ -139,8 +139,18 @@ class DropSendRecord:
     key: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoreVote:
+    chat_id: str
+    poll_id: str
+    voter: str
+    option_hashes: tuple[str, ...]
+    at: datetime
+
+
 Write = (
-    StoreMessage
+    StoreVote
+    | StoreMessage
     | StoreReceipt
     | StoreReaction
     | StoreEdit
@@ -200,6 +210,9 @@ def applier(
             case StoreReaction(chat_id, message_id, reaction):
                 if (reacted := await store.inbox.apply_reaction(chat_id, message_id, reaction)) is not None:
                     await bus.publish("message_update", update_payload(reacted, "reaction"))
+            case StoreVote(chat_id, poll_id, voter, hashes, at):
+                if (voted := await store.inbox.apply_vote(chat_id, poll_id, voter, hashes, at)) is not None:
+                    await bus.publish("message_update", update_payload(voted, "vote"))
             case StoreEdit(chat_id, message_id, text, edited_at):
                 if (edited := await store.inbox.apply_edit(chat_id, message_id, text, edited_at)) is not None:
                     await bus.publish("message_update", update_payload(edited, "edit"))
@@ -218,7 +231,8 @@ def applier(
             case SavePicture(chat_id, picture_id, url, checked_at):
                 await store.people.save_picture(chat_id, picture_id, url, checked_at)
             case StoreHistory(chunk):
-                await store.inbox.apply_history(chunk)
+                for chat in await store.inbox.apply_history(chunk):
+                    await bus.publish("chat", chat_payload(chat.chat_id, chat.unread_count, chat.name))
             case SaveState(status, reason):
                 await store.save_state(status, reason)
             case SaveProfile(phone, name, picture, device_jid):

@@ -281,7 +281,11 @@ async def _pending(request: Request) -> PendingOut | None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The bridge's HTTP application; its lifespan opens the database engine and the Redis client."""
+    """The bridge's HTTP application; its lifespan opens the database engine and the Redis client.
+
+    RuntimeError without an admin key: WebSocket tokens and user keys' hashes derive from it, and an
+    empty secret would let anyone sign a token."""
+    settings.api_key()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

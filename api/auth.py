@@ -22,7 +22,8 @@ _TOKEN_KEY_LABEL = b"whatsapp-bridge/ws-token/v1"
 
 def api_key_matches(settings: Settings, provided: str | None) -> bool:
     """True if `provided` is the configured key. No key configured: nothing matches (fail closed)."""
-    if not provided or settings.whatsapp_bridge_api_key is None:
+    key = settings.whatsapp_bridge_api_key
+    if not provided or key is None or not key.get_secret_value():
         return False
     return hmac.compare_digest(provided.encode(), settings.api_key().encode())
 
@@ -44,7 +45,9 @@ class WsTokens:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WsTokens:
-        secret = settings.api_key().encode() if settings.whatsapp_bridge_api_key else b""
+        """Tokens signed with a key derived from the admin key; RuntimeError when there is none (never an
+        empty secret anyone could sign with)."""
+        secret = settings.api_key().encode()
         return cls(hmac.new(secret, _TOKEN_KEY_LABEL, hashlib.sha256).digest(), settings.ws_token_ttl_s)
 
     def _sign(self, payload: str) -> str:

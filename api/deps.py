@@ -9,15 +9,18 @@ from fastapi import Depends, Header, Path, Security
 from fastapi.security import APIKeyHeader
 from starlette.requests import HTTPConnection
 
-from api.auth import api_key_matches
 from api.handles import ActorUnreachable
 from api.resources import ApiResources
-from kernel.errors import InvalidInput, MissingUserId, SessionNotFound, Unauthorized
+from api.user_keys import Caller
+from kernel.errors import AdminOnly, InvalidInput, MissingUserId, SessionNotFound, UserMismatch
 
 MAX_USER_ID = 128
 
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="WHATSAPP_BRIDGE_API_KEY", scheme_name="ApiKey"
+    name="X-API-Key",
+    auto_error=False,
+    description="WHATSAPP_BRIDGE_API_KEY (the admin key), or a user's own key from POST /users/{userId}/keys",
+    scheme_name="ApiKey",
 )
 
 
@@ -30,10 +33,24 @@ async def resources(conn: HTTPConnection) -> ApiResources:
 Resources = Annotated[ApiResources, Depends(resources)]
 
 
-async def require_api_key(res: Resources, key: Annotated[str | None, Security(api_key_header)]) -> None:
-    """401 unless X-API-Key is the configured key (compared in constant time)."""
-    if not api_key_matches(res.settings, key):
-        raise Unauthorized()
+async def caller(res: Resources, key: Annotated[str | None, Security(api_key_header)]) -> Caller:
+    """Who X-API-Key says is calling (the admin, or a user by their own key); 401 for anything else.
+
+    FastAPI resolves it once per request, however many dependencies ask for it."""
+    return await res.keys.identify(key)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+async def require_api_key(found: CallerDep) -> None:
+    """401 unless X-API-Key is the admin key or a user's key (compared in constant time)."""
+
+
+async def require_admin(found: CallerDep) -> None:
+    """401 without a valid key; 403 `admin_only` for a user's key."""
+    if not found.admin:
+        raise AdminOnly()
 
 
 def check_user_id(value: str | None) -> str:
@@ -46,11 +63,26 @@ def check_user_id(value: str | None) -> str:
 
 
 async def user_id(
+    found: CallerDep,
     x_user_id: Annotated[
-        str | None, Header(alias="X-User-Id", description="The web inbox user making the request")
+        str | None,
+        Header(
+            alias="X-User-Id",
+            description="The web inbox user making the request (optional with a user's own key)",
+        ),
     ] = None,
 ) -> str:
-    return check_user_id(x_user_id)
+    """The admin key's X-User-Id, or a user key's own user (403 `user_mismatch` if X-User-Id differs)."""
+    return acting_user(found, x_user_id)
+
+
+def acting_user(found: Caller, x_user_id: str | None) -> str:
+    """The user a request acts for, given its caller and its X-User-Id header."""
+    if found.user_id is None:
+        return check_user_id(x_user_id)
+    if x_user_id is not None and x_user_id != found.user_id:
+        raise UserMismatch()
+    return found.user_id
 
 
 UserId = Annotated[str, Depends(user_id)]

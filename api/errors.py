@@ -43,12 +43,23 @@ _DESCRIPTIONS = {
         "Bad request (`missing_user_id`, `max_sessions_reached`, `invalid_slot`;"
         " `bad_request`: a body that cannot be decoded)"
     ),
-    401: "Missing or wrong X-API-Key (`unauthorized`)",
+    401: "Missing or wrong X-API-Key, or a revoked user key (`unauthorized`)",
+    403: (
+        "A user key on another user's X-User-Id (`user_mismatch`) or on an admin route (`admin_only`);"
+        " WhatsApp restricts this number, e.g. its reach-out time lock (`whatsapp_restricted`)"
+    ),
     404: "No such session for this user, or no such message (`session_not_found`, `message_not_found`)",
     409: "Conflict with the session's state (`slot_taken`, `phone_already_paired`, `session_not_connected`)",
     413: "Upload larger than MAX_MEDIA_BYTES (`media_too_large`)",
     415: "File that cannot be sent (`unsupported_audio`, `unsupported_media`)",
-    422: "Invalid input (`invalid_request`, `invalid_recipient`, `invalid_phone`, `idempotency_key_reused`)",
+    422: (
+        "Invalid input (`invalid_request`, `invalid_recipient`, `invalid_phone`, `not_on_whatsapp`,"
+        " `idempotency_key_reused`)"
+    ),
+    429: (
+        "Too fast (`send_rate_limited`: the number's own pace; `whatsapp_rate_limited`: WhatsApp's;"
+        " `rate_limited`); see Retry-After. Nothing was sent or queued"
+    ),
     502: "WhatsApp refused or failed the operation (`send_failed`, `client_error`)",
     503: "The session's actor is (re)starting or a backing service is down; see Retry-After",
     504: "A send's outcome is unknown (`send_outcome_unknown`): retry with the same Idempotency-Key",

@@ -34,9 +34,10 @@ from api.media_stream import MediaDownload
 from api.metrics import Metrics
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe, ray_unavailable
 from api.unavailable import ActorUnreachable as ActorUnreachable
-from kernel.domain import Message, Placement, SendResult, SessionView
+from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
 from kernel.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
 from kernel.ids import actor_name
+from kernel.message_kinds import OutgoingContent
 
 if TYPE_CHECKING:
     from actors.calls import NetworkControls
@@ -105,9 +106,10 @@ class SessionActors:
         quoted_id: str | None = None,
         *,
         idempotency_key: str | None,
+        typing_ms: int = 0,
     ) -> SendResult:
         send = self._on(session_id, SessionCalls.send_text, timeout_s=self._send_timeout_s, sends=True)
-        return await send(to, text, quoted_id, idempotency_key=idempotency_key)
+        return await send(to, text, quoted_id, idempotency_key=idempotency_key, typing_ms=typing_ms)
 
     async def send_media(
         self,
@@ -130,6 +132,30 @@ class SessionActors:
             session_id, SessionCalls.send_voice_note, timeout_s=self._media_send_timeout_s, sends=True
         )
         return await send(to, data, idempotency_key=idempotency_key)
+
+    async def send_content(
+        self,
+        session_id: str,
+        to: str,
+        content: OutgoingContent,
+        *,
+        idempotency_key: str | None,
+        typing_ms: int = 0,
+    ) -> SendResult:
+        """A location, a contact card or a poll."""
+        send = self._on(session_id, SessionCalls.send_content, timeout_s=self._send_timeout_s, sends=True)
+        return await send(to, content, idempotency_key=idempotency_key, typing_ms=typing_ms)
+
+    async def check_numbers(self, session_id: str, phones: list[str]) -> list[NumberCheck]:
+        """Which of `phones` are on WhatsApp (one round trip)."""
+        return await self._on(session_id, SessionCalls.check_numbers, timeout_s=self._send_timeout_s)(phones)
+
+    async def contact(self, session_id: str, contact_id: str) -> ContactInfo:
+        return await self._on(session_id, SessionCalls.contact, timeout_s=self._send_timeout_s)(contact_id)
+
+    async def set_blocked(self, session_id: str, contact_id: str, blocked: bool) -> None:
+        block = self._on(session_id, SessionCalls.set_blocked, timeout_s=self._send_timeout_s)
+        await block(contact_id, blocked)
 
     async def media(self, session_id: str, chat_id: str, message_id: str) -> MediaDownload:
         """The message's media as a stream (`api.media_stream`): its head now, failures as from any call."""

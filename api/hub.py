@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from actors.tasks import TaskGroup
 from api.database import Database
+from api.hub_announce import Announcer
 from api.hub_fanout import Fanout
 from api.hub_polling import POLL_INTERVAL_S, StatusPolling
 from api.hub_reader import LogReader
@@ -63,6 +64,13 @@ class EventHub:
         self._log = LogReader(redis_url, self._fanout, self._resolver, metrics)
         self._polling = StatusPolling(db, self._fanout, self._log, poll_interval_s)
         self._tasks = TaskGroup("event hub")
+        self._announcer: Announcer | None = None
+
+    async def session_deleted(self, user_id: str, session_id: str) -> None:
+        """Tell the user's open clients, through every API process, that the session is gone."""
+        if self._announcer is None:
+            self._announcer = Announcer(self._log.query_client())
+        await self._announcer.session_deleted(user_id, session_id)
 
     def start(self) -> None:
         self._tasks.spawn(self._log.run(), "event log reader")

@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from api import eventlog
+from api.hub_announce import routed
 from api.hub_fanout import Fanout
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
@@ -106,12 +107,15 @@ class LogReader:
                     self._query_client(), cursor, sub.start
                 ):
                     entry = self._decoded(entry_id, fields)
-                    if entry is None or entry.session_id not in allowed or copies.is_copy(entry):
+                    if entry is None:
                         continue
-                    if self._duplicates.is_known_copy(entry.id):
+                    owner, payload = routed(entry.kind, entry.payload)
+                    announced = owner == sub.user_id and sub.wants(entry.session_id)
+                    mine = entry.session_id in allowed or announced
+                    if not mine or copies.is_copy(entry) or self._duplicates.is_known_copy(entry.id):
                         continue
                     frame_type = FRAME_TYPES[entry.kind]
-                    frames.append(frame_text(frame_type, entry.session_id, entry.payload, cursor=entry.id))
+                    frames.append(frame_text(frame_type, entry.session_id, payload, cursor=entry.id))
         except (RedisError, OSError) as err:
             log.info("cannot replay events for user %s (%s)", sub.user_id, type(err).__name__)
             reason = "unavailable"
@@ -130,6 +134,10 @@ class LogReader:
             health_check_interval=5,
             retry=Retry(NoBackoff(), 0),
         )
+
+    def query_client(self) -> Redis:
+        """The connection for queries (and the API's own events), opened on first use."""
+        return self._query_client()
 
     def _query_client(self) -> Redis:
         if self._queries is None:
@@ -206,9 +214,10 @@ class LogReader:
                 continue
             frame_type = FRAME_TYPES[entry.kind]
             self._metrics.events.labels(type=frame_type).inc()
-            owner = owners.get(entry.session_id)
+            announced_to, payload = routed(entry.kind, entry.payload)
+            owner = announced_to or owners.get(entry.session_id)
             if owner is not None:
-                self._fanout.deliver_entry(owner, frame_type, entry.session_id, entry.payload, entry.id)
+                self._fanout.deliver_entry(owner, frame_type, entry.session_id, payload, entry.id)
 
     def _decoded(self, entry_id: bytes, fields: dict[bytes, bytes]) -> eventlog.Entry | None:
         try:

@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.webhook_metrics import WebhookFigures
+
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -78,9 +80,15 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.refreshed = Gauge(
+            "wab_metrics_refreshed_timestamp_seconds",
+            "When this process last read the database's figures (sessions by status); a scrape never does",
+            registry=r,
+        )
         self.ws_resyncs = Counter(
             "wab_ws_resyncs", "WebSocket resumes answered with `resync`", ["reason"], registry=r
         )
+        self.webhooks = WebhookFigures(r)
 
 
 def _route_template(scope: Scope) -> str:

@@ -3,7 +3,8 @@
 Redacted: the values of secrets the process knows (API key, database and Redis passwords), the value of
 any `token=`-like query parameter (browsers put the WebSocket token there, and uvicorn logs the path of
 every WebSocket it accepts), the password of any `scheme://user:password@host` URL, and the value of an
-`X-API-Key` or `Authorization` header. The whole formatted line is redacted, tracebacks included, so a
+`X-API-Key` or `Authorization` header, and anything shaped like a user's own key (`wab_<id>_<secret>`:
+its secret part). The whole formatted line is redacted, tracebacks included, so a
 secret inside an exception message is caught too.
 """
 
@@ -27,6 +28,9 @@ _HEADER_SECRET = re.compile(
     r"(?P<key>\b(?:x-api-key|authorization)['\"]?\s*[:=]\s*['\"]?(?:bearer\s+)?)[^\s'\",}]+", re.IGNORECASE
 )
 
+# A user's own key (api.user_keys): the id may show, the secret never.
+_USER_KEY = re.compile(r"(?P<head>\bwab_[0-9a-f]{16}_)[A-Za-z0-9_-]+")
+
 
 def url_password(url: str | None) -> str | None:
     """The password in `url` (as written and percent-decoded are both secrets), or None."""
@@ -45,6 +49,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         text = text.replace(secret, REDACTED)
     text = _QUERY_SECRET.sub(rf"\g<key>{REDACTED}", text)
     text = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}", text)
+    text = _USER_KEY.sub(rf"\g<head>{REDACTED}", text)
     return _HEADER_SECRET.sub(rf"\g<key>{REDACTED}", text)
 
 

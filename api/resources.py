@@ -16,7 +16,9 @@ from api.database import Database
 from api.handles import SessionActors
 from api.hub import EventHub
 from api.metrics import Metrics
+from api.metrics_refresh import MetricsRefresher
 from api.owners import SessionOwners
+from api.user_keys import UserKeys
 from kernel.settings import Settings
 
 
@@ -29,6 +31,7 @@ class ApiResources:
     hub: EventHub
     tokens: WsTokens
     metrics: Metrics
+    keys: UserKeys
 
 
 @asynccontextmanager
@@ -42,10 +45,15 @@ async def open_resources(
     owners = SessionOwners(db)
     actors = SessionActors(settings.ray_namespace, metrics)
     hub = EventHub(settings.redis_url, db, owners, metrics)
-    resources = ApiResources(settings, db, owners, actors, hub, WsTokens.from_settings(settings), metrics)
+    tokens = WsTokens.from_settings(settings)
+    keys = UserKeys.create(settings, db)
+    resources = ApiResources(settings, db, owners, actors, hub, tokens, metrics, keys)
+    refresher = MetricsRefresher(db, actors, metrics, settings.metrics_refresh_s)
     hub.start()
+    refresher.start()
     try:
         yield resources
     finally:
+        await refresher.stop()
         await hub.stop()
         await actors.close()

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from api import eventlog
 from kernel.domain import SessionStatus, SessionView
+from kernel.event_frames import FRAME_TYPES, frame_text
 from kernel.wire import JSON, qr_payload
 
-# Frame type of each event kind (`wa:msg:{id}` → `message`); an entry of another kind is skipped.
-FRAME_TYPES = {
-    "msg": "message",
-    **{kind: kind for kind in ("qr", "status", "chat", "message_update", "presence")},
-}
+__all__ = ["FRAME_TYPES", "frame_text"]
+
 QUEUE_FRAMES = 256
 # WebSocket close codes.
 NORMAL_CLOSURE, GOING_AWAY, TRY_AGAIN_LATER = 1000, 1001, 1013
-
-
-def frame_text(frame_type: str, session_id: str | None, payload: JSON, *, cursor: str) -> str:
-    """A WebSocket frame: `{type, sessionId, **payload, cursor}`."""
-    frame = {"type": frame_type, "sessionId": session_id, **payload, "cursor": cursor}
-    return json.dumps(frame, separators=(",", ":"))
 
 
 class Subscriber:

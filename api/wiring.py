@@ -14,6 +14,7 @@ from ray.actor import ActorHandle
 from actors.registry import start_registry
 from actors.registry_config import RegistryConfig
 from actors.session_state import SessionConfig
+from actors.webhook_ports import WebhookConfig
 from kernel.settings import Settings, asyncpg_dsn
 from persistence.migrate import auth_dsn, sim_dsn
 from persistence.stores import PostgresStores
@@ -47,6 +48,10 @@ def registry_config(settings: Settings) -> RegistryConfig:
         events_retained=settings.event_stream_retained,
         heartbeat_s=settings.session_heartbeat_s,
         lease_s=settings.session_lease_s,
+        send_per_minute=settings.send_per_minute,
+        send_burst=settings.send_burst,
+        reject_calls=settings.reject_calls,
+        reject_calls_message=settings.reject_calls_message.strip(),
     )
     return RegistryConfig(
         database_dsn=dsn,
@@ -57,5 +62,23 @@ def registry_config(settings: Settings) -> RegistryConfig:
         orphan_grace_s=settings.orphan_grace_s,
         message_retention_days=settings.message_retention_days,
         retention_interval_s=settings.retention_interval_s,
+        stores=PostgresStores(),
+        webhooks=webhook_config(settings, dsn),
+    )
+
+
+def webhook_config(settings: Settings, dsn: str) -> WebhookConfig:
+    """The webhook dispatchers' configuration (the registry creates and supervises them)."""
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL must be resolved before starting the webhook dispatchers")
+    return WebhookConfig(
+        database_dsn=dsn,
+        redis_url=settings.redis_url,
+        dispatchers=settings.webhook_dispatchers,
+        allow_private=settings.webhook_allow_private_urls,
+        backoff_max_s=settings.webhook_backoff_max_s,
+        retry_for_s=settings.webhook_retry_for_s,
+        timeout_s=settings.webhook_timeout_s,
+        retention_days=settings.webhook_retention_days,
         stores=PostgresStores(),
     )

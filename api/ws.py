@@ -1,12 +1,13 @@
 """The `/ws` WebSocket: who may connect, the snapshot on open, the frames missed, then live frames.
 
-Authentication: `X-API-Key` + `X-User-Id` headers (servers), or `?token=` from POST /ws-token
-(browsers cannot set headers). A refused client is accepted and closed at once with 1008 (policy
-violation) and a reason, so that a browser sees why. A socket opened with a token is closed with 1008
-"token expired" when its token expires, and gets no frame after that: the token is the only proof that
-its user is still allowed in, so a socket cannot outlive it. The client reconnects with a fresh token
-and its last cursor, and misses nothing. A client too slow for its queue is closed with 1013 (try again
-later); it reconnects with its last cursor.
+Authentication: `X-API-Key` + `X-User-Id` headers (servers; a user's own key needs no `X-User-Id`), or
+`?token=` from POST /ws-token (browsers cannot set headers). A refused client is accepted and closed at
+once with 1008 (policy violation) and a reason, so that a browser sees why. A socket opened with a token
+is closed with 1008 "token expired" when its token expires (one opened with a user's own key after
+WS_TOKEN_TTL_S), and gets no frame after that: the token is the only proof that its user is still
+allowed in, so a socket cannot outlive it. The client reconnects with a fresh token (or its key, checked
+again) and its last cursor, and misses nothing. A client too slow for its queue is closed
+with 1013 (try again later); it reconnects with its last cursor.
 
 Every frame carries a `cursor`. `?cursor=<the last one received>` resumes: after the snapshot come the
 frames of the user's sessions logged after that cursor, once, in order, then live ones, with no gap and
@@ -30,13 +31,12 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from api.auth import api_key_matches
-from api.deps import check_user_id
+from api.deps import acting_user
 from api.errors import error_response
 from api.hub import TRY_AGAIN_LATER, Subscriber
 from api.resources import ApiResources
 from api.unavailable import RETRY_AFTER_S, as_wa_error, describe
-from kernel.errors import ServiceUnavailable, WaError
+from kernel.errors import BadRequest, Forbidden, InvalidInput, ServiceUnavailable, Unauthorized
 from persistence import reads
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,19 @@ POLICY_VIOLATION = 1008
 SEND_TIMEOUT_S = 10.0
 
 
-def authenticate(ws: WebSocket, res: ApiResources) -> tuple[str, float | None] | None:
-    """The user this socket acts for and when its token expires (None with headers), or None when it
-    presents no valid credentials."""
+async def authenticate(ws: WebSocket, res: ApiResources) -> tuple[str, float | None] | None:
+    """The user this socket acts for and when its credentials expire (None with the admin key), or None
+    when it presents no valid credentials. A user's own key acts as its user (X-User-Id optional, and
+    refused when it names another user); its socket lasts WS_TOKEN_TTL_S, as a token's does, so that a
+    revoked key's socket ends within that time (the reconnect checks the key again)."""
     token = ws.query_params.get("token")
     if token is not None:
         return res.tokens.check(token)
-    if not api_key_matches(res.settings, ws.headers.get("x-api-key")):
-        return None
     try:
-        return check_user_id(ws.headers.get("x-user-id")), None
-    except WaError:
+        found = await res.keys.identify(ws.headers.get("x-api-key"))
+        expires_at = None if found.admin else time.time() + res.settings.ws_token_ttl_s
+        return acting_user(found, ws.headers.get("x-user-id")), expires_at
+    except (Unauthorized, BadRequest, InvalidInput, Forbidden):
         return None
 
 
@@ -82,7 +84,11 @@ async def _unavailable(ws: WebSocket, err: Exception) -> None:
 
 
 async def serve(ws: WebSocket, res: ApiResources) -> None:
-    found = authenticate(ws, res)
+    try:
+        found = await authenticate(ws, res)
+    except Exception as err:  # the database could not say whether a user's key is valid
+        await _unavailable(ws, err)
+        return
     if found is None:
         await _refuse(ws, "invalid credentials or expired token")
         return

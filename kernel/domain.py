@@ -38,6 +38,9 @@ class Reason(StrEnum):
     BANNED = "banned"  # temporary ban
     OUTDATED = "outdated"  # WhatsApp refused this client version
     PHONE_IN_USE = "phone_in_use"  # the phone scanned is linked to another session; a new round follows
+    # Still connected, but WhatsApp refused a message with its reach-out time lock (463): the number may
+    # not start new chats for a while. Cleared when the session connects again.
+    RESTRICTED = "restricted"
     ERROR = "error"  # anything else
 
 
@@ -120,10 +123,20 @@ class ContactCard:
 
 
 @dataclass(frozen=True, slots=True)
+class PollVote:
+    """One voter's current choice in a poll (an empty `options`: they took their vote back)."""
+
+    voter: str
+    options: tuple[str, ...]
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Poll:
     question: str
     options: tuple[str, ...]
     selectable: int = 1  # how many options a voter may pick (0: any number)
+    votes: tuple[PollVote, ...] = ()  # one per voter, their latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +192,28 @@ class SendResult:
     timestamp: datetime
     # For media: what the adapter needs to download the uploaded file again (our own copy in the inbox).
     media_ref: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NumberCheck:
+    """Whether a phone number has a WhatsApp account, and its JID when it has one."""
+
+    phone: str  # E.164
+    on_whatsapp: bool
+    jid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactInfo:
+    """What WhatsApp tells a number about one of its contacts."""
+
+    jid: str
+    name: str | None  # the phone's address book
+    push_name: str | None  # the name the contact gave themself
+    about: str | None  # their "about" text, when they share it
+    blocked: bool
+    picture_id: str | None = None  # WhatsApp's id of their current picture (None: none, or hidden)
+    in_inbox: bool = False  # the number has a chat with them (its picture route serves the picture)
 
 
 @dataclass(frozen=True, slots=True)

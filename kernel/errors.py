@@ -59,6 +59,22 @@ class Unauthorized(WaError):
     default_message = "Missing or invalid API key"
 
 
+class Forbidden(WaError):
+    code = "forbidden"
+    http_status = 403
+    default_message = "This key may not do that"
+
+
+class UserMismatch(Forbidden):
+    code = "user_mismatch"
+    default_message = "This key belongs to another user than X-User-Id names"
+
+
+class AdminOnly(Forbidden):
+    code = "admin_only"
+    default_message = "Only the admin key (WHATSAPP_BRIDGE_API_KEY) may do this"
+
+
 class NotFound(WaError):
     code = "not_found"
     http_status = 404
@@ -68,6 +84,11 @@ class NotFound(WaError):
 class SessionNotFound(NotFound):
     code = "session_not_found"
     default_message = "No such session"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+    default_message = "No such key for this user"
 
 
 class MessageNotFound(NotFound):
@@ -94,6 +115,11 @@ class Conflict(WaError):
     code = "conflict"
     http_status = 409
     default_message = "Conflict"
+
+
+class TooManyKeys(Conflict):
+    code = "too_many_keys"
+    default_message = "This user has as many keys as allowed; revoke one first"
 
 
 class SlotTaken(Conflict):
@@ -191,6 +217,33 @@ class SendFailed(WaError):
     code = "send_failed"
     http_status = 502
     default_message = "WhatsApp did not accept the message"
+
+
+class SendRateLimited(RateLimited):
+    """The number's own outbound pace (SEND_PER_MINUTE, SEND_BURST) is used up: nothing was sent."""
+
+    code = "send_rate_limited"
+    default_message = "This number is sending faster than its pace allows; retry after Retry-After seconds"
+
+
+class WhatsAppRateLimited(RateLimited):
+    """WhatsApp refused the send as too many too fast (its `rate-overlimit`, 429); the session stays up."""
+
+    code = "whatsapp_rate_limited"
+    default_message = "WhatsApp refused the message: this number is sending too fast"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.data.get("retry_after", 60))
+
+
+class WhatsAppRestricted(WaError):
+    """WhatsApp refused the send because the number is restricted (the 463 reach-out time lock on new
+    contacts, a spam restriction); the session stays connected and can still write to known chats."""
+
+    code = "whatsapp_restricted"
+    http_status = 403
+    default_message = "WhatsApp refused the message: this number is restricted from writing to new contacts"
 
 
 class IdempotencyKeyReused(InvalidInput):

@@ -161,6 +161,29 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class PollVoted:
+    """Someone voted in a poll of the chat: `option_hashes` are the SHA-256 (hex) of the options they
+    picked, as WhatsApp sends them (none: they took their vote back)."""
+
+    chat_id: str
+    poll_id: str
+    voter: str
+    option_hashes: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered:
+    """Someone calls this number. `caller` is who WhatsApp says calls (what a rejection answers, maybe a
+    LID); `chat_id` their chat (the phone number's when known)."""
+
+    chat_id: str
+    caller: str
+    call_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PictureChanged:
     """A contact or group changed or removed its picture: what was fetched before is out of date."""
 
@@ -168,7 +191,9 @@ class PictureChanged:
 
 
 ClientEvent = (
-    QrCode
+    CallOffered
+    | PollVoted
+    | QrCode
     | PairingCode
     | Paired
     | Connected

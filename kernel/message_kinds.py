@@ -7,10 +7,12 @@ location, a contact card or a poll the same way. `content` is what `message.cont
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from kernel.domain import ContactCard, Location, Media, MessageType, Poll
+from kernel.domain import ContactCard, Location, Media, MessageType, Poll, PollVote
 
 MAX_SUMMARY = 200
 
@@ -79,7 +81,15 @@ def content_json(
         return {"contacts": [{"display_name": c.display_name, "vcard": c.vcard} for c in contacts]}
     if poll is not None:
         return {
-            "poll": {"question": poll.question, "options": list(poll.options), "selectable": poll.selectable}
+            "poll": {
+                "question": poll.question,
+                "options": list(poll.options),
+                "selectable": poll.selectable,
+                "votes": [
+                    {"voter": v.voter, "options": list(v.options), "timestamp": v.timestamp.isoformat()}
+                    for v in poll.votes
+                ],
+            }
         }
     return None
 
@@ -112,6 +122,15 @@ def content_from_json(
             question=str(p.get("question") or ""),
             options=tuple(str(o) for o in p.get("options") or ()),
             selectable=int(p.get("selectable") or 0),
+            votes=tuple(
+                PollVote(
+                    str(v.get("voter") or ""),
+                    tuple(str(o) for o in v.get("options") or ()),
+                    datetime.fromisoformat(str(v["timestamp"])),
+                )
+                for v in p.get("votes") or ()
+                if isinstance(v, Mapping) and v.get("timestamp")
+            ),
         )
     return location, contacts, poll
 
@@ -141,4 +160,51 @@ def contacts_wire(contacts: tuple[ContactCard, ...]) -> list[dict[str, Any]] | N
 def poll_wire(poll: Poll | None) -> dict[str, Any] | None:
     if poll is None:
         return None
-    return {"question": poll.question, "options": list(poll.options), "selectable": poll.selectable}
+    tally = {option: 0 for option in poll.options}
+    for vote in poll.votes:
+        for option in vote.options:
+            if option in tally:
+                tally[option] += 1
+    return {
+        "question": poll.question,
+        "options": list(poll.options),
+        "selectable": poll.selectable,
+        "tally": [{"option": option, "votes": count} for option, count in tally.items()],
+        "votes": [
+            {"voter": v.voter, "options": list(v.options), "timestamp": _iso(v.timestamp)} for v in poll.votes
+        ],
+    }
+
+
+def option_hash(option: str) -> str:
+    """How WhatsApp names a poll option in a vote: the SHA-256 of its text (hex here)."""
+    return hashlib.sha256(option.encode()).hexdigest()
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ------------------------------------------------------------------------------------------ outgoing
+
+
+def vcard(name: str, phone_digits: str) -> str:
+    """The vCard of a contact we send: WhatsApp links the card to the account by `waid` (digits only)."""
+    escaped = name.replace("\\", "\\\\").replace("\n", " ").replace("\r", " ").replace(";", "\\;")
+    escaped = escaped.replace(",", "\\,")
+    return (
+        f"BEGIN:VCARD\nVERSION:3.0\nFN:{escaped}\n"
+        f"TEL;type=CELL;type=VOICE;waid={phone_digits}:+{phone_digits}\nEND:VCARD"
+    )
+
+
+OutgoingContent = Location | ContactCard | Poll
+
+
+def content_kind(content: OutgoingContent) -> MessageType:
+    """The message type a location, contact card or poll we send is stored as."""
+    if isinstance(content, Location):
+        return MessageType.LOCATION
+    if isinstance(content, ContactCard):
+        return MessageType.CONTACT
+    return MessageType.POLL

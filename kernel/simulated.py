@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from kernel.domain import MessageType
 
@@ -20,6 +21,9 @@ class SentAction(StrEnum):
     EDIT = "edit"
     REVOKE = "revoke"
     PRESENCE = "presence"
+    BLOCK = "block"
+    UNBLOCK = "unblock"
+    REJECT_CALL = "reject_call"
 
 
 def sent_type(value: str) -> MessageType | SentAction:
@@ -41,6 +45,8 @@ class SentMessage:
     text: str | None = None  # the text, or the caption of media
     quoted_id: str | None = None
     data: bytes | None = field(default=None, repr=False)
+    # A location, contact card or poll as `kernel.message_kinds.content_json` stores it.
+    content: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

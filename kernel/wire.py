@@ -139,8 +139,14 @@ def presence_payload(chat_id: str, state: str, last_seen: datetime | None) -> JS
     return {"chatId": chat_id, "state": state, "lastSeen": iso(last_seen)}
 
 
+def call_payload(chat_id: str, call_id: str, at: datetime, *, rejected: bool) -> JSON:
+    """Body of `wa:call:{id}` and of a `call` frame: someone called this number (declined by the bridge
+    when `rejected`, with REJECT_CALLS)."""
+    return {"chatId": chat_id, "callId": call_id, "timestamp": iso(at), "rejected": rejected}
+
+
 def channel(kind: str, session_id: str) -> str:
-    """Redis channel name: kind is `qr`, `status`, `msg`, `chat`, `message_update` or `presence`."""
+    """Redis channel name: kind is `qr`, `status`, `msg`, `chat`, `message_update`, `presence` or `call`."""
     return f"wa:{kind}:{session_id}"
 
 

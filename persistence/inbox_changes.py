@@ -6,12 +6,14 @@ answers what changed (None when nothing did), so a journal replay publishes no f
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from kernel.domain import Message, MessageType, Reaction
+from kernel.domain import Message, MessageType, PollVote, Reaction
+from kernel.message_kinds import content_json, option_hash
 from kernel.stored import ChatRead
 from persistence.connection import Runner
 from persistence.rows import MESSAGE_COLUMNS, message_from_row, reactions_to_json, utc
@@ -60,6 +62,42 @@ class InboxChanges:
                     reactions_to_json(reactions),
                 )
                 return replace(message, reactions=reactions)
+
+        return await self._run(op)
+
+    async def apply_vote(
+        self, chat_id: str, poll_id: str, voter: str, option_hashes: tuple[str, ...], at: datetime
+    ) -> Message | None:
+        """`voter`'s choice in a poll (options named by their hashes, as WhatsApp sends them); the poll
+        if it changed. One vote per voter, the latest wins (a replay changes nothing); None for an unknown
+        message or one that is not a poll."""
+        sql = f"SELECT {_COLUMNS} FROM message WHERE session_id = $1 AND chat_id = $2 AND id = $3"
+
+        async def op(conn: Any) -> Message | None:
+            async with conn.transaction():
+                row = await conn.fetchrow(sql + " FOR UPDATE", self._sid, chat_id, poll_id)
+                if row is None:
+                    return None
+                message = message_from_row(row)
+                poll = message.poll
+                if poll is None or message.type is not MessageType.POLL:
+                    return None
+                mine = [v for v in poll.votes if v.voter == voter]
+                if mine and utc(mine[0].timestamp) >= utc(at):
+                    return None
+                by_hash = {option_hash(o): o for o in poll.options}
+                chosen = tuple(by_hash[h] for h in option_hashes if h in by_hash)
+                kept = tuple(v for v in poll.votes if v.voter != voter)
+                voted = replace(poll, votes=(*kept, PollVote(voter, chosen, utc(at))))
+                await conn.execute(
+                    "UPDATE message SET content = $4::jsonb"
+                    " WHERE session_id = $1 AND chat_id = $2 AND id = $3",
+                    self._sid,
+                    chat_id,
+                    poll_id,
+                    json.dumps(content_json(None, (), voted)),
+                )
+                return replace(message, poll=voted)
 
         return await self._run(op)
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from kernel.domain import Chat, Message, MessageStatus, Page
 from kernel.events import HistoryChunk, HistoryConversation
 from kernel.message_kinds import content_json
+from kernel.stored import ChatRead
 from persistence.inbox_changes import InboxChanges
 from persistence.inbox_reads import chat_page, message_page, one_message
 from persistence.rows import (
@@ -50,6 +51,13 @@ _CHAT_HISTORY = _CHAT_UPSERT.format(
     rows="VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $3::varchar IS NOT NULL THEN 'push' END)",
     unread="GREATEST(chat.unread_count, EXCLUDED.unread_count)",
     newer=_NEWER,
+)
+
+# What a `chat` frame is about, with what else shows a history chunk changed the chat (its last message).
+_CHAT_STATE = (
+    "SELECT id, unread_count, name, last_message_at, last_message_id,"
+    " (SELECT count(*) FROM message m WHERE m.session_id = chat.session_id AND m.chat_id = chat.id) AS n"
+    " FROM chat WHERE session_id = $1 AND id = ANY($2::text[]) ORDER BY id"
 )
 
 _JSONB_COLUMNS = frozenset({"media", "media_ref", "reactions", "content"})
@@ -139,17 +147,20 @@ def _newest(messages: Iterable[Message]) -> Message | None:
 class InboxStore(InboxChanges):
     """Chats and messages of one session; every operation is idempotent (the store retries it once)."""
 
-    async def apply_history(self, chunk: HistoryChunk | Sequence[HistoryConversation]) -> None:
-        """Store a history-sync chunk. Idempotent: chunks can repeat and overlap with live messages.
+    async def apply_history(self, chunk: HistoryChunk | Sequence[HistoryConversation]) -> list[ChatRead]:
+        """Store a history-sync chunk; the chats it added or changed (what their `chat` frames say).
 
-        Existing messages are left as they are; a chat's unread count is the larger of the stored one
-        and the chunk's, and its last message only moves to a newer one.
+        Idempotent: chunks can repeat and overlap with live messages. Existing messages are left as they
+        are; a chat's unread count is the larger of the stored one and the chunk's, and its last message
+        only moves to a newer one. A chunk that changes nothing returns no chat.
         """
 
         conversations = chunk.conversations if isinstance(chunk, HistoryChunk) else chunk
+        chat_ids = list(dict.fromkeys(conv.chat_id for conv in conversations))
 
-        async def op(conn: Any) -> None:
+        async def op(conn: Any) -> list[ChatRead]:
             async with conn.transaction():
+                before = {row["id"]: tuple(row) for row in await conn.fetch(_CHAT_STATE, self._sid, chat_ids)}
                 for conv in conversations:
                     newest = _newest(conv.messages)
                     await conn.execute(
@@ -166,8 +177,14 @@ class InboxStore(InboxChanges):
                         await conn.executemany(
                             _MESSAGE_HISTORY, [_message_args(self._sid, m) for m in conv.messages]
                         )
+                after = await conn.fetch(_CHAT_STATE, self._sid, chat_ids)
+            return [
+                ChatRead(row["id"], row["unread_count"], row["name"])
+                for row in after
+                if before.get(row["id"]) != tuple(row)
+            ]
 
-        await self._run(op)
+        return await self._run(op)
 
     async def add_message(
         self,
@@ -238,8 +255,13 @@ class InboxStore(InboxChanges):
 
         async def op(conn: Any) -> None:
             async with conn.transaction():
-                await conn.execute("DELETE FROM picture_cache WHERE session_id = $1", self._sid)
-                await conn.execute("DELETE FROM message WHERE session_id = $1", self._sid)
-                await conn.execute("DELETE FROM chat WHERE session_id = $1", self._sid)
+                await purge_inbox(conn, self._sid)
 
         await self._run(op)
+
+
+async def purge_inbox(conn: Any, session_id: uuid.UUID) -> None:
+    """Delete a session's chats, messages, cached pictures and send records, inside the caller's
+    transaction (what `DELETE /sessions/{id}` removes, but the session row)."""
+    for table in ("picture_cache", "message", "chat", "send_record"):
+        await conn.execute(f"DELETE FROM {table} WHERE session_id = $1", session_id)

@@ -27,12 +27,16 @@ def _ts(**kw: Any) -> Any:
 
 
 class WhatsAppSession(SQLModel, table=True):
-    """One WhatsApp number of one user. `device_jid` is set once paired and cleared on logout."""
+    """One WhatsApp number of one user. `device_jid` is set once paired and cleared on logout; `phone`
+    stays while unlinked (a re-link by another phone starts the slot afresh)."""
 
     __tablename__ = "whatsapp_session"
     __table_args__ = (
         sa.UniqueConstraint("user_id", "slot", name="uq_session_user_slot"),
-        sa.UniqueConstraint("phone", name="uq_session_phone"),
+        # One linked session per phone; an unlinked one keeps its last phone (to say which to scan).
+        sa.Index(
+            "uq_session_phone", "phone", unique=True, postgresql_where=sa.text("device_jid IS NOT NULL")
+        ),
         sa.CheckConstraint("slot >= 1", name="ck_session_slot_positive"),
         sa.Index("ix_session_user_id", "user_id"),
     )
@@ -244,6 +248,8 @@ class SimSent(SQLModel, table=True):
     text: str | None = None  # text, or the caption of media
     quoted_id: str | None = None
     data: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary, nullable=True))  # media bytes
+    # A location, contact card or poll (`kernel.message_kinds.content_json`).
+    content: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
 
 
@@ -288,3 +294,25 @@ class FleetOperation(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     updated_at: datetime = _ts(nullable=False, server_default=sa.func.now())
     finished_at: datetime | None = _ts(nullable=True)
+
+
+class UserApiKey(SQLModel, table=True):
+    """A user's own API key (`api.user_keys`): only a keyed hash of it is kept; deleting the row revokes it.
+
+    The key itself is `wab_<id>_<secret>`: the id finds the row, the secret is checked against `key_hash`.
+    """
+
+    __tablename__ = "user_api_key"
+    __table_args__ = (sa.Index("ix_user_api_key_user_id", "user_id"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(max_length=128)
+    name: str | None = Field(default=None, max_length=100)
+    key_hash: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = _ts(nullable=False, server_default=sa.func.now())
+    last_used_at: datetime | None = _ts(nullable=True)
+
+
+from persistence.webhook_models import Webhook, WebhookCursor, WebhookDelivery  # noqa: E402  (one metadata)
+
+__all__ = ["Webhook", "WebhookCursor", "WebhookDelivery"]

@@ -23,7 +23,7 @@ from kernel.errors import LeaseLost, PhoneAlreadyPaired, ServiceUnavailable, Ses
 from kernel.stored import StoredSession
 from persistence.chat_people import ChatPeople
 from persistence.connection import DatabaseUnreachable, OneConnection
-from persistence.inbox_store import InboxStore
+from persistence.inbox_store import InboxStore, purge_inbox
 from persistence.rows import (  # re-exported: importers of the store's names keep working
     MAX_PAGE,
     MESSAGE_COLUMNS,
@@ -197,29 +197,50 @@ class SessionStore:
         display_name: str | None = None,
         profile_pic_url: str | None = None,
         device_jid: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Record what pairing or login told us; None keeps the stored value.
 
-        Raises `PhoneAlreadyPaired` when another session already holds `phone` (nothing is written).
+        A pairing (`device_jid`) by a phone other than the one last linked starts the slot afresh: the
+        previous number's chats, messages, pictures and send records are deleted in the same transaction
+        (DESIGN.md, "A slot belongs to its phone"); returns True then. Raises `PhoneAlreadyPaired` when
+        another linked session holds `phone` (nothing is written, nothing deleted).
         """
+
+        async def op(conn: Any) -> bool:
+            async with conn.transaction():
+                previous = await conn.fetchrow(
+                    "SELECT phone FROM whatsapp_session WHERE id = $1 FOR UPDATE", self._sid
+                )
+                if previous is None:
+                    raise SessionNotFound()
+                linking = device_jid is not None and phone is not None
+                afresh = linking and previous["phone"] not in (None, phone)
+                if afresh:
+                    await purge_inbox(conn, self._sid)
+                await conn.execute(
+                    "UPDATE whatsapp_session SET phone = COALESCE($2, phone),"
+                    " display_name = CASE WHEN $6 THEN $3 ELSE COALESCE($3, display_name) END,"
+                    " profile_pic_url = CASE WHEN $6 THEN $4 ELSE COALESCE($4, profile_pic_url) END,"
+                    " device_jid = COALESCE($5, device_jid), updated_at = now() WHERE id = $1",
+                    self._sid,
+                    phone,
+                    display_name,
+                    profile_pic_url,
+                    device_jid,
+                    afresh,
+                )
+                return afresh
+
         try:
-            await self._update_row(
-                "UPDATE whatsapp_session SET phone = COALESCE($2, phone),"
-                " display_name = COALESCE($3, display_name), profile_pic_url = COALESCE($4, profile_pic_url),"
-                " device_jid = COALESCE($5, device_jid), updated_at = now() WHERE id = $1 RETURNING 1",
-                phone,
-                display_name,
-                profile_pic_url,
-                device_jid,
-            )
+            return await self._run(op)
         except asyncpg.UniqueViolationError as err:
             raise PhoneAlreadyPaired(phone=phone) from err
 
     async def clear_device(self) -> None:
-        """Forget the device (logged out): its JID and phone, so the number can be paired anywhere."""
+        """Forget the device (logged out): its JID, so the number can be paired anywhere. The phone stays,
+        so the user can be told which phone to scan to keep this number's chats."""
         await self._update_row(
-            "UPDATE whatsapp_session SET device_jid = NULL, phone = NULL, updated_at = now()"
-            " WHERE id = $1 RETURNING 1"
+            "UPDATE whatsapp_session SET device_jid = NULL, updated_at = now() WHERE id = $1 RETURNING 1"
         )
 
     async def set_counters(

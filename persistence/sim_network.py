@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import uuid
@@ -19,7 +20,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_SENT_COLUMNS = 'message_id, "to", type, mimetype, ptt, size, seconds, file_name, text, quoted_id, data'
+_SENT_COLUMNS = (
+    'message_id, "to", type, mimetype, ptt, size, seconds, file_name, text, quoted_id, data, content'
+)
 
 
 async def forget_session(conn: Any, session_id: uuid.UUID) -> None:
@@ -105,7 +108,7 @@ class SimStore:
         await self._run(
             lambda c: c.execute(
                 f"INSERT INTO wa_sim.sent (session_id, {_SENT_COLUMNS})"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 self._uuid,
                 sent.message_id,
                 sent.to,
@@ -118,6 +121,7 @@ class SimStore:
                 sent.text,
                 sent.quoted_id,
                 sent.data,
+                None if sent.content is None else json.dumps(sent.content),
             )
         )
 
@@ -141,6 +145,7 @@ class SimStore:
                 text=r["text"],
                 quoted_id=r["quoted_id"],
                 data=r["data"],
+                content=None if r["content"] is None else json.loads(r["content"]),
             )
             for r in rows
         ]

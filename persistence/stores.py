@@ -15,6 +15,7 @@ from persistence.sim_network import SimStore
 
 if TYPE_CHECKING:
     from persistence.fleet_store import FleetStore
+    from persistence.webhook_store import WebhookStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +32,9 @@ class PostgresStores:
         from persistence.fleet_store import FleetStore
 
         return FleetStore(dsn)
+
+    def webhooks(self, dsn: str) -> WebhookStore:
+        """The webhook dispatchers' store (`actors.webhook_ports.WebhookStores`)."""
+        from persistence.webhook_store import WebhookStore
+
+        return WebhookStore(dsn)

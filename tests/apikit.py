@@ -55,10 +55,10 @@ def reset_database(database_url: str) -> None:
 
 
 class ServerThread:
-    """uvicorn serving an app on 127.0.0.1:<free port> in a daemon thread."""
+    """uvicorn serving an app on 127.0.0.1:<free port> (or the port given) in a daemon thread."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=5
         )
@@ -109,6 +109,7 @@ def make_settings(
         "whatsapp_bridge_api_key": api_key,
         "wa_backend": "simulated",
         "ws_token_ttl_s": 60,
+        "metrics_refresh_s": 0.5,  # /metrics figures follow within a test's patience (api.metrics_refresh)
         **overrides,
     }
     return Settings(_env_file=None, **values)

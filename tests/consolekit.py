@@ -145,6 +145,22 @@ LOW_CONTRAST = """() => {
 }"""
 
 
+async def axe_violations(page: Page) -> list[str]:
+    """What axe-core finds wrong on the page as it is now (WCAG 2.1 A and AA rules), one line each.
+
+    axe is evaluated through the DevTools protocol, as a browser extension would be: the page's own
+    Content-Security-Policy stays as strict as it is.
+    """
+    from axe_playwright_python.async_playwright import Axe
+
+    options = {"resultTypes": ["violations"], "runOnly": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}
+    results = await Axe().run(page, options=options)
+    return [
+        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+    ]
+
+
 async def low_contrast(page: Page) -> list[str]:
     found: list[str] = await page.evaluate(LOW_CONTRAST)
     return found

@@ -43,6 +43,8 @@ def session_config(database_url: str, redis_url: str, **overrides: Any) -> Sessi
         "qr_max_rounds": 2,
         "connect_timeout_s": 8.0,
         "backoff_base_s": 0.5,
+        # Tests send as fast as they can; the ones about the pace set it (tests/test_send_pace.py).
+        "send_per_minute": 0,
         **FAST,
     }
     values.update(overrides)

@@ -87,7 +87,8 @@ def live(stack: Stack) -> dict[str, str]:
             f"/simulator/sessions/{sid}/incoming", json={"from": "+15553331111", "media": media}
         )
         assert got.status_code == 200, got.text
-    return {"user": user, "id": sid, "chatId": got.json()["chatId"], "messageId": got.json()["id"]}
+    chat = got.json()["chatId"]
+    return {"user": user, "id": sid, "chatId": chat, "contactId": chat, "messageId": got.json()["id"]}
 
 
 def _operations(stack: Stack) -> list[Any]:

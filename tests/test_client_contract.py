@@ -20,8 +20,15 @@ from typing import Any
 import pytest
 
 from actors.ports import ClientOptions, OutgoingMedia, PictureInfo, VoiceNote, WhatsAppClient
-from kernel.domain import ContactCard, Location, Media, Message, MessageType, Poll, Reason
-from kernel.errors import InvalidInput, MediaNotAvailable, NotOwnMessage, SessionNotConnected, WaError
+from kernel.domain import ContactCard, Location, Media, Message, MessageType, NumberCheck, Poll, Reason
+from kernel.errors import (
+    InvalidInput,
+    MediaNotAvailable,
+    NotOnWhatsApp,
+    NotOwnMessage,
+    SessionNotConnected,
+    WaError,
+)
 from kernel.events import (
     ChatRead,
     ClientEvent,
@@ -35,6 +42,7 @@ from kernel.events import (
     QrCode,
     ReactionChanged,
 )
+from kernel.message_kinds import content_from_json, vcard
 from persistence.migrate import auth_dsn, sim_dsn
 from persistence.sim_network import SimStore
 
@@ -78,6 +86,13 @@ PORT_METHODS = (
     "send_text",
     "send_media",
     "send_voice_note",
+    "send_location",
+    "send_contact",
+    "send_poll",
+    "check_numbers",
+    "contact_info",
+    "set_blocked",
+    "reject_call",
     "download_media",
     "mark_read",
     "send_reaction",
@@ -171,6 +186,20 @@ async def test_sends_before_connect_raise_session_not_connected(client: WhatsApp
         await client.revoke_message(mine)
     with pytest.raises(SessionNotConnected):
         await client.send_chat_presence(CHAT, "composing")
+    with pytest.raises(SessionNotConnected):
+        await client.send_location(CHAT, Location(52.37, 4.89))
+    with pytest.raises(SessionNotConnected):
+        await client.send_contact(CHAT, ContactCard("Ann", vcard("Ann", "15550001234")))
+    with pytest.raises(SessionNotConnected):
+        await client.send_poll(CHAT, Poll("Lunch?", ("Pizza", "Sushi")))
+    with pytest.raises(SessionNotConnected):
+        await client.check_numbers(["+15557770001"])
+    with pytest.raises(SessionNotConnected):
+        await client.contact_info(CHAT)
+    with pytest.raises(SessionNotConnected):
+        await client.set_blocked(CHAT, True)
+    with pytest.raises(SessionNotConnected):
+        await client.reject_call(CHAT, "CALL1")
 
 
 async def test_only_own_messages_can_be_edited_or_revoked(client: WhatsAppClient) -> None:
@@ -515,3 +544,55 @@ async def test_media_we_send_downloads_like_media_we_receive(client: WhatsAppCli
     assert sent.media_ref is not None
     assert body.size == len(data)
     assert b"".join([chunk async for chunk in body.chunks]) == data
+
+
+@online
+async def test_locations_contact_cards_and_polls_reach_the_network_typed(client: WhatsAppClient) -> None:
+    await _paired_simulator(client)
+    place = Location(52.3731, 4.8922, name="Dam Square", address="Amsterdam")
+    card = ContactCard("Ann Lee", vcard("Ann Lee", "15550001234"))
+    poll = Poll("Lunch?", ("Pizza", "Sushi", "Salad"), selectable=0)
+
+    ids = [
+        (await client.send_location(CHAT, place)).id,
+        (await client.send_contact(CHAT, card)).id,
+        (await client.send_poll(CHAT, poll)).id,
+    ]
+
+    sent = [s for s in await client.sent() if s.message_id in ids]  # type: ignore[attr-defined]
+    assert [(str(s.type), s.to) for s in sent] == [("location", CHAT), ("contact", CHAT), ("poll", CHAT)]
+    assert [content_from_json(s.content) for s in sent] == [
+        (place, (), None),
+        (None, (card,), None),
+        (None, (), poll),
+    ]
+    with pytest.raises(NotOnWhatsApp):
+        await client.send_location("15557770000@s.whatsapp.net", place)
+
+
+@online
+async def test_which_numbers_are_on_whatsapp_in_the_order_asked(client: WhatsAppClient) -> None:
+    await _paired_simulator(client)
+
+    checks = await client.check_numbers(["+15557770000", "1 555 777 0001"])
+
+    assert checks == [
+        NumberCheck("+15557770000", False, None),
+        NumberCheck("+15557770001", True, "15557770001@s.whatsapp.net"),
+    ]
+
+
+@online
+async def test_a_contact_is_described_and_blocked_then_unblocked(client: WhatsAppClient) -> None:
+    await _paired_simulator(client)
+
+    before = await client.contact_info(CHAT)
+    await client.set_blocked(CHAT, True)
+    blocked = await client.contact_info(CHAT)
+    await client.set_blocked(CHAT, False)
+    after = await client.contact_info(CHAT)
+
+    assert (before.jid, before.blocked, before.about) == (CHAT, False, "Hey there! I am using WhatsApp.")
+    assert (blocked.blocked, after.blocked) == (True, False)
+    with pytest.raises(NotOnWhatsApp):
+        await client.contact_info("15557770000@s.whatsapp.net")

@@ -144,7 +144,7 @@ async def test_a_rejected_write_is_counted_kept_private_and_replayed_once_by_the
             await _incoming(client, sid, "after the poison")
             health = await eventually(lambda: _health(client), lambda h: h["writes"]["failed"] == 1, 20)
             assert health["status"] == "degraded" and health["writes"]["database"] == "ok"
-            assert await _metric(client, "wab_writes_failed") == 1.0
+            await eventually(lambda: _metric(client, "wab_writes_failed"), lambda v: v == 1.0, 10)
             failed = env.spool_dir / f"{sid}.spool.failed"
             assert stat.S_IMODE(failed.stat().st_mode) == 0o600
             texts = await eventually(lambda: _texts(client, sid), lambda t: "after the poison" in t, 20)
@@ -157,7 +157,7 @@ async def test_a_rejected_write_is_counted_kept_private_and_replayed_once_by_the
         await ws.wait_for(lambda f: f["type"] == "message" and f["message"]["text"] == POISON, 30, after=seen)
         assert (await _texts(client, sid)).count(POISON) == 1
         await eventually(lambda: _health(client), lambda h: h["writes"]["failed"] == 0, 20)
-        assert await _metric(client, "wab_writes_failed") == 0.0
+        await eventually(lambda: _metric(client, "wab_writes_failed"), lambda v: v == 0.0, 10)
         assert not failed.exists()
 
         assert await asyncio.to_thread(cli.main, replay) == 0  # nothing left to apply

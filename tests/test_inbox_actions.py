@@ -238,6 +238,6 @@ async def test_the_openapi_document_describes_the_new_routes_fields_and_frames(s
     assert set(schemas["ChatFrame"]["properties"]) == {"chatId", "unreadCount", "name"}
     assert set(schemas["MessageUpdateFrame"]["properties"]) == {"chatId", "messageId", "change", "message"}
     assert set(schemas["PresenceFrame"]["properties"]) == {"chatId", "state", "lastSeen"}
-    assert set(doc["x-websocket-frames"]) == {"chat", "message_update", "presence"}
+    assert set(doc["x-websocket-frames"]) == {"chat", "message_update", "presence", "call"}
     for control in ("react", "edit", "revoke", "read", "presence"):
         assert f"/simulator/sessions/{{id}}/{control}" in paths

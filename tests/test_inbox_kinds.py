@@ -108,7 +108,13 @@ async def test_every_kind_reaches_the_socket_and_the_store_typed(stack: Stack, p
             "address": None, "url": None, "live": False,
         }  # fmt: skip
         assert (card["type"], card["contacts"]) == ("contact", [{"displayName": "Carol", "vcard": VCARD}])
-        assert poll["poll"] == {"question": "Lunch?", "options": ["Pizza", "Sushi"], "selectable": 1}
+        assert poll["poll"] == {
+            "question": "Lunch?",
+            "options": ["Pizza", "Sushi"],
+            "selectable": 1,
+            "tally": [{"option": "Pizza", "votes": 0}, {"option": "Sushi", "votes": 0}],
+            "votes": [],
+        }
         assert (sticker["type"], sticker["summary"]) == ("sticker", "Sticker")
         assert (note["type"], note["media"]["videoNote"], note["summary"]) == ("video", True, "Video message")
         assert (once["type"], once["viewOnce"], once["text"], once["summary"]) == (

@@ -1,4 +1,5 @@
-"""No secret reaches a log line: the redaction itself, and the log of a real `whatsapp-bridge` run."""
+"""No secret reaches a log line: the redaction itself, and the log of a real `whatsapp-bridge` run (admin
+key, user keys, tokens, passwords)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ START_TIMEOUT_S = 120.0
         ("redis://:hunter2@cache:6379/0 refused", "hunter2"),
         ("headers: {'x-api-key': 'k3y-value', 'x-user-id': 'u'}", "k3y-value"),
         ("Authorization: Bearer eyJhbGci.abc", "eyJhbGci.abc"),
+        ("refused wab_0123456789abcdef_Zm9v-YmFy_x9 at login", "Zm9v-YmFy_x9"),
     ],
 )
 def test_credential_shapes_are_redacted(line: str, secret: str) -> None:
@@ -105,6 +107,18 @@ async def test_a_real_run_logs_no_token_key_or_password(
                 await client.get("/sessions", headers={**headers, "X-API-Key": key[:-1]})
             ).status_code == 401
             token = (await client.post("/ws-token", headers=headers)).json()["token"]
+            made = await client.post("/users/log-user/keys", json={"name": "logged?"}, headers=headers)
+            assert made.status_code == 201, made.text
+            user_key = made.json()["key"]
+            by_key = {"X-API-Key": user_key}
+            assert (await client.get("/sessions", headers=by_key)).status_code == 200
+            assert (await client.get("/sessions", headers={"X-API-Key": user_key[:-1]})).status_code == 401
+            assert (await client.post("/ws-token", headers=by_key)).status_code == 200
+            listed = await client.get("/users/log-user/keys", headers=headers)
+            assert listed.status_code == 200 and user_key not in listed.text and key not in listed.text
+            revoked = await client.delete(f"/users/log-user/keys/{made.json()['id']}", headers=headers)
+            assert revoked.status_code == 204
+            assert (await client.get("/sessions", headers=by_key)).status_code == 401
         ws_url = f"ws://127.0.0.1:{port}/ws?token={token}"
         async with connect(ws_url, open_timeout=10) as ws:
             await asyncio.wait_for(await ws.ping(), 10)  # accepted and open
@@ -117,5 +131,5 @@ async def test_a_real_run_logs_no_token_key_or_password(
         interrupt(proc, 60)
     text = log.read_text()
     assert "WebSocket /ws?token=" + REDACTED in text, "the WebSocket line is there, redacted"
-    for secret in (token, key, password):
+    for secret in (token, key, password, user_key, user_key.split("_", 2)[2]):
         assert secret not in text, f"a secret is in the log:\n{text[-3000:]}"

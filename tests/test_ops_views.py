@@ -107,14 +107,22 @@ async def test_ops_sessions_lists_node_pid_status_uptime_restarts_and_memory(
     # The waiting session in /health and /metrics; waiting for capacity is not a fault of the bridge.
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
         health = (await client.get("/health")).json()
-        metrics = (await client.get("/metrics")).text
+
+        async def pending_gauges() -> dict[str, float]:
+            metrics = (await client.get("/metrics")).text  # refreshed in the background (api.metrics_refresh)
+            return {
+                line.split()[0]: float(line.split()[1])
+                for line in metrics.splitlines()
+                if line.startswith("wab_sessions_pending")
+            }
+
+        gauges = await eventually(
+            pending_gauges,
+            lambda g: g.get("wab_sessions_pending") == 1 and g["wab_sessions_pending_oldest_seconds"] > 0,
+            10,
+        )
     assert health["status"] == "ok" and health["pending"]["count"] == 1, health
     assert health["pending"]["oldestSeconds"] > 0, health
-    gauges = {
-        line.split()[0]: float(line.split()[1])
-        for line in metrics.splitlines()
-        if line.startswith("wab_sessions_pending")
-    }
     assert gauges["wab_sessions_pending"] == 1 and gauges["wab_sessions_pending_oldest_seconds"] > 0
 
     # A crashed process is restarted by Ray: the view counts it and shows the new pid. (The waiting
@@ -122,7 +130,9 @@ async def test_ops_sessions_lists_node_pid_status_uptime_restarts_and_memory(
     await registry.destroy_session.remote(waiting)
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
         await eventually(lambda: client.get("/health"), lambda r: r.json()["pending"]["count"] == 0)
-        assert "wab_sessions_pending 0.0" in (await client.get("/metrics")).text
+        await eventually(  # refreshed in the background (api.metrics_refresh)
+            lambda: client.get("/metrics"), lambda r: "wab_sessions_pending 0.0" in r.text, 10
+        )
     old_pid = views[running[0]]["pid"]
     os.kill(old_pid, signal.SIGKILL)
     await wait_status(running[0], namespace, SessionStatus.CONNECTED, timeout=60)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -91,10 +92,11 @@ async def test_state_profile_and_counters_survive_a_new_store(store: SessionStor
     await store.set_qr_rounds(0)
     row = await store.load()
     assert row is not None
+    # The phone stays: the user is told which phone to scan to keep the chats.
     assert (row.view.reason, row.device_jid, row.view.phone, row.qr_rounds) == (
         Reason.LOGGED_OUT,
         None,
-        None,
+        "+15550009999",
         0,
     )
 
@@ -163,19 +165,27 @@ async def test_history_chunks_can_repeat_without_duplicating_anything(store: Ses
     empty = HistoryConversation(chat_id=BOB, name="Bob", is_group=False, unread_count=0, messages=())
     chunk = HistoryChunk(conversations=(alice, group, empty))
 
-    await store.inbox.apply_history(chunk)
+    added = await store.inbox.apply_history(chunk)
     first = await store.inbox.chats(50)
-    await store.inbox.apply_history(chunk)
-    await store.inbox.apply_history([alice])  # a plain sequence works too
+    # What the `chat` frames say: each chat added, then nothing for a chunk that changes nothing.
+    assert sorted((c.chat_id, c.unread_count, c.name) for c in added) == sorted(
+        [(ALICE, 2, "Alice"), (GROUP, 0, "Team"), (BOB, 0, "Bob")]
+    )
+    assert await store.inbox.apply_history(chunk) == []
+    assert await store.inbox.apply_history([alice]) == []  # a plain sequence works too
+    more = replace(alice, messages=(msg("a9", T0 + timedelta(hours=1)),))
+    assert [c.chat_id for c in await store.inbox.apply_history([more, group])] == [ALICE]
+    await store.inbox.add_message(msg("a9", T0 + timedelta(hours=1)))  # seen live too: no change
     again = await store.inbox.chats(50)
 
-    assert again == first
-    assert [c.id for c in again.items] == [ALICE, GROUP, BOB]  # chats without messages come last
+    assert (
+        [c.id for c in again.items] == [c.id for c in first.items] == [ALICE, GROUP, BOB]
+    )  # chats without messages come last
     by_id = {c.id: c for c in again.items}
     assert by_id[ALICE].unread_count == 2 and by_id[ALICE].name == "Alice"
-    assert by_id[ALICE].last_message is not None and by_id[ALICE].last_message.id == "a4"
+    assert by_id[ALICE].last_message is not None and by_id[ALICE].last_message.id == "a9"
     assert by_id[GROUP].is_group and by_id[BOB].last_message is None and by_id[BOB].timestamp is None
-    assert [m.id for m in await all_messages(store, ALICE)] == ["a4", "a3", "a2", "a1", "a0"]
+    assert [m.id for m in await all_messages(store, ALICE)] == ["a9", "a4", "a3", "a2", "a1", "a0"]
 
 
 async def test_live_messages_count_unread_once_and_move_the_chat_forward(store: SessionStore) -> None:

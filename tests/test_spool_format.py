@@ -44,6 +44,7 @@ from actors.writes import (
     StoreReaction,
     StoreReceipt,
     StoreRevoke,
+    StoreVote,
     Write,
 )
 from kernel.domain import (
@@ -54,6 +55,7 @@ from kernel.domain import (
     MessageStatus,
     MessageType,
     Poll,
+    PollVote,
     Reaction,
     Reason,
     SessionStatus,
@@ -77,12 +79,13 @@ MESSAGE = Message(
     reactions=(Reaction("15557001235@s.whatsapp.net", "👍", AT),),
     location=Location(52.5, 13.4, "Berlin"),
     contacts=(ContactCard("Bob", "BEGIN:VCARD\nEND:VCARD"),),
-    poll=Poll("lunch?", ("yes", "no"), 0),
+    poll=Poll("lunch?", ("yes", "no"), 0, votes=(PollVote("v@s.whatsapp.net", ("yes",), AT),)),
 )
 SAMPLES: list[Write] = [
     StoreMessage(MESSAGE, "Ann", True),
     StoreReceipt("c@s.whatsapp.net", ("a", "b"), MessageStatus.READ),
     StoreReaction("c@s.whatsapp.net", "m", Reaction("s", "", AT)),
+    StoreVote("c@s.whatsapp.net", "m", "v@s.whatsapp.net", ("ab" * 32,), AT),
     StoreEdit("c@s.whatsapp.net", "m", "new text", AT),
     StoreRevoke("c@s.whatsapp.net", "m"),
     StoreChatRead("c@s.whatsapp.net"),

@@ -15,6 +15,7 @@ from api.errors import error_responses
 from api.routes.messages import ChatId, MessageId
 from api.schemas import (
     ApiModel,
+    CallFrame,
     ChatFrame,
     ChatReadOut,
     EditIn,
@@ -144,6 +145,7 @@ FRAME_MODELS: dict[str, type[ApiModel]] = {
     "chat": ChatFrame,
     "message_update": MessageUpdateFrame,
     "presence": PresenceFrame,
+    "call": CallFrame,
 }
 
 

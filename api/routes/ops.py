@@ -1,27 +1,26 @@
-"""Prometheus metrics (no API key, like /health: scraped from inside the deployment)."""
+"""Prometheus metrics (no API key, like /health: scraped from inside the deployment; METRICS_TOKEN
+protects them), and operators' views and controls of the cluster (admin key only)."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from actors import fleet
-from api.deps import Resources, require_api_key
+from api.deps import Resources, require_admin
 from api.errors import error_responses
-from api.schemas import ApiModel
+from api.schemas import ApiModel, ErrorOut
 from api.unavailable import RETRY_AFTER_S, ActorUnreachable, ray_unavailable
-from kernel.domain import SessionStatus
-from kernel.errors import WaError
-from kernel.outages import REFUSES_WRITES, refusals
-from persistence import operations, repo
-from persistence.db import read_only
+from kernel.errors import Unauthorized, WaError
+from persistence import operations
 
 log = logging.getLogger(__name__)
 
@@ -44,51 +43,29 @@ NodeId = Annotated[
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus"}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus"},
+        401: {"model": ErrorOut, "description": "METRICS_TOKEN is set and the Bearer token is not it"},
+    },
 )
-async def metrics(res: Resources) -> Response:
+async def metrics(
+    res: Resources, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> Response:
     """Requests by route and status, latency, sessions by status and waiting for capacity, events fanned
-    out, WebSocket clients."""
-    try:
-        counts = await res.db.run(repo.session_status_counts)
-    except WaError:
-        counts = None  # keep the last values: a scrape must not fail because the database did
-    if counts is not None:
-        for state in SessionStatus:
-            res.metrics.sessions.labels(status=state.value).set(counts.get(state.value, 0))
-    try:
-        pending = await asyncio.wait_for(res.actors.pending(timeout_s=PENDING_TIMEOUT_S), PENDING_TIMEOUT_S)
-    except (WaError, TimeoutError):
-        pending = None  # the registry is away: keep the last values, like the database's
-    if pending is not None:
-        res.metrics.sessions_pending.set(pending.count)
-        res.metrics.sessions_pending_oldest.set(pending.oldest_s or 0.0)
-    await _write_metrics(res)
+    out, WebSocket clients. Read from memory (`api.metrics_refresh`): a scrape costs no query. With
+    METRICS_TOKEN set, `Authorization: Bearer <METRICS_TOKEN>` is required."""
+    expected = res.settings.metrics_token
+    if expected is not None:
+        scheme, _, presented = (authorization or "").partition(" ")
+        wanted = expected.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), wanted):
+            raise Unauthorized("Missing or wrong metrics token (Authorization: Bearer <METRICS_TOKEN>)")
     return Response(generate_latest(res.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _write_metrics(res: Resources) -> None:
-    """Writes spooled, set aside and refused; what cannot be read now keeps its last value."""
-    try:
-        journals = await asyncio.wait_for(res.actors.writes(timeout_s=PENDING_TIMEOUT_S), PENDING_TIMEOUT_S)
-    except (WaError, TimeoutError):
-        journals = None
-    try:
-        read_only_now: bool | None = await res.db.run(read_only)
-    except WaError:
-        read_only_now = None
-    if journals is not None:
-        res.metrics.writes_spooled.set(journals.spooled)
-        res.metrics.writes_failed.set(journals.failed)
-    if journals is not None and read_only_now is not None:
-        refused = refusals(journals.refused, read_only_now)
-        for reason in REFUSES_WRITES:
-            res.metrics.writes_refused.labels(reason=str(reason)).set(1 if reason in refused else 0)
+# --- operations on the cluster (admin key only, no user) --------------------------------------------------
 
-
-# --- operations on the cluster (API key only, no user) -----------------------------------------------------
-
-keyed = [Depends(require_api_key)]
+keyed = [Depends(require_admin)]
 
 
 class OpsSessionOut(ApiModel):

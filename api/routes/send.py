@@ -55,21 +55,23 @@ def _file(upload: Upload) -> tuple[bytes, str | None, str | None]:
 @router.post(
     "/sessions/{id}/send/text",
     response_model=SendResultOut,
-    responses=error_responses(400, 404, 409, 502, 504),
+    responses=error_responses(400, 403, 404, 409, 429, 502, 504),
 )
 async def send_text(
     body: SendTextIn, session_id: OwnedSession, res: Resources, key: IdempotencyKey = None
 ) -> JSON:
     """Send a text message (optionally quoting a message of that chat)."""
     jid = to_jid(body.to)
-    sent = await res.actors.send_text(session_id, jid, body.text, body.quoted_id, idempotency_key=key)
+    sent = await res.actors.send_text(
+        session_id, jid, body.text, body.quoted_id, idempotency_key=key, typing_ms=body.typing_ms
+    )
     return _result(sent)
 
 
 @router.post(
     "/sessions/{id}/send/media",
     response_model=SendResultOut,
-    responses=error_responses(400, 404, 409, 413, 415, 502, 504),
+    responses=error_responses(400, 403, 404, 409, 413, 415, 429, 502, 504),
     openapi_extra=_multipart(caption=True),
 )
 async def send_media(
@@ -91,7 +93,7 @@ async def send_media(
 @router.post(
     "/sessions/{id}/send/audio",
     response_model=SendResultOut,
-    responses=error_responses(400, 404, 409, 413, 415, 502, 504),
+    responses=error_responses(400, 403, 404, 409, 413, 415, 429, 502, 504),
     openapi_extra=_multipart(caption=False),
 )
 async def send_audio(

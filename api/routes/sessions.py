@@ -66,12 +66,14 @@ async def session_status(session_id: OwnedSession, res: Resources, user: UserId)
 
 
 @router.delete("/sessions/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 404))
-async def delete_session(session_id: OwnedSession, res: Resources) -> Response:
-    """Unlink the device, stop the actor, delete its keys and stored messages."""
+async def delete_session(session_id: OwnedSession, res: Resources, user: UserId) -> Response:
+    """Unlink the device, stop the actor, delete its keys and stored messages; the user's open
+    WebSockets get a `session_deleted` frame."""
     existed = await res.actors.destroy_session(session_id, timeout_s=DESTROY_TIMEOUT_S)
     res.owners.forget(session_id)
     if not existed:  # deleted meanwhile, e.g. through another API process
         raise SessionNotFound()
+    await res.hub.session_deleted(user, session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

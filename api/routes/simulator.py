@@ -26,6 +26,7 @@ from api.schemas import (
 )
 from kernel.domain import MessageType
 from kernel.errors import SessionNotFound
+from kernel.message_kinds import contacts_wire, content_from_json, location_wire, poll_wire
 from kernel.simulated import SentAction
 from kernel.wire import JSON, message_json
 
@@ -140,9 +141,15 @@ def _sent_json(item: SentMessage) -> JSON:
         "seconds": item.seconds,
         "fileName": item.file_name,
         "text": item.text if is_text else None,
-        "caption": None if is_text else item.text,
+        "caption": None if is_text or item.content else item.text,
         "quotedId": item.quoted_id,
+        **_content_json(item),
     }
+
+
+def _content_json(item: SentMessage) -> JSON:
+    location, contacts, poll = content_from_json(item.content)
+    return {"location": location_wire(location), "contacts": contacts_wire(contacts), "poll": poll_wire(poll)}
 
 
 def _action_json(item: SentMessage, action: SentAction) -> JSON:

@@ -102,3 +102,35 @@ async def presence(session_id: SessionIdParam, body: SimPresenceIn, res: Resourc
     presence = await network(res, session_id, NetworkControls.presence)
     await presence(chat_id=body.chat_id, state=body.state, last_seen=body.last_seen)
     return _done()
+
+
+class SimCallIn(ApiModel):
+    from_: Recipient = Field(alias="from", description="Who calls (a phone number or JID)")
+
+
+class SimCallOut(ApiModel):
+    call_id: str
+
+
+@router.post("/call", response_model=SimCallOut, responses=error_responses(404, 409))
+async def call(session_id: SessionIdParam, body: SimCallIn, res: Resources) -> dict[str, str]:
+    """The contact calls this number: the session gets the call (and declines it with REJECT_CALLS)."""
+    ring = await network(res, session_id, NetworkControls.call)
+    offered = await ring(from_=body.from_)
+    return {"callId": offered.call_id}
+
+
+class SimVoteIn(ApiModel):
+    chat_id: Recipient
+    message_id: Id
+    options: list[Annotated[str, Field(max_length=256), AfterValidator(_no_nul)]] = Field(
+        max_length=12, description="The options the contact picks (none: they take their vote back)"
+    )
+
+
+@router.post("/vote", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
+async def vote(session_id: SessionIdParam, body: SimVoteIn, res: Resources) -> Response:
+    """The contact votes in a poll of the chat: the poll's tally changes (a `message_update`, `vote`)."""
+    cast = await network(res, session_id, NetworkControls.vote)
+    await cast(chat_id=body.chat_id, message_id=body.message_id, options=body.options)
+    return _done()

@@ -29,6 +29,7 @@ from api.schemas.common import (
     _no_nul as _no_nul,
 )
 from api.schemas.messages import (
+    CallFrame,
     ChatFrame,
     ChatOut,
     ChatPage,
@@ -85,6 +86,7 @@ __all__ = [
     "PHONE_PATTERN",
     "RECIPIENT_PATTERN",
     "ApiModel",
+    "CallFrame",
     "ChatFrame",
     "ChatOut",
     "ChatPage",

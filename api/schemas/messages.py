@@ -35,10 +35,23 @@ class ContactCardOut(ApiModel):
     vcard: str = Field(description="The contact card as vCard text")
 
 
+class PollTallyOut(ApiModel):
+    option: str
+    votes: int
+
+
+class PollVoteOut(ApiModel):
+    voter: str = Field(description="Who voted (a JID)")
+    options: list[str] = Field(description="What they picked (none: they took their vote back)")
+    timestamp: Timestamp
+
+
 class PollOut(ApiModel):
     question: str
     options: list[str]
     selectable: int = Field(description="How many options a voter may pick (0: any number)")
+    tally: list[PollTallyOut] = Field(default_factory=list, description="Votes per option, in order")
+    votes: list[PollVoteOut] = Field(default_factory=list, description="Each voter's latest choice")
 
 
 class ReactionOut(ApiModel):
@@ -157,8 +170,18 @@ class MessageUpdateFrame(ApiModel):
 
     chat_id: str
     message_id: str
-    change: Literal["reaction", "edit", "revoke", "receipt"]
+    change: Literal["reaction", "edit", "revoke", "receipt", "vote"]
     message: MessageOut
+
+
+class CallFrame(ApiModel):
+    """`call` frame (`wa:call:{id}`): someone called this number; `rejected` when the bridge declined
+    it (REJECT_CALLS)."""
+
+    chat_id: str = Field(description="The caller's chat")
+    call_id: str
+    timestamp: Timestamp
+    rejected: bool
 
 
 class PresenceFrame(ApiModel):
@@ -174,10 +197,21 @@ class PresenceFrame(ApiModel):
 # --- sending -----------------------------------------------------------------------------------------------
 
 
+TypingMs = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=10_000,
+        description='Show "typing…" in the chat for this many milliseconds first, as a person would',
+    ),
+]
+
+
 class SendTextIn(ApiModel):
     to: Recipient
     text: MessageText
     quoted_id: Id | None = None
+    typing_ms: TypingMs = 0
 
 
 class SendResultOut(ApiModel):

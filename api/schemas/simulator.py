@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from api.schemas.common import ApiModel, Id, Phone, Recipient, _no_nul
+from api.schemas.messages import ContactCardOut, LocationOut, PollOut
 from kernel.domain import MessageType
 from kernel.text_rules import MAX_TEXT
 
@@ -101,7 +102,9 @@ class HistoryOut(ApiModel):
 class SentOut(ApiModel):
     """One message (or reaction, edit, revoke, typing state) the simulated network received."""
 
-    action: Literal["message", "reaction", "edit", "revoke", "presence"] = Field(
+    action: Literal[
+        "message", "reaction", "edit", "revoke", "presence", "block", "unblock", "reject_call"
+    ] = Field(
         "message",
         description="What it was; for reaction, edit and revoke `id` is the message it is about",
     )
@@ -118,3 +121,6 @@ class SentOut(ApiModel):
     quoted_id: str | None
     emoji: str | None = Field(None, description='A reaction\'s emoji ("" removed it)')
     state: str | None = Field(None, description="A typing state: composing, recording or paused")
+    location: LocationOut | None = Field(None, description="A location's content (type location)")
+    contacts: list[ContactCardOut] | None = Field(None, description="A contact card (type contact)")
+    poll: PollOut | None = Field(None, description="A poll's question and options (type poll)")

@@ -37,9 +37,14 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
         "8. drain a node of N sessions; autoscale up from pending to connected",
         ["--sessions=10", "--autoscale-sessions=6"],
     ),
+    "webhooks": (
+        "bench_webhooks",
+        "9. events → webhook receivers: latency, CPU per delivery, one 10 s receiver",
+        ["--webhooks=10", "--sessions=20", "--rate=50", "--duration=5"],
+    ),
     "levers": ("bench_levers", "memory levers, N=10 (not part of the full run)", ["--idle-s=5"]),
 }
-FULL_RUN = ("memory", "reload", "failover", "api", "events", "first_qr", "drain", "capacity")
+FULL_RUN = ("memory", "reload", "failover", "api", "events", "first_qr", "drain", "capacity", "webhooks")
 
 
 def run(name: str, argv: Sequence[str]) -> bool:

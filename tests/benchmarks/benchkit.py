@@ -167,6 +167,7 @@ def session_config(services: Services, backend: str = "simulated", **overrides: 
         "qr_first_s": 900.0,
         "qr_next_s": 60.0,
         "connect_timeout_s": 120.0,
+        "send_per_minute": 0,  # benchmarks measure the bridge, not the pace
     }
     values.update(overrides)
     return SessionConfig(**values)

@@ -27,6 +27,7 @@ import base64
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,10 @@ from actors.clients.neonize import (
     inbox,
     kinds,
     media_fetch,
+    numbers,
     outgoing,
+    outgoing_kinds,
+    refusals,
     runtime,
 )
 from actors.clients.neonize.gocalls import GoCalls
@@ -51,7 +55,16 @@ from actors.ports import (
     VoiceNote,
     WhatsAppClient,
 )
-from kernel.domain import Message, Reason, SendResult
+from kernel.domain import (
+    ContactCard,
+    ContactInfo,
+    Location,
+    Message,
+    NumberCheck,
+    Poll,
+    Reason,
+    SendResult,
+)
 from kernel.errors import (
     AlreadyConnected,
     ClientError,
@@ -69,6 +82,7 @@ from kernel.events import (
     PairingCode,
 )
 from kernel.ids import USER_SERVER, is_group, phone_digits, to_jid
+from kernel.message_kinds import OutgoingContent, content_kind
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +125,7 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._qr_count = 0
         self._stopped = False  # stop() began: nothing more is sent or asked of Go
         self._go_stopped = False  # Go's client has stopped (or the process must exit): no more callbacks
-        self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid)
+        self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid, self._media)
         self._named: set[str] = set()  # chats whose address-book name or subject was looked up
         for name, kind in events_in.SUBSCRIPTIONS.items():
             self._native.event(getattr(lib.events, name))(self._handler(kind))
@@ -256,6 +270,46 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         up = await self._upload(note.ogg, self._lib.enums.MediaType.MediaAudio)
         message = outgoing.voice_message(self._lib, note, up, self._context(quoted))
         return kinds.own_media(await self._send(jid, message, "voice note"), message)
+
+    async def send_location(self, to: str, location: Location) -> SendResult:
+        return await self._send_content(to, location)
+
+    async def send_contact(self, to: str, card: ContactCard) -> SendResult:
+        return await self._send_content(to, card)
+
+    async def send_poll(self, to: str, poll: Poll) -> SendResult:
+        return await self._send_content(to, poll)
+
+    async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
+        asked = numbers.digits_of(phones)
+        self._require_online()
+        try:
+            responses = await self._call(self._native.is_on_whatsapp, *(f"+{d}" for d in asked))
+        except self._lib.exc.NeonizeError as err:
+            raise refusals.refusal(str(err)) or ClientError(f"number check failed: {err}") from err
+        return numbers.checks(asked, responses)
+
+    async def contact_info(self, jid: str) -> ContactInfo:
+        self._require_online()
+        return await self._profiles.contact_info(to_jid(jid))
+
+    async def set_blocked(self, jid: str, blocked: bool) -> None:
+        self._require_online()
+        await self._profiles.set_blocked(to_jid(jid), blocked)
+
+    async def reject_call(self, caller: str, call_id: str) -> None:
+        self._require_online()
+        try:
+            await self._call(self._native.reject_call, outgoing.jid_proto(self._lib, caller), call_id)
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"rejecting the call failed: {err}") from err
+        log.info("session %s: call %s declined", self._sid, call_id)
+
+    async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
+        jid = self._recipient(to)
+        message = outgoing_kinds.content_message(self._lib, content)
+        sent = await self._send(jid, message, str(content_kind(content)))
+        return replace(sent, media_ref=outgoing_kinds.own_ref(message))
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The decrypted media of a message this adapter produced (its `media_ref`), streamed to a temporary
@@ -404,9 +458,13 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
     async def _send(self, jid: Any, message: Any, what: str) -> SendResult:
         try:
             resp = await self._call(self._native.send_message, jid, message)
-        except self._lib.exc.SendMessageError as err:
-            raise SendFailed(str(err)) from err
         except self._lib.exc.NeonizeError as err:
+            refused = refusals.refusal(str(err))
+            if refused is not None:
+                log.warning("session %s: WhatsApp refused a %s: %s", self._sid, what, err)
+                raise refused from err
+            if isinstance(err, self._lib.exc.SendMessageError):
+                raise SendFailed(str(err)) from err
             raise ClientError(f"send failed: {err}") from err
         sent_at = convert.from_s(resp.Timestamp) if resp.Timestamp else datetime.now(UTC)
         log.info("session %s: sent %s %s to %s@%s", self._sid, what, resp.ID, jid.User, jid.Server)

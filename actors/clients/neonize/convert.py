@@ -21,7 +21,14 @@ from typing import Any
 
 from actors.clients.neonize.kinds import content_of
 from kernel.domain import Message, MessageStatus, Reason
-from kernel.events import ContactName, HistoryChunk, HistoryConversation, IdentityLink, Receipt
+from kernel.events import (
+    CallOffered,
+    ContactName,
+    HistoryChunk,
+    HistoryConversation,
+    IdentityLink,
+    Receipt,
+)
 from kernel.ids import GROUP_SERVER, LID_SERVER, USER_SERVER
 from kernel.inbox_scope import ChatKind, chat_kind
 
@@ -279,3 +286,15 @@ def declared_size(ref: Any, field: str | None) -> int:
     if not field or not ref.HasField(field):
         return 0
     return int(getattr(getattr(ref, field), "fileLength", 0) or 0)
+
+
+def call_offer(ev: Any) -> CallOffered | None:
+    """A CallOfferEv: who calls (whatsmeow's `From`, what RejectCall answers) and their chat."""
+    meta = ev.basicCallMeta
+    caller = jid_str(getattr(meta, "from"))
+    if caller is None or not meta.callID:
+        return None
+    chat, _alt = phone_first(caller, jid_str(meta.callCreatorAlt))
+    stamp = int(meta.timestamp)
+    at = (from_ms(stamp) if stamp > 10**12 else from_s(stamp)) if stamp else datetime.now(UTC)
+    return CallOffered(chat, caller, str(meta.callID), at)

@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from actors.clients.neonize import convert, inbox, outgoing
+from actors.clients.neonize import convert, inbox, outgoing, polls
 from actors.clients.neonize.convert import enum_name
 from actors.clients.neonize.profiles import Profiles
 from actors.clients.neonize.runtime import Lib
 from kernel.domain import Reason
-from kernel.errors import ClientTimeout, SessionNotConnected
+from kernel.errors import ClientTimeout, SessionNotConnected, WaError
 from kernel.events import (
     ClientEvent,
     Connected,
@@ -56,6 +56,7 @@ SUBSCRIPTIONS = {
     "ChatPresenceEv": "chat_presence",
     "PresenceEv": "presence",
     "PictureEv": "picture",
+    "CallOfferEv": "call_offer",
 }
 _OFFLINE_KINDS = frozenset(
     {"disconnected", "logged_out", "replaced", "banned", "connect_failure", "outdated"}
@@ -172,6 +173,9 @@ class NeonizeEvents:
                 return [Disconnected(convert.connect_failure_reason(name), retrying=False)]
             case "message":
                 links: list[ClientEvent] = list(convert.identity_links(payload.Info.MessageSource))
+                if (update := polls.poll_update(payload)) is not None:
+                    vote = await self._decrypt_vote(payload, update)
+                    return [*links, vote] if vote else links
                 action = inbox.message_action(payload, self._own_jid)
                 if action is not None:
                     return [*links, action]
@@ -202,8 +206,19 @@ class NeonizeEvents:
             case "picture":
                 jid = convert.jid_str(payload.JID)
                 return [PictureChanged(jid)] if jid else []
+            case "call_offer":
+                offered = convert.call_offer(payload)
+                return [offered] if offered else []
         log.info("session %s: %s %s", self._sid, kind, str(payload).replace("\n", " ")[:200])
         return []
+
+    async def _decrypt_vote(self, ev: Any, update: Any) -> ClientEvent | None:
+        try:
+            decrypted = await self._call(self._native.decrypt_poll_vote, ev)
+        except (WaError, self._lib.exc.NeonizeError) as err:
+            log.info("session %s: a poll vote could not be read: %s", self._sid, err)
+            return None
+        return polls.vote_from(ev, update, decrypted, self._own_jid)
 
     def _look_up_name(self, chat_id: str) -> None:
         """Once per chat and process: the address-book name of a contact, the subject of a group, emitted

@@ -128,6 +128,10 @@ class MediaFetcher:
             return f"https://{self.default_host}{path}{joiner}{query}"
         raise MediaNotAvailable("This message's media has no address on WhatsApp's servers")
 
+    def allows(self, url: str) -> bool:
+        """Whether `url` is an https URL on WhatsApp's media hosts (the only ones ever fetched)."""
+        return self._allowed(url)
+
     def _allowed(self, url: str) -> bool:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()

@@ -3,7 +3,8 @@
 - `picture(jid, known_id)`: whatsmeow's GetProfilePictureInfo. With `ExistingID` it answers "unchanged"
   (an empty info) when the picture is the same; "no picture" and "hidden from you" are None. The URL is
   a WhatsApp CDN link that expires (its `oe=` parameter, hex seconds): the session refreshes it.
-- `download(picture)`: a plain HTTPS GET (profile pictures are not end-to-end encrypted), bounded.
+- `download(picture)`: a plain HTTPS GET (profile pictures are not end-to-end encrypted), with the media
+  fetcher's rules: WhatsApp's CDN hosts only, no redirects, bounded, no URL in an error.
 - `contact_name(jid)`: the name the phone's address book gives the contact (whatsmeow keeps it from
   app-state sync in its contact store), else None.
 - `group_subject(jid)`: a group's subject (name).
@@ -12,15 +13,18 @@ Every Go call goes through the client's bounded `GoCalls` pool, the contact stor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from actors.clients.neonize import outgoing
+from actors.clients.neonize import media_fetch, outgoing
+from actors.clients.neonize.convert import jid_str
 from actors.ports import PictureInfo
-from kernel.errors import ClientError, MediaNotAvailable, MediaTooLarge
+from kernel.domain import ContactInfo
+from kernel.errors import ClientError, ClientTimeout, MediaNotAvailable, MediaTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +35,11 @@ Call = Callable[..., Awaitable[Any]]
 
 
 class Profiles:
-    def __init__(self, lib: Any, native: Any, call: Call, go: Any, label: str) -> None:
+    def __init__(
+        self, lib: Any, native: Any, call: Call, go: Any, label: str, media: media_fetch.MediaFetcher
+    ) -> None:
         self._lib = lib
+        self._media = media  # its hosts, certificate check and timeouts: pictures come from the same CDN
         self._native = native
         self._call = call
         self._label = label
@@ -55,23 +62,35 @@ class Profiles:
         return PictureInfo(id=str(info.ID), url=str(info.URL))
 
     async def download(self, picture: PictureInfo, max_bytes: int) -> bytes:
-        if not picture.url.startswith("https://"):
+        """The picture's bytes, fetched like media: only from WhatsApp's CDN hosts, no redirect followed,
+        bounded in size and time; no error names the URL (a signed CDN link)."""
+        if not self._media.allows(picture.url):
             raise MediaNotAvailable()
+        media = self._media
+        timeout = httpx.Timeout(media.read_s, connect=media.connect_s)
         try:
             async with (
-                httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT_S) as http,
+                asyncio.timeout(DOWNLOAD_TIMEOUT_S),
+                httpx.AsyncClient(timeout=timeout, verify=media.verify, follow_redirects=False) as http,
                 http.stream("GET", picture.url) as resp,
             ):
                 if resp.status_code in (403, 404, 410):
                     raise MediaNotAvailable("WhatsApp no longer has this picture")
-                resp.raise_for_status()
+                if resp.status_code != 200:
+                    raise ClientError(f"WhatsApp's CDN answered the picture download with {resp.status_code}")
+                if int(resp.headers.get("content-length") or 0) > max_bytes:
+                    raise MediaTooLarge(limit=max_bytes)
                 data = bytearray()
                 async for chunk in resp.aiter_bytes():
                     data += chunk
                     if len(data) > max_bytes:
                         raise MediaTooLarge(limit=max_bytes)
+        except TimeoutError:
+            raise ClientTimeout("the picture download took too long") from None
+        except httpx.TimeoutException as err:
+            raise ClientTimeout("WhatsApp's CDN stopped answering") from err
         except httpx.HTTPError as err:
-            raise ClientError(f"picture download failed: {err}") from err
+            raise ClientError(f"picture download failed ({type(err).__name__})") from err
         return bytes(data)
 
     async def contact_name(self, jid: str) -> str | None:
@@ -84,6 +103,28 @@ class Profiles:
             return None
         return str(info.FullName or info.FirstName) or None
 
+    async def contact_info(self, jid: str) -> ContactInfo:
+        """whatsmeow's GetUserInfo (about text, picture id), its contact store (names) and blocklist."""
+        target = outgoing.jid_proto(self._lib, jid)
+        try:
+            users = await self._call(self._native.get_user_info, target)
+            blocklist = await self._call(self._native.get_blocklist)
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"contact lookup failed ({type(err).__name__}: {err})") from err
+        try:
+            entry = await self._call(self._native.contact.get_contact, target)
+        except self._lib.exc.ContactStoreError:
+            entry = None
+        return contact_from(jid, users, entry, blocklist)
+
+    async def set_blocked(self, jid: str, blocked: bool) -> None:
+        action = self._lib.enums.BlocklistAction.BLOCK if blocked else self._lib.enums.BlocklistAction.UNBLOCK
+        try:
+            await self._call(self._native.update_blocklist, outgoing.jid_proto(self._lib, jid), action)
+        except self._lib.exc.NeonizeError as err:
+            raise ClientError(f"blocklist update failed ({type(err).__name__}: {err})") from err
+        log.info("session %s: %s %s", self._label, "blocked" if blocked else "unblocked", jid)
+
     async def group_subject(self, jid: str) -> str | None:
         try:
             info = await self._call(self._native.get_group_info, outgoing.jid_proto(self._lib, jid))
@@ -91,3 +132,21 @@ class Profiles:
             log.info("session %s: group %s not available: %s", self._label, jid, err)
             return None
         return str(info.GroupName.Name) or None
+
+
+def contact_from(jid: str, users: Any, entry: Any | None, blocklist: Any) -> ContactInfo:
+    """A ContactInfo from whatsmeow's answers: `users` (GetUserInfoSingleReturnFunction list), the
+    contact store's `entry` (ContactInfo, or None) and the `blocklist` (Blocklist)."""
+    user = next((u.UserInfo for u in users if jid_str(u.JID) == jid), None)
+    name = push = None
+    if entry is not None and entry.Found:
+        name = str(entry.FullName or entry.FirstName) or None
+        push = str(entry.PushName) or None
+    return ContactInfo(
+        jid=jid,
+        name=name,
+        push_name=push,
+        about=(str(user.Status) or None) if user is not None else None,
+        blocked=any(jid_str(b) == jid for b in blocklist.JIDs),
+        picture_id=(str(user.PictureID) or None) if user is not None else None,
+    )

@@ -15,18 +15,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from actors.clients.simulated.content import message_id, now
+from actors.clients.simulated.kinds import Contacts, not_on_whatsapp
 from actors.ports import SimNetworkPort
-from kernel.domain import Message, Reaction, SendResult
-from kernel.errors import InvalidInput, NotOwnMessage
+from kernel.domain import ContactInfo, Message, Reaction, SendResult
+from kernel.errors import InvalidInput, InvalidRecipient, NotOnWhatsApp, NotOwnMessage
 from kernel.events import (
+    CallOffered,
     ChatRead,
     ClientEvent,
     MessageEdited,
     MessageRevoked,
+    PollVoted,
     Presence,
     ReactionChanged,
 )
-from kernel.ids import is_group, to_jid
+from kernel.ids import USER_SERVER, is_group, jid_user, to_jid
+from kernel.message_kinds import option_hash
 from kernel.simulated import SentAction, SentMessage
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ class SimulatedActions:
     _sid: str
     _store: SimNetworkPort
     _online: asyncio.Event
+    contacts: Contacts
 
     if TYPE_CHECKING:
 
@@ -79,6 +84,35 @@ class SimulatedActions:
             raise InvalidInput(f"state must be one of {', '.join(TYPING_STATES)}")
         chat = self._recipient(chat_id)
         await self._store.record_sent(SentMessage(message_id(), chat, SentAction.PRESENCE, text=state))
+
+    async def contact_info(self, jid: str) -> ContactInfo:
+        """What the network tells about a contact: names, about text, picture, whether we block them."""
+        target = self._contact(jid)
+        contact = self.contacts.get(target)
+        return ContactInfo(
+            target, contact.name, contact.push_name, contact.about, contact.blocked, contact.picture_id
+        )
+
+    async def set_blocked(self, jid: str, blocked: bool) -> None:
+        """Block or unblock a contact (recorded in `sent` as a `block` / `unblock` action)."""
+        target = self._contact(jid)
+        self.contacts.get(target).blocked = blocked
+        action = SentAction.BLOCK if blocked else SentAction.UNBLOCK
+        await self._store.record_sent(SentMessage(message_id(), target, action))
+
+    async def reject_call(self, caller: str, call_id: str) -> None:
+        """Decline a call (recorded in `sent` as a `reject_call` action about the call id)."""
+        target = self._chat(caller)
+        await self._store.record_sent(SentMessage(call_id, target, SentAction.REJECT_CALL))
+
+    def _contact(self, jid: str) -> str:
+        self._require_connected()
+        target = to_jid(jid)
+        if not target.endswith("@" + USER_SERVER):
+            raise InvalidRecipient(f"{target} is not a contact's number")
+        if not_on_whatsapp(target):
+            raise NotOnWhatsApp(f"+{jid_user(target)} is not on WhatsApp")
+        return target
 
     # ------------------------------------------------------------------ control surface (/simulator)
 
@@ -120,6 +154,21 @@ class SimulatedActions:
         event = Presence(self._chat(chat_id), state, last_seen)
         if self._online.is_set():  # presence is not queued while offline: it would be stale
             self._emit(event)
+        return event
+
+    async def call(self, from_: str) -> CallOffered:
+        """The contact calls this number."""
+        chat = self._chat(from_)
+        event = CallOffered(chat, chat, f"SIMCALL{message_id()[-12:]}", now())
+        self._deliver(event)
+        return event
+
+    async def vote(self, chat_id: str, message_id: str, options: list[str]) -> PollVoted:
+        """The contact votes in a poll of the chat (named by its options' hashes, as WhatsApp sends
+        them; no options: they take their vote back)."""
+        chat = self._chat(chat_id)
+        event = PollVoted(chat, message_id, chat, tuple(option_hash(o) for o in options), now())
+        self._deliver(event)
         return event
 
     def _chat(self, chat_id: str) -> str:

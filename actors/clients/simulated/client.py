@@ -31,7 +31,7 @@ from actors.clients.simulated.content import (
     qr_keys,
     qr_payload,
 )
-from actors.clients.simulated.kinds import Contacts
+from actors.clients.simulated.kinds import Contacts, not_on_whatsapp
 from actors.clients.simulated.phone import PAIRED, Phase, SimulatedPhone, digits_of
 from actors.ports import (
     ClientOptions,
@@ -43,7 +43,17 @@ from actors.ports import (
     WhatsAppClient,
 )
 from actors.tasks import TaskGroup
-from kernel.domain import Message, MessageStatus, MessageType, Reason, SendResult
+from kernel.domain import (
+    ContactCard,
+    Location,
+    Message,
+    MessageStatus,
+    MessageType,
+    NumberCheck,
+    Poll,
+    Reason,
+    SendResult,
+)
 from kernel.errors import (
     AlreadyConnected,
     ClientError,
@@ -53,6 +63,9 @@ from kernel.errors import (
     MediaTooLarge,
     NotOnWhatsApp,
     SessionNotConnected,
+    WaError,
+    WhatsAppRateLimited,
+    WhatsAppRestricted,
 )
 from kernel.events import (
     ClientEvent,
@@ -66,6 +79,7 @@ from kernel.events import (
 )
 from kernel.ids import USER_SERVER, is_group, jid_user, to_jid
 from kernel.inbox_scope import ChatKind, chat_kind
+from kernel.message_kinds import OutgoingContent, content_json, content_kind
 from kernel.simulated import SentMessage
 
 log = logging.getLogger(__name__)
@@ -73,12 +87,21 @@ log = logging.getLogger(__name__)
 CONNECT_DELAY_S = 0.03  # a resumed device logs in this long after connect()
 RECONNECT_DELAY_S = 0.3  # whatsmeow waits 2 s × errors; scaled down
 HISTORY_STEP_S = 0.05  # between the pairing and each history chunk
+MAX_POLL_OPTIONS = 12
 RECEIPTS_AFTER_S = {MessageStatus.DELIVERED: 0.1, MessageStatus.READ: 0.3, MessageStatus.PLAYED: 0.5}
 
 
-def not_on_whatsapp(jid: str) -> bool:
-    """The network's one rule for unknown numbers: a phone whose digits end in `0000` has no account."""
-    return jid.endswith("@" + USER_SERVER) and jid_user(jid).endswith("0000")
+def network_refusal(jid: str) -> WaError | None:
+    """The network's rules for its refusals: it refuses sends to a phone whose digits end in `0429` as
+    too fast (whatsmeow's error 429), and to one ending in `0463` with the reach-out time lock (463)."""
+    if not jid.endswith("@" + USER_SERVER):
+        return None
+    user = jid_user(jid)
+    if user.endswith("0429"):
+        return WhatsAppRateLimited(retry_after=60)
+    if user.endswith("0463"):
+        return WhatsAppRestricted(reason="reachout_timelock")
+    return None
 
 
 class SimulatedClient(SimulatedPhone, SimulatedActions):
@@ -180,6 +203,37 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
         )
         return await self._send(sent, quoted)
 
+    async def send_location(self, to: str, location: Location) -> SendResult:
+        return await self._send_content(to, location)
+
+    async def send_contact(self, to: str, card: ContactCard) -> SendResult:
+        return await self._send_content(to, card)
+
+    async def send_poll(self, to: str, poll: Poll) -> SendResult:
+        if not 2 <= len(poll.options) <= MAX_POLL_OPTIONS:
+            raise InvalidInput(f"a poll has 2..{MAX_POLL_OPTIONS} options")
+        return await self._send_content(to, poll)
+
+    async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
+        self._require_connected()
+        checks = []
+        for phone in phones:
+            jid = to_jid(f"+{digits_of(phone)}")
+            on = not not_on_whatsapp(jid)
+            checks.append(NumberCheck(f"+{jid_user(jid)}", on, jid if on else None))
+        return checks
+
+    async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
+        jid = self._recipient(to)
+        kind = content_kind(content)
+        text = content.question if isinstance(content, Poll) else None
+        stored = content_json(
+            content if isinstance(content, Location) else None,
+            (content,) if isinstance(content, ContactCard) else (),
+            content if isinstance(content, Poll) else None,
+        )
+        return await self._send(SentMessage(message_id(), jid, kind, text=text, content=stored), None)
+
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The media `message.media_ref` describes, made chunk by chunk as it is read (never whole); for
         what this session sent, the bytes the network received."""
@@ -272,6 +326,9 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
             raise InvalidRecipient(f"cannot send to {jid}")
         if not_on_whatsapp(jid):
             raise NotOnWhatsApp(f"+{jid_user(jid)} is not on WhatsApp")
+        refused = network_refusal(jid)
+        if refused is not None:
+            raise refused
         return jid
 
     def _route(self, message: Message) -> Message | None:

@@ -26,7 +26,7 @@ from typing import Any
 from actors.ports import PictureInfo
 from kernel.domain import ContactCard, Location, Media, MessageType, Poll
 from kernel.errors import InvalidInput, InvalidRecipient, MediaNotAvailable, MediaTooLarge
-from kernel.ids import LID_SERVER, to_jid
+from kernel.ids import LID_SERVER, USER_SERVER, jid_user, to_jid
 from kernel.message_kinds import summary_for
 
 PICTURE_TTL_S = 6 * 3600  # how long a picture URL stays valid (WhatsApp's are days; the test scales it)
@@ -102,6 +102,14 @@ def _card(spec: Mapping[str, Any]) -> ContactCard:
     return ContactCard(name, str(vcard))
 
 
+DEFAULT_ABOUT = "Hey there! I am using WhatsApp."
+
+
+def not_on_whatsapp(jid: str) -> bool:
+    """The network's one rule for unknown numbers: a phone whose digits end in `0000` has no account."""
+    return jid.endswith("@" + USER_SERVER) and jid_user(jid).endswith("0000")
+
+
 @dataclass(slots=True)
 class Contact:
     name: str | None = None  # the address book's
@@ -110,6 +118,8 @@ class Contact:
     picture_id: str | None = None
     lid: str | None = None
     lid_revealed: bool = False
+    about: str | None = DEFAULT_ABOUT
+    blocked: bool = False
 
 
 class Contacts:

@@ -1,21 +1,25 @@
 // The public REST API, with the key and user id from sessionStorage sent as headers (never in a URL).
 const KEY = "bridge.apiKey";
 const USER = "bridge.userId";
+const ADMIN = "bridge.admin";
 
+// A user's own key acts as its user (X-User-Id then only repeats it); the admin key as `user`.
 export function credentials() {
   const key = sessionStorage.getItem(KEY);
   const user = sessionStorage.getItem(USER);
-  return key && user ? { key, user } : null;
+  return key && user !== null ? { key, user, admin: sessionStorage.getItem(ADMIN) === "1" } : null;
 }
 
-export function saveCredentials(key, user) {
+export function saveCredentials(key, user, admin) {
   sessionStorage.setItem(KEY, key);
   sessionStorage.setItem(USER, user);
+  sessionStorage.setItem(ADMIN, admin ? "1" : "0");
 }
 
 export function clearCredentials() {
   sessionStorage.removeItem(KEY);
   sessionStorage.removeItem(USER);
+  sessionStorage.removeItem(ADMIN);
 }
 
 export class ApiError extends Error {
@@ -31,6 +35,8 @@ export const MAX_MEDIA_BYTES = 16 * 1024 * 1024;
 const WORDS = {
   unauthorized: "The API key was refused. Sign out and enter the right key.",
   missing_user_id: "A user id is needed. Sign out and enter one.",
+  user_mismatch: "This key belongs to another user than the one entered. Leave the user id empty.",
+  admin_only: "Only the bridge's admin key may do this.",
   max_sessions_reached: "You already have 3 WhatsApp numbers, the most allowed. Disconnect one to add another.",
   invalid_slot: "That slot does not exist.",
   slot_taken: "That slot already holds a number. Reload the page.",
@@ -61,7 +67,8 @@ export function describe(status, code, message, retryAfter) {
 
 export async function api(path, { method = "GET", json, form, raw = false } = {}) {
   const creds = credentials();
-  const headers = creds ? { "X-API-Key": creds.key, "X-User-Id": creds.user } : {};
+  const headers = creds ? { "X-API-Key": creds.key } : {};
+  if (creds && creds.user) headers["X-User-Id"] = creds.user;
   let body;
   if (json !== undefined) {
     headers["Content-Type"] = "application/json";

@@ -23,7 +23,10 @@ function icon(d) {
   return svg;
 }
 
-export function composer({ target, onSent }) {
+// A draft is kept per chat in this tab's sessionStorage: a reload or another chat in between keeps it.
+const DRAFT = "bridge.draft.";
+
+export function composer({ target, onSent, draftKey = null }) {
   const textId = id("compose");
   const fileId = id("attach");
   const text = h("textarea", { id: textId, rows: 1, placeholder: "Type a message", enterkeyhint: "send" });
@@ -42,6 +45,20 @@ export function composer({ target, onSent }) {
     status,
   );
   let busy = false;
+  if (draftKey) text.value = sessionStorage.getItem(DRAFT + draftKey) || "";
+  function keepDraft() {
+    if (!draftKey) return;
+    if (text.value) sessionStorage.setItem(DRAFT + draftKey, text.value);
+    else sessionStorage.removeItem(DRAFT + draftKey);
+  }
+  text.addEventListener("input", keepDraft);
+  // The box grows with what is typed, up to about six lines, then scrolls.
+  function grow() {
+    text.style.height = "auto";
+    text.style.height = `${text.scrollHeight + 2}px`;
+  }
+  text.addEventListener("input", grow);
+  requestAnimationFrame(grow);
 
   function fail(err) {
     error.textContent = err.message || String(err);
@@ -72,10 +89,13 @@ export function composer({ target, onSent }) {
     if (!body || busy) return;
     // Emptied now, not after the answer: what the user types meanwhile is the next message.
     text.value = "";
+    keepDraft();
+    grow();
     run("Sending…", ({ sessionId, to }) =>
       api(sessionPath(sessionId, "/send/text"), { method: "POST", json: { to, text: body } }),
     ).then((sent) => {
       if (!sent && !text.value) text.value = body;
+      keepDraft();
     });
   }
 
@@ -107,6 +127,7 @@ export function composer({ target, onSent }) {
       return api(sessionPath(sessionId, "/send/media"), { method: "POST", form });
     }).then((sent) => {
       if (sent && caption) text.value = "";
+      keepDraft();
     });
   });
 

@@ -49,7 +49,7 @@ export function groupCode(code) {
   return code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code;
 }
 
-export function connectModal(session, live, { onConnected, onClose, linked = [] } = {}) {
+export function connectModal(session, live, { onConnected, onClose, linked = [], keep = null } = {}) {
   const sessionId = session.id;
   let expiresAt = null;
   let objectUrl = null;
@@ -65,8 +65,15 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
   const retryButton = h("button", { type: "button", class: "primary" }, "Try again");
   const retryError = h("p", { class: "error", role: "alert" });
   retryBox.append(retryButton, retryError);
+  // The phone this slot was last linked with: scanning with it keeps the chats, another replaces them.
+  const keepNote = keep
+    ? h("p", { class: "keep", id: id("keep") },
+      `Scan with ${formatPhone(keep)} to keep this number's chats. `,
+      h("strong", {}, `Another phone replaces ${formatPhone(keep)} here: its chats are deleted.`))
+    : null;
   const qrPanel = h(
     "div", { class: "qr-panel" },
+    keepNote,
     taken,
     h("div", { class: "qr-frame" }, qrImg, qrWait),
     countdown,
@@ -78,7 +85,13 @@ export function connectModal(session, live, { onConnected, onClose, linked = [] 
     ),
   );
 
-  const phone = phoneField({ label: "Phone number of the WhatsApp account" });
+  // Prefilled: the phone this slot was last linked with, else the number given at onboarding.
+  const phone = phoneField({ label: "Phone number of the WhatsApp account", initial: keep });
+  if (!keep) {
+    api("/users/me")
+      .then((me) => { if (me.whatsappPhone && !phone.input.value) phone.set(me.whatsappPhone); })
+      .catch(() => {});
+  }
   const codeButton = h("button", { type: "submit", class: "primary" }, "Get pairing code");
   const codeOut = h("div", { class: "pairing", hidden: true });
   const codeError = h("p", { class: "error", role: "alert" });

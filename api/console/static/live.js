@@ -1,11 +1,29 @@
 // Live events: one WebSocket (token from POST /ws-token), resumed from its last cursor after a drop,
 // reconnected with capped, jittered backoff. While it is down, or Redis is, session status is polled.
-import { api, sessionPath } from "./api.js";
+// The token is renewed before it expires by opening the next socket from the last cursor and closing
+// the old one: nobody sees or hears it. A refused key (401) ends the session (`unauthorized` frame);
+// while the bridge does not answer at all (`bridge` frame, `up: false`) /health is asked every
+// BRIDGE_PROBE_MS and the socket reconnects as soon as it answers ("Retry now" does it at once).
+import { ApiError, api, sessionPath } from "./api.js";
 
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const POLL_MS = 3000;
 const HEALTH_MS = 5000;
 const SETTLE_MS = 2000;
+const BRIDGE_PROBE_MS = 2000;
+// Renew this long before the token expires (at most a fifth of its lifetime).
+const RENEW_BEFORE_MS = 30000;
+const REPLAYED = new Set(["message", "message_update", "chat", "session_deleted"]);
+
+function cursorKey(cursor) {
+  const [ms, n] = String(cursor).split("-").map(Number);
+  return [ms || 0, n || 0];
+}
+
+export function cursorAfter(a, b) {
+  const [x, y] = [cursorKey(a), cursorKey(b)];
+  return x[0] > y[0] || (x[0] === y[0] && x[1] > y[1]);
+}
 
 export class Live {
   constructor(statusEl) {
@@ -20,6 +38,10 @@ export class Live {
     this.healthTimer = null;
     this.retryTimer = null;
     this.countdownTimer = null;
+    this.renewTimer = null;
+    this.probeTimer = null;
+    this.bridgeUp = true;
+    this.connecting = false;
   }
 
   on(listener) {
@@ -42,11 +64,63 @@ export class Live {
     this.stopped = true;
     clearInterval(this.healthTimer);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.renewTimer);
     clearInterval(this.countdownTimer);
+    clearInterval(this.probeTimer);
+    this.probeTimer = null;
     this.stopPolling();
     if (this.socket) this.socket.close(1000);
     this.socket = null;
     this.say("");
+  }
+
+  // "Retry now": reconnect at once instead of waiting out the backoff.
+  retryNow() {
+    if (this.stopped) return;
+    this.attempt = 0;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.countdownTimer);
+    this.checkHealth();
+    if (!this.open) this.connect();
+  }
+
+  // Whether the bridge answers at all; `bridge` frames tell the screens when that changes.
+  setBridge(up, reconnect = true) {
+    if (up === this.bridgeUp) return;
+    this.bridgeUp = up;
+    if (!up && !this.probeTimer) {
+      this.probeTimer = setInterval(() => this.checkHealth(), BRIDGE_PROBE_MS);
+    } else if (up) {
+      clearInterval(this.probeTimer);
+      this.probeTimer = null;
+      if (reconnect && !this.open) this.retryNow();
+    }
+    this.emit({ type: "bridge", up });
+  }
+
+  unauthorized() {
+    this.stop();
+    this.emit({ type: "unauthorized" });
+  }
+
+  async token() {
+    try {
+      const got = await api("/ws-token", { method: "POST" });
+      this.setBridge(true, false);
+      return got;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) this.unauthorized();
+      else if (err instanceof ApiError && err.status === 0) this.setBridge(false);
+      return null;
+    }
+  }
+
+  scheduleRenewal(expiresAt) {
+    clearTimeout(this.renewTimer);
+    const left = Date.parse(expiresAt) - Date.now();
+    if (!(left > 0)) return;
+    const before = Math.min(RENEW_BEFORE_MS, left / 5);
+    this.renewTimer = setTimeout(() => this.connect({ renewing: true }), Math.max(1000, left - before));
   }
 
   emit(frame) {
@@ -64,22 +138,24 @@ export class Live {
     this.statusEl.dataset.state = state;
   }
 
-  async connect() {
-    if (this.stopped) return;
-    this.say("Connecting to live updates…", "connecting");
-    let token;
-    try {
-      token = (await api("/ws-token", { method: "POST" })).token;
-    } catch {
-      this.retry();
+  async connect({ renewing = false } = {}) {
+    if (this.stopped || (!renewing && (this.connecting || this.open))) return;
+    if (!renewing) this.say("Connecting to live updates…", "connecting");
+    if (!renewing) this.connecting = true;
+    const got = await this.token();
+    if (!renewing) this.connecting = false;
+    if (!got) {
+      if (!this.stopped && !renewing) this.retry();
+      else if (renewing) this.renewTimer = setTimeout(() => this.connect({ renewing: true }), 2000);
       return;
     }
     if (this.stopped) return;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const query = new URLSearchParams({ token });
+    const query = new URLSearchParams({ token: got.token });
     if (this.cursor) query.set("cursor", this.cursor);
     const socket = new WebSocket(`${scheme}//${location.host}/ws?${query}`);
-    this.socket = socket;
+    const previous = renewing ? this.socket : null;
+    if (!renewing) this.socket = socket;
     // Up once it has delivered a frame or stayed open a moment: a socket that opens and closes at
     // once (refused, overloaded) keeps backing off, and status keeps being polled meanwhile.
     let settled = false;
@@ -90,8 +166,23 @@ export class Live {
       if (!this.redisDown) this.stopPolling();
       this.say(this.redisDown ? this.pollingText() : "Live", this.redisDown ? "polling" : "live");
     };
-    socket.addEventListener("open", () => setTimeout(settle, SETTLE_MS));
+    socket.addEventListener("open", () => {
+      this.scheduleRenewal(got.expiresAt);
+      if (renewing && previous && previous === this.socket && previous.readyState === WebSocket.OPEN) {
+        // The new socket takes over; the old one is closed before its token runs out.
+        this.socket = socket;
+        settled = true;
+        previous.close(1000);
+        return;
+      }
+      if (renewing) {
+        socket.close(1000); // the socket it was to replace is gone: a reconnect is under way instead
+        return;
+      }
+      setTimeout(settle, SETTLE_MS);
+    });
     socket.addEventListener("message", (event) => {
+      if (this.socket !== socket) return; // the socket being replaced (or the replacement not yet)
       settle();
       let frame;
       try {
@@ -99,12 +190,14 @@ export class Live {
       } catch {
         return;
       }
-      if (frame.cursor) this.cursor = frame.cursor;
+      if (frame.cursor && this.cursor && REPLAYED.has(frame.type) && !cursorAfter(frame.cursor, this.cursor)) return;
+      if (frame.cursor && (!this.cursor || cursorAfter(frame.cursor, this.cursor))) this.cursor = frame.cursor;
       this.emit(frame);
     });
     socket.addEventListener("close", () => {
       if (this.socket !== socket) return;
       this.socket = null;
+      clearTimeout(this.renewTimer); // the next socket gets a token of its own
       this.retry();
     });
   }
@@ -115,9 +208,18 @@ export class Live {
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
     this.attempt += 1;
     const until = Date.now() + delay;
+    // Said once: the seconds left are shown without being announced again every second.
+    this.say(this.bridgeUp ? "Live updates lost. Reconnecting…" : "The bridge is not answering. Reconnecting…", "reconnecting");
+    const seconds = document.createElement("span");
+    seconds.setAttribute("aria-hidden", "true");
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "link";
+    retry.textContent = "Retry now";
+    retry.addEventListener("click", () => this.retryNow());
+    this.statusEl.append(" ", seconds, " ", retry);
     const tell = () => {
-      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      this.say(`Live updates lost. Reconnecting in ${left} s; status is checked every ${POLL_MS / 1000} s meanwhile.`, "reconnecting");
+      seconds.textContent = `(${Math.max(0, Math.ceil((until - Date.now()) / 1000))} s)`;
     };
     tell();
     clearInterval(this.countdownTimer);
@@ -137,6 +239,7 @@ export class Live {
   async checkHealth() {
     try {
       const res = await fetch("/health", { cache: "no-store" });
+      this.setBridge(true);
       const body = await res.json();
       const down = body.components && body.components.redis === "error";
       if (down !== this.redisDown) {
@@ -151,7 +254,7 @@ export class Live {
         }
       }
     } catch {
-      /* the socket's own retry says that the bridge is gone */
+      this.setBridge(false);
     }
   }
 

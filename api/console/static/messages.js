@@ -1,6 +1,7 @@
 // Messages: the chats of every connected number merged by recency (`/inbox/chats`), kept live by the
 // WebSocket, and a chat's history with the composer. Narrow screens show the list or the chat.
 import { api, hasRoute, sessionPath } from "./api.js";
+import { chatSearch } from "./chat_search.js";
 import { composer } from "./composer.js";
 import { announce, formatTime, h } from "./dom.js";
 import { formatPhone } from "./phone.js";
@@ -24,7 +25,7 @@ function preview(message) {
   return who + (kinds[message.type] || "Message");
 }
 
-export function renderMessages(main, { live }) {
+export function renderMessages(main, { live, route = [] }) {
   let sessions = new Map();
   let chats = [];
   let numberFilter = "";
@@ -34,25 +35,55 @@ export function renderMessages(main, { live }) {
   const canMarkRead = hasRoute(READ_ROUTE, "post");
 
   const pageError = h("p", { class: "error", role: "alert" });
+  // Numbers that left the inbox while the page was open (removed, or unlinked by the phone).
+  const notice = h("p", { class: "notice", role: "status" });
   const list = h("ul", { class: "chat-list", "aria-label": "Chats" });
   const numberSelect = h("select", { id: "number-filter" });
   numberSelect.addEventListener("change", () => {
     numberFilter = numberSelect.value;
     drawList();
   });
+  // Search over the chats shown: by name, by number (digits in any format), by the last message.
+  let query = "";
+  const search = h("input", { id: "chat-search", type: "search", placeholder: "Search chats", autocomplete: "off" });
+  search.addEventListener("input", () => {
+    query = search.value.trim().toLowerCase();
+    drawList();
+  });
   const filters = h("div", { class: "filters" },
-    h("div", { class: "channels", role: "group", "aria-label": "Channel" },
-      h("button", { type: "button", class: "chip", "aria-pressed": "true" }, "WhatsApp"),
-    ),
+    // One channel today: said, not a toggle that does nothing.
+    h("span", { class: "chip" }, "WhatsApp"),
     h("label", { for: "number-filter", class: "visually-hidden" }, "Number"),
     numberSelect,
+    h("label", { for: "chat-search", class: "visually-hidden" }, "Search chats"),
+    search,
   );
   const listPane = h("section", { class: "list-pane", "aria-labelledby": "inbox-title" },
-    h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, list);
+    h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, notice, list);
   const chatPane = h("section", { class: "chat-pane", "aria-label": "Conversation" },
     h("p", { class: "muted empty" }, "Choose a chat to read it."));
   const layout = h("div", { class: "inbox", dataset: { view: "list" } }, listPane, chatPane);
+  list.addEventListener("keydown", (event) => {
+    const items = [...list.querySelectorAll("button.chat-item")];
+    const at = items.indexOf(document.activeElement);
+    if (at < 0) return;
+    const to = { ArrowDown: at + 1, ArrowUp: at - 1, Home: 0, End: items.length - 1 }[event.key];
+    if (to === undefined || !items[to]) return;
+    event.preventDefault();
+    items[at].tabIndex = -1;
+    items[to].tabIndex = 0;
+    items[to].focus();
+  });
   main.replaceChildren(layout);
+
+  function matches(chat) {
+    if (!query) return true;
+    const digits = query.replace(/[\s()+-]/g, "");
+    const number = chat.id.split("@")[0];
+    if (/^\d+$/.test(digits) && number.includes(digits)) return true;
+    const text = `${chatTitle(chat)} ${chat.lastMessage?.text || ""}`.toLowerCase();
+    return text.includes(query);
+  }
 
   function keyOf(sessionId, chatId) {
     return `${sessionId}|${chatId}`;
@@ -64,9 +95,13 @@ export function renderMessages(main, { live }) {
     return session.phone ? formatPhone(session.phone) : `Number ${session.slot}`;
   }
 
+  let loaded = false;
+  const phones = new Map(); // each session's phone as last seen, linked or not
   async function load() {
+    const before = sessions;
+    let all;
     try {
-      const all = await api("/sessions");
+      all = await api("/sessions");
       sessions = new Map(all.filter((s) => s.status === "connected").map((s) => [s.id, s]));
       chats = (await api("/inbox/chats?limit=100")).items;
       pageError.textContent = "";
@@ -74,12 +109,46 @@ export function renderMessages(main, { live }) {
       pageError.textContent = err.message;
       return;
     }
+    if (loaded) {
+      // Linked again by another phone: the slot started afresh, the old number's chats are gone.
+      for (const now of all) {
+        const was = phones.get(now.id);
+        if (was && now.phone && now.phone !== was) {
+          notice.textContent = `${formatPhone(now.phone)} replaced ${formatPhone(was)} in slot ${now.slot}: ${formatPhone(was)}'s chats were deleted here.`;
+          announce(notice.textContent);
+          if (open && open.sessionId === now.id) closeChat();
+        }
+      }
+      for (const [sid, gone] of before) {
+        if (sessions.has(sid)) continue;
+        const still = all.find((s) => s.id === sid);
+        left(gone, still ? "is not connected: its chats are hidden until it is linked again in Settings" : "was removed");
+      }
+    }
+    for (const s of all) if (s.phone) phones.set(s.id, s.phone);
+    if (open && !sessions.has(open.sessionId)) closeChat();
+    if (!loaded && route.length === 2 && sessions.has(route[0])) openChat(route[0], route[1], { focus: false });
+    loaded = true;
     numberSelect.replaceChildren(
       h("option", { value: "" }, "All numbers"),
       ...[...sessions.values()].map((s) => h("option", { value: s.id }, `${s.displayName || "Number " + s.slot} · ${numberLabel(s.id)}`)),
     );
     numberSelect.value = sessions.has(numberFilter) ? numberFilter : "";
     drawList();
+  }
+
+  function left(session, what) {
+    const label = session.phone ? formatPhone(session.phone) : `Number ${session.slot}`;
+    notice.textContent = `${label} ${what}.`;
+    announce(notice.textContent);
+  }
+
+  function closeChat() {
+    if (open) open.thread.dispose();
+    open = null;
+    chatPane.replaceChildren(h("p", { class: "muted empty" }, "Choose a chat to read it."));
+    layout.dataset.view = "list";
+    history.replaceState(null, "", "#/messages");
   }
 
   function scheduleReload() {
@@ -89,15 +158,20 @@ export function renderMessages(main, { live }) {
 
   function drawList() {
     chats.sort((a, b) => (b.timestamp || "").localeCompare(a.timestamp || ""));
-    const shown = chats.filter((c) => !numberFilter || c.sessionId === numberFilter);
+    // The unread total in the tab's title, as WhatsApp Web does.
+    const unreadTotal = chats.reduce((sum, c) => sum + (sessions.has(c.sessionId) ? c.unreadCount || 0 : 0), 0);
+    document.title = `${unreadTotal ? `(${unreadTotal}) ` : ""}Messages · WhatsApp bridge console`;
+    const shown = chats.filter((c) => (!numberFilter || c.sessionId === numberFilter) && matches(c));
     if (!sessions.size) {
       list.replaceChildren(h("li", { class: "muted" }, "No WhatsApp number is connected. ", h("a", { href: "#/settings" }, "Link one in Settings.")));
       return;
     }
     if (!shown.length) {
-      list.replaceChildren(h("li", { class: "muted" }, "No chats yet."));
+      list.replaceChildren(h("li", { class: "muted" }, query ? `No chat matches “${search.value.trim()}”.` : "No chats yet."));
       return;
     }
+    const active = document.activeElement;
+    const focused = active && list.contains(active) ? keyOf(active.dataset.session, active.dataset.chat) : null;
     list.replaceChildren(...shown.map((chat) => {
       const current = open && open.sessionId === chat.sessionId && open.chatId === chat.id;
       const unread = chat.unreadCount > 0
@@ -105,15 +179,21 @@ export function renderMessages(main, { live }) {
         : null;
       return h("li", {},
         h("button", {
-          type: "button", class: "chat-item", "aria-current": current ? "true" : null,
+          type: "button", class: chat.unreadCount > 0 ? "chat-item has-unread" : "chat-item", "aria-current": current ? "true" : null,
           dataset: { chat: chat.id, session: chat.sessionId },
           onclick: () => openChat(chat.sessionId, chat.id),
         },
-        h("span", { class: "chat-line" }, h("span", { class: "chat-name" }, chatTitle(chat)), h("time", { datetime: chat.timestamp }, formatTime(chat.timestamp))),
-        h("span", { class: "chat-line" }, h("span", { class: "chat-last" }, preview(chat.lastMessage)), unread),
+        h("span", { class: "chat-line" }, h("span", { class: "chat-name", dir: "auto" }, chatTitle(chat)), h("time", { datetime: chat.timestamp }, formatTime(chat.timestamp))),
+        h("span", { class: "chat-line" }, h("span", { class: "chat-last", dir: "auto" }, preview(chat.lastMessage)), unread),
         h("span", { class: "via" }, `via ${numberLabel(chat.sessionId)}`)),
       );
     }));
+    // One Tab stop for the whole list (the open chat's, else the first); arrows move within it.
+    const items = [...list.querySelectorAll("button.chat-item")];
+    const stop = items.find((b) => keyOf(b.dataset.session, b.dataset.chat) === focused)
+      || items.find((b) => b.getAttribute("aria-current") === "true") || items[0];
+    for (const item of items) item.tabIndex = item === stop ? 0 : -1;
+    if (focused && stop) stop.focus();
   }
 
   function markRead(chat) {
@@ -124,11 +204,12 @@ export function renderMessages(main, { live }) {
     });
   }
 
-  function openChat(sessionId, chatId) {
+  function openChat(sessionId, chatId, { focus = true } = {}) {
     if (open) open.thread.dispose();
     const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
     const thread = new Thread(sessionId, chatId);
     open = { sessionId, chatId, thread };
+    history.replaceState(null, "", `#/messages/${encodeURIComponent(sessionId)}/${encodeURIComponent(chatId)}`);
     if (chat && chat.unreadCount) markRead(chat);
     // The same contact reached through several numbers: choose which one replies.
     const reachable = chats.filter((c) => c.id === chatId && sessions.has(c.sessionId));
@@ -136,11 +217,24 @@ export function renderMessages(main, { live }) {
     if (reachable.length > 1) {
       from = h("select", { id: "reply-from" }, reachable.map((c) => h("option", { value: c.sessionId }, numberLabel(c.sessionId))));
       from.value = sessionId;
-      from.addEventListener("change", () => openChat(from.value, chatId));
+      // The other number's conversation with the same contact; the draft (kept per contact) and the
+      // focus stay.
+      from.addEventListener("change", () => {
+        openChat(from.value, chatId, { focus: false });
+        document.getElementById("reply-from")?.focus();
+        announce(`Replies go out from ${numberLabel(from.value)}`);
+      });
     }
-    const back = h("button", { type: "button", class: "back", onclick: () => { layout.dataset.view = "list"; drawList(); } }, "‹ Chats");
+    const back = h("button", { type: "button", class: "back", onclick: () => {
+      layout.dataset.view = "list";
+      history.replaceState(null, "", "#/messages");
+      drawList();
+      const item = list.querySelector(`button[data-chat="${CSS.escape(chatId)}"][data-session="${CSS.escape(sessionId)}"]`);
+      if (item) item.focus();
+    } }, "‹ Chats");
     const box = composer({
       target: () => ({ sessionId, to: chatId }),
+      draftKey: chatId,
       onSent: (sent) => {
         setTimeout(() => {
           if (open && open.thread === thread && !thread.byId.has(sent.id)) thread.refreshNewest();
@@ -151,19 +245,25 @@ export function renderMessages(main, { live }) {
       h("header", { class: "chat-head" },
         back,
         h("div", {},
-          h("h2", {}, chat ? chatTitle(chat) : chatTitle({ id: chatId })),
+          h("h2", { dir: "auto" }, chat ? chatTitle(chat) : chatTitle({ id: chatId })),
+          // The contact's number under a saved name (a group's id says nothing).
+          chat && chat.name && /^\d+@s\.whatsapp\.net$/.test(chatId)
+            ? h("p", { class: "contact-phone" }, formatPhone(`+${chatId.split("@")[0]}`))
+            : null,
           from
             ? h("p", { class: "via" }, h("label", { for: "reply-from" }, "Reply from "), from)
             : h("p", { class: "via" }, `via ${numberLabel(sessionId)}`),
         ),
       ),
+      chatSearch(sessionId, chatId),
       thread.scroller,
       box.el,
     );
     layout.dataset.view = "chat";
     drawList();
     thread.loadOlder().then(() => { thread.scroller.scrollTop = thread.scroller.scrollHeight; });
-    box.focus();
+    // On a phone the keyboard would cover the thread: the composer waits for a tap there.
+    if (focus && matchMedia("(min-width: 701px)").matches) box.focus();
   }
 
   function onMessage(frame) {
@@ -192,6 +292,19 @@ export function renderMessages(main, { live }) {
     drawList();
   }
 
+  // A chat read elsewhere, renamed, or added or changed by a history sync (merged: the list reloads
+  // once for a burst of new chats).
+  function onChat(frame) {
+    const chat = chats.find((c) => c.sessionId === frame.sessionId && c.id === frame.chatId);
+    if (!chat) {
+      if (sessions.has(frame.sessionId)) scheduleReload();
+      return;
+    }
+    if (typeof frame.unreadCount === "number") chat.unreadCount = frame.unreadCount;
+    if (frame.name) chat.name = frame.name;
+    drawList();
+  }
+
   // A reaction, edit, deletion or receipt: the message as it is now, in place; never a new unread.
   function onUpdate({ sessionId, chatId, message }) {
     const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
@@ -207,14 +320,17 @@ export function renderMessages(main, { live }) {
   const unsubscribe = live.on((frame) => {
     if (frame.type === "message") onMessage(frame);
     else if (frame.type === "message_update" && frame.message) onUpdate(frame);
-    else if (frame.type === "chat" && frame.chatId) {
-      // Another client read the chat, or its name changed.
-      const chat = chats.find((c) => c.sessionId === frame.sessionId && c.id === frame.chatId);
-      if (chat) {
-        if (typeof frame.unreadCount === "number") chat.unreadCount = frame.unreadCount;
-        if (frame.name) chat.name = frame.name;
+    else if (frame.type === "chat" && frame.chatId) onChat(frame);
+    else if (frame.type === "session_deleted") {
+      const gone = sessions.get(frame.sessionId);
+      if (gone) {
+        sessions.delete(frame.sessionId);
+        chats = chats.filter((c) => c.sessionId !== frame.sessionId);
+        left(gone, "was removed");
+        if (open && open.sessionId === frame.sessionId) closeChat();
         drawList();
       }
+      scheduleReload();
     }
     else if (frame.type === "status" && !frame.polled) scheduleReload();
     else if (frame.type === "resync") {

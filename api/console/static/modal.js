@@ -5,6 +5,9 @@ const FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]), selec
 
 export function openModal({ title, content, onClose, className = "" }) {
   const opener = document.activeElement;
+  // A card redrawn while the dialog was open has a new button in the opener's place: focus that one.
+  const slot = opener && opener.closest ? opener.closest("[data-slot]") : null;
+  const stand_in = slot ? `[data-slot="${slot.dataset.slot}"] .actions button` : null;
   const titleId = id("dialog-title");
   const closeButton = h("button", { type: "button", class: "icon close", "aria-label": "Close" }, "×");
   const dialog = h(
@@ -22,6 +25,7 @@ export function openModal({ title, content, onClose, className = "" }) {
     document.removeEventListener("keydown", onKey, true);
     backdrop.remove();
     if (opener && opener.isConnected) opener.focus();
+    else if (stand_in && document.querySelector(stand_in)) document.querySelector(stand_in).focus();
     if (onClose) onClose(why);
   }
 

@@ -38,7 +38,8 @@ export function formatPhone(phone) {
   return `+${dial} ${groups.join(" ")}`;
 }
 
-// Field: { el, value() → "+E164" or null, error(text), validate() → error text or null, focus() }.
+// Field: { el, value() → "+E164" or null, error(text), validate() → error text or null, set(phone),
+// focus() }.
 export function phoneField({ label = "Phone number", initial = null } = {}) {
   const selectId = id("country");
   const inputId = id("phone");
@@ -59,14 +60,15 @@ export function phoneField({ label = "Phone number", initial = null } = {}) {
   const errorEl = h("p", { id: errorId, class: "error", role: "alert" });
   const region = defaultRegion();
   select.value = COUNTRIES.find((c) => c[0] === region).slice(0, 2).join(":");
-  if (initial) {
-    const digits = initial.replace(/\D/g, "");
+  function set(phone) {
+    const digits = phone.replace(/\D/g, "");
     const match = COUNTRIES.filter((c) => digits.startsWith(c[1])).sort((a, b) => b[1].length - a[1].length)[0];
     if (match) {
       select.value = `${match[0]}:${match[1]}`;
       input.value = digits.slice(match[1].length);
     }
   }
+  if (initial) set(initial);
   const el = h(
     "div",
     { class: "field phone-field" },
@@ -99,6 +101,7 @@ export function phoneField({ label = "Phone number", initial = null } = {}) {
     value: () => `+${dial()}${national()}`,
     error,
     validate,
+    set,
     focus: () => input.focus(),
   };
 }

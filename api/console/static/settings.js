@@ -4,6 +4,7 @@ import { PHONE_IN_USE, connectModal } from "./connect.js";
 import { announce, formatTime, h } from "./dom.js";
 import { confirmDialog } from "./modal.js";
 import { formatPhone } from "./phone.js";
+import { webhooksCard } from "./webhooks.js";
 
 export const SLOTS = [1, 2, 3];
 
@@ -38,6 +39,22 @@ export function avatar(session) {
   return h("span", { class: "avatar", "aria-hidden": "true" }, initials(session.displayName, session.phone));
 }
 
+// Said on the card and in the connect modal of a number the phone unlinked (DESIGN.md: a slot
+// belongs to its phone).
+export function keepWords(phone) {
+  return `Scan with ${formatPhone(phone)} to keep this number's chats. Another phone starts this slot afresh: ${formatPhone(phone)}'s chats are then deleted here.`;
+}
+
+// While the bridge does not answer: say so above the cards, with a way to try again at once.
+function bridgeDown(live) {
+  const retry = h("button", { type: "button", onclick: () => live.retryNow() }, "Retry now");
+  const el = h("div", { class: "bridge-down", role: "alert", hidden: live.bridgeUp },
+    h("p", {}, "The bridge is not answering. What is shown is as last seen; this page checks again every few seconds."),
+    retry,
+  );
+  return { el, show: (yes) => { el.hidden = !yes; } };
+}
+
 export function renderSettings(main, { live }) {
   let sessions = [];
   let openModal = null;
@@ -46,14 +63,17 @@ export function renderSettings(main, { live }) {
   const cards = h("div", { class: "cards" });
   const note = h("p", { class: "note", id: "slots-note" });
   const pageError = h("p", { class: "error", role: "alert" });
+  const down = bridgeDown(live);
 
   main.replaceChildren(
+    down.el,
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, "Settings › Integrations › ", h("strong", {}, "WhatsApp Inbox")),
     h("h1", {}, "WhatsApp Inbox"),
     h("p", { class: "muted" }, "Link up to three WhatsApp numbers. Their chats arrive together in Messages."),
     pageError,
     cards,
     note,
+    webhooksCard(),
   );
 
   async function load() {
@@ -74,8 +94,16 @@ export function renderSettings(main, { live }) {
 
   function draw() {
     // The list is as last stored; a `status` frame is fresher (e.g. `qr_ready` while pairing).
-    const now = sessions.map((s) => ({ ...s, ...(fresh.get(s.id) || {}) }));
+    const now = sessions.map((s) => ({ ...s, ...(fresh.get(s.id) || {}), bridgeDown: !live.bridgeUp }));
+    const active = document.activeElement;
+    const was = active && cards.contains(active) ? { slot: active.closest("[data-slot]").dataset.slot, text: active.textContent } : null;
     cards.replaceChildren(...SLOTS.map((slot) => card(slot, now.find((s) => s.slot === slot))));
+    if (was) {
+      // Redrawn under the keyboard: focus stays on the same control of the same card (or its first).
+      const again = cards.querySelector(`[data-slot="${was.slot}"]`);
+      const buttons = again ? [...again.querySelectorAll("button")] : [];
+      (buttons.find((b) => b.textContent === was.text) || buttons[0])?.focus();
+    }
     const full = sessions.length >= SLOTS.length;
     note.replaceChildren();
     if (full) {
@@ -86,8 +114,15 @@ export function renderSettings(main, { live }) {
     }
   }
 
+  // A card's error outlives a redraw (a status frame can come just after the refusal it explains).
+  const errors = new Map();
+  function tell(slot, error, text) {
+    errors.set(slot, text);
+    error.textContent = text;
+  }
+
   function card(slot, session) {
-    const error = h("p", { class: "error", role: "alert" });
+    const error = h("p", { class: "error", role: "alert" }, errors.get(slot) || "");
     const body = [];
     const actions = [];
     let state = "empty";
@@ -103,12 +138,17 @@ export function renderSettings(main, { live }) {
           session.phone ? h("p", { class: "phone" }, formatPhone(session.phone)) : null,
         ),
       );
-      body.push(who, h("p", { class: `status status-${session.status}` }, STATUS_WORDS[session.status] || session.status));
+      if (session.bridgeDown) {
+        body.push(who, h("p", { class: "status status-unknown" }, "Unknown: the bridge is not answering"));
+      } else {
+        body.push(who, h("p", { class: `status status-${session.status}` }, STATUS_WORDS[session.status] || session.status));
+      }
       if (session.status === "connected") {
         if (session.lastSeen) body.push(h("p", { class: "muted small" }, `Last seen ${formatTime(session.lastSeen)}`));
         actions.push(h("button", { type: "button", class: "danger", onclick: () => disconnect(session, error) }, "Disconnect"));
       } else if (session.status === "disconnected") {
         if (session.reason) body.push(h("p", { class: "reason" }, REASONS[session.reason] || session.reason));
+        if (session.phone) body.push(h("p", { class: "keep" }, keepWords(session.phone)));
         // Not paired and no reason: a pairing round may be starting; the modal shows it or offers a retry.
         const start = session.reason || session.phone ? () => reconnect(session, error) : () => showModal(session);
         actions.push(h("button", { type: "button", class: "primary", onclick: start }, session.phone ? "Reconnect" : "Connect"));
@@ -128,51 +168,57 @@ export function renderSettings(main, { live }) {
 
   function showModal(session) {
     if (openModal && !openModal.closed) return;
-    const linked = sessions.filter((s) => s.id !== session.id && s.phone);
+    // Numbers that hold their phone now (an unlinked one only remembers it).
+    const linked = sessions.filter((s) => s.id !== session.id && s.phone && !(s.status === "disconnected" && s.reason === "logged_out"));
     openModal = connectModal(session, live, {
       linked,
+      keep: session.phone,
       onConnected: () => scheduleReload(),
       onClose: () => scheduleReload(),
     });
   }
 
   async function create(slot, error) {
-    error.textContent = "";
+    tell(slot, error, "");
     try {
       const session = await api("/sessions", { method: "POST", json: { slot } });
       sessions = [...sessions.filter((s) => s.slot !== slot), session];
       draw();
       showModal(session);
     } catch (err) {
-      error.textContent = err.message;
+      tell(slot, error, err.message);
     }
   }
 
   async function reconnect(session, error) {
-    error.textContent = "";
+    tell(session.slot, error, "");
     try {
       await api(sessionPath(session.id, "/reconnect"), { method: "POST" });
       showModal({ ...session, status: "connecting", reason: null, qr: null });
     } catch (err) {
-      error.textContent = err.message;
+      tell(session.slot, error, err.message);
     }
   }
 
   async function disconnect(session, error) {
     const label = session.phone ? formatPhone(session.phone) : `slot ${session.slot}`;
-    const sure = await confirmDialog({
-      title: `Disconnect ${label}?`,
-      text: "The phone unlinks this device, and the messages stored here for this number are deleted.",
-      confirm: "Disconnect",
-    });
+    // A link still pending has nothing stored yet: it is stopped, not "disconnected".
+    const pending = session.status !== "connected" && !session.phone;
+    const sure = await confirmDialog(pending
+      ? { title: `Stop linking slot ${session.slot}?`, text: "Nothing is stored for this slot yet; you can link it again later.", confirm: "Stop linking" }
+      : {
+        title: `Disconnect ${label}?`,
+        text: "The phone unlinks this device, and the messages stored here for this number are deleted.",
+        confirm: "Disconnect",
+      });
     if (!sure) return;
-    error.textContent = "";
+    tell(session.slot, error, "");
     try {
       await api(sessionPath(session.id), { method: "DELETE" });
       announce(`Disconnected ${label}`);
       await load();
     } catch (err) {
-      error.textContent = err.message;
+      tell(session.slot, error, err.message);
     }
   }
 
@@ -186,6 +232,20 @@ export function renderSettings(main, { live }) {
     } else if (frame.type === "resync") {
       fresh.clear();
       scheduleReload();
+    } else if (frame.type === "session_deleted") {
+      // Removed in another tab or client: the slot is free here too, at once.
+      const gone = sessions.find((s) => s.id === frame.sessionId);
+      if (gone) {
+        sessions = sessions.filter((s) => s.id !== frame.sessionId);
+        fresh.delete(frame.sessionId);
+        if (openModal && !openModal.closed && openModal.dialog.dataset.sessionId === frame.sessionId) openModal.close("removed");
+        announce(`${gone.phone ? formatPhone(gone.phone) : `Number ${gone.slot}`} was removed`);
+        draw();
+      }
+    } else if (frame.type === "bridge") {
+      down.show(!frame.up);
+      draw();
+      if (frame.up) scheduleReload();
     }
   });
   load();

@@ -2,6 +2,7 @@
 // API key and shown inline (images, audio) or offered as downloads, delivery ticks updated in place.
 import { api, sessionPath } from "./api.js";
 import { formatSize, formatTime, h } from "./dom.js";
+import { linkified, separateDays } from "./rich.js";
 
 const PAGE = 30;
 const TICKS = {
@@ -26,6 +27,7 @@ export class Thread {
   constructor(sessionId, chatId) {
     this.sessionId = sessionId;
     this.chatId = chatId;
+    this.isGroup = chatId.endsWith("@g.us");
     this.cursor = null;
     this.loading = false;
     this.done = false;
@@ -60,6 +62,7 @@ export class Thread {
       this.cursor = page.nextCursor;
       this.done = !page.nextCursor;
       this.top.textContent = this.done ? "Start of the conversation" : "Loading older messages…";
+      separateDays(this.list);
       this.scroller.scrollTop = this.scroller.scrollHeight - before;
     } catch (err) {
       this.top.textContent = err.message;
@@ -90,15 +93,17 @@ export class Thread {
     }
     const stick = this.scroller.scrollHeight - this.scroller.scrollTop - this.scroller.clientHeight < 120;
     this.list.append(this.bubble(message));
+    separateDays(this.list);
     if (stick || message.fromMe) this.scroller.scrollTop = this.scroller.scrollHeight;
   }
 
   bubble(message) {
     const item = h("li", {
       class: `bubble ${message.fromMe ? "mine" : "theirs"}`,
-      dataset: { id: message.id, status: message.status, type: message.type },
+      dataset: { id: message.id, status: message.status, type: message.type, ts: message.timestamp },
     });
-    if (!message.fromMe && message.senderName) item.append(h("p", { class: "sender" }, message.senderName));
+    // Who wrote it matters in a group only: a 1:1 chat's header already says.
+    if (this.isGroup && !message.fromMe && message.senderName) item.append(h("p", { class: "sender", dir: "auto" }, message.senderName));
     const media = message.media;
     if (media && message.fromMe) {
       // What this console sent: the bridge keeps no copy of it to download (404 media_not_available).
@@ -138,7 +143,7 @@ export class Thread {
       item.append(download, error);
     }
     if (message.type === "revoked") item.append(h("p", { class: "text muted" }, "This message was deleted."));
-    else if (message.text) item.append(h("p", { class: "text" }, message.text));
+    else if (message.text) item.append(h("p", { class: "text", dir: "auto" }, linkified(message.text)));
     else if (!media && message.summary) item.append(h("p", { class: "text" }, message.summary));
     if (message.reactions && message.reactions.length) {
       const emojis = message.reactions.map((r) => r.emoji).join(" ");
