@@ -1,14 +1,13 @@
 """Webhook delivery figures for /metrics, read from PostgreSQL (where the dispatchers record them).
 
-Read at most every `CACHE_S` (a scrape in between shows the last figures) and within `READ_TIMEOUT_S`;
-a database that does not answer leaves the last figures, never fails the scrape.
+Read by the API's background refresher (`api.metrics_refresh`, every METRICS_REFRESH_S) within
+`READ_TIMEOUT_S`; a database that does not answer leaves the last figures, never fails the scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -17,7 +16,6 @@ from persistence import webhooks
 
 log = logging.getLogger(__name__)
 
-CACHE_S = 15.0
 READ_TIMEOUT_S = 2.0
 
 
@@ -39,12 +37,8 @@ class WebhookFigures:
             "Age of the oldest delivery not yet delivered or failed (0: none)",
             registry=registry,
         )
-        self._read_at = -CACHE_S
 
     async def refresh(self, db: Database) -> None:
-        if time.monotonic() - self._read_at < CACHE_S:
-            return
-        self._read_at = time.monotonic()
         try:
             stats = await asyncio.wait_for(db.run(webhooks.stats), READ_TIMEOUT_S)
         except Exception as err:

@@ -56,8 +56,11 @@ def _remove_run_tmp(path: str) -> None:
 
 # Set before anything asks tempfile for its folder (Ray workers and sessions inherit it from here);
 # pytest's own tmp_path folders (screenshots kept as artifacts) stay where they were.
-os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
-_RUN_TMP = tempfile.mkdtemp(prefix=f"wab-{os.environ.get('PYTEST_XDIST_WORKER', 'run')}-")
+# xdist's workers inherit the controller's TMPDIR: each makes its folder beside it, not inside it (Ray's
+# socket paths under it must stay within 107 bytes).
+_TMP_ROOT = os.environ.setdefault("WAB_TEST_TMP_ROOT", tempfile.gettempdir())
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", _TMP_ROOT)
+_RUN_TMP = tempfile.mkdtemp(prefix=f"wab-{os.environ.get('PYTEST_XDIST_WORKER', 'run')}-", dir=_TMP_ROOT)
 os.environ["TMPDIR"] = _RUN_TMP
 tempfile.tempdir = _RUN_TMP
 atexit.register(_remove_run_tmp, _RUN_TMP)
@@ -259,7 +262,18 @@ async def _empty_tables(url: str) -> None:
             list(_KEEP),
         )
         if tables:
-            await conn.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY CASCADE")
+            # A session process of the previous test may still be writing (its lease row, then a message):
+            # TRUNCATE can then deadlock with it; PostgreSQL cancels one of the two, so try again.
+            for attempt in range(3):
+                try:
+                    await conn.execute(
+                        f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY CASCADE"
+                    )
+                    break
+                except asyncpg.DeadlockDetectedError:
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.5)
     finally:
         await conn.close()
 

@@ -227,7 +227,9 @@ def valkey(tmp_path: Path) -> Iterator[EmbeddedValkey]:
 async def test_health_reports_redis_down_quickly_and_recovers(
     database_url: str, valkey: EmbeddedValkey
 ) -> None:
-    settings = Settings(database_url=database_url, redis_url=valkey.url, _env_file=None)
+    settings = Settings(
+        database_url=database_url, redis_url=valkey.url, whatsapp_bridge_api_key="k", _env_file=None
+    )
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     client = httpx.AsyncClient(transport=transport, base_url="http://bridge")
@@ -258,6 +260,7 @@ async def test_health_answers_in_time_when_services_hang() -> None:
         settings = Settings(
             database_url=f"postgresql://postgres@127.0.0.1:{port}/bridge",
             redis_url=f"redis://127.0.0.1:{port}/0",
+            whatsapp_bridge_api_key="k",
             _env_file=None,
         )
         app = create_app(settings)

@@ -269,6 +269,7 @@ def _any_request(op: str, owner: Owner) -> tuple[str, str, dict[str, Any]]:
     path = template.format(
         id=owner.paired,
         chatId=owner.chat,
+        contactId=owner.chat,
         messageId=owner.message,
         userId=owner.user,
         keyId="0123456789abcdef",

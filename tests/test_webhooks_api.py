@@ -234,8 +234,18 @@ async def test_metrics_show_delivered_retried_failed_and_the_oldest_pending(
             await good.wait_for(lambda f: len(f) >= 2)
             await bad.wait_for(lambda f: len(f) >= 3)
             await asyncio.sleep(0.3)
-    async with stack.client() as client:
-        text = (await client.get("/metrics")).text
+    async with stack.client() as client:  # the figures are refreshed in the background (METRICS_REFRESH_S)
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            text = (await client.get("/metrics")).text
+            counts = [
+                _metric(text, f'wab_webhook_deliveries{{state="{state}"}}')
+                for state in ("delivered", "pending")
+            ]
+            if counts == [2, 2]:
+                break
+            assert asyncio.get_running_loop().time() < deadline, text[-600:]
+            await asyncio.sleep(0.2)
     assert _metric(text, 'wab_webhook_deliveries{state="delivered"}') == 2
     assert _metric(text, 'wab_webhook_deliveries{state="pending"}') == 2
     assert _metric(text, 'wab_webhook_deliveries{state="failed"}') == 0
