@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from actors.tasks import TaskGroup
@@ -66,8 +66,8 @@ class MetricsRefresher:
         if db_ok:
             m.refreshed.set_to_current_time()
         pending, journals = await asyncio.gather(
-            _bounded(self._actors.pending(timeout_s=REGISTRY_TIMEOUT_S)),
-            _bounded(self._actors.writes(timeout_s=REGISTRY_TIMEOUT_S)),
+            _bounded(lambda: self._actors.pending(timeout_s=REGISTRY_TIMEOUT_S)),
+            _bounded(lambda: self._actors.writes(timeout_s=REGISTRY_TIMEOUT_S)),
         )
         if pending is not None:
             m.sessions_pending.set(pending.count)
@@ -82,9 +82,12 @@ class MetricsRefresher:
                 m.writes_refused.labels(reason=str(reason)).set(1 if reason in refused else 0)
 
 
-async def _bounded(call: Awaitable[T]) -> T | None:
-    """The registry's answer, or None when it is away or slow (its figures keep their last values)."""
+async def _bounded(call: Callable[[], Awaitable[T]]) -> T | None:
+    """The registry's answer, or None when it is away or slow (its figures keep their last values).
+
+    The call is made here, not by the caller: a refresh cancelled before this task ran leaves no
+    coroutine that was never awaited."""
     try:
-        return await asyncio.wait_for(call, REGISTRY_TIMEOUT_S)
+        return await asyncio.wait_for(call(), REGISTRY_TIMEOUT_S)
     except (WaError, TimeoutError):
         return None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from api.app import create_app
 from kernel.settings import Settings
@@ -229,18 +229,31 @@ async def test_a_fourth_number_is_blocked_and_the_api_refusal_is_shown_in_words(
     stack: Stack, chromium: Browser, shots: Path
 ) -> None:
     user = new_user()
+    held = False  # the server's frames are held back from the page: its view of the slots is stale
+
+    def forward(route: WebSocketRoute, message: str | bytes) -> None:
+        if not held:
+            route.send(message)
+
+    async def socket(route: WebSocketRoute) -> None:
+        route.connect_to_server().on_message(lambda message: forward(route, message))
+
     async with console_page(chromium, stack) as console, stack.client(user) as client:
         for slot in (1, 2):
             assert (await client.post("/sessions", json={"slot": slot})).status_code == 201
+        await console.page.route_web_socket(re.compile(r"/ws\?"), socket)
         await console.sign_in(user, "settings")
         stale = console.page.locator('article[data-slot="3"]')
         await expect(stale.get_by_role("button", name="Connect")).to_be_visible()
-        # Another tab took the last slot meanwhile: the click reaches the API's 400.
+        # Another tab took the last slot meanwhile (before this one heard of it): the click reaches the
+        # API's 400.
+        held = True
         assert (await client.post("/sessions", json={"slot": 3})).status_code == 201
         await stale.get_by_role("button", name="Connect").click()
         await expect(stale.get_by_role("alert")).to_have_text(re.compile("already have 3 WhatsApp numbers"))
         _, failed = console.clean()
         assert [f for f in failed if "/sessions" in f and ": 400" in f], failed
+        held = False
         await console.page.reload()
         await expect(console.page.locator("#live")).to_have_text("Live")
         await expect(console.page.locator('article[data-state="empty"]')).to_have_count(0)
