@@ -22,6 +22,7 @@ Words = Annotated[
         alias="q",
         min_length=1,
         max_length=MAX_QUERY,
+        pattern=r"^[^\x00]*$",  # PostgreSQL text cannot hold NUL: a 422, not a 500
         description='Words to find (all of them, in any form of `"a phrase"` or `-not`), or a part of one',
     ),
 ]
