@@ -45,6 +45,7 @@ from actors.clients.neonize import (
     runtime,
 )
 from actors.clients.neonize.gocalls import GoCalls
+from actors.clients.neonize.groups import NeonizeGroups
 from actors.clients.neonize.profiles import Profiles
 from actors.media.limits import check_size
 from actors.ports import (
@@ -81,6 +82,7 @@ from kernel.events import (
     LoggedOut,
     PairingCode,
 )
+from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.ids import USER_SERVER, is_group, phone_digits, to_jid
 from kernel.message_kinds import OutgoingContent, content_kind
 
@@ -126,6 +128,7 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._stopped = False  # stop() began: nothing more is sent or asked of Go
         self._go_stopped = False  # Go's client has stopped (or the process must exit): no more callbacks
         self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid, self._media)
+        self._groups = NeonizeGroups(lib, self._native, self._call, self._sid)
         self._named: set[str] = set()  # chats whose address-book name or subject was looked up
         for name, kind in events_in.SUBSCRIPTIONS.items():
             self._native.event(getattr(lib.events, name))(self._handler(kind))
@@ -296,6 +299,28 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
     async def set_blocked(self, jid: str, blocked: bool) -> None:
         self._require_online()
         await self._profiles.set_blocked(to_jid(jid), blocked)
+
+    async def groups(self) -> list[GroupInfo]:
+        self._require_online()
+        return await self._groups.groups()
+
+    async def group_info(self, jid: str) -> GroupInfo:
+        self._require_online()
+        return await self._groups.group_info(jid)
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> GroupInfo:
+        self._require_online()
+        return await self._groups.create_group(subject, participants)
+
+    async def change_members(
+        self, jid: str, participants: Sequence[str], change: MemberChange
+    ) -> list[MemberOutcome]:
+        self._require_online()
+        return await self._groups.change_members(jid, participants, change)
+
+    async def group_invite_link(self, jid: str, reset: bool = False) -> str:
+        self._require_online()
+        return await self._groups.group_invite_link(jid, reset)
 
     async def reject_call(self, caller: str, call_id: str) -> None:
         self._require_online()

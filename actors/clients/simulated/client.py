@@ -31,6 +31,7 @@ from actors.clients.simulated.content import (
     qr_keys,
     qr_payload,
 )
+from actors.clients.simulated.groups import SimulatedGroups
 from actors.clients.simulated.kinds import Contacts, not_on_whatsapp
 from actors.clients.simulated.phone import PAIRED, Phase, SimulatedPhone, digits_of
 from actors.ports import (
@@ -71,12 +72,14 @@ from kernel.events import (
     ClientEvent,
     Connected,
     Disconnected,
+    GroupChanged,
     HistoryChunk,
     LoggedOut,
     PairingCode,
     QrCode,
     Receipt,
 )
+from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.ids import USER_SERVER, is_group, jid_user, to_jid
 from kernel.inbox_scope import ChatKind, chat_kind
 from kernel.message_kinds import OutgoingContent, content_json, content_kind
@@ -125,6 +128,7 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
         self._device_jid = options.device_jid
         self._push_name: str | None = None
         self.contacts = Contacts()
+        self.network_groups = SimulatedGroups(self._emit, self._require_connected, self._own_jid, self._sid)
 
     @property
     def phase(self) -> Phase:
@@ -222,6 +226,38 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
             on = not not_on_whatsapp(jid)
             checks.append(NumberCheck(f"+{jid_user(jid)}", on, jid if on else None))
         return checks
+
+    async def groups(self) -> list[GroupInfo]:
+        return await self.network_groups.groups()
+
+    async def group_info(self, jid: str) -> GroupInfo:
+        return await self.network_groups.group_info(jid)
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> GroupInfo:
+        return await self.network_groups.create_group(subject, participants)
+
+    async def change_members(
+        self, jid: str, participants: Sequence[str], change: MemberChange
+    ) -> list[MemberOutcome]:
+        return await self.network_groups.change_members(jid, participants, change)
+
+    async def group_invite_link(self, jid: str, reset: bool = False) -> str:
+        return await self.network_groups.group_invite_link(jid, reset)
+
+    async def group_event(
+        self,
+        group: str,
+        by: str,
+        subject: str | None = None,
+        description: str | None = None,
+        join: Sequence[str] = (),
+        leave: Sequence[str] = (),
+        promote: Sequence[str] = (),
+        demote: Sequence[str] = (),
+    ) -> GroupChanged:
+        """Another member acts in a group (the /simulator control; `SimulatedGroups.group_event`)."""
+        groups = self.network_groups
+        return await groups.group_event(group, by, subject, description, join, leave, promote, demote)
 
     async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
         jid = self._recipient(to)
