@@ -31,6 +31,8 @@ def _group_info() -> object:
             proto.GroupParticipant(JID=nev.jid("15551230002"), IsAdmin=True),
             # A LID-addressed member whose number WhatsApp tells.
             proto.GroupParticipant(JID=nev.jid("99887766554433", "lid"), PhoneNumber=nev.jid("15551230003")),
+            # CreateGroup's answer for someone whose privacy settings refused the add: not a member.
+            proto.GroupParticipant(JID=nev.jid("15551230009"), Error=403),
         ],
     )
 

@@ -106,7 +106,8 @@ def group_from(info: Any) -> GroupInfo:
         description=(str(topic.Topic) or None) if not topic.TopicDeleted else None,
         owner=jid_str(info.OwnerJID) if info.HasField("OwnerJID") else None,
         created_at=created,
-        members=tuple(member_from(p) for p in info.Participants),
+        # CreateGroup answers those it could not add too, each with its error: they are not members.
+        members=tuple(member_from(p) for p in info.Participants if participant_error(int(p.Error)) is None),
         announce=bool(info.GroupAnnounce.IsAnnounce),
         locked=bool(info.GroupLocked.isLocked),
     )
