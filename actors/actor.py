@@ -31,6 +31,7 @@ from actors.spool import Spool, pending_bytes
 from actors.spool_handover import ensure_keeper, take_over
 from actors.writes import WRITES
 from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
+from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.message_kinds import OutgoingContent
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,23 @@ class SessionActor:
 
     async def set_blocked(self, contact_id: str, blocked: bool) -> None:
         await self._core.set_blocked(contact_id, blocked)
+
+    async def groups(self) -> list[GroupInfo]:
+        return await self._core.groups.groups()
+
+    async def group(self, group_id: str) -> GroupInfo:
+        return await self._core.groups.group(group_id)
+
+    async def create_group(self, subject: str, participants: list[str]) -> GroupInfo:
+        return await self._core.groups.create(subject, participants)
+
+    async def change_members(
+        self, group_id: str, participants: list[str], change: MemberChange
+    ) -> list[MemberOutcome]:
+        return await self._core.groups.change(group_id, participants, change)
+
+    async def invite_link(self, group_id: str, reset: bool) -> str:
+        return await self._core.groups.invite_link(group_id, reset)
 
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int:
         return self._core.refresh_pictures(stored)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from actors.downloads import MediaStream
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from kernel.events import (
         CallOffered,
         ChatRead,
+        GroupChanged,
         HistoryChunk,
         MessageEdited,
         MessageRevoked,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         Presence,
         ReactionChanged,
     )
+    from kernel.groups import GroupInfo, MemberChange, MemberOutcome
     from kernel.message_kinds import OutgoingContent
     from kernel.simulated import SentMessage
 
@@ -71,6 +73,13 @@ class SessionCalls(Protocol):
     async def check_numbers(self, phones: list[str]) -> list[NumberCheck]: ...
     async def contact(self, contact_id: str) -> ContactInfo: ...
     async def set_blocked(self, contact_id: str, blocked: bool) -> None: ...
+    async def groups(self) -> list[GroupInfo]: ...
+    async def group(self, group_id: str) -> GroupInfo: ...
+    async def create_group(self, subject: str, participants: list[str]) -> GroupInfo: ...
+    async def change_members(
+        self, group_id: str, participants: list[str], change: MemberChange
+    ) -> list[MemberOutcome]: ...
+    async def invite_link(self, group_id: str, reset: bool) -> str: ...
     async def refresh_pictures(self, stored: dict[str, PictureState]) -> int: ...
     def media(self, chat_id: str, message_id: str) -> MediaStream: ...  # a Ray streaming generator
     async def mark_read(self, chat_id: str) -> None: ...
@@ -117,6 +126,17 @@ class NetworkControls(Protocol):
     async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk: ...
     async def call(self, from_: str) -> CallOffered: ...
     async def vote(self, chat_id: str, message_id: str, options: list[str]) -> PollVoted: ...
+    async def group_event(
+        self,
+        group: str,
+        by: str,
+        subject: str | None = None,
+        description: str | None = None,
+        join: Sequence[str] = (),
+        leave: Sequence[str] = (),
+        promote: Sequence[str] = (),
+        demote: Sequence[str] = (),
+    ) -> GroupChanged: ...
     async def drop(self, hang_reconnect: bool = False) -> None: ...
     async def unlink(self) -> None: ...
     async def sent(self) -> list[SentMessage]: ...

@@ -31,6 +31,7 @@ from kernel.domain import (
     SessionStatus,
 )
 from kernel.events import ClientEvent, HistoryChunk
+from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.simulated import Device, SentMessage
 from kernel.stored import ChatRead, Operation, SendRecord, SessionToRun, StoredPicture, StoredSession
 
@@ -141,6 +142,30 @@ class WhatsAppClient(Protocol):
 
     async def set_blocked(self, jid: str, blocked: bool) -> None:
         """Block (or unblock) the contact `jid` on WhatsApp, as the phone's "Block" does."""
+        ...
+
+    async def groups(self) -> list[GroupInfo]:
+        """The groups this number is in (subject, description, members and admins)."""
+        ...
+
+    async def group_info(self, jid: str) -> GroupInfo:
+        """One group this number is in; `GroupNotFound` for any other."""
+        ...
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> GroupInfo:
+        """A new group with this number as its creator and admin, and whom WhatsApp let in of
+        `participants` (user JIDs): the answer's members say who."""
+        ...
+
+    async def change_members(
+        self, jid: str, participants: Sequence[str], change: MemberChange
+    ) -> list[MemberOutcome]:
+        """Add or remove `participants` (user JIDs): one outcome each. `NotGroupAdmin` when this number
+        may not."""
+        ...
+
+    async def group_invite_link(self, jid: str, reset: bool = False) -> str:
+        """The group's invite link (`https://chat.whatsapp.com/…`); `reset` revokes it for a new one."""
         ...
 
     async def reject_call(self, caller: str, call_id: str) -> None:
@@ -258,6 +283,7 @@ class ChatPeoplePort(Protocol):
     """Names, pictures and identity links of a session's chats (`persistence.chat_people.ChatPeople`)."""
 
     async def save_contact_name(self, jid: str, name: str, source: str) -> Chat | None: ...
+    async def group_chat(self, jid: str, subject: str | None) -> Chat: ...
     async def identity_links(self) -> dict[str, str]: ...
     async def link_identity(self, lid: str, pn: str) -> Chat | None: ...
     async def save_picture(

@@ -37,6 +37,7 @@ from actors.pictures import PictureState
 from actors.ports import SessionStorePort as Store
 from actors.session_boot import Lifecycle
 from actors.session_contacts import Contacts
+from actors.session_groups import Groups
 from actors.session_inbox import Inbox
 from actors.session_sends import Sends
 from actors.session_state import STORED_WAIT_S, ClientFactory, SessionConfig, SessionState
@@ -92,6 +93,7 @@ class SessionCore:
         self._sends = Sends(self._state, self._contacts)
         self._transitions = Transitions(self._state, self._contacts, IncomingCalls(self._state, self._sends))
         self._inbox = Inbox(self._state, self._contacts)
+        self.groups = Groups(self._state)
         self._lifecycle = Lifecycle(self._state, self._transitions, self._sends)
 
     # ------------------------------------------------------------------ the process

@@ -22,6 +22,7 @@ from actors.writes import (
     SaveProfile,
     StoreChatRead,
     StoreEdit,
+    StoreGroupChange,
     StoreHistory,
     StoreMessage,
     StoreReaction,
@@ -37,6 +38,7 @@ from kernel.events import (
     Connected,
     ContactName,
     Disconnected,
+    GroupChanged,
     HistoryChunk,
     IdentityLink,
     LoggedOut,
@@ -189,6 +191,8 @@ class Transitions:
                 await self._presence.offer(chat_id, state, last_seen)
             case CallOffered():
                 self._calls.offered(event)
+            case GroupChanged():
+                session.write(StoreGroupChange(event))
             case PollVoted(chat_id, poll_id, voter, hashes, at):
                 session.write(StoreVote(chat_id, poll_id, contacts.canon(voter), hashes, at))
 

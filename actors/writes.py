@@ -25,9 +25,9 @@ from actors.plain_json import from_plain, to_plain
 from actors.ports import SessionStorePort as Store
 from actors.spool import Codec
 from kernel.domain import Message, MessageStatus, Reaction, Reason, SessionStatus
-from kernel.events import HistoryChunk
+from kernel.events import GroupChanged, HistoryChunk
 from kernel.stored import SendRecord
-from kernel.wire import chat_payload, msg_payload, update_payload
+from kernel.wire import chat_payload, group_payload, msg_payload, update_payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +148,16 @@ class StoreVote:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class StoreGroupChange:
+    """A group's own event: its chat made or renamed, and a `chat` frame saying what changed."""
+
+    change: GroupChanged
+
+
 Write = (
-    StoreVote
+    StoreGroupChange
+    | StoreVote
     | StoreMessage
     | StoreReceipt
     | StoreReaction
@@ -225,6 +233,9 @@ def applier(
             case SaveContactName(jid, name, source):
                 if (named := await store.people.save_contact_name(jid, name, source)) is not None:
                     await bus.publish("chat", chat_payload(named.id, named.unread_count, named.name))
+            case StoreGroupChange(change):
+                group = await store.people.group_chat(change.chat_id, change.subject)
+                await bus.publish("chat", group_payload(group.id, group.unread_count, group.name, change))
             case SaveIdentityLink(lid, pn):
                 if (merged := await store.people.link_identity(lid, pn)) is not None:
                     await bus.publish("chat", chat_payload(merged.id, merged.unread_count, merged.name))

@@ -21,6 +21,7 @@ from api.routes import (
     console,
     contacts,
     events,
+    groups,
     inbox,
     keys,
     messages,
@@ -81,6 +82,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         send,
         send_kinds,
         contacts,
+        groups,
         inbox,
         users,
         events,
@@ -93,10 +95,11 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(keys.admin_router, dependencies=admin)
     chat_actions.document_frames(app)
     if settings.wa_backend == Backend.SIMULATED:
-        from api.routes import simulator, simulator_inbox
+        from api.routes import simulator, simulator_groups, simulator_inbox
 
         app.include_router(simulator.router, dependencies=admin)
         app.include_router(simulator_inbox.router, dependencies=admin)
+        app.include_router(simulator_groups.router, dependencies=admin)
     app.include_router(events.socket_router)
     app.include_router(ops.router)
     app.include_router(operations.router)

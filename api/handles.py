@@ -36,6 +36,7 @@ from api.unavailable import RETRY_AFTER_S, as_wa_error, describe, ray_unavailabl
 from api.unavailable import ActorUnreachable as ActorUnreachable
 from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
 from kernel.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
+from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.ids import actor_name
 from kernel.message_kinds import OutgoingContent
 
@@ -156,6 +157,26 @@ class SessionActors:
     async def set_blocked(self, session_id: str, contact_id: str, blocked: bool) -> None:
         block = self._on(session_id, SessionCalls.set_blocked, timeout_s=self._send_timeout_s)
         await block(contact_id, blocked)
+
+    async def groups(self, session_id: str) -> list[GroupInfo]:
+        return await self._on(session_id, SessionCalls.groups, timeout_s=self._send_timeout_s)()
+
+    async def group(self, session_id: str, group_id: str) -> GroupInfo:
+        return await self._on(session_id, SessionCalls.group, timeout_s=self._send_timeout_s)(group_id)
+
+    async def create_group(self, session_id: str, subject: str, participants: list[str]) -> GroupInfo:
+        create = self._on(session_id, SessionCalls.create_group, timeout_s=self._send_timeout_s)
+        return await create(subject, participants)
+
+    async def change_members(
+        self, session_id: str, group_id: str, participants: list[str], change: MemberChange
+    ) -> list[MemberOutcome]:
+        members = self._on(session_id, SessionCalls.change_members, timeout_s=self._send_timeout_s)
+        return await members(group_id, participants, change)
+
+    async def invite_link(self, session_id: str, group_id: str, reset: bool) -> str:
+        link = self._on(session_id, SessionCalls.invite_link, timeout_s=self._send_timeout_s)
+        return await link(group_id, reset)
 
     async def media(self, session_id: str, chat_id: str, message_id: str) -> MediaDownload:
         """The message's media as a stream (`api.media_stream`): its head now, failures as from any call."""

@@ -101,6 +101,21 @@ class ChatNotFound(NotFound):
     default_message = "No such chat"
 
 
+class GroupNotFound(NotFound):
+    code = "group_not_found"
+    default_message = "No such group, or this number is not in it"
+
+
+class ParticipantNotFound(NotFound):
+    code = "participant_not_found"
+    default_message = "They are not in this group"
+
+
+class GroupsDisabled(NotFound):
+    code = "groups_disabled"
+    default_message = "Groups are off on this bridge (INBOX_CHATS=direct); INBOX_CHATS=all turns them on"
+
+
 class PictureNotAvailable(NotFound):
     code = "picture_not_available"
     default_message = "This chat has no picture"
@@ -244,6 +259,13 @@ class WhatsAppRestricted(WaError):
     code = "whatsapp_restricted"
     http_status = 403
     default_message = "WhatsApp refused the message: this number is restricted from writing to new contacts"
+
+
+class NotGroupAdmin(Forbidden):
+    """WhatsApp refused a group change because this number is not one of the group's admins."""
+
+    code = "not_group_admin"
+    default_message = "Only the group's admins can do that"
 
 
 class IdempotencyKeyReused(InvalidInput):

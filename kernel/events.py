@@ -190,8 +190,26 @@ class PictureChanged:
     jid: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """Something happened to a group this number is in: its subject or description changed, people
+    joined, left, became or stopped being admins, or this number joined it (`joined` holds our JID).
+    `by` is who did it (None: WhatsApp itself, or not said)."""
+
+    chat_id: str
+    at: datetime
+    by: str | None = None
+    subject: str | None = None
+    description: str | None = None
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+    promoted: tuple[str, ...] = ()
+    demoted: tuple[str, ...] = ()
+
+
 ClientEvent = (
-    CallOffered
+    GroupChanged
+    | CallOffered
     | PollVoted
     | QrCode
     | PairingCode

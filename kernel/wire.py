@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from kernel.domain import Chat, Media, Message, SessionView
+from kernel.events import GroupChanged
 from kernel.message_kinds import contacts_wire, location_wire, poll_wire
 
 JSON = dict[str, Any]
@@ -120,6 +121,21 @@ def msg_payload(message: Message) -> JSON:
 def chat_payload(chat_id: str, unread_count: int, name: str | None) -> JSON:
     """Body of `wa:chat:{id}` and of a `chat` frame: a chat's unread count (or name) changed."""
     return {"chatId": chat_id, "unreadCount": unread_count, "name": name}
+
+
+def group_payload(chat_id: str, unread_count: int, name: str | None, change: GroupChanged) -> JSON:
+    """A `chat` frame about a group's own event: the chat as it is now, and `group`, what changed."""
+    group: JSON = {
+        "by": change.by,
+        "at": iso(change.at),
+        "subject": change.subject,
+        "description": change.description,
+        "joined": list(change.joined),
+        "left": list(change.left),
+        "promoted": list(change.promoted),
+        "demoted": list(change.demoted),
+    }
+    return {**chat_payload(chat_id, unread_count, name), "group": group}
 
 
 def update_payload(message: Message, change: str) -> JSON:

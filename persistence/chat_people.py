@@ -74,6 +74,23 @@ class ChatPeople:
             return None
         return Chat(row["id"], row["name"], row["is_group"], row["unread_count"], None)
 
+    async def group_chat(self, jid: str, subject: str | None) -> Chat:
+        """The group's chat, made if the inbox has none yet (a group joined or created before any
+        message), with `subject` as its name when given."""
+        sql = (
+            "INSERT INTO chat (session_id, id, name, is_group, unread_count, name_source)"
+            " VALUES ($1, $2, $3, true, 0, CASE WHEN $3::varchar IS NOT NULL THEN 'subject' END)"
+            " ON CONFLICT (session_id, id) DO UPDATE SET name = COALESCE($3, chat.name),"
+            " name_source = CASE WHEN $3::varchar IS NOT NULL THEN 'subject' ELSE chat.name_source END"
+            " RETURNING id, name, is_group, unread_count"
+        )
+
+        async def op(conn: Any) -> Any:
+            return await conn.fetchrow(sql, self._sid, jid, subject)
+
+        row = await self._run(op)
+        return Chat(row["id"], row["name"], row["is_group"], row["unread_count"], None)
+
     async def identity_links(self) -> dict[str, str]:
         """Every LID → phone-number link this session learned."""
 

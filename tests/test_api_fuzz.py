@@ -70,7 +70,8 @@ SEED = int(os.environ.get("FUZZ_SEED") or random.randrange(2**32))
 
 @pytest.fixture(scope="module")
 def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
-    with local_ray(), api_stack(postgres_server, redis_server) as running:
+    # Groups on (INBOX_CHATS=all): the group routes are fuzzed on a real group of the live session.
+    with local_ray(), api_stack(postgres_server, redis_server, session={"inbox_chats": "all"}) as running:
         yield running
 
 
@@ -101,8 +102,20 @@ def live(stack: Stack) -> dict[str, str]:
             f"/simulator/sessions/{sid}/incoming", json={"from": "+15553331111", "media": media}
         )
         assert got.status_code == 200, got.text
+        group = client.post(
+            f"/sessions/{sid}/groups", json={"subject": "Fuzz", "participants": ["+15553331111"]}
+        )
+        assert group.status_code == 201, group.text
     chat = got.json()["chatId"]
-    return {"user": user, "id": sid, "chatId": chat, "contactId": chat, "messageId": got.json()["id"]}
+    return {
+        "user": user,
+        "id": sid,
+        "chatId": chat,
+        "contactId": chat,
+        "messageId": got.json()["id"],
+        "groupId": group.json()["id"],
+        "participantId": chat,
+    }
 
 
 def _operations(stack: Stack) -> list[Any]:

@@ -22,8 +22,10 @@ import pytest
 from actors.ports import ClientOptions, OutgoingMedia, PictureInfo, VoiceNote, WhatsAppClient
 from kernel.domain import ContactCard, Location, Media, Message, MessageType, NumberCheck, Poll, Reason
 from kernel.errors import (
+    GroupNotFound,
     InvalidInput,
     MediaNotAvailable,
+    NotGroupAdmin,
     NotOnWhatsApp,
     NotOwnMessage,
     SessionNotConnected,
@@ -33,6 +35,7 @@ from kernel.events import (
     ChatRead,
     ClientEvent,
     Connected,
+    GroupChanged,
     LoggedOut,
     MessageEdited,
     MessageReceived,
@@ -42,6 +45,7 @@ from kernel.events import (
     QrCode,
     ReactionChanged,
 )
+from kernel.groups import MemberChange, MemberOutcome
 from kernel.message_kinds import content_from_json, vcard
 from persistence.migrate import auth_dsn, sim_dsn
 from persistence.sim_network import SimStore
@@ -92,6 +96,11 @@ PORT_METHODS = (
     "check_numbers",
     "contact_info",
     "set_blocked",
+    "groups",
+    "group_info",
+    "create_group",
+    "change_members",
+    "group_invite_link",
     "reject_call",
     "download_media",
     "mark_read",
@@ -106,6 +115,7 @@ PORT_METHODS = (
 )
 PAIRING_ALPHABET = set("123456789ABCDEFGHJKLMNPQRSTVWXYZ")
 CHAT = "15557770001@s.whatsapp.net"
+GROUP = "120363012345678901@g.us"
 GONE_DEVICE = "15557770002:7@s.whatsapp.net"
 LIMIT = 16 * 1024 * 1024
 
@@ -200,6 +210,16 @@ async def test_sends_before_connect_raise_session_not_connected(client: WhatsApp
         await client.set_blocked(CHAT, True)
     with pytest.raises(SessionNotConnected):
         await client.reject_call(CHAT, "CALL1")
+    with pytest.raises(SessionNotConnected):
+        await client.groups()
+    with pytest.raises(SessionNotConnected):
+        await client.group_info(GROUP)
+    with pytest.raises(SessionNotConnected):
+        await client.create_group("Family", [CHAT])
+    with pytest.raises(SessionNotConnected):
+        await client.change_members(GROUP, [CHAT], MemberChange.ADD)
+    with pytest.raises(SessionNotConnected):
+        await client.group_invite_link(GROUP, reset=True)
 
 
 async def test_only_own_messages_can_be_edited_or_revoked(client: WhatsAppClient) -> None:
@@ -596,3 +616,56 @@ async def test_a_contact_is_described_and_blocked_then_unblocked(client: WhatsAp
     assert (blocked.blocked, after.blocked) == (True, False)
     with pytest.raises(NotOnWhatsApp):
         await client.contact_info("15557770000@s.whatsapp.net")
+
+
+@online
+async def test_a_groups_life_add_remove_invite_and_another_members_acts(client: WhatsAppClient) -> None:
+    sim = await _paired_simulator(client)
+    events = client.events()
+    me, bob, carol = "15557770098@s.whatsapp.net", CHAT, "15557770003@s.whatsapp.net"
+
+    made = await client.create_group("Family", [bob, "15557770000@s.whatsapp.net", "15557770403"])
+    created = await next_event(events)
+    added = await client.change_members(made.jid, [carol, bob, "15557770000"], MemberChange.ADD)
+    link = await client.group_invite_link(made.jid)
+    reset = await client.group_invite_link(made.jid, reset=True)
+    removed = await client.change_members(made.jid, [bob, "15557770005"], MemberChange.REMOVE)
+    renamed = await sim.group_event(made.jid, carol, subject="Family (new)", leave=[carol])
+    listed = await client.groups()
+
+    assert made.subject == "Family" and made.jid.endswith("@g.us")
+    assert [(m.jid, m.admin, m.super_admin) for m in made.members] == [(me, True, True), (bob, False, False)]
+    assert isinstance(created, GroupChanged) and (created.chat_id, created.subject) == (made.jid, "Family")
+    assert added == [
+        MemberOutcome(carol),
+        MemberOutcome(bob, "already_in_group"),
+        MemberOutcome("15557770000@s.whatsapp.net", "not_on_whatsapp"),
+    ]
+    assert link.startswith("https://chat.whatsapp.com/") and reset != link
+    assert removed == [MemberOutcome(bob), MemberOutcome("15557770005@s.whatsapp.net", "not_in_group")]
+    assert (renamed.by, renamed.subject, renamed.left) == (carol, "Family (new)", (carol,))
+    assert [(g.jid, g.subject, [m.jid for m in g.members]) for g in listed] == [
+        (made.jid, "Family (new)", [me])
+    ]
+
+
+@online
+async def test_only_admins_change_a_group_and_strangers_groups_are_not_found(client: WhatsAppClient) -> None:
+    sim = await _paired_simulator(client)
+    alice = "15557770007@s.whatsapp.net"
+
+    await sim.group_event(GROUP, alice, subject="Book club")  # Alice adds this number to her group
+    info = await client.group_info(GROUP)
+
+    assert (info.subject, info.owner) == ("Book club", alice)
+    with pytest.raises(NotGroupAdmin):
+        await client.change_members(GROUP, [CHAT], MemberChange.ADD)
+    with pytest.raises(NotGroupAdmin):
+        await client.group_invite_link(GROUP)
+    await sim.group_event(GROUP, alice, promote=["15557770098"])
+    assert (await client.group_invite_link(GROUP)).startswith("https://chat.whatsapp.com/")
+    await sim.group_event(GROUP, alice, leave=["15557770098"])  # Alice removes this number
+    with pytest.raises(GroupNotFound):
+        await client.group_info(GROUP)
+    with pytest.raises(GroupNotFound):
+        await client.group_info("120363000000000009@g.us")

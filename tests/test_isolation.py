@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 MISSING_SESSION = "00000000-0000-4000-8000-000000000000"
 MISSING_MESSAGE = "3EB0000000000000000000"
 RECIPIENT = "+14155550111"
+GROUP = "120363012345678901@g.us"
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,18 @@ ROUTES: dict[str, Call] = {
     # The owner's contact has no picture: the session asked WhatsApp, and there is none.
     "GET /sessions/{id}/chats/{chatId}/picture": Call(owner_gets=frozenset({404})),
     "GET /sessions/{id}/chats/{chatId}/search": Call(owner_gets=frozenset({422})),  # without ?q=
+    # Groups are off here (INBOX_CHATS=direct): the owner's own calls are 404 groups_disabled.
+    "GET /sessions/{id}/groups": Call(owner_gets=frozenset({404})),
+    "POST /sessions/{id}/groups": Call(
+        json={"subject": "Ours", "participants": [RECIPIENT]}, owner_gets=frozenset({404})
+    ),
+    "GET /sessions/{id}/groups/{groupId}": Call(owner_gets=frozenset({404})),
+    "POST /sessions/{id}/groups/{groupId}/participants": Call(
+        json={"participants": [RECIPIENT]}, owner_gets=frozenset({404})
+    ),
+    "DELETE /sessions/{id}/groups/{groupId}/participants/{participantId}": Call(owner_gets=frozenset({404})),
+    "GET /sessions/{id}/groups/{groupId}/invite-link": Call(owner_gets=frozenset({404})),
+    "DELETE /sessions/{id}/groups/{groupId}/invite-link": Call(owner_gets=frozenset({404})),
 }
 # Routes with a path parameter that belong to no user (API key only), and why.
 NOT_A_USERS: dict[str, str] = (
@@ -114,6 +127,7 @@ NOT_A_USERS: dict[str, str] = (
             ("POST", "contacts"),
             ("POST", "call"),
             ("POST", "vote"),
+            ("POST", "group"),
         )
     }
     | {
@@ -193,7 +207,9 @@ async def owner(stack: Stack) -> Owner:
 
 
 def _path(template: str, session: str, chat: str, message: str) -> str:
-    return template.format(id=session, chatId=chat, messageId=message, contactId=chat)
+    return template.format(
+        id=session, chatId=chat, messageId=message, contactId=chat, groupId=GROUP, participantId=RECIPIENT
+    )
 
 
 async def _user_key(stack: Stack, user: str) -> str:
@@ -270,6 +286,8 @@ def _any_request(op: str, owner: Owner) -> tuple[str, str, dict[str, Any]]:
         id=owner.paired,
         chatId=owner.chat,
         contactId=owner.chat,
+        groupId=GROUP,
+        participantId=RECIPIENT,
         messageId=owner.message,
         userId=owner.user,
         keyId="0123456789abcdef",

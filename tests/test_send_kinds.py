@@ -267,3 +267,24 @@ async def test_votes_that_arrive_update_the_polls_tally(stack: Stack, paired: tu
     assert [(v["voter"], v["options"]) for v in kept["poll"]["votes"]] == [(chat, ["Here"])]
     assert kept["poll"]["tally"] == changed["message"]["poll"]["tally"]
     assert unknown.status_code == 204  # a vote in no poll we hold changes nothing
+
+
+async def test_group_routes_are_off_with_inbox_chats_direct(
+    stack: Stack, paired: tuple[str, str, str]
+) -> None:
+    user, sid, _waiting = paired
+    group = "120363012345678901@g.us"
+    async with stack.client(user) as client:
+        answers = [
+            await client.get(f"/sessions/{sid}/groups"),
+            await client.post(
+                f"/sessions/{sid}/groups", json={"subject": "Ours", "participants": ["+15551112222"]}
+            ),
+            await client.get(f"/sessions/{sid}/groups/{group}"),
+            await client.get(f"/sessions/{sid}/groups/{group}/invite-link"),
+        ]
+        sent = (await client.get(f"/simulator/sessions/{sid}/sent")).json()
+
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [(404, "groups_disabled")] * 4
+    assert "INBOX_CHATS=all" in answers[0].json()["error"]["message"]
+    assert not any(item["to"].endswith("@g.us") for item in sent)

@@ -39,6 +39,7 @@ from actors.writes import (
     SaveState,
     StoreChatRead,
     StoreEdit,
+    StoreGroupChange,
     StoreHistory,
     StoreMessage,
     StoreReaction,
@@ -60,7 +61,7 @@ from kernel.domain import (
     Reason,
     SessionStatus,
 )
-from kernel.events import HistoryChunk, HistoryConversation
+from kernel.events import GroupChanged, HistoryChunk, HistoryConversation
 from kernel.stored import SendRecord
 from tests.sessionkit import Factory, session_factory
 
@@ -86,6 +87,9 @@ SAMPLES: list[Write] = [
     StoreReceipt("c@s.whatsapp.net", ("a", "b"), MessageStatus.READ),
     StoreReaction("c@s.whatsapp.net", "m", Reaction("s", "", AT)),
     StoreVote("c@s.whatsapp.net", "m", "v@s.whatsapp.net", ("ab" * 32,), AT),
+    StoreGroupChange(
+        GroupChanged("g@g.us", AT, "b@s.whatsapp.net", "Team", "", ("j@s.whatsapp.net",), ("l",))
+    ),
     StoreEdit("c@s.whatsapp.net", "m", "new text", AT),
     StoreRevoke("c@s.whatsapp.net", "m"),
     StoreChatRead("c@s.whatsapp.net"),

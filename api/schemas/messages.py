@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from api.schemas.common import ApiModel, Id, MessageText, Recipient, Timestamp
+from api.schemas.groups import GroupChangeOut
 from kernel.domain import MessageStatus, MessageType
 
 # --- chats and messages ------------------------------------------------------------------------------------
@@ -157,11 +158,13 @@ class ChatReadOut(ApiModel):
 
 
 class ChatFrame(ApiModel):
-    """`chat` frame (`wa:chat:{id}`): a chat's unread count changed (read here, on the phone, ...)."""
+    """`chat` frame (`wa:chat:{id}`): a chat's unread count changed (read here, on the phone, ...), or a
+    group's own event happened (`group` says what: subject, description, who joined or left...)."""
 
     chat_id: str
     unread_count: int
     name: str | None
+    group: GroupChangeOut | None = None
 
 
 class MessageUpdateFrame(ApiModel):

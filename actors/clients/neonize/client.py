@@ -23,30 +23,25 @@ Invariants (each one keeps the whole process alive; see /work/shared/notes/neoni
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from actors.clients.neonize import (
     authstore,
-    convert,
     events_in,
     inbox,
     kinds,
     media_fetch,
     numbers,
     outgoing,
-    outgoing_kinds,
     refusals,
     runtime,
 )
-from actors.clients.neonize.gocalls import GoCalls
+from actors.clients.neonize.groups import NeonizeGroups
 from actors.clients.neonize.profiles import Profiles
-from actors.media.limits import check_size
+from actors.clients.neonize.sender import NeonizeSender
 from actors.ports import (
     ClientOptions,
     MediaBody,
@@ -68,11 +63,8 @@ from kernel.domain import (
 from kernel.errors import (
     AlreadyConnected,
     ClientError,
-    InvalidInput,
     InvalidPhone,
     InvalidRecipient,
-    MediaNotAvailable,
-    SendFailed,
     SessionNotConnected,
 )
 from kernel.events import (
@@ -81,8 +73,8 @@ from kernel.events import (
     LoggedOut,
     PairingCode,
 )
-from kernel.ids import USER_SERVER, is_group, phone_digits, to_jid
-from kernel.message_kinds import OutgoingContent, content_kind
+from kernel.groups import GroupInfo, MemberChange, MemberOutcome
+from kernel.ids import USER_SERVER, phone_digits, to_jid
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +100,9 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._lib = lib = runtime.load()
         runtime.claim(device["user"] if device else options.session_id, self, options.session_id)
         try:
-            self._native = self._build(lib, device)
+            self._native, self._go = runtime.build_native(
+                lib, self._dsn, self._sid, device.groupdict() if device else None, DEVICE_OS
+            )
         except BaseException:
             runtime.release(self)
             raise
@@ -126,6 +120,8 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._stopped = False  # stop() began: nothing more is sent or asked of Go
         self._go_stopped = False  # Go's client has stopped (or the process must exit): no more callbacks
         self._profiles = Profiles(lib, self._native, self._call, self._go, self._sid, self._media)
+        self._groups = NeonizeGroups(lib, self._native, self._call, self._sid)
+        self._sender = NeonizeSender(lib, self._native, self._call, self._sid, lambda: self._own_jid)
         self._named: set[str] = set()  # chats whose address-book name or subject was looked up
         for name, kind in events_in.SUBSCRIPTIONS.items():
             self._native.event(getattr(lib.events, name))(self._handler(kind))
@@ -135,26 +131,6 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         except RuntimeError:
             pass  # bound in connect()
         log.info("session %s: neonize client for %s", self._sid, options.device_jid or "a new device")
-
-    def _build(self, lib: runtime.Lib, device: re.Match[str] | None) -> Any:
-        runtime.route_go_output(lib)
-        props = lib.companion.DeviceProps(os=DEVICE_OS, platformType=lib.companion.DeviceProps.CHROME)
-        if device is None:
-            # Never neither jid nor new_device: whatsmeow would resume the store's first device.
-            native = lib.client.NewAClient(self._dsn, props=props, uuid=self._sid, new_device=True)
-        else:
-            jid = lib.proto.JID(
-                User=device["user"],
-                Device=int(device["device"]),
-                Server=device["server"],
-                RawAgent=0,
-                Integrator=0,
-            )
-            native = lib.client.NewAClient(self._dsn, jid=jid, props=props)
-        runtime.keep(native)
-        self._go = GoCalls(lib.client.gocode, label=self._sid)
-        self._go.install(native)
-        return native
 
     @property
     def native(self) -> Any:
@@ -256,29 +232,22 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         return code
 
     async def send_text(self, to: str, text: str, *, quoted: Message | None = None) -> SendResult:
-        jid = self._recipient(to)
-        return await self._send(jid, outgoing.text_message(self._lib, text, self._context(quoted)), "text")
+        return await self._sender.text(self._recipient(to), text, quoted)
 
     async def send_media(self, to: str, media: OutgoingMedia, *, quoted: Message | None = None) -> SendResult:
-        jid = self._recipient(to)
-        up = await self._upload(media.data, outgoing.media_type(self._lib, media.kind))
-        message = outgoing.media_message(self._lib, media, up, self._context(quoted))
-        return kinds.own_media(await self._send(jid, message, str(media.kind)), message)
+        return await self._sender.media(self._recipient(to), media, quoted)
 
     async def send_voice_note(self, to: str, note: VoiceNote, *, quoted: Message | None = None) -> SendResult:
-        jid = self._recipient(to)
-        up = await self._upload(note.ogg, self._lib.enums.MediaType.MediaAudio)
-        message = outgoing.voice_message(self._lib, note, up, self._context(quoted))
-        return kinds.own_media(await self._send(jid, message, "voice note"), message)
+        return await self._sender.voice_note(self._recipient(to), note, quoted)
 
     async def send_location(self, to: str, location: Location) -> SendResult:
-        return await self._send_content(to, location)
+        return await self._sender.content(self._recipient(to), location)
 
     async def send_contact(self, to: str, card: ContactCard) -> SendResult:
-        return await self._send_content(to, card)
+        return await self._sender.content(self._recipient(to), card)
 
     async def send_poll(self, to: str, poll: Poll) -> SendResult:
-        return await self._send_content(to, poll)
+        return await self._sender.content(self._recipient(to), poll)
 
     async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
         asked = numbers.digits_of(phones)
@@ -297,58 +266,46 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._require_online()
         await self._profiles.set_blocked(to_jid(jid), blocked)
 
+    async def groups(self) -> list[GroupInfo]:
+        self._require_online()
+        return await self._groups.groups()
+
+    async def group_info(self, jid: str) -> GroupInfo:
+        self._require_online()
+        return await self._groups.group_info(jid)
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> GroupInfo:
+        self._require_online()
+        return await self._groups.create_group(subject, participants)
+
+    async def change_members(
+        self, jid: str, participants: Sequence[str], change: MemberChange
+    ) -> list[MemberOutcome]:
+        self._require_online()
+        return await self._groups.change_members(jid, participants, change)
+
+    async def group_invite_link(self, jid: str, reset: bool = False) -> str:
+        self._require_online()
+        return await self._groups.group_invite_link(jid, reset)
+
     async def reject_call(self, caller: str, call_id: str) -> None:
         self._require_online()
-        try:
-            await self._call(self._native.reject_call, outgoing.jid_proto(self._lib, caller), call_id)
-        except self._lib.exc.NeonizeError as err:
-            raise ClientError(f"rejecting the call failed: {err}") from err
-        log.info("session %s: call %s declined", self._sid, call_id)
-
-    async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
-        jid = self._recipient(to)
-        message = outgoing_kinds.content_message(self._lib, content)
-        sent = await self._send(jid, message, str(content_kind(content)))
-        return replace(sent, media_ref=outgoing_kinds.own_ref(message))
+        await self._sender.reject_call(caller, call_id)
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The decrypted media of a message this adapter produced (its `media_ref`), streamed to a temporary
         file and verified before it is handed out (`media_fetch`). Refused above `max_bytes` before any
         request when the message declares its size, and as soon as the bytes say so otherwise.
         """
-        ref = message.media_ref
-        if not ref or "message" not in ref:
-            raise MediaNotAvailable()
-        wa_message = self._lib.e2e.Message.FromString(base64.b64decode(ref["message"]))
-        field = ref.get("kind")
-        check_size(convert.declared_size(wa_message, field), max_bytes)
-        if not field or not wa_message.HasField(field):
-            raise MediaNotAvailable()
+        media = kinds.stored_media(self._lib, message.media_ref, max_bytes)
         # No Go call follows, so Go's liveness (`_require_online`) is not needed: only the connection.
         if self._stopped or not self._online:
             raise SessionNotConnected()
-        return await self._media.fetch(getattr(wa_message, field), max_bytes, label=self._sid)
+        return await self._media.fetch(media, max_bytes, label=self._sid)
 
     async def mark_read(self, chat_id: str, messages: Sequence[Message]) -> None:
         self._require_online()
-        chat = to_jid(chat_id)
-        if any(m.chat_id != chat for m in messages):
-            raise InvalidInput(f"every message marked read must belong to {chat}")
-        by_sender: dict[str, list[str]] = {}
-        for message in messages:
-            if not message.from_me:
-                by_sender.setdefault(message.sender if is_group(chat) else chat, []).append(message.id)
-        for sender, ids in by_sender.items():
-            try:
-                await self._call(
-                    self._native.mark_read,
-                    *ids,
-                    chat=outgoing.jid_proto(self._lib, chat),
-                    sender=outgoing.jid_proto(self._lib, sender),
-                    receipt=self._lib.enums.ReceiptType.READ,
-                )
-            except self._lib.exc.MarkReadError as err:
-                raise ClientError(f"mark read failed: {err}") from err
+        await self._sender.mark_read(chat_id, messages)
 
     # send_reaction, edit_message, revoke_message, send_chat_presence: `inbox.NeonizeActions`.
 
@@ -444,31 +401,8 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._require_online()
         return outgoing.jid_proto(self._lib, to)
 
-    def _context(self, quoted: Message | None) -> Any | None:
-        return outgoing.reply_context(self._lib, quoted, self._own_jid) if quoted is not None else None
-
-    async def _upload(self, data: bytes, media_type: Any) -> Any:
-        try:
-            return await self._call(self._native.upload, data, media_type)
-        except self._lib.exc.UploadError as err:
-            raise SendFailed(f"media upload failed: {err}") from err
-        except self._lib.exc.NeonizeError as err:
-            raise ClientError(f"media upload failed: {err}") from err
-
     async def _send(self, jid: Any, message: Any, what: str) -> SendResult:
-        try:
-            resp = await self._call(self._native.send_message, jid, message)
-        except self._lib.exc.NeonizeError as err:
-            refused = refusals.refusal(str(err))
-            if refused is not None:
-                log.warning("session %s: WhatsApp refused a %s: %s", self._sid, what, err)
-                raise refused from err
-            if isinstance(err, self._lib.exc.SendMessageError):
-                raise SendFailed(str(err)) from err
-            raise ClientError(f"send failed: {err}") from err
-        sent_at = convert.from_s(resp.Timestamp) if resp.Timestamp else datetime.now(UTC)
-        log.info("session %s: sent %s %s to %s@%s", self._sid, what, resp.ID, jid.User, jid.Server)
-        return SendResult(str(resp.ID), sent_at)
+        return await self._sender.send(jid, message, what)
 
 
 _: type[WhatsAppClient] = NeonizeClient

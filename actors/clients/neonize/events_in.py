@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from actors.clients.neonize import convert, inbox, outgoing, polls
+from actors.clients.neonize import convert, groups, inbox, outgoing, polls
 from actors.clients.neonize.convert import enum_name
 from actors.clients.neonize.profiles import Profiles
 from actors.clients.neonize.runtime import Lib
@@ -57,6 +57,8 @@ SUBSCRIPTIONS = {
     "PresenceEv": "presence",
     "PictureEv": "picture",
     "CallOfferEv": "call_offer",
+    "GroupInfoEv": "group_info",
+    "JoinedGroupEv": "joined_group",
 }
 _OFFLINE_KINDS = frozenset(
     {"disconnected", "logged_out", "replaced", "banned", "connect_failure", "outdated"}
@@ -206,6 +208,12 @@ class NeonizeEvents:
             case "picture":
                 jid = convert.jid_str(payload.JID)
                 return [PictureChanged(jid)] if jid else []
+            case "group_info":
+                changed = groups.group_changed(payload)
+                return [changed] if changed else []
+            case "joined_group":
+                joined = groups.joined_group(payload, self._own_jid)
+                return [joined] if joined else []
             case "call_offer":
                 offered = convert.call_offer(payload)
                 return [offered] if offered else []

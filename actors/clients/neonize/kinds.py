@@ -15,7 +15,10 @@ import base64
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from actors.clients.neonize import convert
+from actors.media.limits import check_size
 from kernel.domain import ContactCard, Location, Media, MessageType, Poll, SendResult
+from kernel.errors import MediaNotAvailable
 from kernel.message_kinds import summary_for
 
 # Containers whose `.message` is the real content. The view-once ones also mark the message.
@@ -112,6 +115,19 @@ class Content:
             "poll": self.poll,
             "view_once": self.view_once,
         }
+
+
+def stored_media(lib: Any, ref: dict[str, Any] | None, max_bytes: int) -> Any:
+    """The media submessage (image, audio…) a message's `media_ref` holds, to download; refused above
+    `max_bytes` when it declares its size, MediaNotAvailable when it holds none."""
+    if not ref or "message" not in ref:
+        raise MediaNotAvailable()
+    wa_message = lib.e2e.Message.FromString(base64.b64decode(ref["message"]))
+    kind = ref.get("kind")
+    check_size(convert.declared_size(wa_message, kind), max_bytes)
+    if not kind or not wa_message.HasField(kind):
+        raise MediaNotAvailable()
+    return getattr(wa_message, kind)
 
 
 def unwrap(message: Any) -> tuple[Any, bool]:

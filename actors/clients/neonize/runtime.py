@@ -34,9 +34,11 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actors.clients.neonize.gocalls import GoCalls
 from kernel.errors import ClientError
 
 log = logging.getLogger(__name__)
@@ -160,6 +162,31 @@ def release(owner: object) -> None:
     with _lock:
         if _live is owner:
             _live = None
+
+
+def build_native(
+    lib: Lib, dsn: str, session_id: str, device: Mapping[str, str] | None, os_name: str
+) -> tuple[Any, GoCalls]:
+    """neonize's client for a new device (`device` None: uuid = the session id) or for the stored device
+    `device` (user, device, server), with its own bounded pool of Go calls installed."""
+    route_go_output(lib)
+    props = lib.companion.DeviceProps(os=os_name, platformType=lib.companion.DeviceProps.CHROME)
+    if device is None:
+        # Never neither jid nor new_device: whatsmeow would resume the store's first device.
+        native = lib.client.NewAClient(dsn, props=props, uuid=session_id, new_device=True)
+    else:
+        jid = lib.proto.JID(
+            User=device["user"],
+            Device=int(device["device"]),
+            Server=device["server"],
+            RawAgent=0,
+            Integrator=0,
+        )
+        native = lib.client.NewAClient(dsn, jid=jid, props=props)
+    keep(native)
+    go = GoCalls(lib.client.gocode, label=session_id)
+    go.install(native)
+    return native, go
 
 
 def keep(native: Any) -> None:

@@ -9,6 +9,8 @@ paired session survives restarts exactly like a real one. The network's rules:
   (`WhatsAppRateLimited`), to one ending in `0463` with the reach-out time lock (`WhatsAppRestricted`).
 - Contacts say "Hey there! I am using WhatsApp." as their about text until told otherwise; blocking and
   unblocking are recorded in `wa_sim.sent` as `block` / `unblock` actions.
+- Groups (`groups.SimulatedGroups`): kept in the process; a participant ending in `0403` only accepts
+  invites; only admins add, remove and see the invite link; another member acts through `group_event`.
 - Sends get a delivered receipt ~0.1 s later and a read receipt ~0.3 s later (voice notes: played ~0.5 s).
 - Incoming media downloads as deterministic bytes of the declared size, starting with the mimetype's magic.
 """

@@ -25,14 +25,15 @@ from actors.clients.simulated.content import (
     make_history,
     media_chunks,
     media_size,
-    message_id,
     now,
     pairing_code,
     qr_keys,
     qr_payload,
 )
+from actors.clients.simulated.groups import SimulatedGroups
 from actors.clients.simulated.kinds import Contacts, not_on_whatsapp
 from actors.clients.simulated.phone import PAIRED, Phase, SimulatedPhone, digits_of
+from actors.clients.simulated.sends import SimulatedSends
 from actors.ports import (
     ClientOptions,
     MediaBody,
@@ -47,8 +48,6 @@ from kernel.domain import (
     ContactCard,
     Location,
     Message,
-    MessageStatus,
-    MessageType,
     NumberCheck,
     Poll,
     Reason,
@@ -58,50 +57,29 @@ from kernel.errors import (
     AlreadyConnected,
     ClientError,
     InvalidInput,
-    InvalidRecipient,
     MediaNotAvailable,
     MediaTooLarge,
-    NotOnWhatsApp,
     SessionNotConnected,
-    WaError,
-    WhatsAppRateLimited,
-    WhatsAppRestricted,
 )
 from kernel.events import (
     ClientEvent,
     Connected,
     Disconnected,
+    GroupChanged,
     HistoryChunk,
     LoggedOut,
     PairingCode,
     QrCode,
-    Receipt,
 )
-from kernel.ids import USER_SERVER, is_group, jid_user, to_jid
+from kernel.groups import GroupInfo, MemberChange, MemberOutcome
+from kernel.ids import USER_SERVER, jid_user, to_jid
 from kernel.inbox_scope import ChatKind, chat_kind
-from kernel.message_kinds import OutgoingContent, content_json, content_kind
-from kernel.simulated import SentMessage
 
 log = logging.getLogger(__name__)
 
 CONNECT_DELAY_S = 0.03  # a resumed device logs in this long after connect()
 RECONNECT_DELAY_S = 0.3  # whatsmeow waits 2 s × errors; scaled down
 HISTORY_STEP_S = 0.05  # between the pairing and each history chunk
-MAX_POLL_OPTIONS = 12
-RECEIPTS_AFTER_S = {MessageStatus.DELIVERED: 0.1, MessageStatus.READ: 0.3, MessageStatus.PLAYED: 0.5}
-
-
-def network_refusal(jid: str) -> WaError | None:
-    """The network's rules for its refusals: it refuses sends to a phone whose digits end in `0429` as
-    too fast (whatsmeow's error 429), and to one ending in `0463` with the reach-out time lock (463)."""
-    if not jid.endswith("@" + USER_SERVER):
-        return None
-    user = jid_user(jid)
-    if user.endswith("0429"):
-        return WhatsAppRateLimited(retry_after=60)
-    if user.endswith("0463"):
-        return WhatsAppRestricted(reason="reachout_timelock")
-    return None
 
 
 class SimulatedClient(SimulatedPhone, SimulatedActions):
@@ -125,6 +103,10 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
         self._device_jid = options.device_jid
         self._push_name: str | None = None
         self.contacts = Contacts()
+        self.network_groups = SimulatedGroups(self._emit, self._require_connected, self._own_jid, self._sid)
+        self.sends = SimulatedSends(
+            store, self._tasks, self.contacts, self._online, self._emit, self._require_connected, self._sid
+        )
 
     @property
     def phase(self) -> Phase:
@@ -171,48 +153,22 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
         return code
 
     async def send_text(self, to: str, text: str, *, quoted: Message | None = None) -> SendResult:
-        return await self._send(
-            SentMessage(message_id(), self._recipient(to), MessageType.TEXT, text=text), quoted
-        )
+        return await self.sends.text(to, text, quoted)
 
     async def send_media(self, to: str, media: OutgoingMedia, *, quoted: Message | None = None) -> SendResult:
-        jid = self._recipient(to)
-        sent = SentMessage(
-            message_id(),
-            jid,
-            media.kind,
-            mimetype=media.mimetype,
-            size=len(media.data),
-            file_name=media.file_name,
-            text=media.caption,
-            data=media.data,
-        )
-        return await self._send(sent, quoted)
+        return await self.sends.media(to, media, quoted)
 
     async def send_voice_note(self, to: str, note: VoiceNote, *, quoted: Message | None = None) -> SendResult:
-        jid = self._recipient(to)
-        sent = SentMessage(
-            message_id(),
-            jid,
-            MessageType.AUDIO,
-            mimetype=note.mimetype,
-            ptt=True,
-            size=len(note.ogg),
-            seconds=note.seconds,
-            data=note.ogg,
-        )
-        return await self._send(sent, quoted)
+        return await self.sends.voice_note(to, note, quoted)
 
     async def send_location(self, to: str, location: Location) -> SendResult:
-        return await self._send_content(to, location)
+        return await self.sends.content(to, location)
 
     async def send_contact(self, to: str, card: ContactCard) -> SendResult:
-        return await self._send_content(to, card)
+        return await self.sends.content(to, card)
 
     async def send_poll(self, to: str, poll: Poll) -> SendResult:
-        if not 2 <= len(poll.options) <= MAX_POLL_OPTIONS:
-            raise InvalidInput(f"a poll has 2..{MAX_POLL_OPTIONS} options")
-        return await self._send_content(to, poll)
+        return await self.sends.content(to, poll)
 
     async def check_numbers(self, phones: Sequence[str]) -> list[NumberCheck]:
         self._require_connected()
@@ -223,16 +179,37 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
             checks.append(NumberCheck(f"+{jid_user(jid)}", on, jid if on else None))
         return checks
 
-    async def _send_content(self, to: str, content: OutgoingContent) -> SendResult:
-        jid = self._recipient(to)
-        kind = content_kind(content)
-        text = content.question if isinstance(content, Poll) else None
-        stored = content_json(
-            content if isinstance(content, Location) else None,
-            (content,) if isinstance(content, ContactCard) else (),
-            content if isinstance(content, Poll) else None,
-        )
-        return await self._send(SentMessage(message_id(), jid, kind, text=text, content=stored), None)
+    async def groups(self) -> list[GroupInfo]:
+        return await self.network_groups.groups()
+
+    async def group_info(self, jid: str) -> GroupInfo:
+        return await self.network_groups.group_info(jid)
+
+    async def create_group(self, subject: str, participants: Sequence[str]) -> GroupInfo:
+        return await self.network_groups.create_group(subject, participants)
+
+    async def change_members(
+        self, jid: str, participants: Sequence[str], change: MemberChange
+    ) -> list[MemberOutcome]:
+        return await self.network_groups.change_members(jid, participants, change)
+
+    async def group_invite_link(self, jid: str, reset: bool = False) -> str:
+        return await self.network_groups.group_invite_link(jid, reset)
+
+    async def group_event(
+        self,
+        group: str,
+        by: str,
+        subject: str | None = None,
+        description: str | None = None,
+        join: Sequence[str] = (),
+        leave: Sequence[str] = (),
+        promote: Sequence[str] = (),
+        demote: Sequence[str] = (),
+    ) -> GroupChanged:
+        """Another member acts in a group (the /simulator control; `SimulatedGroups.group_event`)."""
+        groups = self.network_groups
+        return await groups.group_event(group, by, subject, description, join, leave, promote, demote)
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The media `message.media_ref` describes, made chunk by chunk as it is read (never whole); for
@@ -320,16 +297,7 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
             raise SessionNotConnected()
 
     def _recipient(self, to: str) -> str:
-        self._require_connected()
-        jid = to_jid(to)
-        if not jid.endswith("@" + USER_SERVER) and not is_group(jid) and not jid.endswith("@lid"):
-            raise InvalidRecipient(f"cannot send to {jid}")
-        if not_on_whatsapp(jid):
-            raise NotOnWhatsApp(f"+{jid_user(jid)} is not on WhatsApp")
-        refused = network_refusal(jid)
-        if refused is not None:
-            raise refused
-        return jid
+        return self.sends.recipient(to)
 
     def _route(self, message: Message) -> Message | None:
         """Where WhatsApp's traffic for this chat goes, as the neonize adapter routes it: dropped for
@@ -350,31 +318,6 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
 
     def _own_jid(self) -> str:
         return f"{jid_user(self._device_jid or '')}@{USER_SERVER}"
-
-    async def _send(self, sent: SentMessage, quoted: Message | None) -> SendResult:
-        if quoted is not None:
-            sent = replace(sent, quoted_id=quoted.id)
-        ref = None
-        if sent.data is not None:
-            ref = {"sim": "sent", "id": sent.message_id, "size": len(sent.data), "mimetype": sent.mimetype}
-        result = SendResult(sent.message_id, now(), media_ref=ref)
-        await self._store.record_sent(sent)
-        played = sent.ptt
-        self._tasks.spawn(self._receipts(sent.to, sent.message_id, played), f"receipts {sent.message_id}")
-        log.debug("session %s: sent %s %s to %s", self._sid, sent.type, sent.message_id, sent.to)
-        return result
-
-    async def _receipts(self, chat: str, mid: str, played: bool) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for status, after in RECEIPTS_AFTER_S.items():
-            if status is MessageStatus.PLAYED and not played:
-                return
-            await asyncio.sleep(max(0.0, start + after - loop.time()))
-            await self._online.wait()
-            # A contact known by its LID acknowledges in the LID chat (no phone alternative).
-            lid = self.contacts.get(chat).lid if chat_kind(chat) is ChatKind.DIRECT else None
-            self._emit(Receipt(lid or chat, (mid,), status, now()))
 
     async def _when_online(self, event: ClientEvent) -> None:
         await self._online.wait()
