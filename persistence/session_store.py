@@ -37,6 +37,7 @@ from persistence.rows import (  # re-exported: importers of the store's names ke
     utc,
 )
 from persistence.send_records import SendRecords
+from persistence.session_proxy import stored_proxy
 
 __all__ = [
     "MAX_PAGE",
@@ -166,8 +167,10 @@ class SessionStore:
 
         async def op(conn: Any) -> Any:
             return await conn.fetchrow(
-                "SELECT id, user_id, slot, status, reason, phone, display_name, profile_pic_url, last_seen,"
-                " device_jid, qr_rounds, connect_failures FROM whatsapp_session WHERE id = $1",
+                "SELECT s.id, s.user_id, s.slot, s.status, s.reason, s.phone, s.display_name,"
+                " s.profile_pic_url, s.last_seen, s.device_jid, s.qr_rounds, s.connect_failures, s.proxy_url,"
+                " p.password AS proxy_password FROM whatsapp_session s"
+                " LEFT JOIN session_proxy_secret p ON p.session_id = s.id WHERE s.id = $1",
                 self._sid,
             )
 
@@ -179,6 +182,7 @@ class SessionStore:
             device_jid=row["device_jid"],
             qr_rounds=row["qr_rounds"],
             connect_failures=row["connect_failures"],
+            proxy=stored_proxy(row["proxy_url"], row["proxy_password"]),
         )
 
     async def save_state(self, status: SessionStatus, reason: Reason | None = None) -> None:

@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.localstack import free_port, ray_temp_dir
-from api.redact import REDACTED, RedactingFormatter, redact
+from kernel.redact import REDACTED, RedactingFormatter, redact
 from tests.clikit import clean_env, command, interrupt
 
 START_TIMEOUT_S = 120.0
