@@ -67,20 +67,31 @@ async def write_proxy(db: AsyncSession, session_id: uuid.UUID, proxy: ProxySetti
     return True
 
 
-async def set_proxy(db: AsyncSession, user_id: str, session_id: str, proxy: ProxySettings | None) -> None:
-    """Change the proxy of the user's session; SessionNotFound if it is not theirs."""
+async def set_proxy(db: AsyncSession, user_id: str, session_id: str, proxy: ProxySettings | None) -> bool:
+    """Change the proxy of the user's session; whether it changed (the same again changes nothing).
+    SessionNotFound if the session is not theirs."""
     try:
         sid = uuid.UUID(session_id)
     except (ValueError, TypeError) as err:
         raise SessionNotFound() from err
     try:
-        owner = (
-            await db.execute(sa.select(SESSION.c.user_id).where(SESSION.c.id == sid).with_for_update())
-        ).scalar_one_or_none()
-        if owner != user_id or not await write_proxy(db, sid, proxy):
+        row = (
+            await db.execute(
+                sa.select(SESSION.c.user_id, SESSION.c.proxy_url, SECRET.c.password)
+                .select_from(SESSION.outerjoin(SECRET, SECRET.c.session_id == SESSION.c.id))
+                .where(SESSION.c.id == sid)
+                .with_for_update(of=SESSION)
+            )
+        ).one_or_none()
+        if row is None or row.user_id != user_id:
             raise SessionNotFound()
+        if stored_proxy(row.proxy_url, row.password) == proxy:
+            await db.rollback()
+            return False
+        await write_proxy(db, sid, proxy)
         await db.commit()
     except BaseException:
         await db.rollback()
         raise
     log.info("session %s: proxy %s", session_id, "set" if proxy else "removed")
+    return True

@@ -94,6 +94,8 @@ ROUTES: dict[str, Call] = {
     # The owner's contact has no picture: the session asked WhatsApp, and there is none.
     "GET /sessions/{id}/chats/{chatId}/picture": Call(owner_gets=frozenset({404})),
     "GET /sessions/{id}/chats/{chatId}/search": Call(owner_gets=frozenset({422})),  # without ?q=
+    # A dead proxy for the owner's number still waiting for a scan: the stranger's would show in the list.
+    "PUT /sessions/{id}/proxy": Call(json={"proxy": "socks5://owner:pw-isolation@127.0.0.1:9"}, on="waiting"),
 }
 # Routes with a path parameter that belong to no user (API key only), and why.
 NOT_A_USERS: dict[str, str] = (

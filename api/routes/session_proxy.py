@@ -31,7 +31,8 @@ async def set_proxy(body: ProxyIn, session_id: OwnedSession, res: Resources, use
     once (a paired one comes back without a scan); one waiting for a scan uses it for its next round.
     The password is stored and used, never shown: `proxy` in the answer has none."""
     proxy = proxy_of(body.proxy)
-    await res.db.run(session_proxy.set_proxy, user, session_id, proxy)
+    if not await res.db.run(session_proxy.set_proxy, user, session_id, proxy):
+        return session_json(await reads.session_status(res, user, session_id))  # the same: nothing to do
     try:
         await res.actors.use_proxy(session_id)
     except WaError as err:
