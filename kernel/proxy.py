@@ -10,11 +10,14 @@ Import-light: stdlib only.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 from kernel.errors import InvalidProxy
+
+log = logging.getLogger(__name__)
 
 SCHEMES = ("socks5", "http")
 MAX_URL = 512
@@ -91,3 +94,16 @@ def _valid_host(host: str) -> bool:
         return True
     except ValueError:
         return bool(_HOSTNAME.match(host))
+
+
+def stored_proxy(public_url: str | None, password: str | None) -> ProxySettings | None:
+    """The proxy as stored: its public URL and its password apart (None: none, or a stored URL this
+    version no longer accepts, which is logged and dialled without)."""
+    if not public_url:
+        return None
+    try:
+        proxy = parse_proxy(public_url)
+    except InvalidProxy:
+        log.error("a stored proxy URL is not valid any more; dialling without it")
+        return None
+    return ProxySettings(proxy.scheme, proxy.host, proxy.port, proxy.username, password or None)

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
 from kernel.domain import PROXY_REASONS
-from kernel.errors import InvalidProxy, SessionNotFound
-from kernel.proxy import ProxySettings, parse_proxy
+from kernel.errors import SessionNotFound
+from kernel.proxy import ProxySettings, stored_proxy
 from persistence import models
 
 log = logging.getLogger(__name__)
@@ -22,18 +22,6 @@ _TABLES = SQLModel.metadata.tables
 _PROXY_REASONS = [reason.value for reason in PROXY_REASONS]
 SESSION = _TABLES[models.WhatsAppSession.__tablename__]
 SECRET = _TABLES[models.SessionProxySecret.__tablename__]
-
-
-def stored_proxy(public_url: str | None, password: str | None) -> ProxySettings | None:
-    """The proxy as stored (None: none, or a stored URL this version no longer accepts: dial direct)."""
-    if not public_url:
-        return None
-    try:
-        proxy = parse_proxy(public_url)
-    except InvalidProxy:
-        log.error("a stored proxy URL is not valid any more; dialling without it")
-        return None
-    return ProxySettings(proxy.scheme, proxy.host, proxy.port, proxy.username, password or None)
 
 
 async def write_proxy(db: AsyncSession, session_id: uuid.UUID, proxy: ProxySettings | None) -> bool:

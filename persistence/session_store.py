@@ -20,6 +20,7 @@ import asyncpg
 
 from kernel.domain import Reason, SessionStatus
 from kernel.errors import LeaseLost, PhoneAlreadyPaired, ServiceUnavailable, SessionNotFound
+from kernel.proxy import stored_proxy
 from kernel.stored import StoredSession
 from persistence.chat_people import ChatPeople
 from persistence.connection import DatabaseUnreachable, OneConnection
@@ -37,7 +38,6 @@ from persistence.rows import (  # re-exported: importers of the store's names ke
     utc,
 )
 from persistence.send_records import SendRecords
-from persistence.session_proxy import stored_proxy
 
 __all__ = [
     "MAX_PAGE",
