@@ -7,14 +7,22 @@ import asyncio
 import logging
 import socket
 import threading
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import quote
 
+import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from actors.clients.simulated.proxy import check_proxy
 from kernel import redact
 from kernel.domain import Reason
-from kernel.errors import InvalidProxy
+from kernel.errors import InvalidProxy, SessionNotFound
 from kernel.proxy import ProxySettings, parse_proxy
+from persistence import repo, session_proxy
+from persistence.db import create_engine, session_factory
+from persistence.session_store import SessionStore
 from tests.proxykit import closed_port, running_proxy
 
 SECRET = "s3cr3t/p@ss:word"
@@ -137,3 +145,50 @@ async def test_a_server_that_is_not_a_proxy_is_proxy_refused() -> None:
     finally:
         await asyncio.to_thread(thread.join, 5)
         server.close()
+
+
+# ---------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[AsyncSession]:
+    engine = create_engine(database_url, pool_size=2, max_overflow=0)
+    async with session_factory(engine)() as session:
+        yield session
+    await engine.dispose()
+
+
+async def test_the_proxy_is_stored_apart_from_its_password_and_a_restarted_session_reads_both(
+    db: AsyncSession, database_url: str
+) -> None:
+    user = f"proxy-{uuid.uuid4().hex[:8]}"
+    proxy = parse_proxy(f"socks5://alice:{quote(SECRET, safe='')}@proxy.example.com:1080")
+    view = await repo.create_session(db, user, None, 3, proxy=proxy)
+    assert view.proxy == "socks5://alice@proxy.example.com:1080"
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow("SELECT * FROM whatsapp_session WHERE id = $1::uuid", view.id)
+        assert SECRET not in str(dict(row)), "the row every read selects has no password"
+        await conn.execute(
+            "UPDATE whatsapp_session SET reason = 'proxy_unreachable', connect_failures = 4"
+            " WHERE id = $1::uuid",
+            view.id,
+        )
+    finally:
+        await conn.close()
+    async with SessionStore(database_url, view.id) as store:  # what a (re)started session process loads
+        loaded = await store.load()
+    assert loaded is not None and loaded.proxy == proxy and loaded.proxy.password == SECRET
+    # The same again changes nothing; another clears the old one's failure and dials at once.
+    assert not await session_proxy.set_proxy(db, user, view.id, proxy)
+    other = parse_proxy("http://10.0.0.9:3128")
+    assert await session_proxy.set_proxy(db, user, view.id, other)
+    async with SessionStore(database_url, view.id) as store:
+        loaded = await store.load()
+    assert loaded is not None and loaded.proxy == other
+    assert loaded.view.reason is None and loaded.connect_failures == 0
+    with pytest.raises(SessionNotFound):
+        await session_proxy.set_proxy(db, "someone-else", view.id, None)
+    assert await session_proxy.set_proxy(db, user, view.id, None)
+    listed = await repo.list_sessions(db, user)
+    assert [v.proxy for v in listed] == [None]
