@@ -30,6 +30,7 @@ from actors.session import SessionConfig, SessionCore
 from actors.spool import Spool, pending_bytes
 from actors.spool_handover import ensure_keeper, take_over
 from actors.writes import WRITES
+from kernel import redact
 from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
 from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.message_kinds import OutgoingContent
@@ -41,6 +42,7 @@ def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact.hide([])  # any token, key or URL password in a line is redacted (kernel.redact)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -147,6 +149,9 @@ class SessionActor:
 
     async def restart_pairing(self) -> None:
         await self._core.restart_pairing()
+
+    async def use_proxy(self) -> bool:
+        return await self._core.use_proxy()
 
     async def send_text(
         self,

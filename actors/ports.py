@@ -32,6 +32,7 @@ from kernel.domain import (
 )
 from kernel.events import ClientEvent, HistoryChunk
 from kernel.groups import GroupInfo, MemberChange, MemberOutcome
+from kernel.proxy import ProxySettings
 from kernel.simulated import Device, SentMessage
 from kernel.stored import ChatRead, Operation, SendRecord, SessionToRun, StoredPicture, StoredSession
 
@@ -48,6 +49,9 @@ class ClientOptions:
     session_id: str
     device_jid: str | None
     auth_dsn: str
+    # The number's proxy (with its password; its repr hides it): the WhatsApp connection and media go
+    # through it. A proxy that cannot be used ends the dial with a `Disconnected` proxy reason.
+    proxy: ProxySettings | None = None
     # Simulated network timings (ignored by real adapters).
     qr_first_s: float = 60.0
     qr_next_s: float = 20.0

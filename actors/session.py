@@ -44,7 +44,15 @@ from actors.session_state import STORED_WAIT_S, ClientFactory, SessionConfig, Se
 from actors.session_transitions import Transitions
 from actors.spool import Spool
 from actors.writes import SaveCounters
-from kernel.domain import ContactInfo, Message, NumberCheck, SendResult, SessionStatus, SessionView
+from kernel.domain import (
+    TERMINAL_REASONS,
+    ContactInfo,
+    Message,
+    NumberCheck,
+    SendResult,
+    SessionStatus,
+    SessionView,
+)
 from kernel.errors import AlreadyConnected, InvalidInput, SessionUnavailable
 from kernel.ids import to_jid
 from kernel.message_kinds import OutgoingContent
@@ -168,6 +176,18 @@ class SessionCore:
         await session.set_state(SessionStatus.CONNECTING, None)
         session.tasks.spawn(session.recycle_later(0.2, "pairing requested"), "recycle")
         raise SessionUnavailable("A new pairing round is starting; retry shortly", retry_after=2)
+
+    async def use_proxy(self) -> bool:
+        """The number's proxy changed in PostgreSQL: a fresh process dials through it now (False: the
+        session waits for the user, and its next pairing round dials through it)."""
+        session = self._state
+        view = await session.wait_ready()
+        row = session.row
+        waiting = row is not None and row.device_jid is None and view.reason in TERMINAL_REASONS
+        if waiting or session.closing:
+            return False
+        session.tasks.spawn(session.recycle_later(0.2, "the proxy changed"), "recycle")
+        return True
 
     async def send_text(
         self,

@@ -12,7 +12,7 @@ from actors.session_sends import Sends
 from actors.session_state import BOOT_RETRY_MAX_S, SessionState
 from actors.session_transitions import Transitions
 from actors.writes import applier
-from kernel.domain import TERMINAL_REASONS, Reason, SessionStatus
+from kernel.domain import PROXY_REASONS, TERMINAL_REASONS, Reason, SessionStatus
 from kernel.errors import LeaseLost, ServiceUnavailable, SessionNotFound
 from kernel.events import Connected, Disconnected, LoggedOut, Paired, PairingCode, Presence, QrCode
 from kernel.stored import StoredSession
@@ -91,7 +91,8 @@ class Lifecycle:
                 delay,
             )
             await asyncio.sleep(delay)
-        await self._connect(row.device_jid)
+        # A broken proxy's reason stays while the session retries through it (it is what the user must fix).
+        await self._connect(row, row.view.reason if row.view.reason in PROXY_REASONS else None)
 
     async def _load(self) -> StoredSession | None:
         """Take the lease (waiting while another process holds it); bring what earlier processes spooled
@@ -113,19 +114,22 @@ class Lifecycle:
             await self._sends.load(journal, row.view.user_id)
         return row
 
-    async def _connect(self, device_jid: str | None) -> None:
+    async def _connect(self, row: StoredSession, reason: Reason | None) -> None:
         session = self._state
         config = session.config
         options = ClientOptions(
             session_id=session.session_id,
-            device_jid=device_jid,
+            device_jid=row.device_jid,
             auth_dsn=config.auth_dsn,
             qr_first_s=config.qr_first_s,
             qr_next_s=config.qr_next_s,
             qr_codes=config.qr_codes,
+            proxy=row.proxy,
         )
         client = session.new_client(options)
-        await session.set_state(SessionStatus.CONNECTING, None)
+        if row.proxy is not None:
+            session.hide_secret(row.proxy.password)
+        await session.set_state(SessionStatus.CONNECTING, reason)
         self._transitions.arm(config.connect_timeout_s, "connect did not finish", action="dial_failed")
         self._pump_task = session.tasks.spawn(self._pump(client), "events")
         session.client_running = True

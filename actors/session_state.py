@@ -22,6 +22,7 @@ from actors.ports import SessionStorePort as Store
 from actors.spool import Spool, SpoolFull
 from actors.tasks import TaskGroup
 from actors.writes import SaveState, Write
+from kernel import redact
 from kernel.domain import Reason, SessionStatus, SessionView
 from kernel.errors import ClientTimeout, SessionNotConnected, SessionNotFound, SessionUnavailable
 from kernel.ids import USER_SERVER, jid_user
@@ -168,6 +169,10 @@ class SessionState:
         return self.view
 
     # ------------------------------------------------------------------ the client
+
+    def hide_secret(self, secret: str | None) -> None:
+        """Keep `secret` (the proxy's password) out of every log line this process writes from now on."""
+        redact.hide([secret])
 
     def new_client(self, options: ClientOptions) -> WhatsAppClient:
         self.client = self._client_factory(options)

@@ -23,7 +23,8 @@ from types import FrameType
 
 from pydantic import SecretStr, ValidationError
 
-from api import ray_driver, redact
+from api import ray_driver
+from kernel import redact
 from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 def configure_logging(level: str, secrets: Iterable[str | None] = ()) -> None:
     """The process's one logging setup; every module logs through `logging.getLogger(__name__)`.
 
-    Every line is redacted (api/redact.py): `secrets` and any token, key or URL password in it.
+    Every line is redacted (kernel/redact.py): `secrets` and any token, key or URL password in it.
     """
     logging.basicConfig(level=level, format=LOG_FORMAT)
     redact.install(LOG_FORMAT, secrets)

@@ -31,6 +31,7 @@ from api.routes import (
     search,
     send,
     send_kinds,
+    session_proxy,
     sessions,
     users,
     webhooks,
@@ -75,6 +76,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     keyed = [Depends(require_api_key)]
     routers = (
         sessions,
+        session_proxy,
         qr,
         messages,
         search,

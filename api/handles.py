@@ -99,6 +99,9 @@ class SessionActors:
     async def restart_pairing(self, session_id: str) -> None:
         await self._on(session_id, SessionCalls.restart_pairing)()
 
+    async def use_proxy(self, session_id: str) -> bool:
+        return await self._on(session_id, SessionCalls.use_proxy)()
+
     async def send_text(
         self,
         session_id: str,

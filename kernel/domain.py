@@ -41,11 +41,18 @@ class Reason(StrEnum):
     # Still connected, but WhatsApp refused a message with its reach-out time lock (463): the number may
     # not start new chats for a while. Cleared when the session connects again.
     RESTRICTED = "restricted"
+    # The number's proxy (`PUT /sessions/{id}/proxy`) is broken: no connection to it (refused, unknown
+    # host, timed out), it refused the credentials, or it would not connect us on to WhatsApp. The session
+    # keeps retrying with its capped backoff and says this meanwhile; a new proxy is tried at once.
+    PROXY_UNREACHABLE = "proxy_unreachable"
+    PROXY_AUTH_FAILED = "proxy_auth_failed"
+    PROXY_REFUSED = "proxy_refused"
     ERROR = "error"  # anything else
 
 
 # Reasons after which the session stays down until the user acts (a scan, a pairing code, a delete).
 TERMINAL_REASONS = frozenset({Reason.LOGGED_OUT, Reason.QR_TIMEOUT, Reason.BANNED, Reason.OUTDATED})
+PROXY_REASONS = frozenset({Reason.PROXY_UNREACHABLE, Reason.PROXY_AUTH_FAILED, Reason.PROXY_REFUSED})
 
 
 class MessageType(StrEnum):
@@ -234,6 +241,7 @@ class SessionView:
     pairing_code: str | None = None
     # The session's process is up and holds the WhatsApp connection (its heartbeat: actors.heartbeat).
     live: bool = False
+    proxy: str | None = None  # the number's proxy without its password (kernel.proxy.ProxySettings.public)
 
 
 @dataclass(frozen=True, slots=True)

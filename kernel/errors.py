@@ -196,6 +196,11 @@ class InvalidPhone(InvalidInput):
     default_message = "Not a valid phone number"
 
 
+class InvalidProxy(InvalidInput):
+    code = "invalid_proxy"
+    default_message = "Not a proxy URL this bridge can use (socks5:// or http://, a host and a port)"
+
+
 class NotOnWhatsApp(InvalidInput):
     code = "not_on_whatsapp"
     default_message = "This number is not on WhatsApp"

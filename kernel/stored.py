@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from kernel.domain import Reason, SessionStatus, SessionView
+from kernel.proxy import ProxySettings
 
 # How long a send's Idempotency-Key is remembered.
 KEEP_HOURS = 24
@@ -25,6 +26,7 @@ class StoredSession:
     device_jid: str | None
     qr_rounds: int
     connect_failures: int
+    proxy: ProxySettings | None = None  # with its password: the session dials through it
 
 
 @dataclass(frozen=True, slots=True)

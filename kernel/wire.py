@@ -95,6 +95,7 @@ def session_json(view: SessionView) -> JSON:
         "qr": view.qr,
         "pairingCode": view.pairing_code,
         "live": view.live,
+        "proxy": view.proxy,
     }
 
 

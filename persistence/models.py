@@ -48,7 +48,10 @@ class WhatsAppSession(SQLModel, table=True):
     display_name: str | None = Field(default=None, max_length=256)
     profile_pic_url: str | None = Field(default=None)
     status: str = Field(default="disconnected", max_length=16, nullable=False)
-    reason: str | None = Field(default=None, max_length=16)
+    reason: str | None = Field(default=None, max_length=32)
+    # The number's proxy without its password (kernel.proxy: `ProxySettings.public`); the password is in
+    # `session_proxy_secret`, which only the session's own store reads.
+    proxy_url: str | None = Field(default=None, max_length=512)
     device_jid: str | None = Field(default=None, max_length=128)
     # Pairing rounds used since the last pairing request; bounded by QR_MAX_ROUNDS across restarts.
     qr_rounds: int = Field(default=0, sa_column=Column(sa.SmallInteger, nullable=False, server_default="0"))
@@ -178,6 +181,18 @@ class SessionHeartbeat(SQLModel, table=True):
     qr: str | None = None
     qr_expires_at: datetime | None = _ts(nullable=True)
     pairing_code: str | None = Field(default=None, max_length=16)
+
+
+class SessionProxySecret(SQLModel, table=True):
+    """The password of a number's proxy, apart from the row every read selects: only the session's own
+    store reads it (to dial), no API read ever does. Stored as given (see README, "A proxy per number")."""
+
+    __tablename__ = "session_proxy_secret"
+
+    session_id: uuid.UUID = Field(
+        sa_column=Column(sa.Uuid, sa.ForeignKey("whatsapp_session.id", ondelete="CASCADE"), primary_key=True)
+    )
+    password: str = Field(max_length=1024, nullable=False)
 
 
 class PictureCache(SQLModel, table=True):

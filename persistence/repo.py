@@ -31,10 +31,12 @@ from kernel.errors import (
     SessionNotFound,
     SlotTaken,
 )
+from kernel.proxy import ProxySettings
 from kernel.stored import SessionToRun
 from persistence import models
 from persistence.reads import driver_connection
 from persistence.reads import list_sessions as list_sessions  # the user's sessions, with `live`
+from persistence.session_proxy import write_proxy
 from persistence.session_store import MAX_PAGE, MESSAGE_COLUMNS, chat_from_row, session_view_from_row
 from persistence.sim_network import forget_session
 
@@ -130,6 +132,7 @@ async def create_session(
     max_sessions: int,
     *,
     session_id: str | None = None,
+    proxy: ProxySettings | None = None,
 ) -> SessionView:
     """A new disconnected session in `slot`, or the lowest free slot when None.
 
@@ -166,6 +169,9 @@ async def create_session(
                 .returning(*SESSION.c)
             )
         ).one()
+        if proxy is not None:
+            await write_proxy(db, new_id, proxy)
+            row = (await db.execute(sa.select(SESSION).where(SESSION.c.id == new_id))).one()
     log.info("user %s: session %s created in slot %d", user_id, new_id, slot)
     return session_view_from_row(row._mapping)
 

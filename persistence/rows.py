@@ -171,6 +171,7 @@ def session_view_from_row(row: Mapping[Any, Any]) -> SessionView:
         qr_expires_at=utc(qr_expires_at) if qr_expires_at is not None else None,
         pairing_code=row.get("pairing_code"),
         live=bool(row.get("live")),
+        proxy=row.get("proxy_url"),
     )
 
 

@@ -20,6 +20,7 @@ import asyncpg
 
 from kernel.domain import Reason, SessionStatus
 from kernel.errors import LeaseLost, PhoneAlreadyPaired, ServiceUnavailable, SessionNotFound
+from kernel.proxy import stored_proxy
 from kernel.stored import StoredSession
 from persistence.chat_people import ChatPeople
 from persistence.connection import DatabaseUnreachable, OneConnection
@@ -166,8 +167,10 @@ class SessionStore:
 
         async def op(conn: Any) -> Any:
             return await conn.fetchrow(
-                "SELECT id, user_id, slot, status, reason, phone, display_name, profile_pic_url, last_seen,"
-                " device_jid, qr_rounds, connect_failures FROM whatsapp_session WHERE id = $1",
+                "SELECT s.id, s.user_id, s.slot, s.status, s.reason, s.phone, s.display_name,"
+                " s.profile_pic_url, s.last_seen, s.device_jid, s.qr_rounds, s.connect_failures, s.proxy_url,"
+                " p.password AS proxy_password FROM whatsapp_session s"
+                " LEFT JOIN session_proxy_secret p ON p.session_id = s.id WHERE s.id = $1",
                 self._sid,
             )
 
@@ -179,6 +182,7 @@ class SessionStore:
             device_jid=row["device_jid"],
             qr_rounds=row["qr_rounds"],
             connect_failures=row["connect_failures"],
+            proxy=stored_proxy(row["proxy_url"], row["proxy_password"]),
         )
 
     async def save_state(self, status: SessionStatus, reason: Reason | None = None) -> None:

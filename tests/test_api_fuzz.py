@@ -60,6 +60,7 @@ DISRUPTIVE = (
     "POST /simulator/sessions/{id}/drop",
     "POST /simulator/sessions/{id}/unlink",
     "POST /sessions/{id}/reconnect",
+    "PUT /sessions/{id}/proxy",  # a changed proxy is a new dial
     "DELETE /sessions/{id}",
 )
 # Refusals that never got past authentication, validation and ownership.

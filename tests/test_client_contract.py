@@ -35,6 +35,7 @@ from kernel.events import (
     ChatRead,
     ClientEvent,
     Connected,
+    Disconnected,
     GroupChanged,
     LoggedOut,
     MessageEdited,
@@ -47,16 +48,20 @@ from kernel.events import (
 )
 from kernel.groups import MemberChange, MemberOutcome
 from kernel.message_kinds import content_from_json, vcard
+from kernel.proxy import ProxySettings, parse_proxy
 from persistence.migrate import auth_dsn, sim_dsn
 from persistence.sim_network import SimStore
+from tests.proxykit import closed_port, running_proxy
 
 pytestmark = pytest.mark.timeout(60)
 
 # An adapter factory: a new, unconnected client for one fresh session of the test database.
-AdapterFactory = Callable[[str, str | None], Awaitable[WhatsAppClient]]
+AdapterFactory = Callable[[str, str | None, ProxySettings | None], Awaitable[WhatsAppClient]]
 
 
-async def simulated(database_url: str, device_jid: str | None) -> WhatsAppClient:
+async def simulated(
+    database_url: str, device_jid: str | None, proxy: ProxySettings | None = None
+) -> WhatsAppClient:
     from actors.clients.simulated import SimulatedClient
 
     options = ClientOptions(
@@ -66,15 +71,18 @@ async def simulated(database_url: str, device_jid: str | None) -> WhatsAppClient
         qr_first_s=2.0,
         qr_next_s=1.0,
         qr_codes=3,
+        proxy=proxy,
     )
     return SimulatedClient(options, SimStore(options.auth_dsn, options.session_id))
 
 
-async def neonize(database_url: str, device_jid: str | None) -> WhatsAppClient:
+async def neonize(
+    database_url: str, device_jid: str | None, proxy: ProxySettings | None = None
+) -> WhatsAppClient:
     from actors.clients.neonize import NeonizeClient
 
     options = ClientOptions(
-        session_id=str(uuid.uuid4()), device_jid=device_jid, auth_dsn=auth_dsn(database_url)
+        session_id=str(uuid.uuid4()), device_jid=device_jid, auth_dsn=auth_dsn(database_url), proxy=proxy
     )
     return NeonizeClient(options)
 
@@ -130,8 +138,8 @@ async def make(adapter: str, database_url: str) -> AsyncIterator[Callable[..., A
     """Builds clients of the adapter under test and stops every one afterwards."""
     made: list[WhatsAppClient] = []
 
-    async def factory(device_jid: str | None = None) -> WhatsAppClient:
-        client = await ADAPTERS[adapter](database_url, device_jid)
+    async def factory(device_jid: str | None = None, proxy: ProxySettings | None = None) -> WhatsAppClient:
+        client = await ADAPTERS[adapter](database_url, device_jid, proxy)
         made.append(client)
         return client
 
@@ -272,6 +280,42 @@ async def test_resuming_a_device_whose_credentials_are_gone_is_logged_out(
     assert await next_event(events) == LoggedOut(Reason.LOGGED_OUT)
     with pytest.raises(SessionNotConnected):
         await client.send_text(CHAT, "hello")
+
+
+# A number's proxy: the dial goes to it first (a local one here: no route to WhatsApp is needed).
+
+
+async def test_a_dial_through_a_proxy_nothing_listens_on_is_proxy_unreachable(
+    make: Callable[..., Awaitable[WhatsAppClient]],
+) -> None:
+    client = await make(proxy=ProxySettings("socks5", "127.0.0.1", closed_port(), "u", "pw-contract"))
+    events = client.events()
+    await client.connect()
+    assert await next_event(events, 30) == Disconnected(Reason.PROXY_UNREACHABLE, retrying=False)
+    with pytest.raises(SessionNotConnected):
+        await client.send_text(CHAT, "hello")
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "http"])
+async def test_a_proxy_that_refuses_the_credentials_is_proxy_auth_failed(
+    make: Callable[..., Awaitable[WhatsAppClient]], scheme: str
+) -> None:
+    with running_proxy(scheme, "alice", "right-one") as proxy:
+        client = await make(proxy=parse_proxy(proxy.url(password="wrong-one")))
+        events = client.events()
+        await client.connect()
+        assert await next_event(events, 30) == Disconnected(Reason.PROXY_AUTH_FAILED, retrying=False)
+        assert proxy.auth_failures == 1 and proxy.targets == []
+
+
+@online
+async def test_a_working_proxy_lets_the_dial_through(make: Callable[..., Awaitable[WhatsAppClient]]) -> None:
+    with running_proxy("socks5", "alice", "right-one") as proxy:
+        client = await make(proxy=parse_proxy(proxy.url()))
+        events = client.events()
+        await client.connect()
+        assert isinstance(await next_event(events), QrCode)
+        assert proxy.connections == 1 and proxy.auth_failures == 0
 
 
 # ------------------------------------------------------------------------------------------ network

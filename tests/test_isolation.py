@@ -107,6 +107,8 @@ ROUTES: dict[str, Call] = {
     "DELETE /sessions/{id}/groups/{groupId}/participants/{participantId}": Call(owner_gets=frozenset({404})),
     "GET /sessions/{id}/groups/{groupId}/invite-link": Call(owner_gets=frozenset({404})),
     "DELETE /sessions/{id}/groups/{groupId}/invite-link": Call(owner_gets=frozenset({404})),
+    # A dead proxy for the owner's number still waiting for a scan: the stranger's would show in the list.
+    "PUT /sessions/{id}/proxy": Call(json={"proxy": "socks5://owner:pw-isolation@127.0.0.1:9"}, on="waiting"),
 }
 # Routes with a path parameter that belong to no user (API key only), and why.
 NOT_A_USERS: dict[str, str] = (

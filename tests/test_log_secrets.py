@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api.localstack import free_port, ray_temp_dir
-from api.redact import REDACTED, RedactingFormatter, redact
+from kernel.redact import REDACTED, RedactingFormatter, redact
 from tests.clikit import clean_env, command, interrupt
 
 START_TIMEOUT_S = 120.0
@@ -74,6 +74,7 @@ async def test_a_real_run_logs_no_token_key_or_password(
 ) -> None:
     key = secrets.token_urlsafe(24)
     password = "pw-" + secrets.token_hex(8)
+    proxy_password = "px-" + secrets.token_hex(8)
     port = free_port()
     data_dir = tmp_path / "data"
     request.addfinalizer(lambda: shutil.rmtree(ray_temp_dir(data_dir.resolve() / "ray"), ignore_errors=True))
@@ -119,6 +120,18 @@ async def test_a_real_run_logs_no_token_key_or_password(
             revoked = await client.delete(f"/users/log-user/keys/{made.json()['id']}", headers=headers)
             assert revoked.status_code == 204
             assert (await client.get("/sessions", headers=by_key)).status_code == 401
+            # A number behind a proxy nothing listens on: its session dials it, fails and says why.
+            dead = f"socks5://log-proxy:{proxy_password}@127.0.0.1:{free_port()}"
+            with_proxy = await client.post("/sessions", json={"proxy": dead}, headers=headers)
+            assert with_proxy.status_code == 201, with_proxy.text
+            sid = with_proxy.json()["id"]
+            bad = await client.put(f"/sessions/{sid}/proxy", json={"proxy": dead + "/x"}, headers=headers)
+            assert bad.status_code == 422 and proxy_password not in bad.text
+            while (await client.get(f"/sessions/{sid}/status", headers=headers)).json()["reason"] is None:
+                assert time.monotonic() < deadline + START_TIMEOUT_S, "the proxy's reason never showed"
+                await asyncio.sleep(0.5)
+            shown = await client.get(f"/sessions/{sid}/status", headers=headers)
+            assert shown.json()["reason"] == "proxy_unreachable" and proxy_password not in shown.text
         ws_url = f"ws://127.0.0.1:{port}/ws?token={token}"
         async with connect(ws_url, open_timeout=10) as ws:
             await asyncio.wait_for(await ws.ping(), 10)  # accepted and open
@@ -131,5 +144,10 @@ async def test_a_real_run_logs_no_token_key_or_password(
         interrupt(proc, 60)
     text = log.read_text()
     assert "WebSocket /ws?token=" + REDACTED in text, "the WebSocket line is there, redacted"
-    for secret in (token, key, password, user_key, user_key.split("_", 2)[2]):
+    for secret in (token, key, password, user_key, user_key.split("_", 2)[2], proxy_password):
         assert secret not in text, f"a secret is in the log:\n{text[-3000:]}"
+    # The session processes' own logs (Ray's files: the CLI does not stream them) hold no proxy password.
+    session_logs = [p for p in ray_temp_dir(data_dir.resolve() / "ray").rglob("*.*") if p.is_file()]
+    assert any("worker" in p.name for p in session_logs), "the session processes' logs were found"
+    for path in session_logs:
+        assert proxy_password.encode() not in path.read_bytes(), f"the proxy password is in {path}"

@@ -39,6 +39,7 @@ from kernel.errors import (
     SessionNotConnected,
 )
 from kernel.events import Connected, MessageReceived
+from kernel.proxy import ProxySettings
 from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
 from tests import neonize_events as nev
@@ -96,9 +97,9 @@ def fetcher(tmp_path: Path, tls: tuple[Path, Path], media_server: MediaServer) -
 
 
 @asynccontextmanager
-async def online(fetcher: MediaFetcher) -> AsyncIterator[NeonizeClient]:
+async def online(fetcher: MediaFetcher, proxy: ProxySettings | None = None) -> AsyncIterator[NeonizeClient]:
     """A real NeonizeClient that WhatsApp's ConnectedEv (through neonize's dispatcher) marked online."""
-    client = NeonizeClient(ClientOptions(str(uuid4()), None, UNUSED_DSN), media=fetcher)
+    client = NeonizeClient(ClientOptions(str(uuid4()), None, UNUSED_DSN, proxy=proxy), media=fetcher)
     try:
         nev.dispatch(client, nev.connected())
         assert await asyncio.wait_for(anext(aiter(client.events())), 5) == Connected()

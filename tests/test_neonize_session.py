@@ -7,9 +7,11 @@ import pytest
 
 from actors.registry import create_session_actor
 from kernel.domain import Reason, SessionStatus
+from kernel.proxy import ProxySettings
 from kernel.settings import asyncpg_dsn
 from persistence.migrate import auth_dsn
 from tests.conftest import DeadEndProxy
+from tests.proxykit import closed_port
 from tests.raykit import (
     eventually,
     insert_session,
@@ -61,3 +63,43 @@ async def test_unreachable_whatsapp_is_network_and_retried_in_fresh_processes(
     assert view.status in (SessionStatus.DISCONNECTED, SessionStatus.CONNECTING)
     assert view.reason == Reason.NETWORK or view.status == SessionStatus.CONNECTING
     assert view.qr is None
+
+
+async def test_a_dead_proxy_is_the_sessions_reason_and_stays_while_it_retries(
+    database_url: str, redis_url: str, namespace: str, no_route_to_whatsapp: DeadEndProxy
+) -> None:
+    config = registry_config(
+        database_url,
+        redis_url,
+        namespace,
+        session={"backend": "neonize", "auth_dsn": auth_dsn(database_url), "backoff_base_s": 0.5},
+    )
+    sid = await insert_session(database_url)
+    dead = ProxySettings("socks5", "127.0.0.1", closed_port(), "neo", "pw-neonize-session")
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute("UPDATE whatsapp_session SET proxy_url = $2 WHERE id = $1::uuid", sid, dead.public)
+        await conn.execute(
+            "INSERT INTO session_proxy_secret (session_id, password) VALUES ($1::uuid, $2)",
+            sid,
+            dead.password,
+        )
+    finally:
+        await conn.close()
+    attempts_before = no_route_to_whatsapp.attempts
+    create_session_actor(config, sid)
+    await eventually(
+        lambda: status_of(sid, namespace), lambda v: v.reason == Reason.PROXY_UNREACHABLE, timeout=60
+    )
+    # Fresh processes dial again (with the backoff), and each says the proxy is the problem meanwhile.
+    pids: set[int] = set()
+    reasons: set[Reason | None] = set()
+
+    async def watch() -> int:
+        pids.add(await pid_of(sid, namespace))
+        reasons.add((await status_of(sid, namespace)).reason)
+        return len(pids)
+
+    await eventually(watch, lambda n: n >= 3, timeout=60, every=0.1)
+    assert reasons == {Reason.PROXY_UNREACHABLE}
+    assert no_route_to_whatsapp.attempts == attempts_before, "no dial went around the number's proxy"

@@ -13,6 +13,7 @@ from api.deps import OwnedSession, Resources, UserId
 from api.errors import error_responses
 from api.handles import ActorUnreachable
 from api.pairing import code_when_ready
+from api.routes.session_proxy import proxy_of
 from api.schemas import CreateSessionIn, PairingCodeIn, PairingCodeOut, ReconnectOut, SessionOut
 from kernel.errors import SessionNotFound, SessionUnavailable, WaError
 from kernel.wire import JSON, session_json
@@ -41,8 +42,9 @@ async def list_sessions(res: Resources, user: UserId) -> list[JSON]:
 async def create_session(body: CreateSessionIn, res: Resources, user: UserId) -> JSON:
     """Add a WhatsApp number in a slot; its actor starts and shows a QR (or issues a pairing code)."""
     phone = repo.normalize_phone(body.pairing_phone) if body.pairing_phone is not None else None
+    proxy = proxy_of(body.proxy)
     settings = res.settings
-    view = await res.db.run(repo.create_session, user, body.slot, settings.max_sessions_per_user)
+    view = await res.db.run(repo.create_session, user, body.slot, settings.max_sessions_per_user, proxy=proxy)
     try:
         await res.actors.ensure_session(view.id, timeout_s=ENSURE_TIMEOUT_S)
     except WaError as err:

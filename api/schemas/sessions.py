@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from api.schemas.common import ApiModel, Phone, Timestamp
 from kernel.domain import Reason, SessionStatus
+from kernel.proxy import MAX_URL as MAX_PROXY
+
+PROXY_DESCRIPTION = (
+    "The number's proxy: `socks5://user:pass@host:port` or `http://user:pass@host:port` (credentials"
+    " optional). WhatsApp and media are dialled through it from the next connect; the password is never"
+    " shown again. 422 `invalid_proxy` for any other scheme, a missing host or a bad port"
+)
+# Checked by `kernel.proxy.parse_proxy` in the route, so that every bad URL is `invalid_proxy`.
+ProxyUrl = Annotated[
+    str,
+    Field(
+        examples=["socks5://alice:s3cret@proxy.example.com:1080"], json_schema_extra={"maxLength": MAX_PROXY}
+    ),
+]
 
 # --- sessions ----------------------------------------------------------------------------------------------
 
@@ -37,6 +51,12 @@ class SessionOut(ApiModel):
         description="The session's process is up and holds the WhatsApp connection now; false while it"
         " starts, restarts, moves or waits for capacity (`status` is then as last stored)"
     )
+    proxy: str | None = Field(
+        None,
+        description="The number's proxy without its password (`socks5://user@host:port`), or null. A broken"
+        " proxy shows as `reason` proxy_unreachable, proxy_auth_failed or proxy_refused",
+        examples=["socks5://alice@proxy.example.com:1080"],
+    )
 
 
 class CreateSessionIn(ApiModel):
@@ -44,6 +64,11 @@ class CreateSessionIn(ApiModel):
     pairing_phone: Phone | None = Field(
         None, description="Pair by phone-number code instead of QR: the code appears as `pairingCode`"
     )
+    proxy: ProxyUrl | None = Field(None, description=PROXY_DESCRIPTION)
+
+
+class ProxyIn(ApiModel):
+    proxy: ProxyUrl | None = Field(description=PROXY_DESCRIPTION + "; null removes it")
 
 
 class PairingCodeIn(ApiModel):

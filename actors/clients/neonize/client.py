@@ -36,6 +36,7 @@ from actors.clients.neonize import (
     media_fetch,
     numbers,
     outgoing,
+    proxy,
     refusals,
     runtime,
 )
@@ -96,7 +97,8 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
             raise ClientError(f"not a device JID: {options.device_jid!r}")
         self._sid = options.session_id
         self._dsn = options.auth_dsn
-        self._media = media or media_fetch.MediaFetcher()
+        self._proxy = options.proxy  # WhatsApp and media go through it (`proxy`)
+        self._media = proxy.fetcher(media or media_fetch.MediaFetcher(), options.proxy)
         self._lib = lib = runtime.load()
         runtime.claim(device["user"] if device else options.session_id, self, options.session_id)
         try:
@@ -165,7 +167,7 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         runtime.go_log_level(self._lib)
         self._connect_started = True
         try:
-            task = await self._native.connect()
+            task = await self._native.connect(proxy.settings(self._lib, self._proxy))
         except Exception as err:
             self._on_connect_error(err)
             return

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from actors.clients.neonize import convert, groups, inbox, outgoing, polls
+from actors.clients.neonize import convert, groups, inbox, outgoing, polls, proxy
 from actors.clients.neonize.convert import enum_name
 from actors.clients.neonize.profiles import Profiles
 from actors.clients.neonize.runtime import Lib
@@ -32,6 +32,7 @@ from kernel.events import (
     QrCode,
 )
 from kernel.ids import is_group
+from kernel.proxy import ProxySettings
 
 log = logging.getLogger("actors.clients.neonize.client")  # the client's log, as before the split
 
@@ -93,6 +94,7 @@ class NeonizeEvents:
     _go_stopped: bool
     _profiles: Profiles
     _named: set[str]
+    _proxy: ProxySettings | None
 
     if TYPE_CHECKING:
 
@@ -133,7 +135,7 @@ class NeonizeEvents:
             return
         self._online = False
         self._dial_over.set()
-        reason = convert.connect_error_reason(err)
+        reason = proxy.dial_reason(err, self._proxy) or convert.connect_error_reason(err)
         log.warning("session %s: connect failed (%s): %s", self._sid, reason, err)
         self._emit(Disconnected(reason, retrying=False))
 

@@ -29,7 +29,7 @@ import hmac
 import logging
 import ssl
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -114,6 +114,13 @@ class MediaFetcher:
     total_s: float = 140.0
     chunk_bytes: int = CHUNK_BYTES
     tmpdir: str | None = None  # None: TMPDIR
+    # The number's proxy (socks5:// or http://, with its password), or None: the environment's, as Go does.
+    proxy: str | None = field(default=None, repr=False)
+
+    def http_client(self, **options: Any) -> httpx.AsyncClient:
+        """An HTTP client to WhatsApp's media servers: its certificate check, timeouts and proxy."""
+        timeout = httpx.Timeout(self.read_s, connect=self.connect_s)
+        return httpx.AsyncClient(verify=self.verify, timeout=timeout, proxy=self.proxy, **options)
 
     def url_for(self, sub: Any, app_info: str) -> str:
         """The URL whatsmeow would fetch `sub` from (see the module docstring); MediaNotAvailable if none."""
@@ -170,9 +177,8 @@ class MediaFetcher:
         return MediaBody(size, file_chunks(file))
 
     async def _download(self, url: str, sink: _Decrypting) -> None:
-        timeout = httpx.Timeout(self.read_s, connect=self.connect_s)
         async with (
-            httpx.AsyncClient(verify=self.verify, timeout=timeout) as http,
+            self.http_client() as http,
             http.stream("GET", url, headers=_HEADERS) as response,
         ):
             status = response.status_code

@@ -66,12 +66,10 @@ class Profiles:
         bounded in size and time; no error names the URL (a signed CDN link)."""
         if not self._media.allows(picture.url):
             raise MediaNotAvailable()
-        media = self._media
-        timeout = httpx.Timeout(media.read_s, connect=media.connect_s)
         try:
             async with (
                 asyncio.timeout(DOWNLOAD_TIMEOUT_S),
-                httpx.AsyncClient(timeout=timeout, verify=media.verify, follow_redirects=False) as http,
+                self._media.http_client(follow_redirects=False) as http,
                 http.stream("GET", picture.url) as resp,
             ):
                 if resp.status_code in (403, 404, 410):

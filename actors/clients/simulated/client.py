@@ -33,6 +33,7 @@ from actors.clients.simulated.content import (
 from actors.clients.simulated.groups import SimulatedGroups
 from actors.clients.simulated.kinds import Contacts, not_on_whatsapp
 from actors.clients.simulated.phone import PAIRED, Phase, SimulatedPhone, digits_of
+from actors.clients.simulated.proxy import check_proxy
 from actors.clients.simulated.sends import SimulatedSends
 from actors.ports import (
     ClientOptions,
@@ -74,6 +75,7 @@ from kernel.events import (
 from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.ids import USER_SERVER, jid_user, to_jid
 from kernel.inbox_scope import ChatKind, chat_kind
+from kernel.proxy import ProxySettings
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,15 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
         self.sends = SimulatedSends(
             store, self._tasks, self.contacts, self._online, self._emit, self._require_connected, self._sid
         )
+        self._proxy_checked = False
+
+    async def _through_proxy(self, proxy: ProxySettings) -> None:
+        reason = await check_proxy(proxy)
+        if reason is not None:
+            log.warning("session %s: the proxy refused the dial: %s", self._sid, reason)
+            self._emit(Disconnected(reason, retrying=False))
+        elif self._phase is Phase.NEW:
+            await self.connect()
 
     @property
     def phase(self) -> Phase:
@@ -124,6 +135,10 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
             raise ClientError("this client was stopped; a new session process makes a new one")
         if self._phase is not Phase.NEW:
             raise AlreadyConnected("connect() was already called on this client")
+        if self._opts.proxy is not None and not self._proxy_checked:
+            self._proxy_checked = True  # the dial goes on once the proxy let it through (proxy.py)
+            self._tasks.spawn(self._through_proxy(self._opts.proxy), "proxy dial")
+            return
         if self._device_jid is None:
             self._phase = Phase.PAIRING
             self._round = self._tasks.spawn(self._qr_round(), "QR round")

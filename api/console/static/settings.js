@@ -17,6 +17,9 @@ const REASONS = {
   outdated: "WhatsApp says this bridge's version is outdated.",
   error: "An error stopped this number.",
   phone_in_use: PHONE_IN_USE,
+  proxy_unreachable: "This number's proxy cannot be reached. Check its address, or set another proxy.",
+  proxy_auth_failed: "This number's proxy refused its user name or password. Set the proxy again.",
+  proxy_refused: "This number's proxy would not connect to WhatsApp. Set another proxy.",
 };
 
 const STATUS_WORDS = {

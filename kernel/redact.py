@@ -56,8 +56,11 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 class RedactingFormatter(logging.Formatter):
     """A Formatter whose every line (message, arguments, traceback) goes through `redact`."""
 
-    def __init__(self, fmt: str, secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self, fmt: str | None, secrets: Iterable[str] = (), *, inner: logging.Formatter | None = None
+    ) -> None:
         super().__init__(fmt)
+        self._inner = inner  # a handler's own formatter, kept (see `hide`)
         self._secrets: tuple[str, ...] = ()
         self.add_secrets(secrets)
 
@@ -71,7 +74,8 @@ class RedactingFormatter(logging.Formatter):
         self._secrets = tuple(sorted(known, key=len, reverse=True))
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self._secrets)
+        text = self._inner.format(record) if self._inner is not None else super().format(record)
+        return redact(text, self._secrets)
 
 
 def install(fmt: str, secrets: Iterable[str | None] = ()) -> None:
@@ -84,3 +88,14 @@ def install(fmt: str, secrets: Iterable[str | None] = ()) -> None:
             formatter = RedactingFormatter(fmt)
             formatter.add_secrets(secrets)
             handler.setFormatter(formatter)
+
+
+def hide(secrets: Iterable[str | None]) -> None:
+    """Also redact these values from every line the root logger's handlers write from now on, each
+    handler keeping its own format (a session process learns its proxy's password when it loads it)."""
+    for handler in logging.getLogger().handlers:
+        current = handler.formatter
+        if not isinstance(current, RedactingFormatter):
+            current = RedactingFormatter(None, inner=current or logging.Formatter())
+            handler.setFormatter(current)
+        current.add_secrets(secrets)
