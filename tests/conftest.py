@@ -263,17 +263,23 @@ async def _empty_tables(url: str) -> None:
         )
         if tables:
             # A session process of the previous test may still be writing (its lease row, then a message):
-            # TRUNCATE can then deadlock with it; PostgreSQL cancels one of the two, so try again.
-            for attempt in range(3):
+            # TRUNCATE can then deadlock with it and PostgreSQL cancels one of the two. Ending the
+            # writers' open transactions (not the idle connections of a module's pools) lets it through.
+            for attempt in range(5):
                 try:
                     await conn.execute(
                         f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY CASCADE"
                     )
                     break
-                except asyncpg.DeadlockDetectedError:
-                    if attempt == 2:
+                except (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError):
+                    if attempt == 4:
                         raise
-                    await asyncio.sleep(0.5)
+                    await conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        " AND state <> 'idle'"
+                    )
+                    await asyncio.sleep(0.2)
     finally:
         await conn.close()
 

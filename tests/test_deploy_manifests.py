@@ -40,7 +40,14 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 # What the bridge's pods and containers hold as secrets: always by reference, never a literal.
-SECRET_ENV = {"WHATSAPP_BRIDGE_API_KEY", "DATABASE_URL", "REDIS_URL", "RAY_AUTH_TOKEN", "REDIS_PASSWORD"}
+SECRET_ENV = {
+    "WHATSAPP_BRIDGE_API_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RAY_AUTH_TOKEN",
+    "REDIS_PASSWORD",
+    "METRICS_TOKEN",
+}
 # Environment names that are Ray's, PgBouncer's, PostgreSQL's or Redis's rather than our Settings.
 FOREIGN_ENV = re.compile(r"^(RAY_|REPORTER_|NEONIZE_|POSTGRES_|DB_|AUTH_|REDIS_PASSWORD$|AUTOSCALER_)")
 SESSIONS_PER_WORKER = 150
@@ -546,6 +553,9 @@ def test_podmonitor_scrapes_the_api_pods_metrics() -> None:
     (container,) = pod["spec"]["containers"]
     assert endpoint["port"] in {port["name"] for port in container["ports"]}
     assert endpoint["path"] == pod["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    # The API pods hold METRICS_TOKEN from a Secret; the scrape sends the very same Secret key.
+    token = env_of(container)["METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert endpoint["authorization"] == {"type": "Bearer", "credentials": token}
     from api.routes.ops import router
 
     assert "/metrics" in {getattr(route, "path", None) for route in router.routes}

@@ -13,10 +13,8 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
-import http.server
 import os
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -45,7 +43,7 @@ from kernel.settings import asyncpg_dsn
 from persistence.session_store import SessionStore
 from tests import neonize_events as nev
 from tests.raykit import insert_session
-from tests.whatsapp_media import MediaServer, Sealed, make_handler, seal, self_signed
+from tests.whatsapp_media import MediaServer, Sealed, seal, self_signed, serving
 
 MiB = 1024 * 1024
 LIMIT = 100 * MiB
@@ -77,22 +75,8 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def media_server(tmp_path: Path, tls: tuple[Path, Path]) -> Iterator[MediaServer]:
-    server = MediaServer(tmp_path / "served")
-    server.root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(server))
-    httpd.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*tls)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(tmp_path / "served", tls) as server:
         yield server
-    finally:
-        server.release.set()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture

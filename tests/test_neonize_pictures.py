@@ -5,9 +5,7 @@ in for the CDN, with a real NeonizeClient marked online by neonize's own Connect
 from __future__ import annotations
 
 import asyncio
-import http.server
 import ssl
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +19,7 @@ from actors.ports import ClientOptions, PictureInfo
 from kernel.errors import ClientError, MediaNotAvailable, MediaTooLarge
 from kernel.events import Connected
 from tests import neonize_events as nev
-from tests.whatsapp_media import MediaServer, make_handler, self_signed
+from tests.whatsapp_media import MediaServer, self_signed, serving
 
 UNUSED_DSN = "postgresql://nobody@127.0.0.1:1/never?sslmode=disable"
 SIGNED = "?oe=67A0B1C2&oh=secret-signature"
@@ -34,21 +32,8 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def cdn(tmp_path: Path, tls: tuple[Path, Path]) -> Iterator[MediaServer]:
-    server = MediaServer(tmp_path / "served")
-    server.root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(server))
-    httpd.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*tls)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    server.port = httpd.server_address[1]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with serving(tmp_path / "served", tls) as server:
         yield server
-    finally:
-        server.release.set()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @asynccontextmanager

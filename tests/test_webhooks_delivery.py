@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,9 +19,20 @@ from standardwebhooks.webhooks import Webhook
 
 from persistence.stores import PostgresStores
 from tests.faultproxy import FaultProxy
-from tests.webhookkit import Log, add_session, add_webhook, config, deliveries, dispatching, receiver
+from tests.webhookkit import (
+    Log,
+    Receiver,
+    add_session,
+    add_webhook,
+    config,
+    deliveries,
+    dispatching,
+    receiver,
+)
 
 pytestmark = [pytest.mark.timeout(60)]
+
+REFUSING_S = 60.0  # how long the receiver of the refusing test stays down (issue 22: 60 s)
 
 
 def in_order_once(frames: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -105,6 +118,7 @@ async def test_5xx_is_retried_with_the_same_id_until_a_2xx_in_order(
     await log.aclose()
 
 
+@pytest.mark.timeout(150)
 async def test_a_receiver_refusing_connections_gets_every_event_in_order_once_up(
     database_url: str, redis_url: str
 ) -> None:
@@ -113,13 +127,15 @@ async def test_a_receiver_refusing_connections_gets_every_event_in_order_once_up
     async with receiver() as got:
         wid, _ = await add_webhook(database_url, "ann", got.url)
         await got.down()
-        async with dispatching(config(database_url, redis_url, backoff_max_s=0.3)):
+        async with dispatching(config(database_url, redis_url, backoff_max_s=1.0)):
+            refused_since = time.monotonic()
             for i in range(20):
                 await log.message(sid, f"m{i}")
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(2.0)  # refused all along: retried, never given up
+            # Refused for a whole minute: retried all along, never given up.
+            await asyncio.sleep(max(0.0, REFUSING_S - (time.monotonic() - refused_since)))
             rows = await deliveries(database_url, wid)
-            assert rows[0]["state"] == "pending" and rows[0]["attempts"] >= 3
+            assert rows[0]["state"] == "pending" and rows[0]["attempts"] >= 20
             assert "Connect" in (rows[0]["last_error"] or ""), rows[0]
             assert all(r["attempts"] == 0 for r in rows[1:])  # in order: the rest wait behind it
             await got.up()
@@ -198,56 +214,64 @@ async def test_events_pending_across_a_dispatcher_restart_are_all_delivered(
     await log.aclose()
 
 
-async def test_nothing_is_lost_while_redis_is_cut(database_url: str, redis_url: str) -> None:
+@asynccontextmanager
+async def _dispatching_through_a_proxy(
+    database_url: str, redis_url: str, *, cut: str
+) -> AsyncIterator[tuple[Log, str, FaultProxy, Receiver]]:
+    """A webhook of Ann's on a live receiver, its dispatcher reaching `cut` ("redis" or "postgres")
+    through a fault proxy; yields the event log, Ann's session id, the proxy and the receiver."""
     log = Log(redis_url)
     sid = await add_session(database_url, "ann")
-    parts = urlsplit(redis_url)
-    with FaultProxy(parts.hostname or "127.0.0.1", parts.port or 6379) as proxy:
-        cfg = config(database_url, proxy.url_for(redis_url))
+    url, port = (redis_url, 6379) if cut == "redis" else (database_url, 5432)
+    parts = urlsplit(url)
+    with FaultProxy(parts.hostname or "127.0.0.1", parts.port or port) as proxy:
+        if cut == "redis":
+            cfg = config(database_url, proxy.url_for(redis_url))
+        else:
+            cfg = config(proxy.url_for(database_url), redis_url)
         async with receiver() as got:
             await add_webhook(database_url, "ann", got.url)
             async with dispatching(cfg):
-                for i in range(5):
-                    await log.message(sid, f"m{i}")
-                await got.wait_for(lambda f: len(f) >= 5)
-                proxy.cut()
-                for i in range(5, 15):  # the sessions still reach Redis; the dispatcher does not
-                    await log.message(sid, f"m{i}")
-                    await asyncio.sleep(0.1)
-                assert len(got.requests) == 5
-                proxy.restore()
-                await got.wait_for(lambda f: len(f) >= 15, timeout=15)
-                await asyncio.sleep(0.3)
-    assert in_order_once(got.frames()) == {sid: [f"m{i}" for i in range(15)]}
+                yield log, sid, proxy, got
+                await asyncio.sleep(0.3)  # nothing more comes
     await log.aclose()
 
 
+async def test_nothing_is_lost_while_redis_is_cut(database_url: str, redis_url: str) -> None:
+    async with _dispatching_through_a_proxy(database_url, redis_url, cut="redis") as (log, sid, proxy, got):
+        for i in range(5):
+            await log.message(sid, f"m{i}")
+        await got.wait_for(lambda f: len(f) >= 5)
+        proxy.cut()
+        for i in range(5, 15):  # the sessions still reach Redis; the dispatcher does not
+            await log.message(sid, f"m{i}")
+            await asyncio.sleep(0.1)
+        assert len(got.requests) == 5
+        proxy.restore()
+        await got.wait_for(lambda f: len(f) >= 15, timeout=15)
+    assert in_order_once(got.frames()) == {sid: [f"m{i}" for i in range(15)]}
+
+
 async def test_nothing_is_lost_while_postgres_is_cut(database_url: str, redis_url: str) -> None:
-    log = Log(redis_url)
-    sid = await add_session(database_url, "ann")
-    parts = urlsplit(database_url)
-    with FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
-        cfg = config(proxy.url_for(database_url), redis_url)
-        async with receiver() as got:
-            await add_webhook(database_url, "ann", got.url)
-            async with dispatching(cfg):
-                for i in range(30):
-                    await log.message(sid, f"m{i}")
-                    if i == 10:
-                        proxy.cut()
-                    if i == 20:
-                        await asyncio.sleep(1.0)
-                        proxy.restore()
-                    await asyncio.sleep(0.05)
-                await got.wait_for(
-                    lambda f: {x["message"]["text"] for x in f} >= {f"m{i}" for i in range(30)}
-                )
-                await asyncio.sleep(0.3)
+    async with _dispatching_through_a_proxy(database_url, redis_url, cut="postgres") as (
+        log,
+        sid,
+        proxy,
+        got,
+    ):
+        for i in range(30):
+            await log.message(sid, f"m{i}")
+            if i == 10:
+                proxy.cut()
+            if i == 20:
+                await asyncio.sleep(1.0)
+                proxy.restore()
+            await asyncio.sleep(0.05)
+        await got.wait_for(lambda f: {x["message"]["text"] for x in f} >= {f"m{i}" for i in range(30)})
     # At least once: an event whose "delivered" could not be written may come again (same webhook-id),
     # but each first arrives in order and none is missing.
     first_seen = list(dict.fromkeys(f["message"]["text"] for f in got.frames()))
     assert first_seen == [f"m{i}" for i in range(30)]
-    await log.aclose()
 
 
 async def test_retention_deletes_old_finished_deliveries_and_keeps_pending_ones(

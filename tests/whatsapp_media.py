@@ -18,7 +18,8 @@ import ipaddress
 import os
 import ssl
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,26 @@ def make_handler(server: MediaServer) -> type[http.server.BaseHTTPRequestHandler
                             return
 
     return Handler
+
+
+@contextmanager
+def serving(folder: Path, tls: tuple[Path, Path]) -> Iterator[MediaServer]:
+    """A MediaServer over HTTPS (the `self_signed` certificate) on a free port, serving `folder`."""
+    server = MediaServer(folder)
+    server.root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(server))
+    httpd.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    server.port = httpd.server_address[1]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
