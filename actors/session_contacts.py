@@ -38,7 +38,14 @@ from kernel.errors import (
     SessionNotConnected,
     SessionNotFound,
 )
-from kernel.events import ClientEvent, ContactName, HistoryChunk, MessageReceived, PictureChanged
+from kernel.events import (
+    ClientEvent,
+    ContactName,
+    GroupChanged,
+    HistoryChunk,
+    MessageReceived,
+    PictureChanged,
+)
 from kernel.ids import to_jid
 from kernel.inbox_scope import keeps
 
@@ -110,6 +117,21 @@ class Contacts:
         if not keeps(chat, scope):
             return None
         return replace(event, chat_id=chat) if chat != chat_id else event  # type: ignore[arg-type]
+
+    def canon_group(self, change: GroupChanged) -> GroupChanged:
+        """A group's event with its people as their phone numbers' JIDs where the LID's number is known."""
+
+        def people(jids: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(self.canon(j) for j in jids)
+
+        return replace(
+            change,
+            by=self.canon(change.by) if change.by else None,
+            joined=people(change.joined),
+            left=people(change.left),
+            promoted=people(change.promoted),
+            demoted=people(change.demoted),
+        )
 
     def _canon_message(self, message: Message) -> Message:
         chat, sender = self.canon(message.chat_id), self.canon(message.sender)

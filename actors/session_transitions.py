@@ -192,7 +192,7 @@ class Transitions:
             case CallOffered():
                 self._calls.offered(event)
             case GroupChanged():
-                session.write(StoreGroupChange(event))
+                session.write(StoreGroupChange(contacts.canon_group(event)))
             case PollVoted(chat_id, poll_id, voter, hashes, at):
                 session.write(StoreVote(chat_id, poll_id, contacts.canon(voter), hashes, at))
 

@@ -46,9 +46,13 @@ _DESCRIPTIONS = {
     401: "Missing or wrong X-API-Key, or a revoked user key (`unauthorized`)",
     403: (
         "A user key on another user's X-User-Id (`user_mismatch`) or on an admin route (`admin_only`);"
-        " WhatsApp restricts this number, e.g. its reach-out time lock (`whatsapp_restricted`)"
+        " WhatsApp restricts this number, e.g. its reach-out time lock (`whatsapp_restricted`);"
+        " only a group's admins may do that (`not_group_admin`)"
     ),
-    404: "No such session for this user, or no such message (`session_not_found`, `message_not_found`)",
+    404: (
+        "No such session for this user, or no such message (`session_not_found`, `message_not_found`);"
+        " groups: `groups_disabled` (INBOX_CHATS=direct), `group_not_found`, `participant_not_found`"
+    ),
     409: "Conflict with the session's state (`slot_taken`, `phone_already_paired`, `session_not_connected`)",
     413: "Upload larger than MAX_MEDIA_BYTES (`media_too_large`)",
     415: "File that cannot be sent (`unsupported_audio`, `unsupported_media`)",
