@@ -89,8 +89,9 @@ async def test_slots_qr_frames_scan_and_conflicts(stack: Stack) -> None:
         assert [s["slot"] for s in sessions] == [1, 2, 3]
         assert set(sessions[0]) == {
             "id", "slot", "status", "reason", "phone", "displayName", "profilePicUrl", "lastSeen", "qr",
-            "pairingCode", "live",
+            "pairingCode", "live", "proxy",
         }  # fmt: skip
+        assert sessions[0]["proxy"] is None
         fourth = await client.post("/sessions", json={})
         assert fourth.status_code == 400
         assert fourth.json() == {
