@@ -135,6 +135,11 @@ async def test_react_reply_edit_and_delete_from_the_keyboard_reach_every_tab(
             await expect(quote).to_contain_text("Rita")
             await expect(quote).to_contain_text("Do you have size 42?")
 
+        # The reply's menu goes to the message it quotes.
+        await open_menu(console, answer["id"])
+        await choose(console, "Show the replied message")
+        assert await focused_in(page, f'li.bubble[data-id="{question["id"]}"] > button.more')
+
         # Edit our own text: a dialog, Enter saves, both tabs show the new words and "edited".
         await open_menu(console, check_id)
         await choose(console, "Edit")

@@ -49,6 +49,9 @@ export function showMenu(ctx, message, button) {
       "aria-label": `React with ${emoji}`,
     })));
   const rest = [item("Reply", () => ctx.onReply(message))];
+  if (message.quotedId && ctx.thread.messages.has(message.quotedId)) {
+    rest.push(item("Show the replied message", () => ctx.thread.reveal(message.quotedId)));
+  }
   if (mine) rest.push(item(`Remove my reaction ${mine.emoji}`, react("")));
   if (canEdit(message)) {
     rest.push(item("Edit", () => editDialog(ctx, message, path, button)));

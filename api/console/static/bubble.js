@@ -28,7 +28,8 @@ export function author(thread, message) {
 function quote(thread, message) {
   const quoted = thread.messages.get(message.quotedId);
   if (!quoted) return h("p", { class: "quote muted small" }, "Reply to an earlier message");
-  const go = h("button", { type: "button", class: "quote", "aria-label": `Reply to ${author(thread, quoted)}: ${gist(quoted)}. Show that message` },
+  // Not a Tab stop of its own (the thread's messages are one): the menu's "Show the replied message".
+  const go = h("button", { type: "button", class: "quote", tabindex: "-1", "aria-label": `Reply to ${author(thread, quoted)}: ${gist(quoted)}. Show that message` },
     h("span", { class: "quote-author" }, author(thread, quoted)),
     h("span", { class: "quote-text", dir: "auto" }, gist(quoted)));
   go.addEventListener("click", () => thread.reveal(quoted.id));
