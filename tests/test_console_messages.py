@@ -12,19 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
-from tests.consolekit import (
-    ConsolePage,
-    console_page,
-    low_contrast,
-    new_phone,
-    unnamed_controls,
-)
+from tests.consolekit import console_page, low_contrast, unnamed_controls
 from tests.raykit import eventually, local_ray
+from tests.threadkit import CHOOSE_FILE, chat_item, connected, incoming, sent
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(120)]
 
@@ -35,44 +29,6 @@ MB = 1024 * 1024
 def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
     with local_ray(), api_stack(postgres_server, redis_server) as running:
         yield running
-
-
-async def connected(client: httpx.AsyncClient, slot: int, name: str) -> tuple[str, str]:
-    """A session in `slot`, scanned by a new phone: its id and phone."""
-    phone = new_phone()
-    sid = (await client.post("/sessions", json={"slot": slot})).json()["id"]
-    await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
-    body = {"phone": phone, "displayName": name}
-    assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
-    await eventually(
-        lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected"
-    )
-    return sid, phone
-
-
-async def incoming(client: httpx.AsyncClient, sid: str, sender: str, **body: Any) -> dict[str, Any]:
-    response = await client.post(f"/simulator/sessions/{sid}/incoming", json={"from": sender, **body})
-    assert response.status_code == 200, response.text
-    message: dict[str, Any] = response.json()
-    return message
-
-
-async def sent(client: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = (await client.get(f"/simulator/sessions/{sid}/sent")).json()
-    return items
-
-
-CHOOSE_FILE = """(input, file) => {
-    const picked = new DataTransfer();
-    picked.items.add(new File([new Uint8Array(file.size)], file.name, { type: file.type }));
-    input.files = picked.files;
-    input.dispatchEvent(new Event("change", { bubbles: true }));
-}"""
-
-
-def chat_item(console: ConsolePage, chat_jid: str, sid: str | None = None) -> Any:
-    selector = f'button.chat-item[data-chat="{chat_jid}"]' + (f'[data-session="{sid}"]' if sid else "")
-    return console.page.locator(selector)
 
 
 async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_chat(
@@ -150,6 +106,8 @@ async def test_replies_go_out_as_text_file_and_recorded_voice_note(stack: Stack,
         await upload.set_input_files(
             files=[{"name": "prices.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 price list"}]
         )
+        preview = console.page.get_by_role("dialog", name="Send a file")
+        await preview.get_by_role("button", name="Send").click()
         files = await eventually(lambda: sent(client, sid), lambda items: len(items) >= 3)
         assert files[2]["type"] == "document" and files[2]["fileName"] == "prices.pdf"
 
@@ -177,7 +135,7 @@ async def test_media_inline_and_as_downloads(stack: Stack, chromium: Browser) ->
     async with stack.client(user) as client, console_page(chromium, stack) as console:
         sid, _ = await connected(client, 1, "Media")
         sender = "+15550004444"
-        image = {"type": "image", "mimetype": "image/jpeg", "fileName": "shelf.jpg", "size": 2048}
+        image = {"type": "image", "mimetype": "image/png", "fileName": "shelf.png", "size": 2048}
         document = {
             "type": "document",
             "mimetype": "application/pdf",

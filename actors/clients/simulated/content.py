@@ -7,6 +7,7 @@ import hashlib
 import random
 import secrets
 import struct
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -161,7 +162,7 @@ def media_chunks(ref: Mapping[str, Any] | None, chunk_size: int = CHUNK_BYTES) -
             n, offset = min(chunk_size, size - start), start % len(line)
             yield (line * (n // len(line) + 2))[offset : offset + n]
         return
-    head = _header(mimetype, size)[:size]
+    head = _header(mimetype, size, seed)[:size]
     rng = random.Random(seed)
     if head:
         yield head
@@ -172,8 +173,11 @@ def media_chunks(ref: Mapping[str, Any] | None, chunk_size: int = CHUNK_BYTES) -
         left -= n
 
 
-def _header(mimetype: str, size: int) -> bytes:
+def _header(mimetype: str, size: int, seed: str) -> bytes:
     base = mimetype.partition(";")[0].strip().lower()
+    if base == "image/png":
+        # A whole picture (decoders stop at IEND and ignore the filler after it): clients can show it.
+        return png(seed, 480, 320)
     if base == "audio/ogg":
         # One Ogg page holding an OpusHead packet: what sniffers and players look at first.
         page = (
@@ -185,6 +189,19 @@ def _header(mimetype: str, size: int) -> bytes:
     if base.startswith("application/vnd.openxmlformats") or base.endswith("+zip"):
         return _MAGIC["application/zip"]
     return _MAGIC.get(base, b"")
+
+
+def png(seed: str, width: int = 32, height: int = 32) -> bytes:
+    """A solid-colour PNG of `width` × `height`, its colour from `seed`."""
+    r, g, b = hashlib.sha256(seed.encode()).digest()[:3]
+    row = b"\x00" + bytes((r, g, b)) * width
+    raw = zlib.compress(row * height)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
 
 # ------------------------------------------------------------------------------------------ history

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from actors.clients.simulated.content import png
 from actors.ports import PictureInfo
 from kernel.domain import ContactCard, Location, Media, MessageType, Poll
 from kernel.errors import InvalidInput, InvalidRecipient, MediaNotAvailable, MediaTooLarge
@@ -165,16 +164,3 @@ class Contacts:
         if len(data) > max_bytes:
             raise MediaTooLarge(limit=max_bytes)
         return data
-
-
-def png(seed: str, size: int = 32) -> bytes:
-    """A small solid-colour PNG, its colour from `seed`."""
-    r, g, b = hashlib.sha256(seed.encode()).digest()[:3]
-    row = b"\x00" + bytes((r, g, b)) * size
-    raw = zlib.compress(row * size)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")

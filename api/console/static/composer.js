@@ -1,6 +1,8 @@
-// The composer: text (Enter sends, Shift+Enter is a new line), a file (16 MB checked before upload) and a
-// voice note recorded with MediaRecorder and sent through `send/audio` (the bridge makes it OGG/Opus).
+// The composer: text (Enter sends, Shift+Enter is a new line), possibly as a reply to a message (quoted),
+// a file (16 MB checked, then previewed with its caption before upload) and a voice note recorded with
+// MediaRecorder and sent through `send/audio` (the bridge makes it OGG/Opus).
 import { api, MAX_MEDIA_BYTES, sessionPath } from "./api.js";
+import { previewFile } from "./attach.js";
 import { formatSize, h, id } from "./dom.js";
 
 function recorderType() {
@@ -37,9 +39,24 @@ export function composer({ target, onSent, draftKey = null }) {
   const error = h("p", { class: "error", role: "alert" });
   const status = h("p", { class: "muted small", role: "status" });
   const recording = h("div", { class: "recording", hidden: true });
+  // The message being answered (a reply quotes it): shown above the box until sent or cancelled.
+  let replyTo = null;
+  const replyText = h("p", { class: "replying-text" });
+  const replyCancel = h("button", { type: "button", class: "icon", "aria-label": "Cancel reply", title: "Cancel reply" }, "×");
+  const replying = h("div", { class: "replying", hidden: true }, replyText, replyCancel);
+  function setReply(message, label = null) {
+    replyTo = message ? message.id : null;
+    replying.hidden = !message;
+    replyText.replaceChildren(...(message ? [h("span", { class: "quote-author" }, "Replying to ", label.author), h("span", { class: "quote-text", dir: "auto" }, label.text)] : []));
+  }
+  replyCancel.addEventListener("click", () => {
+    setReply(null);
+    text.focus();
+  });
   const form = h("form", { class: "composer", "aria-label": "Reply" },
     h("label", { for: textId, class: "visually-hidden" }, "Message"),
     recording,
+    replying,
     h("div", { class: "compose-row" }, attach, file, text, record, send),
     error,
     status,
@@ -91,8 +108,10 @@ export function composer({ target, onSent, draftKey = null }) {
     text.value = "";
     keepDraft();
     grow();
+    const quoted = replyTo;
+    setReply(null);
     run("Sending…", ({ sessionId, to }) =>
-      api(sessionPath(sessionId, "/send/text"), { method: "POST", json: { to, text: body } }),
+      api(sessionPath(sessionId, "/send/text"), { method: "POST", json: quoted ? { to, text: body, quotedId: quoted } : { to, text: body } }),
     ).then((sent) => {
       if (!sent && !text.value) text.value = body;
       keepDraft();
@@ -107,18 +126,26 @@ export function composer({ target, onSent, draftKey = null }) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       sendText();
+    } else if (event.key === "Escape" && replyTo) {
+      event.preventDefault();
+      setReply(null);
     }
   });
 
-  file.addEventListener("change", () => {
+  file.addEventListener("change", async () => {
     const chosen = file.files[0];
     file.value = "";
     if (!chosen) return;
+    error.textContent = "";
     if (chosen.size > MAX_MEDIA_BYTES) {
       error.textContent = `“${chosen.name}” is ${formatSize(chosen.size)}; WhatsApp takes files up to 16 MB.`;
       return;
     }
-    const caption = text.value.trim();
+    // What was typed becomes the caption's first draft; the file goes only after Send.
+    const draft = text.value.trim();
+    const choice = await previewFile(chosen, draft);
+    if (!choice) return;
+    const { caption } = choice;
     run(`Sending ${chosen.name}…`, ({ sessionId, to }) => {
       const form = new FormData();
       form.append("to", to);
@@ -126,8 +153,10 @@ export function composer({ target, onSent, draftKey = null }) {
       if (caption) form.append("caption", caption);
       return api(sessionPath(sessionId, "/send/media"), { method: "POST", form });
     }).then((sent) => {
-      if (sent && caption) text.value = "";
+      // The typed words went out as the caption: they are no longer a draft.
+      if (sent && draft && caption === draft && text.value.trim() === draft) text.value = "";
       keepDraft();
+      grow();
     });
   });
 
@@ -195,5 +224,12 @@ export function composer({ target, onSent, draftKey = null }) {
     if (recorder && recorder.state !== "inactive") recorder.stop();
   });
 
-  return { el: form, focus: () => text.focus() };
+  return {
+    el: form,
+    focus: () => text.focus(),
+    reply: (message, label) => {
+      setReply(message, label);
+      text.focus();
+    },
+  };
 }

@@ -1,6 +1,8 @@
 // Messages: the chats of every connected number merged by recency (`/inbox/chats`), kept live by the
 // WebSocket, and a chat's history with the composer. Narrow screens show the list or the chat.
+import { showMenu } from "./actions.js";
 import { api, hasRoute, sessionPath } from "./api.js";
+import { author, gist } from "./bubble.js";
 import { chatSearch } from "./chat_search.js";
 import { composer } from "./composer.js";
 import { announce, formatTime, h } from "./dom.js";
@@ -207,7 +209,21 @@ export function renderMessages(main, { live, route = [] }) {
   function openChat(sessionId, chatId, { focus = true } = {}) {
     if (open) open.thread.dispose();
     const chat = chats.find((c) => c.sessionId === sessionId && c.id === chatId);
-    const thread = new Thread(sessionId, chatId);
+    // What failed in a message action (a refused edit, the number gone), said above the composer.
+    const actionError = h("p", { class: "error action-error", role: "alert" });
+    let box = null;
+    const thread = new Thread(sessionId, chatId, {
+      unread: chat ? chat.unreadCount || 0 : 0,
+      contactName: chat ? chatTitle(chat) : null,
+      onMenu: (message, button) => {
+        actionError.textContent = "";
+        showMenu({
+          sessionId, chatId, thread, phone: sessions.get(sessionId)?.phone,
+          onReply: (quoted) => box.reply(quoted, { author: author(thread, quoted), text: gist(quoted) }),
+          report: (text) => { actionError.textContent = text; },
+        }, message, button);
+      },
+    });
     open = { sessionId, chatId, thread };
     history.replaceState(null, "", `#/messages/${encodeURIComponent(sessionId)}/${encodeURIComponent(chatId)}`);
     if (chat && chat.unreadCount) markRead(chat);
@@ -232,7 +248,7 @@ export function renderMessages(main, { live, route = [] }) {
       const item = list.querySelector(`button[data-chat="${CSS.escape(chatId)}"][data-session="${CSS.escape(sessionId)}"]`);
       if (item) item.focus();
     } }, "‹ Chats");
-    const box = composer({
+    box = composer({
       target: () => ({ sessionId, to: chatId }),
       draftKey: chatId,
       onSent: (sent) => {
@@ -257,11 +273,12 @@ export function renderMessages(main, { live, route = [] }) {
       ),
       chatSearch(sessionId, chatId),
       thread.scroller,
+      actionError,
       box.el,
     );
     layout.dataset.view = "chat";
     drawList();
-    thread.loadOlder().then(() => { thread.scroller.scrollTop = thread.scroller.scrollHeight; });
+    thread.open();
     // On a phone the keyboard would cover the thread: the composer waits for a tap there.
     if (focus && matchMedia("(min-width: 701px)").matches) box.focus();
   }
