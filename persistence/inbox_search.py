@@ -2,7 +2,8 @@
 
 Chats match by a part of their name (any case) or of their number (digits as people write them:
 `+49 151 234`, `0151 234`, `(415) 555`); messages by their words (full-text, index ix_message_words).
-The trigram indexes ix_chat_name_trgm and ix_chat_id_trgm serve the parts of names and numbers.
+The trigram index ix_chat_name_trgm serves the parts of names; numbers are matched among the chats of
+the user's numbers, which the chat table's key finds.
 """
 
 from __future__ import annotations

@@ -80,11 +80,10 @@ class Chat(SQLModel, table=True):
         sa.Index(
             "ix_chat_recency", "session_id", sa.text("last_message_at DESC NULLS LAST"), sa.text("id DESC")
         ),
-        # Searching chats by a part of a name or number (persistence.inbox_search): trigram indexes.
+        # Searching chats by a part of a name (persistence.inbox_search): a trigram index.
         sa.Index(
             "ix_chat_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
         ),
-        sa.Index("ix_chat_id_trgm", "id", postgresql_using="gin", postgresql_ops={"id": "gin_trgm_ops"}),
     )
 
     session_id: uuid.UUID = Field(

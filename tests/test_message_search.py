@@ -156,8 +156,8 @@ ANALYZE message;
 
 
 async def test_searches_are_served_by_the_gin_indexes(stack: Stack) -> None:
-    """On a number with many chats, PostgreSQL plans each search on the migration's GIN indexes (a
-    name and a number together: both trigram indexes, OR-ed)."""
+    """On a number with many chats, PostgreSQL plans the searches by name and by words on the
+    migration's GIN indexes."""
     assert stack.settings.database_url
     conn = await asyncpg.connect(asyncpg_dsn(stack.settings.database_url), timeout=10)
     sid = uuid.uuid4()
@@ -172,9 +172,6 @@ async def test_searches_are_served_by_the_gin_indexes(stack: Stack) -> None:
                 await conn.execute(statement, *([sid] if "$1" in statement else []))
             plans = {
                 "ix_chat_name_trgm": await conn.fetch(f"EXPLAIN {CHAT_SEARCH}", [sid], "%c4ca42%", None, 20),
-                "ix_chat_id_trgm": await conn.fetch(
-                    f"EXPLAIN {CHAT_SEARCH}", [sid], "%(555) 000-1234%", "%5550001234%", 20
-                ),
                 "ix_message_words": await conn.fetch(f"EXPLAIN {MESSAGE_SEARCH}", [sid], "invoice", 20),
             }
         finally:

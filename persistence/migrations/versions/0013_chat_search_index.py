@@ -1,5 +1,6 @@
-"""Search over a user's chats and messages: trigram indexes on chats' names and ids (their numbers), a
-full-text index on messages' words (GIN).
+"""Search over a user's chats and messages: a trigram index on chats' names, a full-text index on
+messages' words (GIN). Numbers are searched within the user's numbers' chats (their own key): a trigram
+index on chat ids was measured and not chosen by the planner at 20,000 chats per number.
 
 Built inside the migration's one transaction (its advisory lock serialises runs; CONCURRENTLY cannot run
 in a transaction): on a long history, writes to `message` wait while the index builds.
@@ -24,7 +25,6 @@ depends_on: str | Sequence[str] | None = None
 _WORDS = "to_tsvector('simple'::regconfig, (COALESCE(text, '') || ' ') || COALESCE(summary, ''))"
 _INDEXES = (
     ("ix_chat_name_trgm", "chat", "gin (name gin_trgm_ops)"),
-    ("ix_chat_id_trgm", "chat", "gin (id gin_trgm_ops)"),
     ("ix_message_words", "message", f"gin (({_WORDS}))"),
 )
 
