@@ -207,7 +207,9 @@ class Transitions:
         # The API reads the code from the heartbeat: a client that gets the frame then asks finds it
         # (bounded: with PostgreSQL away the frame goes out anyway).
         await session.heartbeat.stored(STORED_WAIT_S)
-        await session.bus.publish("qr", qr_payload(code, expires_at))
+        done = session.row.qr_rounds if session.row is not None else 0
+        rounds_left = max(session.config.qr_max_rounds - done - 1, 0)
+        await session.bus.publish("qr", qr_payload(code, expires_at, rounds_left))
         # The round ends when the last code expires and no next one came (neonize then goes silent).
         grace = min(5.0, session.config.qr_next_s)
         remaining = (expires_at - datetime.now(UTC)).total_seconds()

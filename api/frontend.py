@@ -51,9 +51,10 @@ Errors are `{"error": {"code", "message"}}`; a 503 carries `Retry-After`.
 **WebSocket `/ws`**: authenticate with the `X-API-Key` and `X-User-Id` headers, or `?token=` from
 `POST /ws-token`; `?sessionId=` limits the frames to one session. Frames are JSON
 `{"type": "qr" | "status" | "message" | "chat" | "message_update" | "presence" | "call" |
-"session_deleted", "sessionId", ...}` with the bodies of the Redis channels: `qr` `{qr, expiresAt}`,
-`status` `{status, reason, phone, displayName}`, `message` `{chatId, message}`, `chat` `{chatId,
-unreadCount, name}` (a chat read here or on the phone, named, or added or changed by a history sync),
+"session_deleted", "sessionId", ...}` with the bodies of the Redis channels: `qr` `{qr, expiresAt,
+roundsLeft}` (roundsLeft: pairing rounds after this one), `status` `{status, reason, phone,
+displayName}`, `message` `{chatId, message}`, `chat` `{chatId, unreadCount, name}` (a chat read here or
+on the phone, named, or added or changed by a history sync),
 `session_deleted` `{}` (the session was deleted: drop it),
 `message_update` `{chatId, messageId, change: reaction|edit|revoke|receipt, message}`, `presence`
 `{chatId, state: composing|recording|paused|available|unavailable, lastSeen}` (rate-limited per chat),

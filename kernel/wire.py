@@ -109,9 +109,13 @@ def status_payload(view: SessionView) -> JSON:
     }
 
 
-def qr_payload(code: str, expires_at: datetime) -> JSON:
-    """Body of `wa:qr:{id}` and of a `qr` frame."""
-    return {"qr": code, "expiresAt": iso(expires_at)}
+def qr_payload(code: str, expires_at: datetime, rounds_left: int | None = None) -> JSON:
+    """Body of `wa:qr:{id}` and of a `qr` frame; `roundsLeft`: the pairing rounds that follow this
+    code's before the session gives up (`qr_timeout`), when the session says."""
+    body: JSON = {"qr": code, "expiresAt": iso(expires_at)}
+    if rounds_left is not None:
+        body["roundsLeft"] = rounds_left
+    return body
 
 
 def msg_payload(message: Message) -> JSON:

@@ -1,7 +1,8 @@
 """Searching one chat's messages in PostgreSQL: full-text (`simple` configuration: no language's
 stemming, so any language's words match as written) or, for a part of a word or a number, a substring.
 
-No index yet: a search reads one chat's messages, which its (session, chat, ts) key already narrows.
+The words are those of index ix_message_words (`MESSAGE_WORDS`); a search reads one chat's messages,
+which its (session, chat, ts) key already narrows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.domain import Message
 from persistence.inbox_reads import chat_of
 from persistence.reads import driver_connection
-from persistence.rows import MESSAGE_COLUMNS, message_from_row
+from persistence.rows import MESSAGE_COLUMNS, MESSAGE_WORDS, message_from_row
 
 MAX_QUERY = 200
 MAX_RESULTS = 100
@@ -22,8 +23,7 @@ MAX_RESULTS = 100
 _SEARCH = f"""
 SELECT {", ".join(MESSAGE_COLUMNS)} FROM message
 WHERE session_id = $1 AND chat_id = $2 AND type <> 'revoked'
-  AND (to_tsvector('simple', coalesce(text, '') || ' ' || coalesce(summary, ''))
-         @@ websearch_to_tsquery('simple', $3)
+  AND ({MESSAGE_WORDS} @@ websearch_to_tsquery('simple', $3)
        OR text ILIKE $4 ESCAPE '\\' OR summary ILIKE $4 ESCAPE '\\')
 ORDER BY ts DESC, id DESC
 LIMIT $5

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Column, Field, SQLModel
 
+from persistence.rows import MESSAGE_WORDS
+
 AUTH_SCHEMA = "whatsmeow"
 SIM_SCHEMA = "wa_sim"
 
@@ -81,6 +83,10 @@ class Chat(SQLModel, table=True):
         sa.Index(
             "ix_chat_recency", "session_id", sa.text("last_message_at DESC NULLS LAST"), sa.text("id DESC")
         ),
+        # Searching chats by a part of a name (persistence.inbox_search): a trigram index.
+        sa.Index(
+            "ix_chat_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}
+        ),
     )
 
     session_id: uuid.UUID = Field(
@@ -99,11 +105,21 @@ class Chat(SQLModel, table=True):
     picture_checked_at: datetime | None = _ts(nullable=True)
 
 
+# The trigram operator classes come from pg_trgm (migration 0013 creates it; so does create_all).
+sa.event.listen(
+    Chat.__table__,  # type: ignore[attr-defined]
+    "before_create",
+    sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm"),  # type: ignore[no-untyped-call]
+)
+
+
 class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         sa.Index("ix_message_page", "session_id", "chat_id", sa.text("ts DESC"), sa.text("id DESC")),
         sa.Index("ix_message_retention", "ts"),
+        # Searching messages by their words (persistence.inbox_search, persistence.message_search).
+        sa.Index("ix_message_words", sa.text(MESSAGE_WORDS), postgresql_using="gin"),
     )
 
     session_id: uuid.UUID = Field(

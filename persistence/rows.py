@@ -30,6 +30,19 @@ from kernel.message_kinds import content_from_json
 MAX_PAGE = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+# A message's words for full-text search (index ix_message_words): the `simple` configuration, no
+# language's stemming, so any language's words match as written. Queries use it as it is written here.
+def message_words(table: str = "") -> str:
+    """The words expression, its columns qualified by `table` when a query joins another table."""
+    of = f"{table}." if table else ""
+    # Bracketed as PostgreSQL writes the index back, so that the models and the migrated schema compare.
+    return f"to_tsvector('simple'::regconfig, (COALESCE({of}text, '') || ' ') || COALESCE({of}summary, ''))"
+
+
+MESSAGE_WORDS = message_words()
+
 MESSAGE_COLUMNS = (
     "id",
     "chat_id",

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import phonenumbers
 import pytest
 import zxingcpp
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
@@ -96,6 +97,10 @@ class ConsolePage:
         await self.page.get_by_role("button", name="Open").click()
 
     async def shoot(self, directory: Path, name: str) -> Path:
+        """A screenshot of the page as it is, once axe finds nothing wrong with it: every state worth a
+        picture is checked too."""
+        found = await axe_violations(self.page)
+        assert found == [], f"{name}: {found}"
         path = directory / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=False)
         return path
@@ -252,3 +257,11 @@ def read_qr(png: bytes) -> list[str]:
 def new_phone() -> str:
     """A phone number no other test of the run is likely to hold."""
     return f"+1415555{random.randint(1000, 9999)}"
+
+
+def shown_phone(phone: str) -> str:
+    """A number as the console shows it: phonenumbers' international format, kept on one line (no-break
+    spaces and hyphens)."""
+    number = phonenumbers.parse(phone, None)
+    text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return text.replace(" ", "\u00a0").replace("-", "\u2011")

@@ -8,6 +8,7 @@ grows to about six lines, and chats found by name and by number.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
-from tests.consolekit import axe_violations, console_page, new_phone
+from tests.consolekit import axe_violations, console_page, new_phone, shown_phone
 from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
@@ -69,7 +70,7 @@ async def test_the_inbox_reads_as_whatsapp_web_does(stack: Stack, chromium: Brow
         assert await arabic.get_attribute("dir") == "auto"
         assert await arabic.evaluate("(el) => getComputedStyle(el).direction") == "rtl"
         await expect(thread.locator(".sender")).to_have_count(0)  # a 1:1 chat: no sender names
-        await expect(page.locator(".chat-head")).to_contain_text("+1 555 000 9001")
+        await expect(page.locator(".chat-head")).to_contain_text(shown_phone("+15550009001"))
         # Search within the chat (the bridge's full-text route).
         find = page.get_by_role("searchbox", name="Search in this chat")
         await find.fill("example")
@@ -126,4 +127,57 @@ async def test_chats_are_found_by_name_and_by_number(stack: Stack, chromium: Bro
         assert await axe_violations(page) == []
         await search.fill("")
         await expect(items).to_have_count(4)
+        console.assert_clean()
+
+
+async def test_search_reaches_chats_and_messages_beyond_the_loaded_list(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
+        await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"], 30)
+        scan = {"phone": new_phone(), "displayName": "Shop"}
+        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=scan)).status_code == 200
+        await eventually(
+            lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected", 30
+        )
+        # The oldest of 101 chats: the list loads the newest 100, so it is not among them.
+        zelda = {"from": "+15550007000", "text": "where is the zeppelin parked", "pushName": "Zelda Quist"}
+        assert (await client.post(f"/simulator/sessions/{sid}/incoming", json=zelda)).status_code == 200
+        for batch in range(0, 100, 10):
+            sends = [
+                client.post(
+                    f"/simulator/sessions/{sid}/incoming",
+                    json={"from": f"+1555001{n:04d}", "text": f"hi {n}"},
+                )
+                for n in range(batch, batch + 10)
+            ]
+            assert all(r.status_code == 200 for r in await asyncio.gather(*sends))
+        await eventually(
+            lambda: client.get("/inbox/chats", params={"limit": 100}),
+            lambda r: "15550007000@s.whatsapp.net" not in [c["id"] for c in r.json()["items"]],
+            30,
+        )
+        page = console.page
+        await console.sign_in(user, "messages")
+        await expect(page.locator("button.chat-item")).to_have_count(100)
+        search = page.get_by_role("searchbox", name="Search chats")
+        await search.fill("zelda")
+        await expect(page.locator(".chat-list")).to_contain_text("No chat matches")
+        found = page.get_by_role("list", name="More chats").locator("button")
+        await expect(found).to_have_count(1)
+        await expect(found).to_contain_text("Zelda Quist")
+        await expect(page.locator(".inbox-found [role=status]")).to_have_text("In all chats: 1 more chat.")
+        await search.fill("555 000 7000")  # by number, as people write it
+        await expect(found).to_have_count(1)
+        await search.fill("zeppelin")
+        message = page.get_by_role("list", name="Messages in all chats").locator("button")
+        await expect(message).to_have_count(1)
+        await expect(message).to_contain_text("where is the zeppelin parked")
+        await console.shoot(shots, "messages-search-1280")
+        assert await axe_violations(page) == []
+        await message.click()
+        await expect(page.locator(".chat-head h2")).to_have_text("Zelda Quist")
+        await expect(page.locator(".thread")).to_contain_text("where is the zeppelin parked")
         console.assert_clean()

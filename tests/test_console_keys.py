@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
-from tests.consolekit import ConsolePage, console_page, new_phone
+from tests.consolekit import ConsolePage, axe_violations, console_page, new_phone
 from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(180)]
@@ -82,6 +82,7 @@ async def test_a_user_key_signs_in_as_its_user_and_sees_only_their_numbers(
 
         await console.page.get_by_role("link", name="Messages").click()
         await expect(console.page.get_by_text(me.contact).first).to_be_visible()
+        assert await axe_violations(console.page) == []
         assert await console.page.get_by_text(other.contact).count() == 0
         console.assert_clean()
 
@@ -90,6 +91,7 @@ async def test_a_user_key_signs_in_as_its_user_and_sees_only_their_numbers(
         await expect(console.page.locator("#who")).to_be_hidden()
         await _sign_in_with(console, key, other.user)
         await expect(console.page.get_by_role("alert")).to_contain_text("belongs to another user")
+        assert await axe_violations(console.page) == []
         await expect(console.page.locator("#nav")).to_be_hidden()
         console.clean()  # the 403 the page just showed in words
 

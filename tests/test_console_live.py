@@ -20,7 +20,7 @@ from playwright.async_api import Browser, WebSocketRoute, expect
 from api.app import create_app
 from api.localstack import EmbeddedValkey, free_port
 from tests.apikit import ServerThread, Stack, api_stack, new_user
-from tests.consolekit import console_page, new_phone
+from tests.consolekit import axe_violations, console_page, new_phone
 from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
@@ -87,6 +87,7 @@ async def test_a_refused_key_signs_out_instead_of_retrying(stack: Stack, chromiu
         await console.page.reload()
         await expect(console.page.get_by_label("API key")).to_be_visible(timeout=10_000)
         await expect(console.page.locator(".signin .error")).to_contain_text("The API key was refused")
+        assert await axe_violations(console.page) == []
         await expect(console.page.locator("#live")).to_have_text("")
         _, failed = console.clean()
         await console.page.wait_for_timeout(4000)
@@ -170,6 +171,7 @@ async def test_a_dropped_socket_is_announced_status_is_polled_meanwhile_and_it_r
         refuse = True
         await opened[-1].close(code=1001, reason="going away")
         await expect(live).to_contain_text("Live updates lost. Reconnecting…")
+        assert await axe_violations(console.page) == []
         # Meanwhile the card follows the session through GET /sessions/{id}/status.
         await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
         body = {"phone": new_phone(), "displayName": "Polled"}
@@ -205,6 +207,7 @@ async def test_with_redis_down_the_console_says_so_and_follows_status_by_polling
             card = console.page.locator('article[data-slot="1"]')
             await expect(card).to_have_attribute("data-state", "connected", timeout=15_000)
             await expect(card).to_contain_text("No Redis")
+            assert await axe_violations(console.page) == []
         finally:
             valkey.start()
         await expect(live).to_have_text("Live", timeout=15_000)

@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
-from tests.consolekit import ConsolePage, console_page, new_phone
+from tests.consolekit import ConsolePage, axe_violations, console_page, new_phone, shown_phone
 from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
@@ -62,10 +62,6 @@ async def receive(client: httpx.AsyncClient, sid: str, sender: str, text: str) -
     assert got.status_code == 200, got.text
 
 
-def spaced(phone: str) -> str:
-    return f"+1 415 555 {phone[-4:]}"
-
-
 async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
     stack: Stack, chromium: Browser, shots: Path
 ) -> None:
@@ -80,7 +76,7 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
             await expect(inbox.page.locator("ol.thread")).to_contain_text("from A's customer")
             assert (await client.post(f"/simulator/sessions/{sid}/unlink")).status_code == 204
             card = page.locator('article[data-slot="2"]')
-            keep = f"Scan with {spaced(phone_a)} to keep this number's chats."
+            keep = f"Scan with {shown_phone(phone_a)} to keep this number's chats."
             await expect(card).to_contain_text(keep)
             await console.shoot(shots, "settings-unlinked-keeps-phone-1280")
             await page.set_viewport_size({"width": 375, "height": 740})
@@ -88,22 +84,25 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
             await card.get_by_role("button", name="Reconnect").click()
             dialog = page.get_by_role("dialog")
             await expect(dialog).to_contain_text(keep)
-            await expect(dialog).to_contain_text(f"Another phone replaces {spaced(phone_a)} here")
-            await expect(page.locator("img.qr")).to_be_visible(timeout=20_000)
-            await console.shoot(shots, "connect-keep-phone-375")
-            await page.set_viewport_size({"width": 1280, "height": 800})
-            await console.shoot(shots, "connect-keep-phone-1280")
-            # The pairing-code tab is prefilled with that phone too.
-            await dialog.get_by_role("tab", name="Phone number").click()
+            await expect(dialog).to_contain_text(f"Another phone replaces {shown_phone(phone_a)} here")
+            # On a phone the pairing code comes first (it cannot scan its own screen), prefilled with that
+            # phone, under the same warning.
+            phone_tab = dialog.get_by_role("tab", name="Phone number")
+            await expect(phone_tab).to_have_attribute("aria-selected", "true")
+            await expect(dialog.get_by_text(keep)).to_be_visible()
             await expect(
                 dialog.get_by_role("textbox", name="Phone number of the WhatsApp account")
             ).to_have_value(phone_a[2:])
+            await console.shoot(shots, "connect-keep-phone-375")
+            await page.set_viewport_size({"width": 1280, "height": 800})
             await dialog.get_by_role("tab", name="QR code").click()
+            await expect(page.locator("img.qr")).to_be_visible(timeout=20_000)
+            await console.shoot(shots, "connect-keep-phone-1280")
             await linked(client, 2, phone_b, sid)
             await expect(dialog).to_be_hidden()
             # The tab that had A's chat open closes it and says why: nothing can be sent into it from B.
             await expect(inbox.page.locator(".notice")).to_contain_text(
-                f"{spaced(phone_b)} replaced {spaced(phone_a)} in slot 2", timeout=10_000
+                f"{shown_phone(phone_b)} replaced {shown_phone(phone_a)} in slot 2", timeout=10_000
             )
             await expect(inbox.page.locator(".chat-pane")).to_contain_text("Choose a chat")
             await expect(inbox.page.locator(f'button.chat-item[data-chat="{contact_jid}"]')).to_have_count(0)
@@ -112,7 +111,8 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
             await expect(page.locator("button.chat-item").first).to_be_visible()
             # None of A's conversations shows "via" B.
             await expect(page.locator(f'button.chat-item[data-chat="{contact_jid}"]')).to_have_count(0)
-            await expect(page.locator("button.chat-item").first).to_contain_text(f"via {spaced(phone_b)}")
+            newest = page.locator("button.chat-item").first
+            await expect(newest).to_contain_text(f"via {shown_phone(phone_b)}")
             console.assert_clean()
 
 
@@ -169,6 +169,7 @@ async def test_other_tabs_learn_a_number_was_removed(stack: Stack, chromium: Bro
             await expect(other.page.locator("#slots-note")).not_to_contain_text("All 3 numbers are in use")
             await expect(inbox.page.locator("button.chat-item")).to_have_count(0, timeout=5_000)
             await expect(inbox.page.locator(".notice")).to_contain_text("was removed")
+            assert await axe_violations(inbox.page) == []
             await expect(inbox.page.locator(".chat-pane")).to_contain_text("Choose a chat")
             for console in (acting, other, inbox):
                 console.assert_clean()
@@ -196,6 +197,7 @@ async def test_reply_from_keeps_the_draft_and_a_reload_keeps_chat_and_draft(
             await expect(thread).to_contain_text("to number two")
             await expect(box).to_have_value("a half-written reply")
             await expect(page.get_by_label("Reply from")).to_be_focused()
+            assert await axe_violations(page) == []
             assert page.url.endswith(f"#/messages/{two}/{contact_jid.replace('@', '%40')}")
             await page.reload()
             await expect(page.locator("ol.thread")).to_contain_text("to number two")

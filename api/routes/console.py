@@ -14,6 +14,7 @@ from importlib import resources
 from fastapi import APIRouter, Response
 from fastapi.responses import RedirectResponse
 
+from api.console.phone_meta import phone_meta_module
 from kernel.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -75,6 +76,12 @@ async def console_page() -> Response:
 @router.get("/console")
 async def console_redirect() -> RedirectResponse:
     return RedirectResponse("/console/")
+
+
+@router.get(ASSET_PREFIX + "phone_meta.js")
+async def console_phone_meta() -> Response:
+    """The phone numbers' metadata (`phonenumbers`'), as a module the console imports."""
+    return Response(phone_meta_module(), media_type=_TYPES["js"], headers=SECURITY_HEADERS)
 
 
 @router.get(ASSET_PREFIX + "{name}")

@@ -26,7 +26,12 @@ async def inbox_chats(
     sessions = await res.db.run(repo.list_sessions, user)
     connected = [s.id for s in sessions if s.status == SessionStatus.CONNECTED]
     chats = await res.db.run(repo.inbox_chats, user, connected, limit) if connected else []
-    return {"items": [{**chat_json(_with_picture(c)), "sessionId": c.session_id} for c in chats]}
+    return {"items": [inbox_chat_json(c) for c in chats]}
+
+
+def inbox_chat_json(item: repo.InboxChat) -> JSON:
+    """A chat of the merged inbox: the chat with its number's `sessionId`."""
+    return {**chat_json(_with_picture(item)), "sessionId": item.session_id}
 
 
 def _with_picture(item: repo.InboxChat) -> Chat:

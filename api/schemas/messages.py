@@ -119,6 +119,17 @@ class InboxOut(ApiModel):
     items: list[InboxChatOut]
 
 
+class FoundMessageOut(ApiModel):
+    session_id: str
+    chat_name: str | None = Field(description="The chat's name; null when it has none (its number then)")
+    message: MessageOut
+
+
+class InboxSearchOut(ApiModel):
+    chats: list[InboxChatOut] = Field(description="Chats whose name or number holds `q`, most recent first")
+    messages: list[FoundMessageOut] = Field(description="Messages holding the words of `q`, newest first")
+
+
 # --- acting on chats and messages -------------------------------------------------------------------------
 
 

@@ -5,17 +5,17 @@ import { announce, h, id } from "./dom.js";
 import { openModal } from "./modal.js";
 import { formatPhone, phoneField } from "./phone.js";
 
-function tabs(items) {
+function tabs(items, first = 0) {
   const list = h("div", { class: "tabs", role: "tablist", "aria-label": "How to link" });
   const panels = [];
   const buttons = items.map((item, index) => {
     const tabId = id("tab");
     const panelId = id("panel");
-    const panel = h("div", { id: panelId, role: "tabpanel", "aria-labelledby": tabId, class: "tabpanel", hidden: index !== 0 }, item.panel);
+    const panel = h("div", { id: panelId, role: "tabpanel", "aria-labelledby": tabId, class: "tabpanel", hidden: index !== first }, item.panel);
     panels.push(panel);
     return h("button", {
       id: tabId, type: "button", role: "tab", "aria-controls": panelId,
-      "aria-selected": index === 0 ? "true" : "false", tabindex: index === 0 ? "0" : "-1",
+      "aria-selected": index === first ? "true" : "false", tabindex: index === first ? "0" : "-1",
     }, item.label);
   });
   function select(index) {
@@ -52,6 +52,7 @@ export function groupCode(code) {
 export function connectModal(session, live, { onConnected, onClose, linked = [], keep = null } = {}) {
   const sessionId = session.id;
   let expiresAt = null;
+  let roundsLeft = null; // pairing rounds after this one's codes, from the `qr` frames
   let objectUrl = null;
   let fetchSeq = 0;
   let ended = false;
@@ -73,7 +74,6 @@ export function connectModal(session, live, { onConnected, onClose, linked = [],
     : null;
   const qrPanel = h(
     "div", { class: "qr-panel" },
-    keepNote,
     taken,
     h("div", { class: "qr-frame" }, qrImg, qrWait),
     countdown,
@@ -130,11 +130,15 @@ export function connectModal(session, live, { onConnected, onClose, linked = [],
     }
   });
 
+  // A phone cannot scan its own screen: there the pairing code comes first.
+  const onPhone = matchMedia("(max-width: 700px)").matches;
+  // Above both tabs: which phone keeps the chats matters however the phone links.
   const content = h("div", { class: "dialog-body" },
+    keepNote,
     tabs([
       { label: "QR code", panel: qrPanel },
       { label: "Phone number", panel: pairForm, onSelect: () => phone.focus() },
-    ]),
+    ], onPhone ? 1 : 0),
   );
 
   const timer = setInterval(tick, 500);
@@ -157,7 +161,12 @@ export function connectModal(session, live, { onConnected, onClose, linked = [],
       return;
     }
     const left = Math.ceil((expiresAt - Date.now()) / 1000);
-    countdown.textContent = left > 0 ? `This code changes in ${left} s.` : "A new code is on its way…";
+    // The last code stays on screen until the next one replaces it: no blank square in between.
+    qrImg.classList.toggle("stale", left <= 0);
+    const rounds = roundsLeft === null ? ""
+      : roundsLeft === 0 ? " This is the last round of codes."
+        : ` ${roundsLeft} more round${roundsLeft === 1 ? "" : "s"} of codes after this one.`;
+    countdown.textContent = (left > 0 ? `This code changes in ${left} s.` : "A new code is on its way…") + rounds;
   }
 
   async function showQr(expiry) {
@@ -221,6 +230,7 @@ export function connectModal(session, live, { onConnected, onClose, linked = [],
   const unsubscribe = live.on((frame) => {
     if (frame.sessionId !== sessionId) return;
     if (frame.type === "qr" && !ended) {
+      if (typeof frame.roundsLeft === "number") roundsLeft = frame.roundsLeft;
       showQr(frame.expiresAt);
     } else if (frame.type === "status") {
       if (frame.status === "connected") {

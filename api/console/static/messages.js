@@ -6,6 +6,7 @@ import { author, gist } from "./bubble.js";
 import { chatSearch } from "./chat_search.js";
 import { composer } from "./composer.js";
 import { announce, formatTime, h } from "./dom.js";
+import { inboxSearch } from "./inbox_search.js";
 import { formatPhone } from "./phone.js";
 import { Thread } from "./thread.js";
 
@@ -45,12 +46,23 @@ export function renderMessages(main, { live, route = [] }) {
     numberFilter = numberSelect.value;
     drawList();
   });
-  // Search over the chats shown: by name, by number (digits in any format), by the last message.
+  // Search over the chats shown: by name, by number (digits in any format), by the last message; and
+  // through the server over every chat and message (inbox_search.js).
   let query = "";
   const search = h("input", { id: "chat-search", type: "search", placeholder: "Search chats", autocomplete: "off" });
+  const beyond = inboxSearch({
+    shown: (sessionId, chatId) => chats.some((c) => c.sessionId === sessionId && c.id === chatId && matches(c)),
+    open: (chat) => {
+      if (!chats.some((c) => c.sessionId === chat.sessionId && c.id === chat.id)) chats.push(chat);
+      openChat(chat.sessionId, chat.id);
+    },
+    title: (chat) => chatTitle(chat),
+    via: (sessionId) => numberLabel(sessionId),
+  });
   search.addEventListener("input", () => {
     query = search.value.trim().toLowerCase();
     drawList();
+    beyond.search(search.value.trim());
   });
   const filters = h("div", { class: "filters" },
     // One channel today: said, not a toggle that does nothing.
@@ -61,7 +73,7 @@ export function renderMessages(main, { live, route = [] }) {
     search,
   );
   const listPane = h("section", { class: "list-pane", "aria-labelledby": "inbox-title" },
-    h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, notice, list);
+    h("h1", { id: "inbox-title" }, "Messages"), filters, pageError, notice, list, beyond.el);
   const chatPane = h("section", { class: "chat-pane", "aria-label": "Conversation" },
     h("p", { class: "muted empty" }, "Choose a chat to read it."));
   const layout = h("div", { class: "inbox", dataset: { view: "list" } }, listPane, chatPane);

@@ -1,4 +1,5 @@
-// Onboarding: "What's your WhatsApp number?" saved to /users/me/whatsapp-phone (it links nothing).
+// Onboarding: "What's your WhatsApp number?" saved to /users/me/whatsapp-phone (it links nothing), then
+// Continue to the inbox (a number is connected) or to Settings (to link one).
 import { api } from "./api.js";
 import { announce, h } from "./dom.js";
 import { formatPhone, phoneField } from "./phone.js";
@@ -10,6 +11,7 @@ export function renderOnboarding(main, { go }) {
   const formError = h("p", { class: "error", role: "alert" });
   const save = h("button", { type: "submit", class: "primary" }, "Save");
   const skip = h("button", { type: "button", class: "link" }, "Skip for now");
+  const next = h("button", { type: "button", class: "primary", hidden: true }, "Continue");
   const wrap = h("div", { class: "onboarding" }, h("p", { class: "muted" }, "Loading…"));
   main.replaceChildren(wrap);
 
@@ -20,8 +22,11 @@ export function renderOnboarding(main, { go }) {
   function draw(current) {
     const phone = phoneField({ label: "Your WhatsApp number", initial: current });
     const form = h("form", { novalidate: true, class: "onboarding-form" },
-      phone.el, h("div", { class: "actions" }, save, skip), formError, done);
-    if (current) done.textContent = `Saved: ${formatPhone(current)}`;
+      phone.el, h("div", { class: "actions" }, save, skip), formError, done, next);
+    if (current) {
+      done.textContent = `Saved: ${formatPhone(current)}`;
+      next.hidden = false;
+    }
     wrap.replaceChildren(
       h("h1", {}, "What's your WhatsApp number?"),
       h("p", { class: "muted" }, "So your team knows where to reach you. This does not connect the inbox; you link numbers in Settings."),
@@ -32,6 +37,7 @@ export function renderOnboarding(main, { go }) {
       event.preventDefault();
       done.textContent = "";
       formError.textContent = "";
+      next.hidden = true;
       const problem = phone.validate();
       phone.error(problem);
       if (problem) return phone.focus();
@@ -40,6 +46,8 @@ export function renderOnboarding(main, { go }) {
         const saved = await api("/users/me/whatsapp-phone", { method: "PUT", json: { phone: phone.value() } });
         done.textContent = `Saved: ${formatPhone(saved.phone)}`;
         announce("Your number is saved");
+        next.hidden = false;
+        next.focus();
       } catch (err) {
         phone.error(err.message);
         phone.focus();
@@ -50,6 +58,12 @@ export function renderOnboarding(main, { go }) {
     skip.addEventListener("click", () => {
       sessionStorage.setItem(SKIPPED, "1");
       go("settings");
+    });
+    // Where the console goes next: the inbox once a number is connected, else Settings to link one.
+    next.addEventListener("click", async () => {
+      next.disabled = true;
+      const sessions = await api("/sessions").catch(() => []);
+      go(sessions.some((s) => s.status === "connected") ? "messages" : "settings");
     });
   }
   return () => {};

@@ -17,7 +17,8 @@ export function renderSignIn(main, done) {
   const userId = id("user");
   const error = h("p", { class: "error", role: "alert" });
   const key = h("input", { id: keyId, type: "password", autocomplete: "off", required: true });
-  const user = h("input", { id: userId, type: "text", autocomplete: "username" });
+  const hintId = id("user-hint");
+  const user = h("input", { id: userId, type: "text", autocomplete: "username", autocapitalize: "none", spellcheck: "false", "aria-describedby": hintId });
   const form = h("form", { class: "signin", novalidate: true },
     h("h1", {}, "Open the console"),
     h("p", { class: "muted" }, "Your API key. It stays in this tab only and is sent as a header."),
@@ -25,7 +26,9 @@ export function renderSignIn(main, done) {
     h("div", { class: "field" },
       h("label", { for: userId }, "User id"),
       user,
-      h("p", { class: "muted hint" }, "Only with the bridge's admin key: the user whose numbers to manage."),
+      h("p", { class: "muted hint", id: hintId },
+        "Only with the bridge's admin key: the user whose numbers to manage. ",
+        "User ids are case-sensitive: “Ana” and “ana” are two users."),
     ),
     h("button", { type: "submit", class: "primary" }, "Open"),
     error,
