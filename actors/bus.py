@@ -1,9 +1,10 @@
 """A session's events to Redis. Redis being down never stops or slows a session, and loses no message.
 
-Each event is added to the replayable log (the `wa:events` stream, capped: see `kernel.wire`) and
-PUBLISHed on `wa:<kind>:<session id>` (the seed's channels), in one write. Events go out in the order
-they were published, each once; each carries (producer, seq) so that a reader drops the copy of an event
-re-sent after a reply was lost.
+Each event is added to the replayable log (the `wa:events` stream, capped: see `kernel.wire`), to the
+session's own index of it (`kernel.event_index`: what a WebSocket resume reads) and PUBLISHed on
+`wa:<kind>:<session id>` (the seed's channels), in one write. Events go out in the order they were
+published, each once; each carries (producer, seq) so that a reader drops the copy of an event re-sent
+after a reply was lost.
 
 While Redis is unreachable, `publish` returns at once and the event waits in an ordered outbox; a probe
 retries every `retry_s`, and once Redis answers the outbox is sent in order (new events queue behind it).
@@ -38,6 +39,7 @@ from actors.plain_json import from_plain, to_plain
 from actors.publisher import LoggedEvent, Publisher
 from actors.spool import Codec, Spool, SpoolFull
 from actors.tasks import TaskGroup
+from kernel.event_index import session_index
 from kernel.wire import EVENTS_RETAINED, EVENTS_STREAM, channel, event_fields
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,7 @@ class EventBus:
                     channel(e.kind, self._session_id),
                     e.body,
                     event_fields(self._session_id, e.kind, e.body, e.producer, e.seq),
+                    session_index(self._session_id),
                 )
                 for e in events
             ],

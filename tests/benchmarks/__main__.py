@@ -42,9 +42,25 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
         "9. events → webhook receivers: latency, CPU per delivery, one 10 s receiver",
         ["--webhooks=10", "--sessions=20", "--rate=50", "--duration=5"],
     ),
+    "resume": (
+        "bench_resume",
+        "10. 1,000 WebSockets resuming with a cursor after an API restart",
+        ["--users=200", "--entries=20000", "--floor-s=5"],
+    ),
     "levers": ("bench_levers", "memory levers, N=10 (not part of the full run)", ["--idle-s=5"]),
 }
-FULL_RUN = ("memory", "reload", "failover", "api", "events", "first_qr", "drain", "capacity", "webhooks")
+FULL_RUN = (
+    "memory",
+    "reload",
+    "failover",
+    "api",
+    "events",
+    "first_qr",
+    "drain",
+    "capacity",
+    "webhooks",
+    "resume",
+)
 
 
 def run(name: str, argv: Sequence[str]) -> bool:
