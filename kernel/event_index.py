@@ -9,8 +9,8 @@ window (`api.eventlog.resumable`) is the index's.
 
 `INDEXED_SINCE` holds the id of the first entry indexed since the log's history began: a cursor older than
 it may have entries after it that no index holds (logged before the index existed), so it gets `resync`.
-An index whose stream the shared log has overtaken (the shared log lost its history, the index kept its
-own) is started anew, and so is `INDEXED_SINCE`, rather than refusing the entry.
+(Redis losing its data loses it too.) An index the shared log has fallen behind (the shared log alone was
+deleted; its new ids are not above the index's last) is started anew rather than refusing the entry.
 
 Import-light: the session processes (`actors.publisher`) and the API (`api.hub_announce`) both run it.
 """
@@ -40,17 +40,7 @@ if type(added) == 'table' and added.err then
   redis.call('DEL', KEYS[2])
   redis.call('XADD', KEYS[2], id, unpack(ARGV, 4))
 end
-local since = redis.call('GET', KEYS[3])
-local function key(s)
-  local ms, n = string.match(s, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(n)
-end
-if since then
-  local sms, sn = key(since)
-  local ims, inn = key(id)
-  if sms == nil or ims < sms or (ims == sms and inn < sn) then since = nil end
-end
-if not since then redis.call('SET', KEYS[3], id) end
+redis.call('SET', KEYS[3], id, 'NX')
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return id
 """

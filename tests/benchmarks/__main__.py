@@ -47,6 +47,11 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
         "10. 1,000 WebSockets resuming with a cursor after an API restart",
         ["--users=200", "--entries=20000", "--floor-s=5"],
     ),
+    "eventlog": (
+        "bench_eventlog",
+        "11. logging an event and resuming a WebSocket: CPU before/after the index by session",
+        ["--events=2000", "--entries=10000", "--sessions=100", "--resumes=5"],
+    ),
     "levers": ("bench_levers", "memory levers, N=10 (not part of the full run)", ["--idle-s=5"]),
 }
 FULL_RUN = (
@@ -60,6 +65,7 @@ FULL_RUN = (
     "capacity",
     "webhooks",
     "resume",
+    "eventlog",
 )
 
 
