@@ -31,7 +31,7 @@ import logging
 import secrets
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,16 +126,27 @@ class EventBus:
 
     async def publish(self, kind: str, payload: dict[str, Any]) -> None:
         """Send the event now, or queue it behind the outbox while Redis is down; never raises."""
-        body = json.dumps(payload, separators=(",", ":"))
-        event = _Event(kind, body, self._producer, next(self._seq))
+        await self.publish_all([(kind, payload)])
+
+    async def publish_all(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """`publish` each (kind, payload), in order, in one write to Redis; never raises.
+
+        On a failure all of them are kept: those Redis had applied go out again, and readers drop the
+        copies by their (producer, seq)."""
+        made = [
+            _Event(kind, json.dumps(payload, separators=(",", ":")), self._producer, next(self._seq))
+            for kind, payload in events
+        ]
         async with self._lock:
             if self._down:
-                self._keep(event)
+                for event in made:
+                    self._keep(event)
                 return
             try:
-                await self._send([event])
+                await self._send(made)
             except OSError as err:
-                self._keep(event)
+                for event in made:
+                    self._keep(event)
                 self._went_down(err)
 
     def _keep(self, event: _Event) -> None:

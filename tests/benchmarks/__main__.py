@@ -52,6 +52,7 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
         "11. logging an event and resuming a WebSocket: CPU before/after the index by session",
         ["--events=2000", "--entries=10000", "--sessions=100", "--resumes=5"],
     ),
+    "send_cpu": ("bench_send_cpu", "12. CPU per send_text: session, PostgreSQL, Valkey", ["--sends=300"]),
     "levers": ("bench_levers", "memory levers, N=10 (not part of the full run)", ["--idle-s=5"]),
 }
 FULL_RUN = (
@@ -66,6 +67,7 @@ FULL_RUN = (
     "webhooks",
     "resume",
     "eventlog",
+    "send_cpu",
 )
 
 
