@@ -228,8 +228,8 @@ async def _storm(
         "shared_log_entries_after_cursor_per_resume": round(sum(shared_reads) / len(shared_reads), 1),
         "api_pss_mib": {"before": round(pss_before, 1), "peak": round(peak, 1)},
         "cpu_ms_per_resume": {
-            "api": round((cpu_after[0] - cpu_before[0]) * 1000 / max(1, len(done)), 2),
-            "redis": round((cpu_after[1] - cpu_before[1]) * 1000 / max(1, len(done)), 2),
+            "api": round((cpu_after[0] - cpu_before[0]) * 1000 / len(results), 2),
+            "redis": round((cpu_after[1] - cpu_before[1]) * 1000 / len(results), 2),
         },
     }
 
@@ -252,7 +252,7 @@ def report(out: dict[str, Any]) -> None:
             ["shared-log entries after each cursor", out["shared_log_entries_after_cursor_per_resume"]],
             ["API PSS before / peak (MiB)", f"{out['api_pss_mib']['before']} / {out['api_pss_mib']['peak']}"],
             [
-                "CPU per resume: API / Redis (ms)",
+                "CPU per socket, resumed or refused: API / Redis (ms)",
                 f"{out['cpu_ms_per_resume']['api']} / {out['cpu_ms_per_resume']['redis']}",
             ],
         ],
