@@ -116,6 +116,8 @@ async def serve(ws: WebSocket, res: ApiResources) -> None:
         expiry = asyncio.get_running_loop().call_later(delay, sub.drop, POLICY_VIOLATION)
     try:
         for frame in res.hub.snapshot(sub, sessions):
+            if sub.dropped.is_set():
+                break
             await asyncio.wait_for(ws.send_text(frame), SEND_TIMEOUT_S)
         if cursor is not None:
             # Sent as read: the socket's pace is the replay's, and the window is never held whole.
