@@ -1,9 +1,10 @@
 """A session's events to Redis. Redis being down never stops or slows a session, and loses no message.
 
-Each event is added to the replayable log (the `wa:events` stream, capped: see `kernel.wire`) and
-PUBLISHed on `wa:<kind>:<session id>` (the seed's channels), in one write. Events go out in the order
-they were published, each once; each carries (producer, seq) so that a reader drops the copy of an event
-re-sent after a reply was lost.
+Each event is added to the replayable log (the `wa:events` stream, capped: see `kernel.wire`), to the
+session's own index of it (`kernel.event_index`: what a WebSocket resume reads) and PUBLISHed on
+`wa:<kind>:<session id>` (the seed's channels), in one write. Events go out in the order they were
+published, each once; each carries (producer, seq) so that a reader drops the copy of an event re-sent
+after a reply was lost.
 
 While Redis is unreachable, `publish` returns at once and the event waits in an ordered outbox; a probe
 retries every `retry_s`, and once Redis answers the outbox is sent in order (new events queue behind it).
@@ -30,7 +31,7 @@ import logging
 import secrets
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from actors.plain_json import from_plain, to_plain
 from actors.publisher import LoggedEvent, Publisher
 from actors.spool import Codec, Spool, SpoolFull
 from actors.tasks import TaskGroup
+from kernel.event_index import session_index
 from kernel.wire import EVENTS_RETAINED, EVENTS_STREAM, channel, event_fields
 
 log = logging.getLogger(__name__)
@@ -124,16 +126,27 @@ class EventBus:
 
     async def publish(self, kind: str, payload: dict[str, Any]) -> None:
         """Send the event now, or queue it behind the outbox while Redis is down; never raises."""
-        body = json.dumps(payload, separators=(",", ":"))
-        event = _Event(kind, body, self._producer, next(self._seq))
+        await self.publish_all([(kind, payload)])
+
+    async def publish_all(self, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """`publish` each (kind, payload), in order, in one write to Redis; never raises.
+
+        On a failure all of them are kept: those Redis had applied go out again, and readers drop the
+        copies by their (producer, seq)."""
+        made = [
+            _Event(kind, json.dumps(payload, separators=(",", ":")), self._producer, next(self._seq))
+            for kind, payload in events
+        ]
         async with self._lock:
             if self._down:
-                self._keep(event)
+                for event in made:
+                    self._keep(event)
                 return
             try:
-                await self._send([event])
+                await self._send(made)
             except OSError as err:
-                self._keep(event)
+                for event in made:
+                    self._keep(event)
                 self._went_down(err)
 
     def _keep(self, event: _Event) -> None:
@@ -175,6 +188,7 @@ class EventBus:
                     channel(e.kind, self._session_id),
                     e.body,
                     event_fields(self._session_id, e.kind, e.body, e.producer, e.seq),
+                    session_index(self._session_id),
                 )
                 for e in events
             ],

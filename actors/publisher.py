@@ -1,10 +1,11 @@
-"""A Redis connection that only PUBLISHes, XADDs and PINGs (RESP2), for the session processes.
+"""A Redis connection that only PUBLISHes, logs events and PINGs (RESP2), for the session processes.
 
 A session never subscribes or reads keys, and redis-py costs each session process 7.4 MiB of private
 memory (124 modules, the OpenTelemetry SDK among them) and a third of a send's publishing time
 (tests/benchmarks/README.md). This speaks the commands a session needs over one asyncio stream:
-`AUTH` when the URL carries credentials, `PUBLISH`, `XADD` (the events' replayable log, pipelined with
-the PUBLISH of the same event: one write per batch of events), `PING`. The API keeps redis-py.
+`AUTH` when the URL carries credentials, `PUBLISH`, the events' replayable log (`kernel.event_index`'s
+script, loaded once per connection, then one `EVALSHA` per event that adds it to the shared log and its
+session's index and PUBLISHes it; a batch of events is one write), `PING`. The API keeps redis-py.
 
 URLs: as `kernel.redis_url` parses them. The database number matters for the stream only (pub/sub
 channels are server-wide).
@@ -19,10 +20,15 @@ an `OSError`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kernel.event_index import APPEND, INDEXED_SINCE
 from kernel.redis_url import Endpoint
+
+# `EVALSHA` names the script by its SHA1; every new connection loads it (`SCRIPT LOAD`) first.
+_APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()
 
 # What a lost, slow or confused connection raises (ValueError: an unparsable reply).
 _FAILURES = (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError)
@@ -34,11 +40,13 @@ class PublishError(ConnectionError):
 
 @dataclass(frozen=True, slots=True)
 class LoggedEvent:
-    """One event for `publish_logged`: its pub/sub channel and message, and its stream entry's fields."""
+    """One event for `publish_logged`: its pub/sub channel and message, its stream entry's fields, and
+    the index stream it is also added to (`kernel.event_index`)."""
 
     channel: str
     message: str
     fields: Sequence[str]
+    index: str
 
 
 def _describe(err: BaseException) -> str:
@@ -69,7 +77,8 @@ class Publisher:
         return int(reply[1:])
 
     async def publish_logged(self, stream: str, maxlen: int, events: Sequence[LoggedEvent]) -> list[str]:
-        """Per event, XADD to `stream` (trimmed to about `maxlen`) then PUBLISH, all in one write.
+        """Per event, add it to `stream` (trimmed to about `maxlen`) and its index, then PUBLISH it, all
+        in one write (`kernel.event_index.APPEND`).
 
         The entry ids, in order. On a failure some of the events may have been applied.
         """
@@ -77,15 +86,24 @@ class Publisher:
             return []
         trim = str(maxlen)
         commands = b"".join(
-            _command("XADD", stream, "MAXLEN", "~", trim, "*", *e.fields)
-            + _command("PUBLISH", e.channel, e.message)
+            _command(
+                "EVALSHA",
+                _APPEND_SHA,
+                "3",
+                stream,
+                e.index,
+                INDEXED_SINCE,
+                trim,
+                e.channel,
+                e.message,
+                *e.fields,
+            )
             for e in events
         )
-        replies = await self._call(commands, 2 * len(events))
-        ids = replies[0::2]
-        if any(not r.startswith(b"$") for r in ids) or any(not r.startswith(b":") for r in replies[1::2]):
-            raise PublishError(f"unexpected reply to XADD/PUBLISH: {replies[:2]!r}")
-        return [r[1:].decode() for r in ids]
+        replies = await self._call(commands, len(events))
+        if any(not r.startswith(b"$") for r in replies):
+            raise PublishError(f"unexpected reply to EVALSHA: {replies[:1]!r}")
+        return [r[1:].decode() for r in replies]
 
     async def ping(self) -> None:
         (reply,) = await self._call(_command("PING"), 1)
@@ -156,6 +174,9 @@ class Publisher:
                 raise PublishError("AUTH was not accepted")
         if ep.db:
             await self._roundtrip(_command("SELECT", str(ep.db)), 1)
+        # Loaded on each connection: a server restarted (or flushed of scripts) since has forgotten it.
+        if await self._roundtrip(_command("SCRIPT", "LOAD", APPEND), 1) != [b"$" + _APPEND_SHA.encode()]:
+            raise PublishError("SCRIPT LOAD did not answer the script's SHA1")
 
     def _drop(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

@@ -27,7 +27,7 @@ from actors.spool import Codec
 from kernel.domain import Message, MessageStatus, Reaction, Reason, SessionStatus
 from kernel.events import GroupChanged, HistoryChunk
 from kernel.stored import SendRecord
-from kernel.wire import chat_payload, group_payload, msg_payload, update_payload
+from kernel.wire import JSON, chat_payload, group_payload, msg_payload, update_payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +212,13 @@ def applier(
                 if await store.inbox.add_message(message, chat_name=chat_name, count_unread=count_unread):
                     await bus.publish("msg", msg_payload(message))
             case StoreReceipt(chat_id, ids, status):
+                # Both frames of each changed message, the message rendered once, in one write to Redis.
+                events: list[tuple[str, JSON]] = []
                 for changed in await store.inbox.apply_receipt(chat_id, ids, status):
-                    await bus.publish("msg", msg_payload(changed))
-                    await bus.publish("message_update", update_payload(changed, "receipt"))
+                    frame = msg_payload(changed)
+                    events.append(("msg", frame))
+                    events.append(("message_update", update_payload(changed, "receipt", frame["message"])))
+                await bus.publish_all(events)
             case StoreReaction(chat_id, message_id, reaction):
                 if (reacted := await store.inbox.apply_reaction(chat_id, message_id, reaction)) is not None:
                     await bus.publish("message_update", update_payload(reacted, "reaction"))

@@ -5,7 +5,9 @@ The hub is three collaborators, each built here and owning its own state:
   bounded queue; queuing never blocks: a socket whose queue is full is dropped (it reconnects with its
   last cursor), so one slow or dead client never delays the others.
 - `LogReader` (`api.hub_reader`): reads the `wa:events` stream from the last entry it handled into the
-  fanout, replays what a resuming client missed, and says whether Redis is up (`events_ok`, /health).
+  fanout, and says whether Redis is up (`events_ok`, /health).
+- `Replays` (`api.hub_replay`): what a resuming client missed, read from its user's index streams only,
+  streamed, with a reconnect storm bounded.
 - `StatusPolling` (`api.hub_polling`): the snapshot a client gets on open, and, while Redis is down,
   the sessions somebody watches read from PostgreSQL every `poll_interval_s`, a `status` (and `qr`)
   frame queued when it changed; once the log is readable again polling stops (after one catch-up
@@ -14,7 +16,9 @@ The hub is three collaborators, each built here and owning its own state:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Iterable
 
 from actors.tasks import TaskGroup
 from api.database import Database
@@ -22,6 +26,7 @@ from api.hub_announce import Announcer
 from api.hub_fanout import Fanout
 from api.hub_polling import POLL_INTERVAL_S, StatusPolling
 from api.hub_reader import LogReader
+from api.hub_replay import Replays
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
 from api.owners import SessionOwners
@@ -63,6 +68,7 @@ class EventHub:
         self._resolver = OwnerResolver(owners, metrics)
         self._log = LogReader(redis_url, self._fanout, self._resolver, metrics)
         self._polling = StatusPolling(db, self._fanout, self._log, poll_interval_s)
+        self._replays = Replays(self._log.query_client, self._log.is_known_copy, metrics)
         self._tasks = TaskGroup("event hub")
         self._announcer: Announcer | None = None
 
@@ -95,6 +101,12 @@ class EventHub:
     def position(self) -> str:
         return self._log.position
 
+    async def ready(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until the log was first read, so a socket's start is known: right
+        after the API starts, a resuming client would otherwise find nothing to replay before it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._log.positioned.wait(), timeout_s)
+
     def subscribe(
         self,
         user_id: str,
@@ -115,8 +127,9 @@ class EventHub:
     def snapshot(self, sub: Subscriber, sessions: Iterable[SessionView]) -> list[str]:
         return self._polling.snapshot(sub, sessions)
 
-    async def replay(self, sub: Subscriber, cursor: str, sessions: Iterable[str]) -> list[str]:
-        return await self._log.replay(sub, cursor, sessions)
+    def replay(self, sub: Subscriber, cursor: str, sessions: Iterable[str]) -> AsyncGenerator[str, None]:
+        """The frames `sub` missed after `cursor`, one at a time (`api.hub_replay`); close it when done."""
+        return self._replays.frames(sub, cursor, sessions)
 
     async def poll_once(self) -> None:
         await self._polling.poll_once()

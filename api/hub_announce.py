@@ -2,8 +2,9 @@
 
 Today one: a deleted session (`session_deleted`), said after `DELETE /sessions/{id}` so that every open
 client of the user, through any API process, drops the number without reloading. Its entry carries the
-user id (the session's row, through which the hub finds an owner, is gone); the hub routes by it and
-leaves it out of the frame. Redis being down loses the announcement (logged): the deletion stands, and a
+user id (the session's row, through which the hub finds an owner, is gone) and is indexed under the user
+(`kernel.event_index.user_index`: a resume reads it there); the hub routes by it and leaves it out of the
+frame. Redis being down loses the announcement (logged): the deletion stands, and a
 client learns it on its next reload.
 """
 
@@ -17,7 +18,9 @@ import secrets
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from kernel.wire import EVENTS_RETAINED, EVENTS_STREAM, JSON, event_fields
+from api import eventlog
+from kernel.event_index import user_index
+from kernel.wire import JSON, event_fields
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +40,7 @@ class Announcer:
         body = json.dumps({OWNER_FIELD: user_id}, separators=(",", ":"))
         fields = event_fields(session_id, SESSION_DELETED, body, self._producer, next(self._seq))
         try:
-            await self._client.xadd(
-                EVENTS_STREAM,
-                dict(zip(fields[::2], fields[1::2], strict=True)),
-                maxlen=EVENTS_RETAINED,
-                approximate=True,
-            )
+            await eventlog.append(self._client, user_index(user_id), fields)
         except (RedisError, OSError) as err:
             log.warning("session %s: deleted, but could not tell open clients (%s)", session_id, err)
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
+from api import eventlog
 from api.database import Database
 from api.hub_fanout import Fanout
 from api.hub_reader import LogReader
@@ -38,18 +39,22 @@ class StatusPolling:
         """The frames a client gets on open: a `status` per session, and the `qr` showing, if any.
 
         `sessions` as `persistence.reads.sessions_shown` read them (the QR comes with the heartbeat).
+        They carry the log's position, or a resuming client's own cursor: a client dropped before its
+        missed frames reach it (waiting its turn in a reconnect storm, `api.hub_replay`) then resumes
+        from where it was again, not past what it missed.
         """
+        at = sub.seen_upto if sub.seen_upto != eventlog.START else sub.start
         frames: list[str] = []
         for view in sessions:
             if not sub.wants(view.id):
                 continue
             payload = status_payload(view)
             sub.remember("status", view.id, payload)
-            frames.append(frame_text("status", view.id, payload, cursor=sub.start))
+            frames.append(frame_text("status", view.id, payload, cursor=at))
             qr = qr_of(view)
             if qr is not None:
                 sub.remember("qr", view.id, qr)
-                frames.append(frame_text("qr", view.id, qr, cursor=sub.start))
+                frames.append(frame_text("qr", view.id, qr, cursor=at))
         return frames
 
     async def run(self) -> None:

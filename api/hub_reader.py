@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,7 +31,7 @@ from api.hub_announce import routed
 from api.hub_fanout import Fanout
 from api.metrics import Metrics
 from api.owner_lookup import OwnerResolver
-from api.subscribers import FRAME_TYPES, Subscriber, frame_text
+from api.subscribers import FRAME_TYPES
 from kernel.wire import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
@@ -60,6 +59,7 @@ class LogReader:
         self._read_at = 0.0
         self._backlog_since: float | None = None
         self._catch_up = False
+        self.positioned = asyncio.Event()  # set once the log was first read: `position` is known
         # Besides cancelling: redis-py can swallow a cancellation that lands as its read timeout expires.
         self._stopping = False
 
@@ -92,40 +92,6 @@ class LogReader:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._queries.aclose(), 2.0)
 
-    async def replay(self, sub: Subscriber, cursor: str, sessions: Iterable[str]) -> list[str]:
-        """The frames of `sessions` after `cursor` up to where `sub` went live, in order; or one `resync`
-        frame when they cannot all be had (cursor invalid, too old, or the log unreadable)."""
-        allowed = {sid for sid in sessions if sub.wants(sid)}
-        reason = "invalid_cursor" if eventlog.parse_cursor(cursor) is None else None
-        frames: list[str] = []
-        try:
-            if reason is None and not await eventlog.resumable(self._query_client(), cursor):
-                reason = "cursor_expired"
-            if reason is None and eventlog.after(sub.start, cursor):
-                copies = eventlog.Duplicates()
-                async for entry_id, fields in eventlog.entries_between(
-                    self._query_client(), cursor, sub.start
-                ):
-                    entry = self._decoded(entry_id, fields)
-                    if entry is None:
-                        continue
-                    owner, payload = routed(entry.kind, entry.payload)
-                    announced = owner == sub.user_id and sub.wants(entry.session_id)
-                    mine = entry.session_id in allowed or announced
-                    if not mine or copies.is_copy(entry) or self._duplicates.is_known_copy(entry.id):
-                        continue
-                    frame_type = FRAME_TYPES[entry.kind]
-                    frames.append(frame_text(frame_type, entry.session_id, payload, cursor=entry.id))
-        except (RedisError, OSError) as err:
-            log.info("cannot replay events for user %s (%s)", sub.user_id, type(err).__name__)
-            reason = "unavailable"
-        if reason is not None:
-            sub.seen_upto = eventlog.START  # the client reloads: whatever comes live is news
-            self._metrics.ws_resyncs.labels(reason=reason).inc()
-            log.info("user %s resumes from an unusable cursor (%s): resync", sub.user_id, reason)
-            return [frame_text("resync", sub.session_filter, {"reason": reason}, cursor=sub.start)]
-        return frames
-
     def _redis(self) -> Redis:
         return Redis.from_url(
             self._redis_url,
@@ -134,6 +100,10 @@ class LogReader:
             health_check_interval=5,
             retry=Retry(NoBackoff(), 0),
         )
+
+    def is_known_copy(self, entry_id: str) -> bool:
+        """Whether the entry is the copy of one already handled (re-sent by its session)."""
+        return self._duplicates.is_known_copy(entry_id)
 
     def query_client(self) -> Redis:
         """The connection for queries (and the API's own events), opened on first use."""
@@ -152,6 +122,7 @@ class LogReader:
             try:
                 if self._position is None:
                     self._position = await eventlog.last_id(client)
+                    self.positioned.set()
                 elif not self._redis_up and not await eventlog.resumable(client, self._position):
                     await self._history_lost(client)
                 while not self._stopping:

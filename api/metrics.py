@@ -88,6 +88,13 @@ class Metrics:
         self.ws_resyncs = Counter(
             "wab_ws_resyncs", "WebSocket resumes answered with `resync`", ["reason"], registry=r
         )
+        self.ws_resumes = Counter("wab_ws_resumes", "WebSocket resumes replayed from a cursor", registry=r)
+        self.ws_resume_entries = Counter(
+            "wab_ws_resume_entries", "Event log entries read from Redis to replay resumes", registry=r
+        )
+        self.ws_resumes_waiting = Gauge(
+            "wab_ws_resumes_waiting", "WebSocket resumes waiting for a turn (a reconnect storm)", registry=r
+        )
         self.webhooks = WebhookFigures(r)
 
 

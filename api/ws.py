@@ -11,7 +11,8 @@ with 1013 (try again later); it reconnects with its last cursor.
 
 Every frame carries a `cursor`. `?cursor=<the last one received>` resumes: after the snapshot come the
 frames of the user's sessions logged after that cursor, once, in order, then live ones, with no gap and
-no duplicate between the two. The window is the event log's (`kernel.wire.EVENTS_RETAINED` entries
+no duplicate between the two (read from the user's own index streams and sent as read, `api.hub_replay`;
+a storm of resumes takes turns). The window is the event log's (`kernel.wire.EVENTS_RETAINED` entries
 across all sessions, 100 000 by default: about 17 minutes at 100 events/s); a cursor older than that, or
 not one of ours, or one that cannot be checked while Redis is down, gets a single
 `{type: "resync", sessionId, reason, cursor}` frame instead: reload over REST, then go on from that frame.
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
 SEND_TIMEOUT_S = 10.0
+# How long a resuming socket waits, right after the API started, for the event log to be first read.
+READY_WAIT_S = 5.0
 
 
 async def authenticate(ws: WebSocket, res: ApiResources) -> tuple[str, float | None] | None:
@@ -104,19 +107,25 @@ async def serve(ws: WebSocket, res: ApiResources) -> None:
         await _refuse(ws, "unknown session")
         return
     await ws.accept()
+    if cursor is not None:
+        await res.hub.ready(READY_WAIT_S)
     sub = res.hub.subscribe(user, session_filter, sessions, cursor=cursor)
     expiry = None
     if expires_at is not None:
         delay = max(0.0, expires_at - time.time())
         expiry = asyncio.get_running_loop().call_later(delay, sub.drop, POLICY_VIOLATION)
     try:
-        frames = res.hub.snapshot(sub, sessions)
-        if cursor is not None:
-            frames += await res.hub.replay(sub, cursor, [s.id for s in sessions])
-        for frame in frames:
+        for frame in res.hub.snapshot(sub, sessions):
             if sub.dropped.is_set():
                 break
             await asyncio.wait_for(ws.send_text(frame), SEND_TIMEOUT_S)
+        if cursor is not None:
+            # Sent as read: the socket's pace is the replay's, and the window is never held whole.
+            async with contextlib.aclosing(res.hub.replay(sub, cursor, [s.id for s in sessions])) as missed:
+                async for frame in missed:
+                    if sub.dropped.is_set():
+                        break
+                    await asyncio.wait_for(ws.send_text(frame), SEND_TIMEOUT_S)
         if not sub.dropped.is_set():
             await _pump(ws, sub)
     except (WebSocketDisconnect, TimeoutError, OSError, RuntimeError) as err:

@@ -143,14 +143,15 @@ def group_payload(chat_id: str, unread_count: int, name: str | None, change: Gro
     return {**chat_payload(chat_id, unread_count, name), "group": group}
 
 
-def update_payload(message: Message, change: str) -> JSON:
+def update_payload(message: Message, change: str, wire: JSON | None = None) -> JSON:
     """Body of `wa:message_update:{id}` and of a `message_update` frame: a stored message changed
-    (`change` is reaction, edit, revoke or receipt); `message` is the whole message as it is now."""
+    (`change` is reaction, edit, revoke or receipt); `message` is the whole message as it is now
+    (`wire`: its `message_json`, when the caller has it already)."""
     return {
         "chatId": message.chat_id,
         "messageId": message.id,
         "change": change,
-        "message": message_json(message),
+        "message": wire if wire is not None else message_json(message),
     }
 
 

@@ -344,6 +344,19 @@ async def test_a_slow_client_is_dropped_and_never_delays_the_others(
         await hub.stop()
 
 
+async def test_a_resuming_sockets_snapshot_carries_its_own_cursor_so_a_drop_before_its_replay_loses_nothing(
+    database_url: str, database: Database, redis_url: str
+) -> None:
+    hub = _hub(redis_url, database)
+    user = f"u-{time.monotonic_ns()}"
+    await insert_session(database_url, user)
+    sessions = await database.run(sessions_shown, user)
+    resuming = hub.subscribe(user, None, sessions, cursor="1700000000000-3")
+    fresh = hub.subscribe(user, None, sessions)
+    assert [json.loads(f)["cursor"] for f in hub.snapshot(resuming, sessions)] == ["1700000000000-3"]
+    assert [json.loads(f)["cursor"] for f in hub.snapshot(fresh, sessions)] == [hub.position]
+
+
 async def test_without_redis_or_any_session_process_status_and_qr_are_polled_from_the_store_once_each(
     database_url: str, database: Database, dead_port: int
 ) -> None:

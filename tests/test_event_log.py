@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from api import eventlog
 from api.localstack import EmbeddedValkey
+from kernel.event_index import session_index
 from kernel.wire import EVENTS_STREAM, event_fields
 from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
 from tests.faultproxy import FaultProxy
@@ -229,9 +231,9 @@ async def test_the_hub_survives_a_failing_owner_lookup_and_unreadable_entries(
         start = (await ws.wait_for(lambda f: True))["cursor"]  # before anything below
         producer = uuid.uuid4().hex
 
-        async def log_event(n: int) -> None:
+        async def log_event(n: int) -> None:  # as its session process would (`kernel.event_index`)
             fields = event_fields(unseen, "status", f'{{"status":"qr_ready","n":{n}}}', producer, n)
-            await redis.xadd(EVENTS_STREAM, dict(zip(fields[::2], fields[1::2], strict=True)))
+            await eventlog.append(redis, session_index(unseen), fields)
 
         db_proxy.cut()
         try:

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from actors.publisher import LoggedEvent, Publisher, PublishError
 from api.localstack import EmbeddedValkey, free_port
+from kernel.event_index import INDEXED_SINCE
 from kernel.redis_url import Endpoint
 
 
@@ -181,22 +182,35 @@ def test_urls(tmp_path: Path) -> None:
 async def test_logged_events_are_added_to_the_stream_and_published_in_one_write(
     valkey: EmbeddedValkey,
 ) -> None:
-    """XADD and PUBLISH pipelined, in order, in the URL's database, the stream capped near `maxlen`."""
+    """Logged, indexed and PUBLISHed, pipelined, in order, in the URL's database, the stream capped near
+    `maxlen` and its index to the stream's oldest entry."""
     listener = Redis.from_url(valkey.url)
     pubsub = listener.pubsub()
     await pubsub.subscribe("wa:msg:logged")
     db3 = f"redis://127.0.0.1:{valkey.port}/3"
     reader = Redis.from_url(db3)
-    await reader.delete("test:log")
+    await reader.delete("test:log", "test:index", "test:other-index", INDEXED_SINCE)
     publisher = Publisher(db3)
     try:
-        events = [LoggedEvent("wa:msg:logged", f"m{n}", ["n", str(n)]) for n in range(300)]
+        events = [
+            LoggedEvent(
+                "wa:msg:logged", f"m{n}", ["n", str(n)], "test:index" if n % 3 else "test:other-index"
+            )
+            for n in range(300)
+        ]
         ids = await publisher.publish_logged("test:log", 100, events)
         assert len(ids) == 300 and len(set(ids)) == 300
         entries = await reader.xrange("test:log")
         assert 100 <= len(entries) < 300  # trimmed to about 100 (whole nodes at a time)
         assert [e[0].decode() for e in entries] == ids[-len(entries) :]
         assert [e[1][b"n"] for e in entries] == [str(n).encode() for n in range(300 - len(entries), 300)]
+        # Each index holds its own events, under the same ids, back to (about) the stream's oldest.
+        index = [(i.decode(), f[b"n"]) for i, f in await reader.xrange("test:index")]
+        mine = [(ids[n], str(n).encode()) for n in range(300) if n % 3]
+        assert index == mine[-len(index) :] and len(index) >= len(
+            [n for n in range(300 - len(entries), 300) if n % 3]
+        )
+        assert (await reader.get(INDEXED_SINCE)).decode() == ids[0]
         got = [(await next_message(pubsub))["data"] for _ in range(300)]
         assert got == [f"m{n}".encode() for n in range(300)]
         assert await listener.exists("test:log") == 0  # database 0 untouched
@@ -205,7 +219,7 @@ async def test_logged_events_are_added_to_the_stream_and_published_in_one_write(
             await publisher.publish_logged("test:not-a-stream", 10, events[:1])
         assert await publisher.publish("wa:msg:logged", "still in step") == 1
     finally:
-        await reader.delete("test:log", "test:not-a-stream")
+        await reader.delete("test:log", "test:index", "test:other-index", INDEXED_SINCE, "test:not-a-stream")
         await reader.aclose()
         await publisher.aclose()
         await pubsub.aclose()

@@ -42,9 +42,33 @@ BENCHMARKS: dict[str, tuple[str, str, list[str]]] = {
         "9. events → webhook receivers: latency, CPU per delivery, one 10 s receiver",
         ["--webhooks=10", "--sessions=20", "--rate=50", "--duration=5"],
     ),
+    "resume": (
+        "bench_resume",
+        "10. 1,000 WebSockets resuming with a cursor after an API restart",
+        ["--users=200", "--entries=20000", "--floor-s=5"],
+    ),
+    "eventlog": (
+        "bench_eventlog",
+        "11. logging an event and resuming a WebSocket: CPU before/after the index by session",
+        ["--events=2000", "--entries=10000", "--sessions=100", "--resumes=5"],
+    ),
+    "send_cpu": ("bench_send_cpu", "12. CPU per send_text: session, PostgreSQL, Valkey", ["--sends=300"]),
     "levers": ("bench_levers", "memory levers, N=10 (not part of the full run)", ["--idle-s=5"]),
 }
-FULL_RUN = ("memory", "reload", "failover", "api", "events", "first_qr", "drain", "capacity", "webhooks")
+FULL_RUN = (
+    "memory",
+    "reload",
+    "failover",
+    "api",
+    "events",
+    "first_qr",
+    "drain",
+    "capacity",
+    "webhooks",
+    "resume",
+    "eventlog",
+    "send_cpu",
+)
 
 
 def run(name: str, argv: Sequence[str]) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0013_chat_search_index"
-down_revision: str | None = "0010"
+down_revision: str | None = "0012_session_proxy"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
