@@ -40,7 +40,14 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 # What the bridge's pods and containers hold as secrets: always by reference, never a literal.
-SECRET_ENV = {"WHATSAPP_BRIDGE_API_KEY", "DATABASE_URL", "REDIS_URL", "RAY_AUTH_TOKEN", "REDIS_PASSWORD", "METRICS_TOKEN"}
+SECRET_ENV = {
+    "WHATSAPP_BRIDGE_API_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RAY_AUTH_TOKEN",
+    "REDIS_PASSWORD",
+    "METRICS_TOKEN",
+}
 # Environment names that are Ray's, PgBouncer's, PostgreSQL's or Redis's rather than our Settings.
 FOREIGN_ENV = re.compile(r"^(RAY_|REPORTER_|NEONIZE_|POSTGRES_|DB_|AUTH_|REDIS_PASSWORD$|AUTOSCALER_)")
 SESSIONS_PER_WORKER = 150
