@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import pytest
 
@@ -34,15 +36,20 @@ async def _failures(database_url: str, sid: str) -> int:
         await conn.close()
 
 
-async def test_unreachable_whatsapp_is_network_and_retried_in_fresh_processes(
-    database_url: str, redis_url: str, namespace: str, no_route_to_whatsapp: DeadEndProxy
-) -> None:
-    config = registry_config(
+def neonize_config(database_url: str, redis_url: str, namespace: str) -> Any:
+    """Sessions on real neonize, retrying fast (0.5 s backoff base)."""
+    return registry_config(
         database_url,
         redis_url,
         namespace,
         session={"backend": "neonize", "auth_dsn": auth_dsn(database_url), "backoff_base_s": 0.5},
     )
+
+
+async def test_unreachable_whatsapp_is_network_and_retried_in_fresh_processes(
+    database_url: str, redis_url: str, namespace: str, no_route_to_whatsapp: DeadEndProxy
+) -> None:
+    config = neonize_config(database_url, redis_url, namespace)
     sid = await insert_session(database_url)
     create_session_actor(config, sid)
     view = await eventually(
@@ -68,12 +75,7 @@ async def test_unreachable_whatsapp_is_network_and_retried_in_fresh_processes(
 async def test_a_dead_proxy_is_the_sessions_reason_and_stays_while_it_retries(
     database_url: str, redis_url: str, namespace: str, no_route_to_whatsapp: DeadEndProxy
 ) -> None:
-    config = registry_config(
-        database_url,
-        redis_url,
-        namespace,
-        session={"backend": "neonize", "auth_dsn": auth_dsn(database_url), "backoff_base_s": 0.5},
-    )
+    config = neonize_config(database_url, redis_url, namespace)
     sid = await insert_session(database_url)
     dead = ProxySettings("socks5", "127.0.0.1", closed_port(), "neo", "pw-neonize-session")
     conn = await asyncpg.connect(asyncpg_dsn(database_url))

@@ -34,7 +34,10 @@ class SessionOut(ApiModel):
     status: SessionStatus
     reason: Reason | None = Field(
         description="Why the number is not connected. `phone_in_use`: the phone just scanned is linked to"
-        " another number of this bridge; shown until the next pairing round starts"
+        " another number of this bridge; shown until the next pairing round starts. `proxy_unreachable`,"
+        " `proxy_auth_failed`, `proxy_refused`: the number's proxy broke the dial (nothing answered, it"
+        " refused the credentials, it would not connect on to WhatsApp); shown while the session retries,"
+        " until a dial gets through or `PUT /sessions/{id}/proxy` sets another"
     )
     phone: str | None
     display_name: str | None
