@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,7 +77,7 @@ async def choose(console: ConsolePage, item: str) -> None:
 
 
 async def test_react_reply_edit_and_delete_from_the_keyboard_reach_every_tab(
-    stack: Stack, chromium: Browser
+    stack: Stack, chromium: Browser, shots: Path
 ) -> None:
     user, contact, jid = new_user(), "+15550007201", "15550007201@s.whatsapp.net"
     async with (
@@ -101,6 +102,7 @@ async def test_react_reply_edit_and_delete_from_the_keyboard_reach_every_tab(
         # React with the keyboard: the menu's first item.
         menu = await open_menu(console, question["id"])
         assert await axe_violations(page) == []
+        await console.shoot(shots, "messages-menu-1280")
         await page.keyboard.press("Enter")
         await expect(menu).to_be_hidden()
         for tab in (console, other):
@@ -125,6 +127,9 @@ async def test_react_reply_edit_and_delete_from_the_keyboard_reach_every_tab(
         await expect(page.locator(".replying")).to_contain_text("Replying to Rita")
         await expect(page.locator(".replying")).to_contain_text("Do you have size 42?")
         assert await axe_violations(page) == []
+        await page.set_viewport_size({"width": 375, "height": 740})
+        await console.shoot(shots, "messages-replying-375")
+        await page.set_viewport_size({"width": 1280, "height": 800})
         await page.keyboard.type("Yes, in black")
         await page.keyboard.press("Enter")
         await expect(page.locator(".replying")).to_be_hidden()

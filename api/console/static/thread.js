@@ -50,7 +50,10 @@ export class Thread {
   // The first page, then the marker, and the view where reading resumes: the marker, else the end.
   async open() {
     await this.loadOlder(Math.min(MAX_PAGE, Math.max(PAGE, this.unread + 5)));
-    if (this.unread > 0) this.placeMarker(this.unread);
+    if (this.unread > 0) {
+      this.placeMarker(this.unread);
+      this.days();
+    }
     if (this.marker) this.scroller.scrollTop = Math.max(0, this.marker.offsetTop - this.list.offsetTop - 8);
     else this.scroller.scrollTop = this.scroller.scrollHeight;
   }
@@ -164,6 +167,9 @@ export class Thread {
 
   days() {
     separateDays(this.list);
+    // The day comes first, then where the unread messages begin.
+    const day = this.marker && this.marker.nextElementSibling;
+    if (day && day.classList.contains("day")) day.after(this.marker);
     this.fixStop();
   }
 
