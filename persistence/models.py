@@ -105,7 +105,7 @@ class Chat(SQLModel, table=True):
     picture_checked_at: datetime | None = _ts(nullable=True)
 
 
-# The trigram operator classes come from pg_trgm (migration 0013 creates it; so does create_all).
+# The trigram operator classes come from pg_trgm (migration 0012 creates it; so does create_all).
 sa.event.listen(
     Chat.__table__,  # type: ignore[attr-defined]
     "before_create",

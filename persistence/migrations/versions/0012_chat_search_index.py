@@ -5,8 +5,8 @@ index on chat ids was measured and not chosen by the planner at 20,000 chats per
 Built inside the migration's one transaction (its advisory lock serialises runs; CONCURRENTLY cannot run
 in a transaction): on a long history, writes to `message` wait while the index builds.
 
-Revision ID: 0013_chat_search_index
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0013_chat_search_index"
-down_revision: str | None = "0012_session_proxy"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,7 +2,7 @@
 
 `reason` widens to 32 characters for the proxy reasons (`proxy_unreachable`, `proxy_auth_failed`).
 
-Revision ID: 0012_session_proxy
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-07
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_session_proxy"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
