@@ -131,13 +131,14 @@ async def unexpected(request: Request, exc: Exception) -> JSONResponse:
 
     Logs name the exception's class and SQLSTATE, never its text: SQLAlchemy's holds the SQL parameters.
     """
+    method = request.scope.get("method", "WEBSOCKET")  # a WebSocket's scope has no method
     mapped = as_wa_error(exc)
     if mapped is not None:
-        log.warning("%s %s: %s (%s)", request.method, request.url.path, mapped.code, describe(exc))
+        log.warning("%s %s: %s (%s)", method, request.url.path, mapped.code, describe(exc))
         return error_response(mapped.http_status, mapped.code, mapped.message, _retry_after(mapped))
     log.error(
         "%s %s failed: %s\n%s",
-        request.method,
+        method,
         request.url.path,
         describe(exc),
         "".join(traceback.format_tb(exc.__traceback__)),

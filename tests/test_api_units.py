@@ -418,3 +418,21 @@ async def _wait(condition: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def test_an_error_on_a_websocket_is_answered_and_logged_without_a_method(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A WebSocket's scope has no HTTP method: the error handler still logs and answers (it raised before)."""
+    from starlette.websockets import WebSocket
+
+    from api.errors import unexpected
+
+    async def never() -> Any:
+        raise AssertionError("not read")
+
+    scope = {"type": "websocket", "path": "/ws", "query_string": b"", "headers": [], "server": ("t", 80)}
+    websocket = WebSocket(scope, receive=never, send=never)
+    answered = await unexpected(websocket, RuntimeError("boom"))  # type: ignore[arg-type]
+    assert answered.status_code == 500
+    assert "WEBSOCKET /ws failed: RuntimeError" in caplog.text
