@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 
 from tests.apikit import Stack, WsFrames, api_stack, new_user, websocket
 from tests.consolekit import (
@@ -188,6 +188,16 @@ async def test_a_fourth_number_is_blocked_and_the_api_refusal_is_shown_in_words(
         for slot in (1, 2):
             assert (await client.post("/sessions", json={"slot": slot})).status_code == 201
         await console.page.route_web_socket(re.compile(r"/ws\?"), socket)
+        two = (await client.get("/sessions")).text
+
+        async def listing(route: Route) -> None:
+            # While held, a reload of the list (a reconnecting socket's resync, say) is as stale too.
+            if held and route.request.method == "GET":
+                await route.fulfill(status=200, content_type="application/json", body=two)
+            else:
+                await route.fallback()
+
+        await console.page.route(re.compile(r"/sessions$"), listing)
         await console.sign_in(user, "settings")
         stale = console.page.locator('article[data-slot="3"]')
         await expect(stale.get_by_role("button", name="Connect")).to_be_visible()
