@@ -4,7 +4,9 @@ Each entry is a frozen value with a stable JSON form (`WRITES`: it waits in the 
 process restart or an upgrade) and whose application is idempotent (it may be applied twice after a
 crash): messages are upserts keyed by id, receipts only move forward, reactions and edits only to newer
 ones, a revoke or a read only once, row fields are set to values, not incremented. A frame is published
-when its change is stored for the first time, so a replay never publishes twice.
+when its change is stored for the first time, so a replay never publishes twice, with one exception: a
+group's own event (`StoreGroupChange`) leaves nothing to tell a first application from a second, so an
+entry replayed after a crash sends its `chat` frame again (the same chat, the same change).
 
 The JSON form is `{"type": <class name>, "entry": <its fields>}` (`actors.plain_json`). An entry may gain
 a field with a default; renaming or removing one, or a new field without a default, changes what older
