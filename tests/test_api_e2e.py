@@ -101,7 +101,7 @@ async def test_slots_qr_frames_scan_and_conflicts(stack: Stack) -> None:
 
         # QR codes reach the socket and rotate.
         qr = await ws.wait_for(lambda f: f["type"] == "qr" and f["sessionId"] == first)
-        assert set(qr) == {"type", "sessionId", "qr", "expiresAt", "cursor"}
+        assert set(qr) == {"type", "sessionId", "qr", "expiresAt", "roundsLeft", "cursor"}
         await ws.wait_for(lambda f: f["type"] == "qr" and f["sessionId"] == first and f["qr"] != qr["qr"])
         showing = await status_of(client, first)
         assert showing["status"] == "qr_ready" and showing["qr"]

@@ -193,3 +193,36 @@ async def test_react_reply_edit_and_delete_from_the_keyboard_reach_every_tab(
         await page.keyboard.press("Escape")
         console.assert_clean()
         other.assert_clean()
+
+
+async def test_a_reaction_arriving_while_the_menu_is_open_leaves_the_focus_where_it_was(
+    stack: Stack, chromium: Browser
+) -> None:
+    user, contact, jid = new_user(), "+15550007202", "15550007202@s.whatsapp.net"
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid, _ = await connected(client, 1, "Shoes")
+        question = await incoming(client, sid, contact, text="Still open?", pushName="Sam")
+        await console.sign_in(user, "messages")
+        await chat_item(console, jid).click()
+        page = console.page
+        await open_menu(console, question["id"])
+        await choose_without_pressing(console, "Reply")
+        # The contact reacts meanwhile: the bubble is redrawn, its menu with it.
+        reacted = await client.post(
+            f"/simulator/sessions/{sid}/react",
+            json={"chatId": jid, "messageId": question["id"], "emoji": "❤️"},
+        )
+        assert reacted.status_code == 204, reacted.text
+        await expect(bubble(console, question["id"]).get_by_label("Reactions: ❤️")).to_be_visible()
+        await expect(page.get_by_role("menu", name="Message actions")).to_be_visible()
+        assert await focused_text(page) == "Reply"
+        console.assert_clean()
+
+
+async def choose_without_pressing(console: ConsolePage, item: str) -> None:
+    """Walk the open menu with the arrow keys to `item`, leaving the focus there."""
+    for _ in range(12):
+        if await focused_text(console.page) == item:
+            return
+        await console.page.keyboard.press("ArrowDown")
+    raise AssertionError(f"no menu item {item}")

@@ -235,7 +235,7 @@ async def test_the_openapi_document_describes_the_new_routes_fields_and_frames(s
     }
     schemas = doc["components"]["schemas"]
     assert {"reactions", "editedAt", "summary"} <= set(schemas["MessageOut"]["properties"])
-    assert set(schemas["ChatFrame"]["properties"]) == {"chatId", "unreadCount", "name"}
+    assert set(schemas["ChatFrame"]["properties"]) == {"chatId", "unreadCount", "name", "group"}
     assert set(schemas["MessageUpdateFrame"]["properties"]) == {"chatId", "messageId", "change", "message"}
     assert set(schemas["PresenceFrame"]["properties"]) == {"chatId", "state", "lastSeen"}
     assert set(doc["x-websocket-frames"]) == {"chat", "message_update", "presence", "call"}

@@ -22,6 +22,8 @@ let openMenu = null;
 
 // `ctx`: {sessionId, chatId, phone, thread, onReply(message), report(text)}.
 export function showMenu(ctx, message, button) {
+  // Redrawn for the same message (a receipt or a reaction arrived): focus stays on the item it was on.
+  const keep = openMenu && openMenu.messageId === message.id ? openMenu.focused() : null;
   if (openMenu) openMenu.close(false);
   const path = sessionPath(ctx.sessionId, `/chats/${encodeURIComponent(ctx.chatId)}/messages/${encodeURIComponent(message.id)}`);
   const mine = ownReaction(message, ctx.phone);
@@ -104,9 +106,13 @@ export function showMenu(ctx, message, button) {
     }
   });
   document.addEventListener("mousedown", outside, true);
-  const handle = { close };
+  // The item last focused (the redraw removes the menu, and the focus with it, before we are asked).
+  const label = (el) => el.getAttribute("aria-label") || el.textContent;
+  let last = null;
+  menu.addEventListener("focusin", (event) => { last = label(event.target); });
+  const handle = { close, focused: () => last, messageId: message.id };
   openMenu = handle;
-  items[0].focus();
+  (items.find((el) => keep !== null && label(el) === keep) || items[0]).focus();
   menu.scrollIntoView({ block: "nearest" });
 }
 
