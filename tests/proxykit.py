@@ -62,8 +62,8 @@ class ProxyServer:
             return
         wanted = 0x02 if self.username is not None else 0x00
         if wanted not in methods:
+            self.auth_failures += 1  # counted before the answer: the client may act on it at once
             writer.write(b"\x05\xff")
-            self.auth_failures += 1
             return
         writer.write(bytes([5, wanted]))
         if wanted == 0x02:
@@ -72,8 +72,8 @@ class ProxyServer:
             (plen,) = await reader.readexactly(1)
             password = (await reader.readexactly(plen)).decode()
             if (user, password) != (self.username, self.password):
-                writer.write(b"\x01\x01")
                 self.auth_failures += 1
+                writer.write(b"\x01\x01")
                 return
             writer.write(b"\x01\x00")
         _ver, cmd, _rsv, atyp = await reader.readexactly(4)
