@@ -18,6 +18,7 @@ from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
 from tests.consolekit import ConsolePage, axe_violations, console_page, new_phone, shown_phone
+from tests.inboxkit import chat_of
 from tests.raykit import eventually, local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
@@ -74,6 +75,8 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
             page = console.page
             await inbox.page.locator(f'button.chat-item[data-chat="{contact_jid}"]').click()
             await expect(inbox.page.locator("ol.thread")).to_contain_text("from A's customer")
+            # Opening the chat marked it read: done before the phone unlinks (else that read is a 409).
+            await eventually(lambda: chat_of(client, sid, contact_jid), lambda c: c["unreadCount"] == 0)
             assert (await client.post(f"/simulator/sessions/{sid}/unlink")).status_code == 204
             card = page.locator('article[data-slot="2"]')
             keep = f"Scan with {shown_phone(phone_a)} to keep this number's chats."

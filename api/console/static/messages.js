@@ -210,10 +210,14 @@ export function renderMessages(main, { live, route = [] }) {
     if (focused && stop) stop.focus();
   }
 
+  // Numbers a status frame said are not connected (until the next load): their chats cannot be marked
+  // read on WhatsApp, and asking would only be a 409.
+  const notConnected = new Set();
+
   function markRead(chat) {
     chat.unreadCount = 0;
     canMarkRead.then((yes) => {
-      if (!yes) return;
+      if (!yes || notConnected.has(chat.sessionId)) return;
       api(sessionPath(chat.sessionId, `/chats/${encodeURIComponent(chat.id)}/read`), { method: "POST" }).catch(() => {});
     });
   }
@@ -361,7 +365,11 @@ export function renderMessages(main, { live, route = [] }) {
       }
       scheduleReload();
     }
-    else if (frame.type === "status" && !frame.polled) scheduleReload();
+    else if (frame.type === "status" && !frame.polled) {
+      if (frame.status === "connected") notConnected.delete(frame.sessionId);
+      else notConnected.add(frame.sessionId);
+      scheduleReload();
+    }
     else if (frame.type === "resync") {
       scheduleReload();
       if (open) open.thread.refreshNewest();
