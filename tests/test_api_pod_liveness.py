@@ -47,6 +47,7 @@ pytestmark = [
 # ~1 s, the entrypoint within 1 s more, and the API gets API_STOP_S to stop.
 API_STOP_S = 10
 EXIT_BOUND_S = API_STOP_S + 20
+WORKERS_GONE_S = 10.0  # an idle Ray worker exits on its own this soon after its raylet
 EXIT_LINE = re.compile(r"^entrypoint exit code: (\d+)$", re.MULTILINE)
 
 
@@ -155,7 +156,11 @@ def test_the_container_exits_when_its_ray_node_dies(container: Container) -> Non
     assert code != 0, container.text()[-4000:]
     assert took < EXIT_BOUND_S
     assert "the Ray node of this container exited" in container.text()
-    # The rest of the node and the API went with it, before the container's PID 1 had to clean up.
+    # The rest of the node and the API went with it, before the container's PID 1 had to clean up (an
+    # idle Ray worker notices its raylet is gone a moment later, on its own).
+    deadline = time.monotonic() + WORKERS_GONE_S
+    while container.leftovers() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not container.leftovers(), (container.leftovers(), container.text()[-3000:])
 
 

@@ -73,7 +73,8 @@ async def test_phone_side_changes_during_an_outage_land_once_in_order(
 
     updates = [(b["messageId"], b["change"]) for b in got.of("message_update")]
     assert updates == [(kept.id, "reaction"), (kept.id, "edit"), (gone.id, "revoke")]
-    assert [(b["chatId"], b["unreadCount"]) for b in got.of("chat")] == [(CHAT, 0)]
+    # This chat's read, once (the pairing's history sync may still be naming other chats meanwhile).
+    assert [b["unreadCount"] for b in got.of("chat") if b["chatId"] == CHAT] == [0]
     final = got.of("message_update")[1]["message"]
     assert (final["text"], [r["emoji"] for r in final["reactions"]]) == ("kept, edited", ["👍"])
     dsn = asyncpg_dsn(database_url)
