@@ -98,7 +98,8 @@ async def test_linking_a_number_by_keyboard(stack: Stack, chromium: Browser) -> 
         await tab_to(page, 'article[data-slot="1"] button')
         await page.keyboard.press("Enter")
         dialog = page.get_by_role("dialog")
-        await expect(dialog).to_be_visible()
+        # The session is created first (seconds on a loaded node); the button says so meanwhile.
+        await expect(dialog).to_be_visible(timeout=20_000)
         await expect(page.locator("img.qr")).to_be_visible(timeout=20_000)
         await no_axe(console, "the connect dialog")
         # The countdown is shown, not announced every second.

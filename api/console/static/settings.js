@@ -63,6 +63,7 @@ export function renderSettings(main, { live }) {
   let openModal = null;
   let reloadTimer = null;
   const fresh = new Map();
+  const creating = new Set(); // slots whose POST /sessions is under way
   const cards = h("div", { class: "cards" });
   const note = h("p", { class: "note", id: "slots-note" });
   const pageError = h("p", { class: "error", role: "alert" });
@@ -131,7 +132,10 @@ export function renderSettings(main, { live }) {
     let state = "empty";
     if (!session) {
       body.push(h("p", { class: "muted" }, "No number linked."));
-      actions.push(h("button", { type: "button", class: "primary", onclick: () => create(slot, error) }, "Connect"));
+      // While the number's session is being created the button says so, through any redraw.
+      const busy = creating.has(slot);
+      actions.push(h("button", { type: "button", class: "primary", "aria-busy": busy ? "true" : "false", onclick: () => create(slot, error) },
+        busy ? "Connecting…" : "Connect"));
     } else {
       state = session.status;
       const who = h("div", { class: "who" },
@@ -182,14 +186,20 @@ export function renderSettings(main, { live }) {
   }
 
   async function create(slot, error) {
+    if (creating.has(slot)) return; // a second press while the first is under way
     tell(slot, error, "");
+    creating.add(slot);
+    draw();
     try {
       const session = await api("/sessions", { method: "POST", json: { slot } });
       sessions = [...sessions.filter((s) => s.slot !== slot), session];
+      creating.delete(slot);
       draw();
       showModal(session);
     } catch (err) {
-      tell(slot, error, err.message);
+      creating.delete(slot);
+      errors.set(slot, err.message);
+      draw();
     }
   }
 
