@@ -10,7 +10,7 @@ so each event goes to exactly one webhook. Events are appended to `wa:events` ex
 bus does (open loop at `--rate`/s, round-robin over the sessions), each carrying its send time; receivers
 are aiohttp servers in this process (one port per webhook). Latency runs from the append to the request's
 arrival; an event not received within `--drain-s` after the run counts as lost. CPU per delivery is the
-dispatcher process's CPU time over the deliveries it made (PostgreSQL's and Redis's share not counted:
+dispatcher processes' CPU time over the deliveries they made (PostgreSQL's and Redis's share not counted:
 the machine's database is shared). Full size: about 3 min.
 """
 
@@ -44,6 +44,7 @@ class Receivers:
         self.latencies: dict[int, list[float]] = {i: [] for i in range(count)}
         self.seen: set[str] = set()
         self.duplicates = 0
+        self.last_arrival = 0.0
         self.slow = False
         self._runners: list[web.AppRunner] = []
 
@@ -68,6 +69,7 @@ class Receivers:
             else:
                 self.seen.add(request.headers["webhook-id"])
                 self.latencies[index].append(now - float(frame["t"]))
+                self.last_arrival = now
             if index == 0 and self.slow:
                 await asyncio.sleep(SLOW_S)
             return web.Response(status=204)
@@ -126,13 +128,14 @@ async def phase(
     redis: Redis,
     receivers: Receivers,
     rows: tuple[list[str], list[int]],
-    proc: Any,
+    procs: list[Any],
     start: int,
 ) -> dict[str, Any]:
     sids, owners = rows
     for values in receivers.latencies.values():
         values.clear()
-    cpu_before = sum(proc.cpu_times()[:2])
+    cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    began = time.time()
     sent = await emit(redis, sids, args.rate, args.duration, start)
     counted = [i for i in range(args.webhooks) if not (receivers.slow and i == 0)]
     per_webhook = [0] * args.webhooks
@@ -143,7 +146,7 @@ async def phase(
         if sum(len(receivers.latencies[i]) for i in counted) >= expected:
             break
         await asyncio.sleep(0.2)
-    cpu = sum(proc.cpu_times()[:2]) - cpu_before
+    cpu = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
     got = [x * 1000 for i in counted for x in receivers.latencies[i]]
     delivered_all = sum(len(v) for v in receivers.latencies.values())
     return {
@@ -153,6 +156,8 @@ async def phase(
         "delivered": len(got),
         "lost": expected - len(got),
         "latency_ms": bk.percentiles(got),
+        # What the dispatchers kept up with: deliveries from the first event to the last arrival.
+        "delivered_per_s": round(len(got) / max(receivers.last_arrival - began, 1e-9), 1),
         "dispatcher_cpu_ms_per_delivery": round(cpu * 1000 / max(delivered_all, 1), 3),
         "slow_webhook_delivered": len(receivers.latencies[0]) if receivers.slow else None,
     }
@@ -183,14 +188,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 backoff_max_s=1.0,
                 timeout_s=SLOW_S + 5,
                 stores=PostgresStores(),
+                dispatchers=args.dispatchers,
             )
-            handle = ensure_dispatcher(config, namespace, 0)
-            status: dict[str, Any] = await asyncio.wait_for(handle.ping.remote(), args.timeout)
-            proc = psutil.Process(status["pid"])
-            results.append(await phase("all receivers fast", args, redis, receivers, rows, proc, 0))
+            handles = [ensure_dispatcher(config, namespace, i) for i in range(args.dispatchers)]
+            procs = []
+            for handle in handles:
+                status: dict[str, Any] = await asyncio.wait_for(handle.ping.remote(), args.timeout)
+                procs.append(psutil.Process(status["pid"]))
+            results.append(await phase("all receivers fast", args, redis, receivers, rows, procs, 0))
             receivers.slow = True
-            results.append(await phase("webhook 0 takes 10 s", args, redis, receivers, rows, proc, 10**6))
-            ray.kill(handle, no_restart=True)
+            results.append(await phase("webhook 0 takes 10 s", args, redis, receivers, rows, procs, 10**6))
+            for handle in handles:
+                ray.kill(handle, no_restart=True)
             bk.kill_actors(namespace)
     finally:
         await redis.aclose()
@@ -199,6 +208,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "webhooks": args.webhooks,
         "sessions": args.sessions,
         "rate_per_s": args.rate,
+        "dispatchers": args.dispatchers,
         "duration_s": args.duration,
         "duplicates": receivers.duplicates,
         "phases": results,
@@ -208,8 +218,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(out: dict[str, Any]) -> None:
     bk.print_table(
         f"Event → webhook receiver ({out['webhooks']} webhooks, {out['sessions']} sessions,"
-        f" {out['rate_per_s']}/s for {out['duration_s']} s; ms; the slow webhook not counted)",
-        ["phase", "events", "delivered", "lost", "p50", "p90", "p99", "max", "CPU ms/delivery"],
+        f" {out['rate_per_s']}/s for {out['duration_s']} s, {out['dispatchers']} dispatcher(s);"
+        " ms; the slow webhook not counted)",
+        [
+            "phase",
+            "events",
+            "delivered",
+            "lost",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "delivered/s",
+            "CPU ms/delivery",
+        ],
         [
             [
                 p["phase"],
@@ -220,6 +242,7 @@ def report(out: dict[str, Any]) -> None:
                 p["latency_ms"]["p90"],
                 p["latency_ms"]["p99"],
                 p["latency_ms"]["max"],
+                p["delivered_per_s"],
                 p["dispatcher_cpu_ms_per_delivery"],
             ]
             for p in out["phases"]
@@ -234,6 +257,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=200)
     p.add_argument("--rate", type=float, default=1000.0, help="events per second, all sessions together")
     p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--dispatchers", type=int, default=1, help="as WEBHOOK_DISPATCHERS")
     p.add_argument("--drain-s", type=float, default=60.0, help="how long to wait for the last deliveries")
     bk.ray_options(p, timeout_s=120.0)
     return p
