@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
     from datetime import datetime
 
     from actors.downloads import MediaStream
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         Presence,
         ReactionChanged,
     )
-    from kernel.groups import GroupInfo, MemberChange, MemberOutcome
+    from kernel.groups import GroupAct, GroupInfo, MemberChange, MemberOutcome
     from kernel.message_kinds import OutgoingContent
     from kernel.simulated import SentMessage
 
@@ -127,17 +127,7 @@ class NetworkControls(Protocol):
     async def history(self, chats: int, messages_per_chat: int) -> HistoryChunk: ...
     async def call(self, from_: str) -> CallOffered: ...
     async def vote(self, chat_id: str, message_id: str, options: list[str]) -> PollVoted: ...
-    async def group_event(
-        self,
-        group: str,
-        by: str,
-        subject: str | None = None,
-        description: str | None = None,
-        join: Sequence[str] = (),
-        leave: Sequence[str] = (),
-        promote: Sequence[str] = (),
-        demote: Sequence[str] = (),
-    ) -> GroupChanged: ...
+    async def group_event(self, act: GroupAct) -> GroupChanged: ...
     async def drop(self, hang_reconnect: bool = False) -> None: ...
     async def unlink(self) -> None: ...
     async def sent(self) -> list[SentMessage]: ...

@@ -50,6 +50,22 @@ class MemberOutcome:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GroupAct:
+    """What another member does in a group (the simulated network's `/simulator/…/group` control): `by`
+    acts in `group`; a `subject` or `description` ("" removes it) set, people joining, leaving, promoted
+    or demoted. Numbers as given (E.164 or JIDs); the network turns them into JIDs."""
+
+    group: str
+    by: str
+    subject: str | None = None
+    description: str | None = None
+    join: tuple[str, ...] = ()
+    leave: tuple[str, ...] = ()
+    promote: tuple[str, ...] = ()
+    demote: tuple[str, ...] = ()
+
+
 # whatsmeow's per-participant codes (GroupParticipant.Error, an HTTP-like status) and ours.
 PARTICIPANT_ERRORS = {
     403: "invite_required",  # their privacy settings refuse being added: an invite is needed

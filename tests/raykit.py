@@ -18,7 +18,7 @@ from ray.cluster_utils import Cluster
 from redis.asyncio import Redis
 
 from actors.calls import NetworkControls
-from actors.registry import RegistryConfig
+from actors.registry import REGISTRY_NAME, RegistryConfig
 from actors.session import SessionConfig
 from kernel.domain import Chat, Message, Page, SessionStatus, SessionView
 from kernel.errors import NoQrShowing
@@ -218,13 +218,34 @@ async def frames(redis_url: str, session_id: str) -> Any:
 
 
 def kill_namespace_actors(namespace: str) -> None:
-    """Kill every actor a test left in its namespace (sessions and registry), for good."""
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["namespace"] == namespace:
-            try:
-                ray.kill(ray.get_actor(entry["name"], namespace=namespace), no_restart=True)
-            except ValueError:
-                pass
+    """Kill every actor a test left in its namespace (sessions, dispatchers and registry), for good.
+
+    The registry goes first and is waited for: it recreates the dispatchers and sessions it supervises,
+    so one of those killed while it lives can come back under the same name and outlive the test (a
+    webhook dispatcher left so delivered the next module's events a second time)."""
+
+    def named() -> list[str]:
+        listed = ray.util.list_named_actors(all_namespaces=True)
+        return [entry["name"] for entry in listed if entry["namespace"] == namespace]
+
+    def kill(name: str) -> None:
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+        except ValueError:
+            pass
+
+    if REGISTRY_NAME in named():
+        kill(REGISTRY_NAME)
+        deadline = time.monotonic() + 10
+        while REGISTRY_NAME in named() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for _ in range(3):
+        left = named()
+        if not left:
+            return
+        for name in left:
+            kill(name)
+        time.sleep(0.1)
 
 
 def ray_init_local(wa_sessions: int = 50) -> None:

@@ -46,7 +46,7 @@ from kernel.events import (
     QrCode,
     ReactionChanged,
 )
-from kernel.groups import MemberChange, MemberOutcome
+from kernel.groups import GroupAct, MemberChange, MemberOutcome
 from kernel.message_kinds import content_from_json, vcard
 from kernel.proxy import ProxySettings, parse_proxy
 from persistence.migrate import auth_dsn, sim_dsn
@@ -674,7 +674,7 @@ async def test_a_groups_life_add_remove_invite_and_another_members_acts(client: 
     link = await client.group_invite_link(made.jid)
     reset = await client.group_invite_link(made.jid, reset=True)
     removed = await client.change_members(made.jid, [bob, "15557770005"], MemberChange.REMOVE)
-    renamed = await sim.group_event(made.jid, carol, subject="Family (new)", leave=[carol])
+    renamed = await sim.group_event(GroupAct(made.jid, carol, subject="Family (new)", leave=(carol,)))
     listed = await client.groups()
 
     assert made.subject == "Family" and made.jid.endswith("@g.us")
@@ -698,7 +698,7 @@ async def test_only_admins_change_a_group_and_strangers_groups_are_not_found(cli
     sim = await _paired_simulator(client)
     alice = "15557770007@s.whatsapp.net"
 
-    await sim.group_event(GROUP, alice, subject="Book club")  # Alice adds this number to her group
+    await sim.group_event(GroupAct(GROUP, alice, subject="Book club"))  # Alice adds this number to her group
     info = await client.group_info(GROUP)
 
     assert (info.subject, info.owner) == ("Book club", alice)
@@ -706,9 +706,9 @@ async def test_only_admins_change_a_group_and_strangers_groups_are_not_found(cli
         await client.change_members(GROUP, [CHAT], MemberChange.ADD)
     with pytest.raises(NotGroupAdmin):
         await client.group_invite_link(GROUP)
-    await sim.group_event(GROUP, alice, promote=["15557770098"])
+    await sim.group_event(GroupAct(GROUP, alice, promote=("15557770098",)))
     assert (await client.group_invite_link(GROUP)).startswith("https://chat.whatsapp.com/")
-    await sim.group_event(GROUP, alice, leave=["15557770098"])  # Alice removes this number
+    await sim.group_event(GroupAct(GROUP, alice, leave=("15557770098",)))  # Alice removes this number
     with pytest.raises(GroupNotFound):
         await client.group_info(GROUP)
     with pytest.raises(GroupNotFound):

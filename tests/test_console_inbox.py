@@ -16,8 +16,9 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.apikit import Stack, api_stack, new_user
-from tests.consolekit import axe_violations, console_page, new_phone, shown_phone
+from tests.consolekit import axe_violations, console_page, shown_phone
 from tests.raykit import eventually, local_ray
+from tests.threadkit import connected
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
 
@@ -32,13 +33,7 @@ async def test_the_inbox_reads_as_whatsapp_web_does(stack: Stack, chromium: Brow
     user, contact = new_user(), "+15550009001"
     jid = "15550009001@s.whatsapp.net"
     async with stack.client(user) as client, console_page(chromium, stack) as console:
-        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
-        await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"], 30)
-        scan = {"phone": new_phone(), "displayName": "Shop"}
-        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=scan)).status_code == 200
-        await eventually(
-            lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected", 30
-        )
+        sid, _ = await connected(client, 1, "Shop")
         texts = [
             "see https://example.org/a?b=1, or javascript:alert(1)",
             "مرحبا، هل المتجر مفتوح؟",
@@ -99,13 +94,7 @@ async def test_the_inbox_reads_as_whatsapp_web_does(stack: Stack, chromium: Brow
 async def test_chats_are_found_by_name_and_by_number(stack: Stack, chromium: Browser) -> None:
     user = new_user()
     async with stack.client(user) as client, console_page(chromium, stack) as console:
-        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
-        await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"], 30)
-        scan = {"phone": new_phone(), "displayName": "Shop"}
-        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=scan)).status_code == 200
-        await eventually(
-            lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected", 30
-        )
+        sid, _ = await connected(client, 1, "Shop")
         for sender, name in (("+15550008101", "Olga Petrova"), ("+15550008202", "Omar Haddad")):
             body = {"from": sender, "text": f"hello from {name}", "pushName": name}
             assert (await client.post(f"/simulator/sessions/{sid}/incoming", json=body)).status_code == 200
@@ -135,13 +124,7 @@ async def test_search_reaches_chats_and_messages_beyond_the_loaded_list(
 ) -> None:
     user = new_user()
     async with stack.client(user) as client, console_page(chromium, stack) as console:
-        sid = (await client.post("/sessions", json={"slot": 1})).json()["id"]
-        await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"], 30)
-        scan = {"phone": new_phone(), "displayName": "Shop"}
-        assert (await client.post(f"/simulator/sessions/{sid}/scan", json=scan)).status_code == 200
-        await eventually(
-            lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected", 30
-        )
+        sid, _ = await connected(client, 1, "Shop")
         # The oldest of 101 chats: the list loads the newest 100, so it is not among them.
         zelda = {"from": "+15550007000", "text": "where is the zeppelin parked", "pushName": "Zelda Quist"}
         assert (await client.post(f"/simulator/sessions/{sid}/incoming", json=zelda)).status_code == 200

@@ -13,7 +13,7 @@ import pytest
 from actors.session import SessionCore
 from kernel.domain import SessionStatus
 from kernel.errors import GroupsDisabled
-from kernel.groups import MemberChange
+from kernel.groups import GroupAct, MemberChange
 from kernel.settings import asyncpg_dsn
 from tests.raykit import eventually, fetchval, frames, insert_session
 from tests.sessionkit import Factory, session_factory, wait_status
@@ -57,13 +57,14 @@ async def test_group_events_are_chat_frames_and_rename_the_chat(
         return found
 
     async with frames(redis_url, sid) as got:
-        await session.simulate("group_event", GROUP, ALICE, subject="Climbing")  # Alice adds this number
+        # Alice adds this number
+        await session.simulate("group_event", GroupAct(GROUP, ALICE, subject="Climbing"))
         await got.wait_for("chat", lambda b: b["chatId"] == GROUP)
         await eventually(name, lambda n: n == "Climbing", 10)
-        await session.simulate("group_event", GROUP, ALICE, subject="Climbing 🧗", join=[BOB])
+        await session.simulate("group_event", GroupAct(GROUP, ALICE, subject="Climbing 🧗", join=(BOB,)))
         renamed = await got.wait_for("chat", lambda b: _about(b) and b["group"]["joined"] == [BOB_JID])
         await eventually(name, lambda n: n == "Climbing 🧗", 10)
-        await session.simulate("group_event", GROUP, BOB, leave=[BOB])
+        await session.simulate("group_event", GroupAct(GROUP, BOB, leave=(BOB,)))
         left = await got.wait_for("chat", lambda b: _about(b) and b["group"]["left"] == [BOB_JID])
         info = await session.groups.group(GROUP)
 
@@ -89,7 +90,7 @@ async def test_with_direct_chats_only_groups_stay_out(
     sid, session = await _connected(core, database_url, "direct")
 
     async with frames(redis_url, sid) as got:
-        await session.simulate("group_event", GROUP, ALICE, subject="Climbing")
+        await session.simulate("group_event", GroupAct(GROUP, ALICE, subject="Climbing"))
         await session.simulate("incoming", from_=ALICE, text="after the group event")
         await got.wait_for("msg", lambda b: b["message"]["text"] == "after the group event")
         with pytest.raises(GroupsDisabled):

@@ -15,11 +15,11 @@ async def connected(client: httpx.AsyncClient, slot: int, name: str) -> tuple[st
     """A session in `slot`, scanned by a new phone: its id and phone."""
     phone = new_phone()
     sid = (await client.post("/sessions", json={"slot": slot})).json()["id"]
-    await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"])
+    await eventually(lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["qr"], 30)
     body = {"phone": phone, "displayName": name}
     assert (await client.post(f"/simulator/sessions/{sid}/scan", json=body)).status_code == 200
     await eventually(
-        lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected"
+        lambda: client.get(f"/sessions/{sid}/status"), lambda r: r.json()["status"] == "connected", 30
     )
     return sid, phone
 

@@ -14,7 +14,7 @@ from api.errors import error_responses
 from api.routes.simulator import SessionIdParam, network
 from api.schemas import ApiModel, Recipient
 from api.schemas.groups import Subject
-from kernel.groups import MAX_PARTICIPANTS_CHANGE
+from kernel.groups import MAX_PARTICIPANTS_CHANGE, GroupAct
 
 router = APIRouter(prefix="/simulator/sessions/{id}", tags=["simulator"])
 
@@ -36,14 +36,6 @@ class SimGroupEventIn(ApiModel):
 async def group_event(session_id: SessionIdParam, body: SimGroupEventIn, res: Resources) -> Response:
     """Another member acts in a group this number is in (or adds this number to a new one)."""
     act = await network(res, session_id, NetworkControls.group_event)
-    await act(
-        group=body.group,
-        by=body.by,
-        subject=body.subject,
-        description=body.description,
-        join=body.join,
-        leave=body.leave,
-        promote=body.promote,
-        demote=body.demote,
-    )
+    people = (tuple(body.join), tuple(body.leave), tuple(body.promote), tuple(body.demote))
+    await act(GroupAct(body.group, body.by, body.subject, body.description, *people))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

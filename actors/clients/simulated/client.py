@@ -72,7 +72,7 @@ from kernel.events import (
     PairingCode,
     QrCode,
 )
-from kernel.groups import GroupInfo, MemberChange, MemberOutcome
+from kernel.groups import GroupAct, GroupInfo, MemberChange, MemberOutcome
 from kernel.ids import USER_SERVER, jid_user, to_jid
 from kernel.inbox_scope import ChatKind, chat_kind
 from kernel.proxy import ProxySettings
@@ -211,20 +211,9 @@ class SimulatedClient(SimulatedPhone, SimulatedActions):
     async def group_invite_link(self, jid: str, reset: bool = False) -> str:
         return await self.network_groups.group_invite_link(jid, reset)
 
-    async def group_event(
-        self,
-        group: str,
-        by: str,
-        subject: str | None = None,
-        description: str | None = None,
-        join: Sequence[str] = (),
-        leave: Sequence[str] = (),
-        promote: Sequence[str] = (),
-        demote: Sequence[str] = (),
-    ) -> GroupChanged:
+    async def group_event(self, act: GroupAct) -> GroupChanged:
         """Another member acts in a group (the /simulator control; `SimulatedGroups.group_event`)."""
-        groups = self.network_groups
-        return await groups.group_event(group, by, subject, description, join, leave, promote, demote)
+        return await self.network_groups.group_event(act)
 
     async def download_media(self, message: Message, max_bytes: int) -> MediaBody:
         """The media `message.media_ref` describes, made chunk by chunk as it is read (never whole); for

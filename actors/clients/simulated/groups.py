@@ -25,7 +25,7 @@ from actors.clients.simulated.content import now
 from actors.clients.simulated.kinds import not_on_whatsapp
 from kernel.errors import GroupNotFound, InvalidInput, InvalidRecipient, NotGroupAdmin
 from kernel.events import ClientEvent, GroupChanged
-from kernel.groups import MAX_SUBJECT, GroupInfo, GroupMember, MemberChange, MemberOutcome
+from kernel.groups import MAX_SUBJECT, GroupAct, GroupInfo, GroupMember, MemberChange, MemberOutcome
 from kernel.ids import GROUP_SERVER, USER_SERVER, is_group, phone_of_jid, to_jid
 
 log = logging.getLogger(__name__)
@@ -147,23 +147,14 @@ class SimulatedGroups:
 
     # ------------------------------------------------------------------ another member (/simulator)
 
-    async def group_event(
-        self,
-        group: str,
-        by: str,
-        subject: str | None = None,
-        description: str | None = None,
-        join: Sequence[str] = (),
-        leave: Sequence[str] = (),
-        promote: Sequence[str] = (),
-        demote: Sequence[str] = (),
-    ) -> GroupChanged:
-        """Another member (`by`) acts in `group`; a group the network does not know is theirs, made with
-        this number in it. The `GroupChanged` this number's session gets."""
+    async def group_event(self, act: GroupAct) -> GroupChanged:
+        """Another member (`act.by`) acts in `act.group`; a group the network does not know is theirs,
+        made with this number in it. The `GroupChanged` this number's session gets."""
         self._require_connected()
-        gid, actor, own = _group_jid(group), _person(by), self._own_jid()
-        named = subject_of(subject) if subject is not None else None
-        joined, left = list(_people(join)), list(_people(leave))
+        gid, actor, own = _group_jid(act.group), _person(act.by), self._own_jid()
+        description = act.description
+        named = subject_of(act.subject) if act.subject is not None else None
+        joined, left = list(_people(act.join)), list(_people(act.leave))
         known = self._groups.get(gid)
         if known is None:
             known = SimGroup(named or "Group", actor, now(), {actor: "superadmin", own: "member"})
@@ -181,8 +172,8 @@ class SimulatedGroups:
         for person in left:
             known.members.pop(person, None)
         for person, role in [
-            *((p, "admin") for p in _people(promote)),
-            *((p, "member") for p in _people(demote)),
+            *((p, "admin") for p in _people(act.promote)),
+            *((p, "member") for p in _people(act.demote)),
         ]:
             if person in known.members and known.members[person] != "superadmin":
                 known.members[person] = role
@@ -194,8 +185,8 @@ class SimulatedGroups:
             description.strip() if description is not None else None,
             tuple(joined),
             tuple(left),
-            tuple(_people(promote)),
-            tuple(_people(demote)),
+            tuple(_people(act.promote)),
+            tuple(_people(act.demote)),
         )
         self._emit(event)
         return event
