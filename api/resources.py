@@ -5,9 +5,10 @@ run side by side.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,6 +22,8 @@ from api.owners import SessionOwners
 from api.user_keys import UserKeys
 from kernel.settings import Settings
 
+HANDSHAKES = 8
+
 
 @dataclass(frozen=True, slots=True)
 class ApiResources:
@@ -32,6 +35,8 @@ class ApiResources:
     tokens: WsTokens
     metrics: Metrics
     keys: UserKeys
+    # WebSocket handshakes checking their credentials and reading their sessions at once (api.ws).
+    handshakes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(HANDSHAKES))
 
 
 @asynccontextmanager

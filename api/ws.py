@@ -87,22 +87,25 @@ async def _unavailable(ws: WebSocket, err: Exception) -> None:
 
 
 async def serve(ws: WebSocket, res: ApiResources) -> None:
-    try:
-        found = await authenticate(ws, res)
-    except Exception as err:  # the database could not say whether a user's key is valid
-        await _unavailable(ws, err)
-        return
-    if found is None:
-        await _refuse(ws, "invalid credentials or expired token")
-        return
-    user, expires_at = found
+    # A few handshakes at a time: a reconnect storm's key checks and sessions reads take turns, so the
+    # event loop and the database pool keep room for everything else (/health, REST).
+    async with res.handshakes:
+        try:
+            found = await authenticate(ws, res)
+        except Exception as err:  # the database could not say whether a user's key is valid
+            await _unavailable(ws, err)
+            return
+        if found is None:
+            await _refuse(ws, "invalid credentials or expired token")
+            return
+        user, expires_at = found
+        try:
+            sessions = await res.db.run(reads.sessions_shown, user)
+        except Exception as err:
+            await _unavailable(ws, err)
+            return
     session_filter = ws.query_params.get("sessionId")
     cursor = ws.query_params.get("cursor")
-    try:
-        sessions = await res.db.run(reads.sessions_shown, user)
-    except Exception as err:
-        await _unavailable(ws, err)
-        return
     if session_filter is not None and session_filter not in {s.id for s in sessions}:
         await _refuse(ws, "unknown session")
         return

@@ -276,3 +276,31 @@ async def paced(rate: float, seconds: float, call: Any) -> float:
 
 def cpu_of(pids: Sequence[int]) -> dict[int, float | None]:
     return {pid: bk.cpu_seconds(pid) for pid in pids}
+
+
+class HealthProbe:
+    """`GET /health` at `rate`/s from a process of its own (tests.benchmarks.health_probe), so that the
+    benchmark's own busy event loop does not count as the API's latency."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+
+    @classmethod
+    async def start(cls, api: Api, rate: float) -> HealthProbe:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.benchmarks.health_probe",
+            f"{api.base_url}/health",
+            str(rate),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def stop(self) -> Latencies:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        out, _ = await self._proc.communicate()
+        found = json.loads(out)
+        return Latencies(found["ok"], found["errors"])

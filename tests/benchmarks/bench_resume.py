@@ -95,24 +95,6 @@ async def _metric(api: apistack.Api, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
-async def _probe(api: apistack.Api, rate: float, stop: asyncio.Event) -> apistack.Latencies:
-    lat = apistack.Latencies()
-    async with api.client(connections=20) as client:
-        tasks: set[asyncio.Task[Any]] = set()
-        i = 0
-        started = time.monotonic()
-        while not stop.is_set():
-            due = started + i / rate
-            if (wait := due - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-            task = asyncio.create_task(apistack.timed(client, "GET", "/health", lat))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            i += 1
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return lat
-
-
 async def _resume(
     api: apistack.Api, user: str, sid: str, cursor: str, want: list[str], timeout: float
 ) -> Any:
@@ -173,11 +155,9 @@ async def _storm(
     with bk.local_ray(1, namespace="bench-resume", dashboard=False) as node:
         env = {"SESSION_RELOAD_PER_S": "0.1"}
         with apistack.api_server(node, services, rate=0.1, env=env) as api:
-            stop = asyncio.Event()
-            probe = asyncio.create_task(_probe(api, args.probe_rate, stop))
+            probe = await apistack.HealthProbe.start(api, args.probe_rate)
             await asyncio.sleep(args.floor_s)
-            stop.set()
-            floor = await probe
+            floor = await probe.stop()
         restarted = time.monotonic()
         with apistack.api_server(node, services, rate=0.1, env=env) as api:
             up_s = time.monotonic() - restarted
@@ -185,8 +165,7 @@ async def _storm(
             pss_before = _pss(api.pid)
             cpu_before = (_cpu(pids), _cpu([redis_pid]))
             peak = pss_before
-            stop = asyncio.Event()
-            probe = asyncio.create_task(_probe(api, args.probe_rate, stop))
+            probe = await apistack.HealthProbe.start(api, args.probe_rate)
             storm = time.monotonic()
             resumes = asyncio.gather(
                 *(_resume(api, user, sid, cursor, want, args.timeout) for user, sid, cursor, want in plans)
@@ -196,8 +175,7 @@ async def _storm(
                 await asyncio.sleep(0.1)
             results = resumes.result()
             storm_s = time.monotonic() - storm
-            stop.set()
-            during = await probe
+            during = await probe.stop()
             cpu_after = (_cpu(pids), _cpu([redis_pid]))
             read = await _metric(api, "wab_ws_resume_entries_total")
             replayed = await _metric(api, "wab_ws_resumes_total")
