@@ -32,6 +32,9 @@ T = TypeVar("T")
 
 # Scaled-down whatsmeow timings: a QR round is 0.8 + 5 × 0.3 = 2.3 s.
 FAST = {"qr_first_s": 0.8, "qr_next_s": 0.3, "qr_codes": 6}
+# For a test that pairs several sessions one after another: the later ones' QR rounds (2 x 2.3 s with
+# FAST) ran out before their turn on a loaded machine (qr_timeout in test_cluster, CI).
+PATIENT_QR = {"qr_first_s": 120.0}
 
 
 def session_config(database_url: str, redis_url: str, **overrides: Any) -> SessionConfig:

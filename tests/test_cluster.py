@@ -16,6 +16,7 @@ from ray.cluster_utils import Cluster
 from actors.registry import REGISTRY_NAME, start_registry
 from kernel.domain import SessionStatus
 from tests.raykit import (
+    PATIENT_QR,
     eventually,
     frames,
     insert_session,
@@ -80,7 +81,7 @@ async def test_sessions_spread_and_survive_a_lost_worker(
     head_cluster, workers = cluster
     namespace = unique_namespace()
     sids = [await insert_session(database_url, f"u{i}") for i in range(6)]
-    start_registry(registry_config(database_url, redis_url, namespace))
+    start_registry(registry_config(database_url, redis_url, namespace, session=PATIENT_QR))
     for i, sid in enumerate(sids):
         await pair(sid, namespace, f"+1555124000{i}")
     where = await eventually(lambda: _placements(namespace), lambda p: len(p) == 6)
@@ -123,7 +124,7 @@ async def test_full_cluster_restart_brings_every_paired_session_back(
     cluster, _ = _start_cluster()
     try:
         sids = [await insert_session(database_url, f"u{i}") for i in range(4)]
-        start_registry(registry_config(database_url, redis_url, namespace))
+        start_registry(registry_config(database_url, redis_url, namespace, session=PATIENT_QR))
         for i, sid in enumerate(sids):
             await pair(sid, namespace, f"+1555125000{i}")
         phones = {sid: (await status_of(sid, namespace)).phone for sid in sids}

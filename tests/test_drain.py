@@ -26,6 +26,7 @@ from actors.registry import start_registry
 from kernel.domain import SessionStatus
 from tests.opskit import request_drain, wait_operation
 from tests.raykit import (
+    PATIENT_QR,
     Frames,
     control,
     eventually,
@@ -124,7 +125,7 @@ async def test_drain_moves_every_session_elsewhere_without_scan_or_lost_message(
     namespace = unique_namespace()
     try:
         sids = [await insert_session(database_url, f"u{i}") for i in range(SESSIONS)]
-        start_registry(registry_config(database_url, redis_url, namespace))
+        start_registry(registry_config(database_url, redis_url, namespace, session=PATIENT_QR))
         for i, sid in enumerate(sids):
             await pair(sid, namespace, f"+1555126000{i}")
         phones = {sid: (await status_of(sid, namespace)).phone for sid in sids}

@@ -13,6 +13,7 @@ from actors.calls import NetworkControls
 from actors.registry import REGISTRY_NAME, create_session_actor, start_registry
 from kernel.domain import SessionStatus
 from tests.raykit import (
+    PATIENT_QR,
     control,
     eventually,
     frames,
@@ -65,7 +66,7 @@ async def test_an_actor_killed_for_good_is_recreated(
 
 
 async def test_killing_the_registry_goes_unnoticed(database_url: str, redis_url: str, namespace: str) -> None:
-    config = registry_config(database_url, redis_url, namespace)
+    config = registry_config(database_url, redis_url, namespace, session=PATIENT_QR)
     sids = [await insert_session(database_url, f"u{i}") for i in range(2)]
     registry = start_registry(config)
     for i, sid in enumerate(sids):
