@@ -10,7 +10,12 @@ UV := $(UV_HOME)/bin/uv
 # Never download a Python (uv would, for a requires-python the machine lacks): use $(PYTHON).
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
-SYNC = $(UV) sync --frozen --python $(PYTHON)
+# Bytecode is compiled at install (uv's --compile-bytecode) and for our own packages (compileall): with
+# PYTHONDONTWRITEBYTECODE set, as on this machine, no process ever writes it, and every one (each session's
+# Ray worker, each API) compiled everything it imports again. ray, fastapi, sqlalchemy, pydantic, asyncpg,
+# redis and httpx imported in 2.9 s from source, 1.0 s from bytecode. A stale .pyc is never used.
+SYNC = $(UV) sync --frozen --python $(PYTHON) --compile-bytecode
+COMPILE = $(BIN)/python -m compileall -q -j 0 actors api kernel persistence tests
 
 .PHONY: run dev test lint system-tools bench lock test-latest test-oldest clean
 
@@ -24,11 +29,13 @@ $(UV): deploy/uv-requirements.txt
 # What the service needs; --inexact keeps the test tools if `make test` installed them.
 run: $(UV)
 	$(SYNC) --inexact --quiet
+	@$(COMPILE)
 	$(BIN)/whatsapp-bridge
 
 # Exactly the lock's service + test set (anything else in .venv is removed).
 dev: $(UV)
 	$(SYNC) --extra dev --quiet
+	@$(COMPILE)
 
 # What the tests need from the system (Chromium, systemd-analyze): installed here when missing, or one
 # line that says how (tests/system-tools.sh).
