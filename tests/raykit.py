@@ -225,7 +225,7 @@ def kill_namespace_actors(namespace: str) -> None:
 
     The registry goes first and is waited for: it recreates the dispatchers and sessions it supervises,
     so one of those killed while it lives can come back under the same name and outlive the test (a
-    webhook dispatcher left so delivered the next module's events a second time)."""
+    webhook dispatcher left so would read the next module's event log and deliver its events too)."""
 
     def named() -> list[str]:
         listed = ray.util.list_named_actors(all_namespaces=True)

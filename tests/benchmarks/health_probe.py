@@ -17,38 +17,26 @@ from typing import Any
 
 import httpx
 
-
-async def _probe(client: httpx.AsyncClient, url: str, ok: list[float], errors: dict[str, int]) -> None:
-    started = time.perf_counter()
-    try:
-        reply = await client.get(url)
-    except httpx.HTTPError as err:
-        errors[type(err).__name__] = errors.get(type(err).__name__, 0) + 1
-        return
-    if reply.status_code >= 400:
-        errors[str(reply.status_code)] = errors.get(str(reply.status_code), 0) + 1
-        return
-    ok.append(time.perf_counter() - started)
+from tests.benchmarks.apistack import Latencies, timed
 
 
 async def main(url: str, rate: float) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     closed = loop.run_in_executor(None, sys.stdin.read)  # returns when the parent closes our stdin
-    ok: list[float] = []
-    errors: dict[str, int] = {}
-    tasks: set[asyncio.Task[None]] = set()
+    lat = Latencies()
+    tasks: set[asyncio.Task[bool]] = set()
     limits = httpx.Limits(max_connections=20, max_keepalive_connections=20)
     async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
         started, i = time.monotonic(), 0
         while not closed.done():
             if (wait := started + i / rate - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
-            task = asyncio.create_task(_probe(client, url, ok, errors))
+            task = asyncio.create_task(timed(client, "GET", url, lat))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             i += 1
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"ok": ok, "errors": errors}
+    return {"ok": lat.ok, "errors": lat.errors}
 
 
 if __name__ == "__main__":

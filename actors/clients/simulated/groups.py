@@ -152,7 +152,6 @@ class SimulatedGroups:
         made with this number in it. The `GroupChanged` this number's session gets."""
         self._require_connected()
         gid, actor, own = _group_jid(act.group), _person(act.by), self._own_jid()
-        description = act.description
         named = subject_of(act.subject) if act.subject is not None else None
         joined, left = list(_people(act.join)), list(_people(act.leave))
         known = self._groups.get(gid)
@@ -165,8 +164,8 @@ class SimulatedGroups:
         known.members.setdefault(actor, "member")
         if named is not None:
             known.subject = named
-        if description is not None:
-            known.description = description.strip() or None
+        if act.description is not None:
+            known.description = act.description.strip() or None
         for person in joined:
             known.members.setdefault(person, "member")
         for person in left:
@@ -182,7 +181,7 @@ class SimulatedGroups:
             now(),
             actor,
             named,
-            description.strip() if description is not None else None,
+            act.description.strip() if act.description is not None else None,
             tuple(joined),
             tuple(left),
             tuple(_people(act.promote)),
