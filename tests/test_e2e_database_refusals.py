@@ -110,7 +110,9 @@ async def test_read_only_for_30s_loses_no_message_and_health_says_writes_are_ref
             assert health["writes"]["database"] == "refused" and health["writes"]["refused"] == ["read_only"]
             assert health["status"] == "degraded" and health["components"]["database"] == "ok"  # reads work
             assert health["writes"]["failed"] == 0  # nothing set aside: it waits
-            assert await _metric(client, 'wab_database_writes_refused{reason="read_only"}') == 1.0
+            # /metrics serves cached figures (refreshed every 0.5 s here): the refusal shows within that.
+            refused = 'wab_database_writes_refused{reason="read_only"}'
+            await eventually(lambda: _metric(client, refused), lambda v: v == 1.0, 10)
             pushed = [f for f in ws.items[seen:] if f["type"] == "message"]
             assert pushed == []  # nothing is pushed before it is stored
             assert set(texts).isdisjoint(await _texts(client, sid))
