@@ -9,6 +9,11 @@ gone (`SessionNotFound`) drops its entries. An entry that fails for any other re
 is set aside in the spool's `.failed` file (0600), logged with its error's class and SQLSTATE, counted
 (`failed`, reported to the registry, `/health` and `/metrics`), and the rest goes on: one bad entry
 never blocks a session. `replay_failed` puts those entries back at the end once their cause is fixed.
+
+With `together`, a run of pending entries it admits is applied by one call, in one transaction (all or
+none; `actors.writes.applier` publishes their frames after its commit): one lease check and one commit
+for the run instead of one per entry. A run that fails for any reason but an outage is applied again
+entry by entry, as above, so a bad entry is still set aside alone.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import asyncio
 import logging
 import random
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from actors.spool import Spool
@@ -34,6 +40,14 @@ RETRY_MAX_S = 5.0
 Apply = Callable[[Any], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Together:
+    """How a run of entries is applied at once: `apply(entries)`, all or none, for entries `admits`."""
+
+    apply: Callable[[Sequence[Any]], Awaitable[None]]
+    admits: Callable[[Any], bool]
+
+
 class _Waiting(Exception):
     """The head entry met an outage: keep it and retry."""
 
@@ -43,9 +57,10 @@ class _Waiting(Exception):
 
 
 class Journal:
-    def __init__(self, spool: Spool, apply: Apply, label: str) -> None:
+    def __init__(self, spool: Spool, apply: Apply, label: str, together: Together | None = None) -> None:
         self._spool = spool
         self._apply = apply
+        self._together = together
         self._label = label
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
@@ -147,9 +162,45 @@ class Journal:
             batch = self._spool.head(BATCH)
             if not batch:
                 return
-            for end, entry in batch:
-                await self._apply_one(entry)
-                self._spool.commit(end)
+            while batch:
+                run = self._run_at_head(batch)
+                if len(run) > 1 and await self._apply_together([entry for _, entry in run]):
+                    self._spool.commit(run[-1][0])
+                else:
+                    for end, entry in run:
+                        await self._apply_one(entry)
+                        self._spool.commit(end)
+                batch = batch[len(run) :]
+
+    def _run_at_head(self, batch: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+        """The entries at the head of `batch` applied together (at least the first one)."""
+        admits = self._together.admits if self._together is not None else None
+        if admits is None or batch[0][1] is None or not admits(batch[0][1]):
+            return batch[:1]
+        count = 1
+        while count < len(batch) and batch[count][1] is not None and admits(batch[count][1]):
+            count += 1
+        return batch[:count]
+
+    async def _apply_together(self, entries: list[Any]) -> bool:
+        """Apply `entries` in one call; False when that failed for a cause other than an outage."""
+        assert self._together is not None
+        try:
+            await self._together.apply(entries)
+        except LeaseLost:
+            raise
+        except Exception as err:
+            found = _waits_for(err)
+            if found is not None:
+                raise _Waiting(found) from err
+            log.info(
+                "%s: %d writes together failed (%s); applying them one by one",
+                self._label,
+                len(entries),
+                describe(err),
+            )
+            return False
+        return True
 
     async def _apply_one(self, entry: Any) -> None:
         if entry is None:  # unreadable: already set aside (and counted) by the spool
@@ -161,9 +212,7 @@ class Journal:
         except LeaseLost:
             raise  # this process may not write any more: the entry stays in the spool, unapplied
         except Exception as err:
-            found = outage(err)
-            if found is None and isinstance(err, ServiceUnavailable):
-                found = Outage(Service.DATABASE, Why.UNREACHABLE)  # decided by the store, cause unknown
+            found = _waits_for(err)
             if found is not None:
                 raise _Waiting(found) from err
             self._spool.set_aside(entry)
@@ -178,3 +227,11 @@ class Journal:
                 self._spool.failed,
                 "".join(traceback.format_tb(err.__traceback__)),
             )
+
+
+def _waits_for(err: Exception) -> Outage | None:
+    """The outage `err` means (the entries wait for it), None for anything else (a bug, bad data)."""
+    found = outage(err)
+    if found is None and isinstance(err, ServiceUnavailable):
+        found = Outage(Service.DATABASE, Why.UNREACHABLE)  # decided by the store, cause unknown
+    return found

@@ -10,10 +10,10 @@ Lifecycle (one client object per process, never two, never reused after `stop`):
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kernel.domain import (
     Chat,
@@ -35,6 +35,8 @@ from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.proxy import ProxySettings
 from kernel.simulated import Device, SentMessage
 from kernel.stored import ChatRead, Operation, SendRecord, SessionToRun, StoredPicture, StoredSession
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +310,7 @@ class SessionStorePort(BeatStore, LeaseStore, Protocol):
     @property
     def send_records(self) -> SendRecordsPort: ...
 
+    async def in_one_transaction(self, body: Callable[[], Awaitable[T]]) -> T: ...
     async def load(self) -> StoredSession | None: ...
     async def save_state(self, status: SessionStatus, reason: Reason | None) -> None: ...
     async def save_profile(

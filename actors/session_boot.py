@@ -7,6 +7,7 @@ import logging
 import random
 from dataclasses import replace
 
+from actors.journal import Together
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.session_sends import Sends
 from actors.session_state import BOOT_RETRY_MAX_S, SessionState
@@ -106,8 +107,9 @@ class Lifecycle:
         if session.journal is None:
             await session.take_over_files()
             session.bus.restore()  # frames an earlier process could not send go out before any new one
-        apply = applier(session.store, session.bus, self._transitions.phone_taken)
-        journal = session.open_journal(session.lease.guard(apply))
+        apply, together = applier(session.store, session.bus, self._transitions.phone_taken)
+        guard = session.lease.guard
+        journal = session.open_journal(guard(apply), Together(guard(together.apply), together.admits))
         await journal.flush()
         row = await session.store.load()
         if row is not None:

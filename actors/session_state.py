@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from actors.bus import EventBus
 from actors.heartbeat import Beat, Heartbeat
-from actors.journal import Apply, Journal
+from actors.journal import Apply, Journal, Together
 from actors.lease import Lease
 from actors.ports import ClientOptions, WhatsAppClient
 from actors.ports import SessionStorePort as Store
@@ -226,10 +226,10 @@ class SessionState:
             await self._take_over()
             self._take_over = None
 
-    def open_journal(self, apply: Apply) -> Journal:
+    def open_journal(self, apply: Apply, together: Together | None = None) -> Journal:
         """The journal over this session's spool (once: a later call returns the same one)."""
         if self.journal is None:
-            self.journal = Journal(self._open_spool(), apply, f"session {self.session_id}")
+            self.journal = Journal(self._open_spool(), apply, f"session {self.session_id}", together)
         return self.journal
 
     def write(self, entry: Write) -> None:

@@ -17,12 +17,13 @@ keeps a spool of format 1 that every release must read).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
 from actors.bus import EventBus
+from actors.journal import Together
 from actors.plain_json import from_plain, to_plain
 from actors.ports import SessionStorePort as Store
 from actors.spool import Codec
@@ -202,63 +203,66 @@ def decode_write(body: bytes) -> Write:
 WRITES = Codec(encode_write, decode_write)
 
 
+Events = list[tuple[str, JSON]]
+ALONE = (SaveProfile, ClearDevice, StoreHistory)  # applied in a transaction of their own
+
+
 def applier(
     store: Store, bus: EventBus, on_phone_taken: Callable[[SaveProfile, Exception], Awaitable[None]]
-) -> Callable[[Write], Awaitable[None]]:
-    """The function the journal applies each entry with."""
+) -> tuple[Callable[[Write], Awaitable[None]], Together]:
+    """How the journal applies one entry, and a run of entries in one transaction.
+
+    Either way the frames of what was stored for the first time are published after the commit, in one
+    write to Redis. A pairing (`SaveProfile`: a phone taken elsewhere is handled outside the store), a
+    logout and a history sync (large) are applied alone.
+    """
     from kernel.errors import PhoneAlreadyPaired
 
-    async def apply(entry: Write) -> None:
+    async def stored(entry: Write, events: Events) -> None:
+        """Apply `entry` to the store; the frames of what changed go to `events`."""
         match entry:
             case StoreMessage(message, chat_name, count_unread):
                 if await store.inbox.add_message(message, chat_name=chat_name, count_unread=count_unread):
-                    await bus.publish("msg", msg_payload(message))
+                    events.append(("msg", msg_payload(message)))
             case StoreReceipt(chat_id, ids, status):
-                # Both frames of each changed message, the message rendered once, in one write to Redis.
-                events: list[tuple[str, JSON]] = []
+                # Both frames of each changed message, the message rendered once.
                 for changed in await store.inbox.apply_receipt(chat_id, ids, status):
                     frame = msg_payload(changed)
                     events.append(("msg", frame))
                     events.append(("message_update", update_payload(changed, "receipt", frame["message"])))
-                await bus.publish_all(events)
             case StoreReaction(chat_id, message_id, reaction):
                 if (reacted := await store.inbox.apply_reaction(chat_id, message_id, reaction)) is not None:
-                    await bus.publish("message_update", update_payload(reacted, "reaction"))
+                    events.append(("message_update", update_payload(reacted, "reaction")))
             case StoreVote(chat_id, poll_id, voter, hashes, at):
                 if (voted := await store.inbox.apply_vote(chat_id, poll_id, voter, hashes, at)) is not None:
-                    await bus.publish("message_update", update_payload(voted, "vote"))
+                    events.append(("message_update", update_payload(voted, "vote")))
             case StoreEdit(chat_id, message_id, text, edited_at):
                 if (edited := await store.inbox.apply_edit(chat_id, message_id, text, edited_at)) is not None:
-                    await bus.publish("message_update", update_payload(edited, "edit"))
+                    events.append(("message_update", update_payload(edited, "edit")))
             case StoreRevoke(chat_id, message_id):
                 if (revoked := await store.inbox.apply_revoke(chat_id, message_id)) is not None:
-                    await bus.publish("message_update", update_payload(revoked, "revoke"))
+                    events.append(("message_update", update_payload(revoked, "revoke")))
             case StoreChatRead(chat_id, up_to):
                 if (read := await store.inbox.apply_chat_read(chat_id, up_to)) is not None:
-                    await bus.publish("chat", chat_payload(read.chat_id, read.unread_count, read.name))
+                    events.append(("chat", chat_payload(read.chat_id, read.unread_count, read.name)))
             case SaveContactName(jid, name, source):
                 if (named := await store.people.save_contact_name(jid, name, source)) is not None:
-                    await bus.publish("chat", chat_payload(named.id, named.unread_count, named.name))
+                    events.append(("chat", chat_payload(named.id, named.unread_count, named.name)))
             case StoreGroupChange(change):
                 group = await store.people.group_chat(change.chat_id, change.subject)
-                await bus.publish("chat", group_payload(group.id, group.unread_count, group.name, change))
+                events.append(("chat", group_payload(group.id, group.unread_count, group.name, change)))
             case SaveIdentityLink(lid, pn):
                 if (merged := await store.people.link_identity(lid, pn)) is not None:
-                    await bus.publish("chat", chat_payload(merged.id, merged.unread_count, merged.name))
+                    events.append(("chat", chat_payload(merged.id, merged.unread_count, merged.name)))
             case SavePicture(chat_id, picture_id, url, checked_at):
                 await store.people.save_picture(chat_id, picture_id, url, checked_at)
             case StoreHistory(chunk):
                 for chat in await store.inbox.apply_history(chunk):
-                    await bus.publish("chat", chat_payload(chat.chat_id, chat.unread_count, chat.name))
+                    events.append(("chat", chat_payload(chat.chat_id, chat.unread_count, chat.name)))
             case SaveState(status, reason):
                 await store.save_state(status, reason)
-            case SaveProfile(phone, name, picture, device_jid):
-                try:
-                    await store.save_profile(
-                        phone=phone, display_name=name, profile_pic_url=picture, device_jid=device_jid
-                    )
-                except PhoneAlreadyPaired as err:
-                    await on_phone_taken(entry, err)
+            case SaveProfile():
+                raise AssertionError("a pairing is applied alone")  # `apply` handles it
             case ClearDevice():
                 await store.clear_device()
             case SaveCounters(qr_rounds, connect_failures):
@@ -270,4 +274,33 @@ def applier(
             case DropSendRecord(user_id, key):
                 await store.send_records.delete(user_id, key)
 
-    return apply
+    async def publish(events: Events) -> None:
+        if events:
+            await bus.publish_all(events)
+
+    async def apply(entry: Write) -> None:
+        if isinstance(entry, SaveProfile):
+            try:
+                await store.save_profile(
+                    phone=entry.phone,
+                    display_name=entry.display_name,
+                    profile_pic_url=entry.profile_pic_url,
+                    device_jid=entry.device_jid,
+                )
+            except PhoneAlreadyPaired as err:
+                await on_phone_taken(entry, err)
+            return
+        events: Events = []
+        await stored(entry, events)
+        await publish(events)
+
+    async def apply_all(entries: Sequence[Write]) -> None:
+        async def body() -> Events:
+            events: Events = []  # a new list if the body runs again on a new connection
+            for entry in entries:
+                await stored(entry, events)
+            return events
+
+        await publish(await store.in_one_transaction(body))
+
+    return apply, Together(apply_all, lambda entry: not isinstance(entry, ALONE))

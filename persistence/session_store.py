@@ -12,6 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -107,6 +108,8 @@ class SessionStore:
         self._generation: int | None = None  # the lease this process holds: every call is fenced by it
         # The lease's lock (`_fenced`): one 64-bit key per session.
         self._lease_key = int.from_bytes(self._sid.bytes[:8], "big", signed=True)
+        # The connection of `in_one_transaction` in progress, for the task running it only.
+        self._open: ContextVar[Any] = ContextVar(f"transaction {self.session_id}", default=None)
 
     async def __aenter__(self) -> Self:
         return self
@@ -120,7 +123,33 @@ class SessionStore:
         """Close the connection (the store reopens one if used again)."""
         await self._db.close()
 
+    async def in_one_transaction(self, body: Callable[[], Awaitable[T]]) -> T:
+        """What `body` returns, with every call it makes to this store in one transaction: all or none.
+
+        Fenced once, as a single call is (LeaseLost before anything is written). Other tasks' calls wait
+        until it ends (the store's one connection). If the connection is lost, `body` runs again once,
+        on a new one.
+        """
+
+        async def op(conn: Any) -> T:
+            opened = self._open.set(conn)
+            try:
+                if self._generation is None:
+                    async with conn.transaction():
+                        return await body()
+                return await body()  # in the fenced transaction `_run` opened
+            finally:
+                self._open.reset(opened)
+
+        return await self._run(op)
+
     async def _run(self, op: Callable[[Any], Awaitable[T]], *, fenced: bool = True) -> T:
+        conn = self._open.get()
+        if conn is not None:  # within `in_one_transaction`: its connection, already fenced
+            try:
+                return await op(conn)
+            except asyncpg.ForeignKeyViolationError as err:
+                raise SessionNotFound() from err
         generation = self._generation
         if fenced and generation is not None:
             op = self._fenced(op, generation)

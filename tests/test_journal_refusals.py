@@ -5,7 +5,8 @@ test's own (tests/refusalkit.py).
   takes writes again; nothing is set aside, nothing published before it is stored.
 - A write PostgreSQL rejects for good (a constraint): set aside in `<spool>.failed` (0600), counted, the
   rest goes on; once the cause is fixed a replay stores it, publishes it once, and a second replay does
-  nothing.
+  nothing. The same when it waited in a backlog that is applied in one transaction: the backlog's other
+  writes are stored and published once each, in order.
 """
 
 from __future__ import annotations
@@ -121,6 +122,32 @@ async def test_a_write_the_database_rejects_is_set_aside_privately_and_replayed_
         ("before", POISON, "after")
     )
     assert [b["message"]["text"] for b in got.of("msg")].count(POISON) == 1
+    assert (await session.view()).status == SessionStatus.CONNECTED
+
+
+async def test_a_bad_write_in_a_backlog_applied_together_is_set_aside_alone(
+    core: Factory, own_db: str, postgres_server: str, redis_url: str
+) -> None:
+    sid, session = await _connected(core, own_db, "+15551239003")
+    texts = [f"waited {i}" for i in range(4)] + [POISON] + [f"waited {i}" for i in range(4, 8)]
+    good = [t for t in texts if t != POISON]
+    await refuse_poison(own_db, True)
+    async with frames(redis_url, sid) as got:
+        try:
+            await set_read_only(postgres_server, own_db, True)
+            for text in texts:
+                await session.simulate("incoming", from_=CONTACT, text=text)
+            await eventually(_value(lambda: session.refused), lambda r: r == "read_only", 15)
+            assert session.spooled >= len(texts)
+        finally:
+            await set_read_only(postgres_server, own_db, False)
+        await eventually(_value(lambda: session.spooled), lambda n: n == 0, 30)
+        await got.wait_for("msg", lambda b: b["message"]["text"] == good[-1], timeout=10)
+        assert session.failed == 1
+    stored = await stored_texts(own_db, sid)
+    assert POISON not in stored and set(good) <= set(stored)
+    # Nothing of the failed transaction was published: each stored message once, in the order it came.
+    assert [b["message"]["text"] for b in got.of("msg")] == good
     assert (await session.view()).status == SessionStatus.CONNECTED
 
 
