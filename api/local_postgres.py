@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from api.localproc import (
     is_alive,
     log_tail,
     run_tool,
+    wait_gone,
 )
 from kernel.settings import Settings
 
@@ -174,11 +176,26 @@ def _pg_start(data_dir: Path, port: int, user: pwd.struct_passwd | None, max_con
 
 
 def _pg_stop(data_dir: Path, user: pwd.struct_passwd | None) -> None:
+    """A fast shutdown, waited for; by signal when `pg_ctl` cannot do it (the server stops either way)."""
     cmd = [pg_bin("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "-t", str(RUN_TIMEOUT_S), "stop"]
     result = run_tool(cmd, user=user, timeout=RUN_TIMEOUT_S + 10)
-    if result.returncode != 0:
+    if result.returncode == 0:
+        return
+    pid = _postmaster_pid(data_dir)
+    if pid is None or not _is_postmaster_of(pid, data_dir):
         # Exit code 1 with no pid file: nothing was running (a start that failed early).
         log.debug("pg_ctl stop: %s", result.stderr.strip())
+        return
+    # E.g. the server's user can no longer reach the data dir: a folder above it lost the o+x this
+    # module added (pytest resets its temporary root to 0700 at each start).
+    log.warning("pg_ctl stop failed (%s); stopping PostgreSQL (pid %s) by signal", result.stderr.strip(), pid)
+    try:
+        postmaster = psutil.Process(pid)
+        postmaster.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown, as `pg_ctl -m fast` sends
+    except psutil.Error:
+        return
+    if wait_gone([postmaster], RUN_TIMEOUT_S):
+        log.error("PostgreSQL (pid %s) still runs %d s after its fast shutdown", pid, RUN_TIMEOUT_S)
 
 
 def _ensure_database(port: int, name: str) -> None:

@@ -48,6 +48,7 @@ def bubble(console: ConsolePage, message_id: str) -> Any:
 async def open_menu(console: ConsolePage, message_id: str) -> Any:
     """Focus a message's action button by keyboard from the one Tab stop, and open its menu."""
     page = console.page
+    await expect(bubble(console, message_id)).to_be_visible(timeout=20_000)  # the chat's page is shown
     await page.locator(".thread-scroll").focus()
     await page.keyboard.press("Tab")
     assert await focused_in(page, "li.bubble > button.more"), "the messages' actions are the next Tab stop"
