@@ -125,17 +125,20 @@ class SessionActors:
         caption: str | None,
         *,
         idempotency_key: str | None,
+        typing_ms: int = 0,
     ) -> SendResult:
         send = self._on(session_id, SessionCalls.send_media, timeout_s=self._media_send_timeout_s, sends=True)
-        return await send(to, data, file_name, mimetype, caption, idempotency_key=idempotency_key)
+        return await send(
+            to, data, file_name, mimetype, caption, idempotency_key=idempotency_key, typing_ms=typing_ms
+        )
 
     async def send_voice_note(
-        self, session_id: str, to: str, data: bytes, *, idempotency_key: str | None
+        self, session_id: str, to: str, data: bytes, *, idempotency_key: str | None, typing_ms: int = 0
     ) -> SendResult:
         send = self._on(
             session_id, SessionCalls.send_voice_note, timeout_s=self._media_send_timeout_s, sends=True
         )
-        return await send(to, data, idempotency_key=idempotency_key)
+        return await send(to, data, idempotency_key=idempotency_key, typing_ms=typing_ms)
 
     async def send_content(
         self,
