@@ -171,6 +171,7 @@ class SessionActor:
         mimetype: str | None,
         caption: str | None,
         idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult:
         return await self._core.send_media(
             to,
@@ -179,10 +180,13 @@ class SessionActor:
             mimetype=mimetype,
             caption=caption,
             idempotency_key=idempotency_key,
+            typing_ms=typing_ms,
         )
 
-    async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
-        return await self._core.send_voice_note(to, data, idempotency_key)
+    async def send_voice_note(
+        self, to: str, data: bytes, idempotency_key: str | None = None, typing_ms: int = 0
+    ) -> SendResult:
+        return await self._core.send_voice_note(to, data, idempotency_key, typing_ms)
 
     async def send_content(
         self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0

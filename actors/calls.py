@@ -64,9 +64,10 @@ class SessionCalls(Protocol):
         mimetype: str | None,
         caption: str | None,
         idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult: ...
     async def send_voice_note(
-        self, to: str, data: bytes, idempotency_key: str | None = None
+        self, to: str, data: bytes, idempotency_key: str | None = None, typing_ms: int = 0
     ) -> SendResult: ...
     async def send_content(
         self, to: str, content: OutgoingContent, idempotency_key: str | None = None, typing_ms: int = 0

@@ -20,9 +20,7 @@ from kernel.domain import ContactCard, Location, Message, MessageType, Reason, S
 from kernel.errors import InvalidInput, MediaTooLarge, SessionNotConnected, WhatsAppRestricted
 from kernel.ids import to_jid
 from kernel.message_kinds import OutgoingContent, content_kind, summary_for
-from kernel.text_rules import MAX_TEXT
-
-MAX_TYPING_MS = 10_000  # well inside the API's send timeout
+from kernel.text_rules import MAX_TEXT, MAX_TYPING_MS
 
 
 class Sends:
@@ -71,9 +69,10 @@ class Sends:
         request: tuple[Any, ...],
         send: Callable[[], Awaitable[SendResult]],
         typing_ms: int = 0,
+        typing: str = "composing",
     ) -> SendResult:
-        """`send()` within the pace, to a number on WhatsApp, after `typing_ms` of "typing…" in the chat,
-        at most once per key. `request` is (kind, jid, what is sent...)."""
+        """`send()` within the pace, to a number on WhatsApp, after `typing_ms` of "typing…" (`typing`: the
+        chat state shown) in the chat, at most once per key. `request` is (kind, jid, what is sent...)."""
         await self._state.wait_ready()
         assert self._ledger is not None  # made before the row shows: see Lifecycle._load
         pace = self._pace
@@ -83,7 +82,7 @@ class Sends:
             try:
                 await self.reach.require(request[1])  # never write to a number without an account
                 if typing_ms > 0:
-                    await self._type(request[1], typing_ms)
+                    await self._type(request[1], typing_ms, typing)
                 return await send()
             except (InvalidInput, SessionNotConnected):
                 pace.give_back()  # refused before anything went out
@@ -125,6 +124,7 @@ class Sends:
         mimetype: str | None,
         caption: str | None,
         idempotency_key: str | None = None,
+        typing_ms: int = 0,
     ) -> SendResult:
         from actors import media as media_mod
 
@@ -141,9 +141,13 @@ class Sends:
             self._own_message(sent, jid, type=outgoing.kind, text=caption, media=info)
             return sent
 
-        return await self._send(idempotency_key, ("media", jid, data, file_name, mimetype, caption), send)
+        request = ("media", jid, data, file_name, mimetype, caption)
+        return await self._send(idempotency_key, request, send, typing_ms)
 
-    async def send_voice_note(self, to: str, data: bytes, idempotency_key: str | None = None) -> SendResult:
+    async def send_voice_note(
+        self, to: str, data: bytes, idempotency_key: str | None = None, typing_ms: int = 0
+    ) -> SendResult:
+        """A voice note; `typing_ms` shows "recording audio…" first, as a person recording one would."""
         from actors import media as media_mod
 
         session = self._state
@@ -158,7 +162,7 @@ class Sends:
             self._own_message(sent, jid, type=MessageType.AUDIO, media=media_mod.voice_note_info(note))
             return sent
 
-        return await self._send(idempotency_key, ("voice", jid, data), send)
+        return await self._send(idempotency_key, ("voice", jid, data), send, typing_ms, "recording")
 
     async def _restricted(self) -> None:
         """WhatsApp restricts the number: its status says so (still connected) with a `status` frame."""
@@ -167,10 +171,10 @@ class Sends:
         if view is not None and view.status is SessionStatus.CONNECTED and view.reason is None:
             await session.set_state(SessionStatus.CONNECTED, Reason.RESTRICTED)
 
-    async def _type(self, jid: str, typing_ms: int) -> None:
-        """Show "typing…" in the chat for `typing_ms`, as a person writing the message would."""
+    async def _type(self, jid: str, typing_ms: int, state: str) -> None:
+        """Show "typing…" (or "recording audio…") in the chat for `typing_ms`, as a person would."""
         session = self._state
-        await session.timed(session.client_if_connected().send_chat_presence(jid, "composing"))
+        await session.timed(session.client_if_connected().send_chat_presence(jid, state))
         await asyncio.sleep(min(typing_ms, MAX_TYPING_MS) / 1000)
 
     async def send_content(

@@ -1,41 +1,31 @@
-"""Calls from the API to the session actors and the registry: a typed client, cached handles, bounded waits.
+"""Calls from the API to the session actors and the registry: a typed client over `api.named_actors`.
 
 `SessionActors` mirrors `SessionActor` (one method each, the session id first) and the registry's
 public calls. Each calls through a method of `actors.calls`' Protocols (`SessionCalls.send_text`), never
 a string: the method's name is what Ray calls, its signature what mypy checks the arguments and the
 result against, and the actors' conformance lines tie the Protocols to the actor classes.
 
-The API holds no session state: a handle is only a cached address. Every call has a timeout. What a
-failure means is `api.unavailable.as_wa_error`'s answer: an actor that is missing, dead, restarting or
-too slow is `ActorUnreachable` (503 + Retry-After); a domain error raised in the actor is re-raised
-here as itself (Ray wraps it in a `RayTaskError`).
-
-Sends are the exception to "unreachable means retry": once a send was submitted to the actor, a
-timeout or the actor dying or becoming unreachable leaves its outcome unknown (WhatsApp may have the
-message), so it is `SendOutcomeUnknown` (504): the client retries with the same Idempotency-Key and
-the actor answers with the first outcome instead of sending twice. A send refused before it reached
-the actor (no handle, no registry, no Ray) stays 503.
+The API holds no session state. Every call has a timeout (sends a longer one); how a handle is found and
+what a failed call means (503, 504 for a send whose outcome is unknown, the actor's own error) is
+`api.named_actors`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from actors.calls import RegistryCalls, SessionCalls, SimulatedSessionCalls
 from actors.pictures import PictureState
 from actors.supervision import Pending, Replayed, Writes
 from actors.tasks import TaskGroup
-from api import ray_driver
 from api.media_stream import MediaDownload
 from api.metrics import Metrics
-from api.unavailable import RETRY_AFTER_S, as_wa_error, describe, ray_unavailable
+from api.named_actors import NamedActors
 from api.unavailable import ActorUnreachable as ActorUnreachable
 from kernel.domain import ContactInfo, Message, NumberCheck, Placement, SendResult, SessionView
-from kernel.errors import SendOutcomeUnknown, ServiceUnavailable, WaError
+from kernel.errors import ServiceUnavailable, WaError
 from kernel.groups import GroupInfo, MemberChange, MemberOutcome
 from kernel.ids import actor_name
 from kernel.message_kinds import OutgoingContent
@@ -49,11 +39,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 S = TypeVar("S", bound=SessionCalls)
-# Turns a streaming call's `ObjectRefGenerator` into what the caller gets, within its own bounds.
-Opener = Callable[[Any], Awaitable[Any]]
 
 CALL_TIMEOUT_S = 10.0
-LOOKUP_TIMEOUT_S = 3.0
 SEND_TIMEOUT_S = 30.0
 MEDIA_SEND_TIMEOUT_S = 90.0
 MAX_BACKGROUND = 64  # background calls in flight at most
@@ -71,22 +58,14 @@ class SessionActors:
         send_timeout_s: float = SEND_TIMEOUT_S,
         media_send_timeout_s: float = MEDIA_SEND_TIMEOUT_S,
     ) -> None:
-        self._namespace = namespace
-        self._metrics = metrics
-        self._call_timeout_s = call_timeout_s
+        self._actors = NamedActors(namespace, metrics, call_timeout_s=call_timeout_s)
         self._send_timeout_s = send_timeout_s
         self._media_send_timeout_s = media_send_timeout_s
-        self._handles: dict[str, Any] = {}
-        self._generation = 0  # of `api.ray_driver`'s driver when the handles were looked up
-        # Lookups ask the GCS, which can block for long when it is gone: never on the event loop, and
-        # never in the default executor that the rest of the process shares.
-        self._lookups = ThreadPoolExecutor(4, thread_name_prefix="ray-lookup")
         self._background = TaskGroup("session calls")  # what reads ask of sessions without waiting
 
     async def close(self) -> None:
         await self._background.cancel_all()
-        self._handles.clear()
-        self._lookups.shutdown(wait=False, cancel_futures=True)
+        self._actors.close()
 
     # ------------------------------------------------------------------ SessionActor
 
@@ -125,17 +104,20 @@ class SessionActors:
         caption: str | None,
         *,
         idempotency_key: str | None,
+        typing_ms: int = 0,
     ) -> SendResult:
         send = self._on(session_id, SessionCalls.send_media, timeout_s=self._media_send_timeout_s, sends=True)
-        return await send(to, data, file_name, mimetype, caption, idempotency_key=idempotency_key)
+        return await send(
+            to, data, file_name, mimetype, caption, idempotency_key=idempotency_key, typing_ms=typing_ms
+        )
 
     async def send_voice_note(
-        self, session_id: str, to: str, data: bytes, *, idempotency_key: str | None
+        self, session_id: str, to: str, data: bytes, *, idempotency_key: str | None, typing_ms: int = 0
     ) -> SendResult:
         send = self._on(
             session_id, SessionCalls.send_voice_note, timeout_s=self._media_send_timeout_s, sends=True
         )
-        return await send(to, data, idempotency_key=idempotency_key)
+        return await send(to, data, idempotency_key=idempotency_key, typing_ms=typing_ms)
 
     async def send_content(
         self,
@@ -279,8 +261,7 @@ class SessionActors:
 
         async def call(*args: P.args, **kwargs: P.kwargs) -> R:
             name = actor_name(session_id)
-            handle = await self._handle(name)
-            result: R = await self._await(name, method.__name__, handle, args, kwargs, timeout_s, sends=sends)
+            result: R = await self._actors.call(name, method.__name__, args, kwargs, timeout_s, sends=sends)
             return result
 
         return call
@@ -295,9 +276,8 @@ class SessionActors:
 
         async def call(*args: P.args, **kwargs: P.kwargs) -> T:
             name = actor_name(session_id)
-            handle = await self._handle(name)
-            opened: T = await self._await(
-                name, method.__name__, handle, args, kwargs, None, sends=False, opener=opener
+            opened: T = await self._actors.call(
+                name, method.__name__, args, kwargs, None, sends=False, opener=opener
             )
             return opened
 
@@ -314,110 +294,11 @@ class SessionActors:
 
         async def call(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                handle = await self._handle(REGISTRY_NAME)
-                result: R = await self._await(
-                    REGISTRY_NAME, method.__name__, handle, args, kwargs, timeout_s, sends=False
+                result: R = await self._actors.call(
+                    REGISTRY_NAME, method.__name__, args, kwargs, timeout_s, sends=False
                 )
             except ActorUnreachable as err:
                 raise ServiceUnavailable("The session registry is unavailable, try again shortly") from err
             return result
 
         return call
-
-    async def _handle(self, name: str) -> Any:
-        refused = ray_unavailable()
-        if refused is not None:
-            raise refused
-        driver = ray_driver.current()
-        generation = driver.generation if driver is not None else 0
-        if generation != self._generation:  # the driver connected again: old handles are another cluster's
-            self._handles.clear()
-            self._generation = generation
-        handle = self._handles.get(name)
-        if handle is not None:
-            return handle
-        loop = asyncio.get_running_loop()
-        lookup = loop.run_in_executor(self._lookups, _get_actor, name, self._namespace)
-        try:
-            handle = await asyncio.wait_for(lookup, LOOKUP_TIMEOUT_S)
-        except TimeoutError as err:
-            raise ActorUnreachable(
-                "The Ray cluster did not answer in time", retry_after=RETRY_AFTER_S
-            ) from err
-        except Exception as err:
-            raise ActorUnreachable("The session is not running yet", retry_after=RETRY_AFTER_S) from err
-        if handle is None:
-            raise ActorUnreachable("The session is not running yet", retry_after=RETRY_AFTER_S)
-        self._handles[name] = handle
-        return handle
-
-    async def _await(
-        self,
-        name: str,
-        method: str,
-        handle: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout_s: float | None,
-        *,
-        sends: bool,
-        opener: Opener | None = None,
-    ) -> Any:
-        """The call's result within the timeout (or what `opener` makes of a streaming call's refs)."""
-        outcome = "ok"
-        submitted = False
-        try:
-            ref = getattr(handle, method).remote(*args, **kwargs)
-            submitted = True
-            if opener is not None:
-                return await opener(ref)
-            return await asyncio.wait_for(ref, timeout_s or self._call_timeout_s)
-        except Exception as err:
-            failure, outcome = self._failure(name, method, err, outcome_unknown=sends and submitted)
-            if failure is err:
-                raise
-            # The actor's own error is re-raised as itself, without Ray's wrapper as its cause.
-            raise failure from (None if failure is getattr(err, "cause", None) else err)
-        finally:
-            self._metrics.actor_calls.labels(method=method, outcome=outcome).inc()
-
-    def _failure(
-        self, name: str, method: str, err: Exception, *, outcome_unknown: bool
-    ) -> tuple[Exception, str]:
-        """What a failed call means to the client, and the outcome to count it under."""
-        from ray.exceptions import RayError, RayTaskError
-
-        if isinstance(err, RayTaskError) and isinstance(err.cause, WaError):
-            return err.cause, err.cause.code  # the actor's own answer
-        mapped = as_wa_error(err)
-        if mapped is None:
-            return err, "error"
-        timed_out = isinstance(err, TimeoutError) and not isinstance(err, RayError)
-        if timed_out:
-            log.warning("%s.%s: no answer within the timeout", name, method)
-        elif not isinstance(err, RayTaskError):
-            # Dead, restarting or unreachable: forget the handle; the next call looks the name up again.
-            self._handles.pop(name, None)
-            log.info("%s.%s: actor unavailable (%s)", name, method, describe(err))
-        outcome = "timeout" if timed_out else "unavailable"
-        if outcome_unknown and not _never_ran(err):
-            return SendOutcomeUnknown(), outcome
-        if timed_out:
-            return ActorUnreachable("The session did not answer in time", retry_after=RETRY_AFTER_S), outcome
-        return mapped, outcome
-
-
-def _never_ran(err: Exception) -> bool:
-    """True when Ray says the task could not have started (the actor's constructor failed)."""
-    from ray.exceptions import RayActorError
-
-    return isinstance(err, RayActorError) and bool(getattr(err, "actor_init_failed", False))
-
-
-def _get_actor(name: str, namespace: str) -> Any:
-    import ray
-
-    try:
-        return ray.get_actor(name, namespace=namespace)
-    except ValueError:  # no actor of that name (yet)
-        return None

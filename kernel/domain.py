@@ -29,7 +29,8 @@ class SessionStatus(StrEnum):
 
 
 class Reason(StrEnum):
-    """Why a session is not connected. Stable codes: the web inbox switches on them."""
+    """Why a session is not connected (or, `RESTRICTED`, what limits it while connected). Stable codes:
+    the web inbox switches on them."""
 
     LOGGED_OUT = "logged_out"  # the phone unlinked this device: a new scan is needed
     QR_TIMEOUT = "qr_timeout"  # every pairing round ended unscanned

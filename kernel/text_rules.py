@@ -1,4 +1,5 @@
-"""What WhatsApp takes as a text and as a reaction: checked by the API's schemas and by the session."""
+"""What WhatsApp takes as a text and as a reaction, and how long a send may type first: checked by the
+API's schemas and by the session."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import unicodedata
 from kernel.errors import InvalidInput
 
 MAX_TEXT = 65_536
+MAX_TYPING_MS = 10_000  # "typing…" before a send: well inside the API's send timeout
 MAX_EMOJI_CODEPOINTS = 16  # the longest emoji sequences (families with skin tones) are about 11
 
 

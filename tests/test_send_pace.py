@@ -15,8 +15,10 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from tests import media_samples
 from tests.apikit import Stack, api_stack, websocket
 from tests.inboxkit import error_code, new_contact, pair_session, sent
 
@@ -107,6 +109,46 @@ async def test_typing_first_shows_composing_then_sends(stack: Stack) -> None:
         ("message", "hi, as a person"),
     ]
     assert (too_long.status_code, error_code(too_long)) == (422, "invalid_request")
+
+
+async def test_typing_first_on_files_and_voice_notes_then_sends(stack: Stack) -> None:
+    user, sid, _ = await pair_session(stack)
+    phone, chat = new_contact()
+    png, wav = media_samples.image("png"), media_samples.audio("wav")
+    async with stack.client(user) as client:
+
+        async def form(path: str, typing_ms: str, data: bytes, name: str, mimetype: str) -> httpx.Response:
+            fields = {"to": phone, "typingMs": typing_ms}
+            files = {"file": (name, data, mimetype)}
+            return await client.post(f"/sessions/{sid}/send/{path}", data=fields, files=files)
+
+        started = time.monotonic()
+        image = await form("media", "800", png, "dot.png", "image/png")
+        image_took = time.monotonic() - started
+        started = time.monotonic()
+        voice = await form("audio", "600", wav, "note.wav", "audio/wav")
+        voice_took = time.monotonic() - started
+        refused = [
+            await form(path, value, data, name, mimetype)
+            for value in ("10001", "-1", "1.5", "soon", "9" * 5000)
+            for path, data, name, mimetype in (
+                ("media", png, "dot.png", "image/png"),
+                ("audio", wav, "note.wav", "audio/wav"),
+            )
+        ]
+        on_network = await sent(client, sid, chat)
+
+    assert image.status_code == voice.status_code == 200, (image.text, voice.text)
+    assert image_took >= 0.8 and voice_took >= 0.6
+    # A file is typed, a voice note recorded, as a person would; then each goes out, once.
+    assert [(s["action"], s["state"] or s["type"]) for s in on_network] == [
+        ("presence", "composing"),
+        ("message", "image"),
+        ("presence", "recording"),
+        ("message", "audio"),
+    ]
+    # The JSON bodies' bounds and code: a bad value is refused before anything goes out, never a 500.
+    assert {(r.status_code, error_code(r)) for r in refused} == {(422, "invalid_request")}
 
 
 async def test_a_call_is_declined_answered_and_shown(stack: Stack) -> None:

@@ -13,7 +13,7 @@ from api.uploads import Upload, read_upload
 from kernel.domain import SendResult
 from kernel.errors import InvalidInput
 from kernel.ids import to_jid
-from kernel.text_rules import MAX_TEXT
+from kernel.text_rules import MAX_TEXT, MAX_TYPING_MS
 from kernel.wire import JSON, iso
 
 router = APIRouter(tags=["send"])
@@ -23,7 +23,7 @@ def _result(sent: SendResult) -> JSON:
     return {"id": sent.id, "timestamp": iso(sent.timestamp)}
 
 
-def _multipart(*, caption: bool) -> dict[str, Any]:
+def _multipart(*, voice: bool) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "to": {
             "type": "string",
@@ -33,8 +33,15 @@ def _multipart(*, caption: bool) -> dict[str, Any]:
         },
         "file": {"type": "string", "format": "binary"},
     }
-    if caption:
+    if not voice:
         properties["caption"] = {"type": "string", "maxLength": MAX_TEXT}
+    shown = "recording audio…" if voice else "typing…"
+    properties["typingMs"] = {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_TYPING_MS,
+        "description": f'Show "{shown}" in the chat for this many milliseconds first, as a person would',
+    }
     schema = {"type": "object", "properties": properties, "required": ["to", "file"]}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
@@ -44,6 +51,17 @@ def _recipient(upload: Upload) -> str:
     if to is None:
         raise InvalidInput("to is required")
     return to_jid(to)
+
+
+def _typing_ms(upload: Upload) -> int:
+    """The form's `typingMs`: what the JSON bodies take (an integer 0..MAX_TYPING_MS), 0 when absent."""
+    value = (upload.text("typingMs") or "").strip()
+    if not value:
+        return 0
+    # The length first: int() refuses (ValueError) a string of thousands of digits.
+    if not (value.isascii() and value.isdigit() and len(value) <= 6) or int(value) > MAX_TYPING_MS:
+        raise InvalidInput(f"typingMs must be an integer from 0 to {MAX_TYPING_MS}")
+    return int(value)
 
 
 def _file(upload: Upload) -> tuple[bytes, str | None, str | None]:
@@ -72,7 +90,7 @@ async def send_text(
     "/sessions/{id}/send/media",
     response_model=SendResultOut,
     responses=error_responses(400, 403, 404, 409, 413, 415, 429, 502, 504),
-    openapi_extra=_multipart(caption=True),
+    openapi_extra=_multipart(voice=False),
 )
 async def send_media(
     request: Request, session_id: OwnedSession, res: Resources, key: IdempotencyKey = None
@@ -83,9 +101,10 @@ async def send_media(
     caption = upload.text("caption") or None
     if caption is not None and len(caption) > MAX_TEXT:
         raise InvalidInput(f"caption must be at most {MAX_TEXT} characters")
+    typing_ms = _typing_ms(upload)
     data, file_name, mimetype = _file(upload)
     sent = await res.actors.send_media(
-        session_id, jid, data, file_name, mimetype, caption, idempotency_key=key
+        session_id, jid, data, file_name, mimetype, caption, idempotency_key=key, typing_ms=typing_ms
     )
     return _result(sent)
 
@@ -94,7 +113,7 @@ async def send_media(
     "/sessions/{id}/send/audio",
     response_model=SendResultOut,
     responses=error_responses(400, 403, 404, 409, 413, 415, 429, 502, 504),
-    openapi_extra=_multipart(caption=False),
+    openapi_extra=_multipart(voice=True),
 )
 async def send_audio(
     request: Request, session_id: OwnedSession, res: Resources, key: IdempotencyKey = None
@@ -102,6 +121,7 @@ async def send_audio(
     """Send a voice note: any common audio file (WAV, WebM, MP3, M4A...) is converted to OGG/Opus."""
     upload = await read_upload(request, res.settings.max_media_bytes)
     jid = _recipient(upload)
+    typing_ms = _typing_ms(upload)
     data, _, _ = _file(upload)
-    sent = await res.actors.send_voice_note(session_id, jid, data, idempotency_key=key)
+    sent = await res.actors.send_voice_note(session_id, jid, data, idempotency_key=key, typing_ms=typing_ms)
     return _result(sent)

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field
 from api.schemas.common import ApiModel, Id, MessageText, Recipient, Timestamp
 from api.schemas.groups import GroupChangeOut
 from kernel.domain import MessageStatus, MessageType
+from kernel.text_rules import MAX_TYPING_MS
 
 # --- chats and messages ------------------------------------------------------------------------------------
 
@@ -215,7 +216,7 @@ TypingMs = Annotated[
     int,
     Field(
         ge=0,
-        le=10_000,
+        le=MAX_TYPING_MS,
         description='Show "typing…" in the chat for this many milliseconds first, as a person would',
     ),
 ]

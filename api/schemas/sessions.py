@@ -33,7 +33,11 @@ class SessionOut(ApiModel):
     slot: int
     status: SessionStatus
     reason: Reason | None = Field(
-        description="Why the number is not connected. `phone_in_use`: the phone just scanned is linked to"
+        description="Why the number is not connected, or (`restricted`, with `status` connected) what"
+        " limits it while it is: null when connected with nothing to say. `restricted`: WhatsApp refused a"
+        " message with its reach-out time lock (463), so the number may not start new chats for a while;"
+        " it stays connected and can go on writing where it may, until the session connects again."
+        " `phone_in_use`: the phone just scanned is linked to"
         " another number of this bridge; shown until the next pairing round starts. `proxy_unreachable`,"
         " `proxy_auth_failed`, `proxy_refused`: the number's proxy broke the dial (nothing answered, it"
         " refused the credentials, it would not connect on to WhatsApp); shown while the session retries,"

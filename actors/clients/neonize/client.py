@@ -10,7 +10,8 @@ Invariants (each one keeps the whole process alive; see /work/shared/notes/neoni
   the uuid early inside `Neonize()`; the first callback from Go (a QR code or any event) is the proof.
   Calls without that proof raise `SessionNotConnected` instead of calling into Go.
 - `stop()` never runs Go's `Stop` while another FFI call is in flight or while `Neonize()` is still
-  creating the client: Go's client maps are unlocked, and a concurrent write aborts the process.
+  creating the client: Go's client maps are unlocked, and a concurrent write aborts the process
+  (`inflight.GoInFlight` tracks the calls and stops Go around them).
 - `connect()` is one-shot (each call leaks a DB pool in Go). Whatever it ends with is an event; recovery
   is the session actor starting a fresh process.
 - Every FFI call runs on the client's own bounded pool with a bound per kind (`gocalls.GoCalls`), never on
@@ -41,6 +42,7 @@ from actors.clients.neonize import (
     runtime,
 )
 from actors.clients.neonize.groups import NeonizeGroups
+from actors.clients.neonize.inflight import GoInFlight
 from actors.clients.neonize.profiles import Profiles
 from actors.clients.neonize.sender import NeonizeSender
 from actors.ports import (
@@ -81,7 +83,6 @@ log = logging.getLogger(__name__)
 
 DEVICE_OS = "WhatsApp Bridge"  # the name the phone lists under Linked devices
 PAIRING_READY_S = 30.0  # how long request_pairing_code waits for the socket (first QR) after connect()
-STOP_BUDGET_S = 2.5  # the session actor gives stop() 3 s
 _DEVICE_JID = re.compile(r"^(?P<user>[0-9]{5,20}):(?P<device>[0-9]{1,3})@(?P<server>s\.whatsapp\.net|lid)$")
 
 
@@ -111,7 +112,7 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._device_jid = options.device_jid
         self._own_jid = f"{device['user']}@{USER_SERVER}" if device else None
         self._queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
-        self._inflight: set[asyncio.Future[Any]] = set()
+        self._inflight = GoInFlight(self._native, self._sid)
         self._connect_task: asyncio.Future[Any] | None = None
         self._connect_called = self._connect_started = False
         self._go_live = False  # Go has registered our uuid (proof: a callback came from inside Neonize())
@@ -354,32 +355,10 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         self._stopped, self._online = True, False
         runtime.release(self)
         try:
-            await self._stop_go()
+            await self._inflight.stop_go(self._connect_task, self._connect_started, lambda: self._go_live)
         finally:
             self._go_stopped = True
             self._queue.put_nowait(None)
-
-    async def _stop_go(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STOP_BUDGET_S
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=STOP_BUDGET_S / 3)
-        task = self._connect_task
-        if not self._connect_started or (task is None and not self._go_live):
-            log.info("session %s: client stopped (Go never started)", self._sid)
-            return
-        if task is not None and not task.done() and not self._go_live:
-            await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()) / 2)
-            if not task.done() and not self._go_live:
-                log.warning("session %s: Go is still creating the client; not stopping it mid-way", self._sid)
-                return
-        stopping = asyncio.ensure_future(self._native.stop())
-        stopping.add_done_callback(events_in.retrieve)
-        done, _ = await asyncio.wait({stopping}, timeout=max(0.1, deadline - loop.time()))
-        if not done:
-            log.warning("session %s: Go's stop did not return in time; the process must exit", self._sid)
-            return
-        log.info("session %s: client stopped", self._sid)
 
     # Go → us (callbacks, conversion): `events_in.NeonizeEvents`.
 
@@ -389,11 +368,7 @@ class NeonizeClient(events_in.NeonizeEvents, inbox.NeonizeActions):
         """One FFI call, tracked until its thread returns even if the caller gives up (stop() waits)."""
         if self._stopped or not self._go_live:
             raise SessionNotConnected()
-        future = asyncio.ensure_future(fn(*args, **kwargs))
-        self._inflight.add(future)
-        future.add_done_callback(self._inflight.discard)
-        future.add_done_callback(events_in.retrieve)
-        return await asyncio.shield(future)
+        return await self._inflight.call(fn, *args, **kwargs)
 
     def _require_online(self) -> None:
         if self._stopped or not self._go_live or not self._online:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors.clients.neonize import convert, groups, inbox, outgoing, polls, proxy
 from actors.clients.neonize.convert import enum_name
+from actors.clients.neonize.inflight import retrieve
 from actors.clients.neonize.profiles import Profiles
 from actors.clients.neonize.runtime import Lib
 from kernel.domain import Reason
@@ -285,9 +286,3 @@ class NeonizeEvents:
         except (ClientTimeout, SessionNotConnected, self._lib.exc.NeonizeError) as err:
             log.info("session %s: profile not available: %r", self._sid, err)
         return Connected(push_name, picture)
-
-
-def retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a Go call's outcome as seen: its caller may have stopped waiting (timeout, cancellation)."""
-    if not future.cancelled():
-        future.exception()
