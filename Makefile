@@ -83,7 +83,7 @@ test-latest test-oldest: $(UV)
 
 # Benchmarks (tests/benchmarks/README.md): every one at full size, or one of them with its options, e.g.
 # `make bench BENCH_ARGS="memory --sizes 10 --idle-s 10"`; `BENCH_ARGS=--quick` runs all at trial size.
-bench: dev
+bench: system-tools
 	$(BIN)/python -m tests.benchmarks $(BENCH_ARGS)
 
 clean:

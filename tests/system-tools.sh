@@ -1,11 +1,12 @@
 #!/bin/sh
 # What the suite needs from the system, provisioned before anything runs (`make test`, so `.ci/run`
-# too): Chromium for the console tests, systemd-analyze for the systemd units' checks.
+# too, and `make bench`): Chromium for the console tests, systemd-analyze for the systemd units' checks,
+# wrk for the benchmarks' send load.
 # Usage: sh tests/system-tools.sh VENV_BIN
 #   Chromium: nothing to do when CHROMIUM_PATH or `chromium` on the PATH gives one. On Debian,
 #   `apt-get install chromium`; elsewhere (Ubuntu's `chromium` is a snap, which does not run headless
 #   in containers or CI) Playwright's own build with its system libraries (`playwright install`).
-#   systemd-analyze: `apt-get install systemd` where it is missing.
+#   systemd-analyze: `apt-get install systemd` where it is missing; wrk: `apt-get install wrk`.
 #   apt runs as root or through passwordless sudo. Where neither works: one line with the exact
 #   command, and a non-zero exit before any test runs.
 set -eu
@@ -36,6 +37,7 @@ apt_packages=""
 playwright=""
 has_chromium || if [ "$distro" = debian ]; then apt_packages="chromium"; else playwright=1; fi
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages="$apt_packages systemd"
+command -v wrk >/dev/null 2>&1 || apt_packages="$apt_packages wrk"
 apt_packages="${apt_packages# }"
 
 if [ "$sudo" = none ] && { [ -n "$apt_packages" ] || [ -n "$playwright" ]; }; then

@@ -76,6 +76,7 @@ def api_server(
         "SESSION_RELOAD_PER_S": str(rate),
         "WA_SESSIONS_PER_NODE": str(node.capacity),
         "LOG_LEVEL": "WARNING",
+        "SEND_PER_MINUTE": "0",  # benchmarks measure the bridge, not the pace
         **(env or {}),
     }
     command = [str(Path(sys.executable).with_name("whatsapp-bridge"))]
