@@ -215,11 +215,12 @@ async def test_reply_from_keeps_the_draft_and_a_reload_keeps_chat_and_draft(
             await expect(page.locator(".chat-head .contact-phone")).to_have_count(0)
             # Narrower (a phone turned), the draft wraps and the box grows to show all of it.
             box = page.get_by_role("textbox", name="Message")
-            wide = (await box.bounding_box() or {}).get("height", 0)
+            wide = await box.bounding_box()
             await page.set_viewport_size({"width": 375, "height": 740})
             hidden = "(el) => el.scrollHeight - el.clientHeight"  # pixels of the draft out of sight
             await eventually(lambda: box.evaluate(hidden), lambda d: d <= 2, 10)
-            assert (await box.bounding_box() or {}).get("height", 0) > wide
+            narrow = await box.bounding_box()
+            assert wide and narrow and narrow["height"] > wide["height"], (wide, narrow)
             await page.set_viewport_size({"width": 1280, "height": 800})
             await page.get_by_role("textbox", name="Message").press("Enter")
             sent = await eventually(
