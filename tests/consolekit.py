@@ -21,7 +21,7 @@ from pathlib import Path
 import phonenumbers
 import pytest
 import zxingcpp
-from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Locator, Page, Request, Response, async_playwright
 
 from tests.apikit import Stack
 
@@ -103,6 +103,19 @@ class ConsolePage:
         path = directory / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=False)
         return path
+
+    async def shoot_both(self, directory: Path, name: str, show: Locator | None = None) -> None:
+        """`shoot` at 1280 and at 375 px (`{w}` in `name` is the width), `show` scrolled into view at
+        each, then back to the page's size: every state worth a picture is looked at on a desktop and
+        on a phone."""
+        was = self.page.viewport_size
+        for width in ("desktop", "phone"):
+            await self.page.set_viewport_size({"width": WIDTHS[width], "height": HEIGHT[width]})
+            if show is not None:
+                await show.scroll_into_view_if_needed()
+            await self.shoot(directory, name.format(w=WIDTHS[width]))
+        if was:
+            await self.page.set_viewport_size(was)
 
 
 # Controls a screen reader would announce without a name (no label, aria-label, text or title).

@@ -103,7 +103,7 @@ async def test_react_reply_edit_and_delete_from_the_keyboard_reach_every_tab(
         # React with the keyboard: the menu's first item.
         menu = await open_menu(console, question["id"])
         assert await axe_violations(page) == []
-        await console.shoot(shots, "messages-menu-1280")
+        await console.shoot_both(shots, "messages-menu-{w}")
         await page.keyboard.press("Enter")
         await expect(menu).to_be_hidden()
         for tab in (console, other):
@@ -128,9 +128,7 @@ async def test_react_reply_edit_and_delete_from_the_keyboard_reach_every_tab(
         await expect(page.locator(".replying")).to_contain_text("Replying to Rita")
         await expect(page.locator(".replying")).to_contain_text("Do you have size 42?")
         assert await axe_violations(page) == []
-        await page.set_viewport_size({"width": 375, "height": 740})
-        await console.shoot(shots, "messages-replying-375")
-        await page.set_viewport_size({"width": 1280, "height": 800})
+        await console.shoot_both(shots, "messages-replying-{w}")
         await page.keyboard.type("Yes, in black")
         await page.keyboard.press("Enter")
         await expect(page.locator(".replying")).to_be_hidden()

@@ -3,7 +3,8 @@
 Unread chats in bold with the total in the tab's title, a day separator, links that are safe to click
 (http and https only, no referrer, no opener), right-to-left text laid out by its own direction, sender
 names in groups only, the contact's number in the chat header, search within a chat, a composer that
-grows to about six lines, and chats found by name and by number.
+grows to about six lines, and chats found by name and by number. Groups are in the inbox here
+(INBOX_CHATS=all), as their members' names are.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from playwright.async_api import Browser, expect
 from tests.apikit import Stack, api_stack, new_user
 from tests.consolekit import axe_violations, console_page, shown_phone
 from tests.raykit import eventually, local_ray
-from tests.threadkit import connected
+from tests.threadkit import chat_item, connected
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(150)]
 
 
 @pytest.fixture(scope="module")
 def stack(postgres_server: str, redis_server: str) -> Iterator[Stack]:
-    with local_ray(), api_stack(postgres_server, redis_server) as running:
+    with local_ray(), api_stack(postgres_server, redis_server, session={"inbox_chats": "all"}) as running:
         yield running
 
 
@@ -86,7 +87,7 @@ async def test_the_inbox_reads_as_whatsapp_web_does(stack: Stack, chromium: Brow
         await box.dispatch_event("input")
         many_lines = (await box.bounding_box() or {}).get("height", 0)
         assert one_line < four_lines < many_lines <= one_line * 6.5, (one_line, four_lines, many_lines)
-        await console.shoot(shots, "messages-basics-1280")
+        await console.shoot_both(shots, "messages-basics-{w}")
         assert await axe_violations(page) == []
         console.assert_clean()
 
@@ -101,7 +102,7 @@ async def test_chats_are_found_by_name_and_by_number(stack: Stack, chromium: Bro
         page = console.page
         await console.sign_in(user, "messages")
         items = page.locator("button.chat-item")
-        await expect(items).to_have_count(4)  # and the pairing's 2 history chats
+        await expect(items).to_have_count(5)  # and the pairing's 3 history chats (one a group)
         # "WhatsApp" is said, not a pressed toggle that does nothing.
         await expect(page.get_by_role("button", name="WhatsApp")).to_have_count(0)
         search = page.get_by_role("searchbox", name="Search chats")
@@ -115,7 +116,7 @@ async def test_chats_are_found_by_name_and_by_number(stack: Stack, chromium: Bro
         await expect(page.locator(".chat-list")).to_contain_text("No chat matches")
         assert await axe_violations(page) == []
         await search.fill("")
-        await expect(items).to_have_count(4)
+        await expect(items).to_have_count(5)
         console.assert_clean()
 
 
@@ -158,9 +159,42 @@ async def test_search_reaches_chats_and_messages_beyond_the_loaded_list(
         message = page.get_by_role("list", name="Messages in all chats").locator("button")
         await expect(message).to_have_count(1)
         await expect(message).to_contain_text("where is the zeppelin parked")
-        await console.shoot(shots, "messages-search-1280")
+        await console.shoot_both(shots, "messages-search-{w}")
         assert await axe_violations(page) == []
         await message.click()
         await expect(page.locator(".chat-head h2")).to_have_text("Zelda Quist")
         await expect(page.locator(".thread")).to_contain_text("where is the zeppelin parked")
+        console.assert_clean()
+
+
+async def test_a_group_shows_who_said_what(stack: Stack, chromium: Browser, shots: Path) -> None:
+    user, group = new_user(), "120363012345678901@g.us"
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid, _ = await connected(client, 1, "Shop")
+        for member, name, text in (
+            ("+15551250002", "Bob", "dinner at 8?"),
+            ("+15551250003", "Carla", "I'll bring dessert"),
+        ):
+            body = {"from": group, "sender": member, "pushName": name, "text": text, "subject": "Family"}
+            got = await client.post(f"/simulator/sessions/{sid}/incoming", json=body)
+            assert got.status_code == 200, got.text
+        page = console.page
+        await console.sign_in(user, "messages")
+        item = chat_item(console, group, sid)
+        await expect(item).to_contain_text("Family")
+        await item.click()
+        thread = page.locator("ol.thread")
+        await expect(page.locator(".chat-head h2")).to_have_text("Family")
+        for name, text in (("Bob", "dinner at 8?"), ("Carla", "I'll bring dessert")):
+            bubble = thread.locator("li.bubble.theirs").filter(has_text=text)
+            await expect(bubble.locator(".sender")).to_have_text(name)
+        # This number's own message carries no name.
+        box = page.get_by_role("textbox", name="Message")
+        await box.fill("See you both there")
+        await box.press("Enter")
+        mine = thread.locator("li.bubble.mine").filter(has_text="See you both there")
+        await expect(mine).to_be_visible()
+        await expect(mine.locator(".sender")).to_have_count(0)
+        await expect(thread.locator(".sender")).to_have_count(2)
+        await console.shoot_both(shots, "messages-group-{w}")
         console.assert_clean()

@@ -90,7 +90,7 @@ async def test_the_new_messages_marker_and_polls_places_and_contacts(
         assert re.sub(r"\s", "", number) == "+34600111222", number
         await expect(thread).not_to_contain_text("BEGIN:VCARD")
         assert await axe_violations(page) == []
-        await console.shoot(shots, "messages-kinds-1280")
+        await console.shoot_both(shots, "messages-kinds-{w}")
 
         # This number sends one of each: they show the same way, as ours.
         for kind, body in (
@@ -113,9 +113,8 @@ async def test_the_new_messages_marker_and_polls_places_and_contacts(
         await expect(marker).to_have_text("4 unread messages")
         assert await axe_violations(page) == []
         assert await low_contrast(page) == []
+        await console.shoot_both(shots, "messages-kinds-sent-{w}", show=mine.last)
         await page.set_viewport_size({"width": 375, "height": 740})
-        await thread.locator(".poll").first.scroll_into_view_if_needed()
-        await console.shoot(shots, "messages-kinds-375")
         assert await low_contrast(page) == []
 
         async def unread() -> int:

@@ -53,7 +53,7 @@ async def test_a_file_is_previewed_with_its_caption_and_sent_only_after_send(
         assert await preview.evaluate("(img) => img.naturalWidth") == 640
         await expect(dialog).to_contain_text("shelf.png")
         assert await axe_violations(page) == []
-        await console.shoot(shots, "messages-attach-1280")
+        await console.shoot_both(shots, "messages-attach-{w}")
         await dialog.get_by_role("button", name="Cancel").click()
         await expect(dialog).to_be_hidden()
         await asyncio.sleep(1.5)
@@ -77,8 +77,8 @@ async def test_a_file_is_previewed_with_its_caption_and_sent_only_after_send(
         await expect(dialog).to_be_hidden()
         await upload.set_input_files(files=[invoice])
         await caption.fill("The invoice")
+        await console.shoot_both(shots, "messages-attach-document-{w}")
         await page.set_viewport_size({"width": 375, "height": 740})
-        await console.shoot(shots, "messages-attach-375")
         assert await low_contrast(page) == []
         await dialog.get_by_role("button", name="Send").click()
         second = (await eventually(lambda: sent(client, sid), lambda items: len(items) == 2))[1]
@@ -113,7 +113,7 @@ async def test_pictures_open_full_size_and_undecodable_ones_download(
         assert await full.evaluate("(img) => img.naturalWidth") == 480, "the picture at its own size"
         await expect(viewer.get_by_role("link", name="Download shelf.png")).to_be_visible()
         assert await axe_violations(page) == []
-        await console.shoot(shots, "messages-viewer-1280")
+        await console.shoot_both(shots, "messages-viewer-{w}")
         await page.keyboard.press("Escape")
         await expect(viewer).to_be_hidden()
         await expect(thumb).to_be_focused()

@@ -20,6 +20,7 @@ from tests.consolekit import (
     axe_violations,
     console_page,
     low_contrast,
+    shown_phone,
     unnamed_controls,
 )
 from tests.raykit import eventually, local_ray
@@ -55,6 +56,8 @@ async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_cha
         # The newest chat is on top.
         await expect(console.page.locator("button.chat-item").first).to_contain_text("Until when?")
         await rita.click()
+        # On a desktop the composer is ready to type in (on a phone it is not: see the 375 px test).
+        await expect(console.page.get_by_label("Message", exact=True)).to_be_focused()
         thread = console.page.locator("ol.thread")
         await expect(thread).to_contain_text("Hello, is the shop open?")
         await expect(thread).to_contain_text("Until when?")
@@ -79,7 +82,7 @@ async def test_an_incoming_message_appears_live_in_the_inbox_and_in_the_open_cha
         await expect(edited.get_by_label("Reactions: 👍")).to_be_visible()
         await expect(thread.locator("li.bubble")).to_have_count(3)
         assert await axe_violations(console.page) == []
-        await console.shoot(shots, "messages-1280")
+        await console.shoot_both(shots, "messages-{w}")
         assert await unnamed_controls(console.page) == []
         assert await low_contrast(console.page) == []
         console.assert_clean()
@@ -179,10 +182,14 @@ async def test_a_contact_on_two_numbers_can_be_answered_from_either_and_the_phon
         await console.sign_in(user, "messages")
         jid = "15550005555@s.whatsapp.net"
         await expect(chat_item(console, jid)).to_have_count(2)
-        await console.shoot(shots, "messages-375-list")
+        await console.shoot_both(shots, "messages-{w}-list")
         await chat_item(console, jid, first).click()
-        # Narrow: the chat replaces the list, with a way back.
+        # Narrow: the chat replaces the list, with a way back; the keyboard waits for a tap on the
+        # composer (it would cover the thread).
         await expect(console.page.locator(".list-pane")).to_be_hidden()
+        await expect(console.page.locator("ol.thread")).to_contain_text("Hi shop")
+        await expect(console.page.get_by_label("Message", exact=True)).to_be_visible()
+        await expect(console.page.get_by_label("Message", exact=True)).not_to_be_focused()
         reply_from = console.page.get_by_label("Reply from")
         await reply_from.select_option(second)
         await expect(console.page.locator("ol.thread")).to_contain_text("Hi repairs")
@@ -193,7 +200,7 @@ async def test_a_contact_on_two_numbers_can_be_answered_from_either_and_the_phon
         assert (await sent(client, second))[0]["text"] == "Repairs here"
         assert await sent(client, first) == []
         await expect(console.page.locator(".chat-head")).to_contain_text(second_phone[-4:])
-        await console.shoot(shots, "messages-375-chat")
+        await console.shoot_both(shots, "messages-{w}-chat")
         assert await low_contrast(console.page) == []
         await console.page.get_by_role("button", name="‹ Chats").click()
         await expect(console.page.locator(".list-pane")).to_be_visible()
@@ -235,4 +242,31 @@ async def test_a_long_history_loads_upwards_as_the_chat_is_scrolled(stack: Stack
         await expect(bubbles).to_have_count(len(messages))
         oldest = await bubbles.first.get_attribute("data-id")
         assert oldest == messages[-1]["id"], "the oldest message is at the top"
+        console.assert_clean()
+
+
+async def test_an_unlinked_numbers_chats_are_hidden_with_a_word(
+    stack: Stack, chromium: Browser, shots: Path
+) -> None:
+    user = new_user()
+    async with stack.client(user) as client, console_page(chromium, stack) as console:
+        sid, phone = await connected(client, 1, "Shop")
+        await incoming(client, sid, "+15550006666", text="Are you there?", pushName="Vera")
+        await console.sign_in(user, "messages")
+        jid = "15550006666@s.whatsapp.net"
+        vera = chat_item(console, jid, sid)
+        await vera.click()
+        await expect(console.page.locator("ol.thread")).to_contain_text("Are you there?")
+        await eventually(  # opened means read: done before the phone unlinks (else that read is a 409)
+            lambda: client.get(f"/sessions/{sid}/chats"),
+            lambda r: [c["unreadCount"] for c in r.json()["items"] if c["id"] == jid] == [0],
+        )
+        # The phone removes this linked device: the number's chats leave the inbox, and it says why.
+        assert (await client.post(f"/simulator/sessions/{sid}/unlink")).status_code == 204
+        notice = console.page.locator(".notice")
+        hidden = "is not connected: its chats are hidden until it is linked again in Settings."
+        await expect(notice).to_have_text(f"{shown_phone(phone)} {hidden}", timeout=15_000)
+        await expect(vera).to_have_count(0)
+        await expect(console.page.locator(".chat-pane")).to_contain_text("Choose a chat")
+        await console.shoot_both(shots, "messages-unlinked-{w}")
         console.assert_clean()

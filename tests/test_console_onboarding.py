@@ -113,7 +113,7 @@ async def test_onboarding_takes_numbers_with_their_own_country_code_then_continu
         go_on = page.get_by_role("button", name="Continue")
         await expect(go_on).to_be_focused()
         assert await axe_violations(page) == []
-        await console.shoot(shots, "onboarding-saved-1280")
+        await console.shoot_both(shots, "onboarding-saved-{w}")
         await go_on.click()
         await expect(page.get_by_role("heading", name="WhatsApp Inbox")).to_be_visible()
         console.assert_clean()
@@ -169,7 +169,7 @@ async def test_sign_in_at_375_px_names_the_bridge_and_says_user_ids_are_case_sen
             "Only with the bridge's admin key: the user whose numbers to manage."
             " User ids are case-sensitive: “Ana” and “ana” are two users."
         )
-        await console.shoot(shots, "signin-375")
+        await console.shoot_both(shots, "signin-{w}")
         assert await axe_violations(console.page) == []
         assert await low_contrast(console.page) == []
         # Signed in, the screens' links take the brand's place on the one row.

@@ -119,7 +119,7 @@ async def test_reconnect_names_the_phone_and_another_phone_starts_afresh(
             console.assert_clean()
 
 
-async def test_a_history_sync_reaches_every_open_tab(stack: Stack, chromium: Browser) -> None:
+async def test_a_history_sync_reaches_every_open_tab(stack: Stack, chromium: Browser, shots: Path) -> None:
     user = new_user()
     async with stack.client(user) as client:
         sid = await linked(client, 1, new_phone())
@@ -136,10 +136,12 @@ async def test_a_history_sync_reaches_every_open_tab(stack: Stack, chromium: Bro
             for console in both:
                 # 5 of the 8 are direct chats (the inbox leaves groups out by default).
                 await expect(console.page.locator("button.chat-item")).to_have_count(7, timeout=10_000)
+                assert await axe_violations(console.page) == []
                 console.assert_clean()
+            await both[0].shoot_both(shots, "messages-history-synced-{w}")
 
 
-async def test_other_tabs_learn_a_number_was_removed(stack: Stack, chromium: Browser) -> None:
+async def test_other_tabs_learn_a_number_was_removed(stack: Stack, chromium: Browser, shots: Path) -> None:
     user, contact = new_user(), new_phone()
     async with stack.client(user) as client:
         first = await linked(client, 1, new_phone())
@@ -172,14 +174,15 @@ async def test_other_tabs_learn_a_number_was_removed(stack: Stack, chromium: Bro
             await expect(other.page.locator("#slots-note")).not_to_contain_text("All 3 numbers are in use")
             await expect(inbox.page.locator("button.chat-item")).to_have_count(0, timeout=5_000)
             await expect(inbox.page.locator(".notice")).to_contain_text("was removed")
-            assert await axe_violations(inbox.page) == []
             await expect(inbox.page.locator(".chat-pane")).to_contain_text("Choose a chat")
+            await inbox.shoot_both(shots, "messages-removed-{w}")
+            await other.shoot_both(shots, "settings-removed-elsewhere-{w}")
             for console in (acting, other, inbox):
                 console.assert_clean()
 
 
 async def test_reply_from_keeps_the_draft_and_a_reload_keeps_chat_and_draft(
-    stack: Stack, chromium: Browser
+    stack: Stack, chromium: Browser, shots: Path
 ) -> None:
     user, contact = new_user(), new_phone()
     contact_jid = contact[1:] + "@s.whatsapp.net"
@@ -206,6 +209,19 @@ async def test_reply_from_keeps_the_draft_and_a_reload_keeps_chat_and_draft(
             await expect(page.locator("ol.thread")).to_contain_text("to number two")
             console.clean()  # what the reload cut short
             await expect(page.get_by_role("textbox", name="Message")).to_have_value("a half-written reply")
+            await console.shoot_both(shots, "messages-restored-{w}")
+            # A contact with no name is titled by their number, written as numbers are everywhere.
+            await expect(page.locator(".chat-head h2")).to_have_text(shown_phone(contact))
+            await expect(page.locator(".chat-head .contact-phone")).to_have_count(0)
+            # Narrower (a phone turned), the draft wraps and the box grows to show all of it.
+            box = page.get_by_role("textbox", name="Message")
+            wide = await box.bounding_box()
+            await page.set_viewport_size({"width": 375, "height": 740})
+            hidden = "(el) => el.scrollHeight - el.clientHeight"  # pixels of the draft out of sight
+            await eventually(lambda: box.evaluate(hidden), lambda d: d <= 2, 10)
+            narrow = await box.bounding_box()
+            assert wide and narrow and narrow["height"] > wide["height"], (wide, narrow)
+            await page.set_viewport_size({"width": 1280, "height": 800})
             await page.get_by_role("textbox", name="Message").press("Enter")
             sent = await eventually(
                 lambda: client.get(f"/simulator/sessions/{two}/sent"),

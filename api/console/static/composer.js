@@ -76,6 +76,15 @@ export function composer({ target, onSent, draftKey = null }) {
   }
   text.addEventListener("input", grow);
   requestAnimationFrame(grow);
+  // A box made narrower (a phone turned, a window resized) wraps the words onto more lines: grow again,
+  // or a restored draft is cut off. Grown in the next frame: resizing inside the observer's own call
+  // would be a ResizeObserver loop.
+  let width = 0;
+  new ResizeObserver(([entry]) => {
+    if (entry.contentRect.width === width) return;
+    width = entry.contentRect.width;
+    requestAnimationFrame(grow);
+  }).observe(text);
 
   function fail(err) {
     error.textContent = err.message || String(err);

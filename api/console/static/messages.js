@@ -12,8 +12,12 @@ import { Thread } from "./thread.js";
 
 const READ_ROUTE = "/sessions/{id}/chats/{chatId}/read";
 
+// A chat the bridge knows no name for is named by its number (`+15551234567`): written as every other
+// number is.
+const BARE_NUMBER = /^\+\d+$/;
+
 export function chatTitle(chat) {
-  if (chat.name) return chat.name;
+  if (chat.name) return BARE_NUMBER.test(chat.name) ? formatPhone(chat.name) : chat.name;
   const user = chat.id.split("@")[0];
   return /^\d+$/.test(user) ? formatPhone(`+${user}`) : user;
 }
@@ -279,7 +283,7 @@ export function renderMessages(main, { live, route = [] }) {
         h("div", {},
           h("h2", { dir: "auto" }, chat ? chatTitle(chat) : chatTitle({ id: chatId })),
           // The contact's number under a saved name (a group's id says nothing).
-          chat && chat.name && /^\d+@s\.whatsapp\.net$/.test(chatId)
+          chat && chat.name && !BARE_NUMBER.test(chat.name) && /^\d+@s\.whatsapp\.net$/.test(chatId)
             ? h("p", { class: "contact-phone" }, formatPhone(`+${chatId.split("@")[0]}`))
             : null,
           from
