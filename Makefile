@@ -50,10 +50,11 @@ lint: dev
 	$(BIN)/mypy
 
 # Two workers by default (one per core here); each test module stays on one worker (--dist=loadfile),
-# so a module's shared Ray and fixtures are started once. PYTEST_WORKERS=0 runs in one process.
+# so a module's shared Ray and fixtures are started once; modules start longest first, as measured in
+# tests/module_seconds.json (tests/conftest.py), not xdist's reorder. PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
 test: system-tools lint
-	$(BIN)/python -m pytest --numprocesses=$(PYTEST_WORKERS) --dist=loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --numprocesses=$(PYTEST_WORKERS) --dist=loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Upgrade the lock on purpose (newest versions pyproject.toml allows), and uv's own pin with it.
 lock: $(UV)

@@ -82,9 +82,19 @@ def run_in_thread(factory: Callable[[], Awaitable[T]]) -> T:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules that connect this process to a Ray of their own (marker `own_ray`) run last, so the others
-    share one local Ray (tests.raykit.local_ray) instead of each starting one."""
-    items.sort(key=lambda item: item.get_closest_marker("own_ray") is not None)
+    """Modules that connect this process to a Ray of their own (marker `own_ray`) run first, then the
+    others, which share one local Ray (tests.raykit.local_ray) instead of each starting one. Within each,
+    the longest modules first (tests/module_seconds.py), so that under xdist (`make test` passes
+    --no-loadscope-reorder, which keeps this order) both workers end on short modules."""
+    from tests.module_seconds import UNMEASURED_S, measured
+
+    seconds = measured()
+
+    def order(item: pytest.Item) -> tuple[bool, float, str]:
+        name = item.path.name
+        return item.get_closest_marker("own_ray") is None, -seconds.get(name, UNMEASURED_S), name
+
+    items.sort(key=order)  # stable: a module's tests keep their order
 
 
 def _release_shared_ray() -> None:
