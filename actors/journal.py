@@ -174,13 +174,12 @@ class Journal:
 
     def _run_at_head(self, batch: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
         """The entries at the head of `batch` applied together (at least the first one)."""
-        admits = self._together.admits if self._together is not None else None
-        if admits is None or batch[0][1] is None or not admits(batch[0][1]):
-            return batch[:1]
-        count = 1
-        while count < len(batch) and batch[count][1] is not None and admits(batch[count][1]):
-            count += 1
-        return batch[:count]
+        together = self._together
+        count = 0
+        if together is not None:
+            while count < len(batch) and batch[count][1] is not None and together.admits(batch[count][1]):
+                count += 1
+        return batch[: max(count, 1)]
 
     async def _apply_together(self, entries: list[Any]) -> bool:
         """Apply `entries` in one call; False when that failed for a cause other than an outage."""
