@@ -11,6 +11,7 @@ test's own (tests/refusalkit.py).
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -55,6 +56,24 @@ async def _connected(core: Factory, own_db: str, phone: str) -> tuple[str, Sessi
     return sid, session
 
 
+@contextlib.asynccontextmanager
+async def _read_only(postgres_server: str, own_db: str) -> AsyncIterator[None]:
+    """The test's database refuses writes (a demoted primary) until the block ends."""
+    await set_read_only(postgres_server, own_db, True)
+    try:
+        yield
+    finally:
+        await set_read_only(postgres_server, own_db, False)
+
+
+async def _arrive_spooled(session: SessionCore, texts: list[str]) -> None:
+    """`texts` arrive from the contact while the database refuses writes: each waits in the spool."""
+    for text in texts:
+        await session.simulate("incoming", from_=CONTACT, text=text)
+    await eventually(_value(lambda: session.refused), lambda r: r == "read_only", 15)
+    assert session.spooled >= len(texts)
+
+
 def _value(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
     """`read()` as the coroutine function `eventually` polls."""
 
@@ -70,16 +89,11 @@ async def test_a_read_only_database_keeps_writes_spooled_and_stores_each_once_it
     sid, session = await _connected(core, own_db, "+15551239001")
     texts = [f"while read-only {i}" for i in range(5)]
     async with frames(redis_url, sid) as got:
-        try:
-            await set_read_only(postgres_server, own_db, True)
-            for text in texts:
-                await session.simulate("incoming", from_=CONTACT, text=text)
-            await eventually(_value(lambda: session.refused), lambda r: r == "read_only", 15)
-            assert session.spooled >= len(texts) and session.failed == 0
+        async with _read_only(postgres_server, own_db):
+            await _arrive_spooled(session, texts)
+            assert session.failed == 0
             assert got.of("msg") == []  # nothing is published before it is stored
             assert set(texts).isdisjoint(await stored_texts(own_db, sid))
-        finally:
-            await set_read_only(postgres_server, own_db, False)
         await eventually(_value(lambda: session.spooled), lambda n: n == 0, 30)
         await got.wait_for("msg", lambda b: b["message"]["text"] == texts[-1], timeout=10)
     stored = await stored_texts(own_db, sid)
@@ -133,14 +147,8 @@ async def test_a_bad_write_in_a_backlog_applied_together_is_set_aside_alone(
     good = [t for t in texts if t != POISON]
     await refuse_poison(own_db, True)
     async with frames(redis_url, sid) as got:
-        try:
-            await set_read_only(postgres_server, own_db, True)
-            for text in texts:
-                await session.simulate("incoming", from_=CONTACT, text=text)
-            await eventually(_value(lambda: session.refused), lambda r: r == "read_only", 15)
-            assert session.spooled >= len(texts)
-        finally:
-            await set_read_only(postgres_server, own_db, False)
+        async with _read_only(postgres_server, own_db):
+            await _arrive_spooled(session, texts)
         await eventually(_value(lambda: session.spooled), lambda n: n == 0, 30)
         await got.wait_for("msg", lambda b: b["message"]["text"] == good[-1], timeout=10)
         assert session.failed == 1
