@@ -219,8 +219,8 @@ class SessionRegistry:
         # Listed before the rows are read: a row is inserted before its actor is created, so every
         # actor listed here whose row exists is seen with it.
         started = time.monotonic()
-        running = self._directory.handles()
-        unplaced = self._directory.unplaced()
+        listing = self._directory.look()
+        running, unplaced = listing.handles, listing.unplaced
         self._supervision.observe_unplaced(unplaced, log_changes=True)
         stats = {"wanted": -1, "created": 0, "stopped": 0, "replaced": 0, "restarted": 0}
         try:

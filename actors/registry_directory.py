@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.actor import ActorHandle
 
-from actors.actor_states import unplaced_names
+from actors.actor_states import named_actors, unplaced_names
 from kernel.domain import Placement
 from kernel.ids import actor_name, session_id_of_actor
 
@@ -18,11 +19,24 @@ log = logging.getLogger(__name__)
 PING_TIMEOUT_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The session actors of a namespace at one look at the GCS."""
+
+    handles: dict[str, ActorHandle[Any]]  # every one, placed or not, by session id
+    unplaced: set[str]  # of them, those Ray has not placed (yet)
+
+
 class SessionDirectory:
-    """The session actors of one namespace, as the GCS lists them. Holds no state of its own."""
+    """The session actors of one namespace, as the GCS lists them.
+
+    A look is a few reads of the GCS's actor table, whatever the number of sessions; a handle is looked
+    up by name only for an actor not seen before (a new actor under a known name has a new id).
+    """
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+        self._known: dict[str, tuple[bytes, ActorHandle[Any]]] = {}  # session id -> (actor id, handle)
 
     def handle(self, session_id: str) -> ActorHandle[Any] | None:
         try:
@@ -30,19 +44,30 @@ class SessionDirectory:
         except ValueError:
             return None
 
-    def handles(self) -> dict[str, ActorHandle[Any]]:
-        """Every named session actor of the namespace, placed or not."""
-        handles: dict[str, ActorHandle[Any]] = {}
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            if entry["namespace"] != self.namespace:
-                continue
-            sid = session_id_of_actor(entry["name"])
+    def look(self) -> Listing:
+        """Every named session actor of the namespace and which are unplaced; raises if the GCS cannot say."""
+        known: dict[str, tuple[bytes, ActorHandle[Any]]] = {}
+        unplaced: set[str] = set()
+        for name, actor in named_actors(self.namespace).items():
+            sid = session_id_of_actor(name)
             if sid is None:
                 continue
-            handle = self.handle(sid)
-            if handle is not None:
-                handles[sid] = handle
-        return handles
+            cached = self._known.get(sid)
+            if cached is not None and cached[0] == actor.actor_id:
+                handle: ActorHandle[Any] | None = cached[1]
+            else:
+                handle = self.handle(sid)  # None: it died since the table was read
+            if handle is None:
+                continue
+            known[sid] = (actor.actor_id, handle)
+            if not actor.placed:
+                unplaced.add(sid)
+        self._known = known
+        return Listing({sid: h for sid, (_, h) in known.items()}, unplaced)
+
+    def handles(self) -> dict[str, ActorHandle[Any]]:
+        """Every named session actor of the namespace, placed or not."""
+        return self.look().handles
 
     def unplaced(self) -> set[str] | None:
         """Session ids whose actor Ray has not placed; None when the GCS cannot say."""
