@@ -10,6 +10,10 @@ the first `NeonizeClient` is built (after `NEONIZE_BOT_TAG=off` is set).
 - `runtime`: once-per-process concerns (lazy import, logging, Go's stdout, the one-client guard).
 """
 
-from actors.clients.neonize.client import NeonizeClient
+from actors.clients.neonize.runtime import keep_unused_out
+
+keep_unused_out()  # before `client` imports httpx: imported there, its CLI came in (+4 MiB per session)
+
+from actors.clients.neonize.client import NeonizeClient  # noqa: E402
 
 __all__ = ["NeonizeClient"]

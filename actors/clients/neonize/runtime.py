@@ -80,9 +80,16 @@ _MODULES = {
     "logs": "utils.log",
 }
 
-# What neonize pulls in but a session never runs: httpx's command-line client (rich, click, pygments),
-# ~4 MB of private memory per session process (bench_levers). httpx imports fine without it.
+# What the adapter and neonize pull in but a session never runs: httpx's command-line client (rich, click,
+# pygments), ~4 MB of private memory per session process (bench_levers). httpx imports fine without it.
 _UNUSED_MODULES = ("httpx._main",)
+
+
+def keep_unused_out() -> None:
+    """Make `_UNUSED_MODULES` unimportable; before anything imports httpx (the package does it first)."""
+    for name in _UNUSED_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
 
 _lock = threading.Lock()
 _lib: Lib | None = None
@@ -113,8 +120,6 @@ def load() -> Lib:
                 BOT_TAG_ENV,
             )
         os.environ[BOT_TAG_ENV] = "off"
-        for name in _UNUSED_MODULES:
-            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
         root = logging.getLogger()
         handlers, level = list(root.handlers), root.level
         started = time.perf_counter()
