@@ -8,8 +8,13 @@ network). Sessions are added through the API (create + scan) up to each step; af
 `--probe-s` seconds, /health is called `--health-rate` times a second and a text is sent
 `--send-rate` times a second round-robin over the sessions (both open loop, concurrently). A step passes
 when both p99s are within target and nothing failed; the run stops at the first failing step (or when
-less than `--min-free-gib` of memory is left). Also recorded: node memory in use and the CPU of the
-session processes, of the rest of Ray and of the API during the probe.
+less than `--min-free-gib` of memory is left; `--keep-going` probes every step). Also recorded: node
+memory in use and the CPU of the session processes, of the rest of Ray, of the API, PostgreSQL and Redis
+during the probe.
+
+`--floor`: the steps count Ray's bare actors (`tests.benchmarks.bare`: no session code, idle) started
+beside `--floor-sessions` connected sessions, which take the sends: what Ray's own per-process cost
+leaves of the node, the limit one process per session cannot beat.
 
 Full size: about 8 min to 250 sessions on 2 cores (it stops at the first failing step). PostgreSQL needs
 max_connections >= 2 x N + 50.
@@ -27,12 +32,15 @@ import psutil
 
 from tests.benchmarks import apistack
 from tests.benchmarks import benchkit as bk
+from tests.benchmarks.bare import create_bare_actor
 
 HEALTH_P99_MS = 100.0
 SEND_P99_MS = 250.0
 
 
-async def probe(api: apistack.Api, client: Any, sids: list[str], args: argparse.Namespace) -> dict[str, Any]:
+async def probe(
+    api: apistack.Api, client: Any, sids: list[str], args: argparse.Namespace, bare: Sequence[int] = ()
+) -> dict[str, Any]:
     health, send = apistack.Latencies(), apistack.Latencies()
 
     async def health_call(_: int) -> None:
@@ -51,8 +59,9 @@ async def probe(api: apistack.Api, client: Any, sids: list[str], args: argparse.
 
     placements = await bk.ping_all(sids, api.namespace)
     session_pids = {p.pid for p in placements.values()}
-    others = bk.ray_processes(exclude={*session_pids, api.pid})
-    window = bk.CpuWindow([api.pid, *session_pids, *others])
+    others = bk.ray_processes(exclude={*session_pids, *bare, api.pid})
+    services = bk.service_processes()
+    window = bk.CpuWindow([api.pid, *session_pids, *bare, *others, *services])
     window.start()
     wall, _ = await asyncio.gather(
         apistack.paced(args.health_rate, args.probe_s, health_call),
@@ -70,6 +79,7 @@ async def probe(api: apistack.Api, client: Any, sids: list[str], args: argparse.
     )
     return {
         "sessions": len(sids),
+        "bare_actors": len(bare),
         "answering": len(placements),
         "health": h,
         "send": s,
@@ -79,7 +89,9 @@ async def probe(api: apistack.Api, client: Any, sids: list[str], args: argparse.
         "cpu_pct": {
             "api": 100 * shares.get(api.pid, 0.0),
             "sessions": 100 * sum(shares.get(p, 0.0) for p in session_pids),
+            "bare_actors": 100 * sum(shares.get(p, 0.0) for p in bare),
             "ray_other": 100 * sum(shares.get(p, 0.0) for p in others),
+            **bk.cpu_by_role(shares, services),
         },
     }
 
@@ -92,17 +104,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await bk.reset(services)
     namespace = "bench-capacity"
     results: list[dict[str, Any]] = []
-    with bk.local_ray(max(steps) + 5, namespace=namespace, dashboard=args.dashboard, worker_env=env) as node:
+    capacity = max(steps) + args.floor_sessions + 5
+    with bk.local_ray(capacity, namespace=namespace, dashboard=args.dashboard, worker_env=env) as node:
         with apistack.api_server(node, services) as api:
             async with api.client() as client:
                 sids: list[str] = []
+                bare: list[int] = []
+                what = "of Ray's bare actors" if args.floor else "sessions"
+                if args.floor:
+                    sids = await apistack.connect_sessions(api, client, args.floor_sessions, args.timeout)
                 for step in steps:
-                    print(f"\n== {step} sessions", flush=True)
-                    sids += await apistack.connect_sessions(
-                        api, client, step - len(sids), args.timeout, first=len(sids)
-                    )
+                    print(f"\n== {step} {what}", flush=True)
+                    if args.floor:
+                        bare += await _bare_actors(namespace, len(bare), step - len(bare), args.timeout)
+                    else:
+                        sids += await apistack.connect_sessions(
+                            api, client, step - len(sids), args.timeout, first=len(sids)
+                        )
                     await asyncio.sleep(args.settle_s)
-                    result = await probe(api, client, sids, args)
+                    result = await probe(api, client, sids, args, bare)
                     results.append(result)
                     print(
                         f"  health p99 {bk.fmt(result['health']['ms']['p99'])} ms, send p99 "
@@ -110,16 +130,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         + ("pass" if result["passed"] else "FAIL"),
                         flush=True,
                     )
-                    if not result["passed"] or result["mem_free_gib"] < args.min_free_gib:
+                    if result["mem_free_gib"] < args.min_free_gib:
+                        break
+                    if not result["passed"] and not args.keep_going:
                         break
         bk.kill_actors(namespace)
-    passed = [r["sessions"] for r in results if r["passed"]]
+    size = "bare_actors" if args.floor else "sessions"
+    passed = [r[size] for r in results if r["passed"]]
     return {"capacity": max(passed) if passed else 0, "steps": results}
+
+
+async def _bare_actors(namespace: str, first: int, count: int, timeout: float) -> list[int]:
+    """Start `count` more of Ray's bare actors (`tests.benchmarks.bare`), 2 a second; their pids."""
+    import ray
+
+    for i in range(first, first + count):
+        create_bare_actor(namespace, i)
+        await asyncio.sleep(0.5)
+    handles = [ray.get_actor(f"bare-{i}", namespace=namespace) for i in range(first, first + count)]
+    pids: list[int] = await asyncio.wait_for(asyncio.gather(*(h.ping.remote() for h in handles)), timeout)
+    return pids
 
 
 def report(out: dict[str, Any]) -> None:
     bk.print_table(
-        f"Capacity: {out['capacity']} sessions (latency in ms; CPU in % of one core)",
+        f"Capacity: {out['capacity']} (latency in ms; CPU in % of one core)",
         [
             "sessions",
             "health p50",
@@ -129,18 +164,26 @@ def report(out: dict[str, Any]) -> None:
             "errors",
             "mem GiB",
             "sess CPU",
+            "Ray CPU",
+            "API CPU",
+            "PG CPU",
+            "Redis CPU",
             "pass",
         ],
         [
             [
-                r["sessions"],
+                r["bare_actors"] or r["sessions"],
                 r["health"]["ms"]["p50"],
                 r["health"]["ms"]["p99"],
                 r["send"]["ms"]["p50"],
                 r["send"]["ms"]["p99"],
                 sum(r["health"]["errors"].values()) + sum(r["send"]["errors"].values()),
                 r["mem_used_gib"],
-                r["cpu_pct"]["sessions"],
+                r["cpu_pct"]["sessions"] + r["cpu_pct"]["bare_actors"],
+                r["cpu_pct"]["ray_other"],
+                r["cpu_pct"]["api"],
+                r["cpu_pct"].get("postgresql"),
+                r["cpu_pct"].get("redis"),
                 "yes" if r["passed"] else "no",
             ]
             for r in out["steps"]
@@ -156,6 +199,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--health-rate", type=float, default=5.0)
     p.add_argument("--send-rate", type=float, default=10.0)
     p.add_argument("--min-free-gib", type=float, default=2.0)
+    p.add_argument("--keep-going", action="store_true", help="probe every step, also after one fails")
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="steps count Ray's bare actors (no session code) beside --floor-sessions sessions",
+    )
+    p.add_argument("--floor-sessions", type=int, default=10)
     bk.ray_options(p, timeout_s=900.0)
     return p
 

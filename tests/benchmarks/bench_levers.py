@@ -38,6 +38,13 @@ IMPORTS: list[tuple[str, str, list[str], list[str]]] = [
         [PYDANTIC_VIA_RAY, "actors.actor"],
         [HTTPX_CLI],
     ),
+    (
+        "the adapter package (actors.clients.neonize)",
+        "actors.clients.neonize",
+        [PYDANTIC_VIA_RAY, "actors.actor"],
+        [],
+    ),
+    ("Go's runtime alone (neonize's library loaded)", "tests.benchmarks.go_runtime", [PYDANTIC_VIA_RAY], []),
     ("httpx (pulled by neonize)", "httpx", [PYDANTIC_VIA_RAY, "actors.actor"], []),
     ("httpx without its CLI", "httpx", [PYDANTIC_VIA_RAY, "actors.actor"], [HTTPX_CLI]),
 ]
@@ -54,7 +61,7 @@ VARIANTS: list[tuple[str, str, dict[str, str], tuple[str, ...]]] = [
     ("neonize + MALLOC_ARENA_MAX=2", "neonize", ARENAS, ()),
     ("neonize + GOGC=50", "neonize", {**NO_LEVERS, "GOGC": "50"}, ()),
     ("neonize + GOMEMLIMIT=24MiB", "neonize", {**NO_LEVERS, "GOMEMLIMIT": "24MiB"}, ()),
-    # Since runtime.load() keeps httpx's CLI out, "neonize" above is already without it (-4 MiB).
+    # The adapter package keeps httpx's CLI out, so "neonize" above is already without it (-4 MiB).
 ]
 
 

@@ -91,4 +91,6 @@ def create_probe_actor(config: RegistryConfig, session_id: str) -> Any:
     from actors.registry import session_actor_options
 
     remote: Any = ray.remote(ProbeSessionActor)
-    return remote.options(**session_actor_options(config, session_id)).remote(session_id, config.session, config.stores)
+    return remote.options(**session_actor_options(config, session_id)).remote(
+        session_id, config.session, config.stores
+    )
