@@ -39,10 +39,10 @@ async def level(
     seconds: float,
     loadgen: str,
     *,
-    status_only: bool = False,
+    request: str = "send",
 ) -> dict[str, Any]:
     if loadgen == "wrk":
-        return await wrk.closed_loop(api, sids, clients, seconds, status_only=status_only)
+        return await wrk.closed_loop(api, sids, clients, seconds, request=request)
     counter = itertools.count()
     lat = apistack.Latencies()
     stop_at = time.monotonic() + seconds
@@ -73,19 +73,19 @@ async def measure(
     clients: int,
     args: argparse.Namespace,
     *,
-    status_only: bool,
+    request: str,
 ) -> dict[str, Any]:
     """One level after its warm-up, with the CPU every process on the machine spent meanwhile."""
-    what = "GET status" if status_only else "send/text"
+    what = WHAT[request]
     print(f"\n== {what}, {clients} clients", flush=True)
-    await level(api, client, sids, clients, args.warmup, args.loadgen, status_only=status_only)
+    await level(api, client, sids, clients, args.warmup, args.loadgen, request=request)
     placements = await bk.ping_all(sids, api.namespace)
     session_pids = {p.pid for p in placements.values()}
     others = bk.ray_processes(exclude={*session_pids, api.pid})
     servers = bk.service_processes()
     window = bk.CpuWindow([api.pid, os.getpid(), *session_pids, *others, *servers])
     window.start()
-    result = await level(api, client, sids, clients, args.duration, args.loadgen, status_only=status_only)
+    result = await level(api, client, sids, clients, args.duration, args.loadgen, request=request)
     wall_s, shares = window.stop()
     loadgen_share = shares.get(os.getpid(), 0.0) + result.pop("load_generator_cpu_s", 0.0) / wall_s
     cpu_pct = {
@@ -120,12 +120,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with apistack.api_server(node, services) as api:
             async with api.client(connections=max(bk.parse_sizes(args.clients))) as client:
                 sids = await apistack.connect_sessions(api, client, args.sessions, args.timeout)
-                # The sends, then (wrk only) the floor: GET status, an actor call with no storage behind it.
-                plan = [(clients, False) for clients in bk.parse_sizes(args.clients)]
+                # The sends, then (wrk only) two floors: GET status, a PostgreSQL read that never reaches
+                # Ray; typing, an actor call that does nothing.
+                plan = [(clients, "send") for clients in bk.parse_sizes(args.clients)]
                 if args.loadgen == "wrk":
-                    plan.append((FLOOR_CLIENTS, True))
-                for clients, status_only in plan:
-                    result = await measure(api, client, sids, clients, args, status_only=status_only)
+                    plan += [(FLOOR_CLIENTS, "status"), (FLOOR_CLIENTS, "typing")]
+                for clients, request in plan:
+                    result = await measure(api, client, sids, clients, args, request=request)
                     results.append(result)
                     ms = result["ms"]
                     print(f"  {result['per_s']}/s, p50 {bk.fmt(ms['p50'])} ms, p99 {bk.fmt(ms['p99'])} ms")
@@ -134,12 +135,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 FLOOR_CLIENTS = 10
+WHAT = {"send": "send/text", "status": "GET status", "typing": "typing (actor call)"}
 
 
 def report(out: dict[str, Any]) -> None:
     bk.print_table(
         f"POST /sessions/{{id}}/send/text over {out['sessions']} sessions, load from {out['load_generator']}"
-        " (GET status: the same path with no storage behind it)"
+        " (GET status: a PostgreSQL read; typing: an actor call that does nothing)"
         " (ms; CPU in % of one core)",
         [
             "request",

@@ -33,10 +33,14 @@ request = function()
   counter = counter + 1
   local s = sessions[((counter * 7 + thread_id) %% #sessions) + 1]
   local headers = {["X-API-Key"] = key, ["X-User-Id"] = s[2]}
-  if %(status_only)s then
+  if %(request)s == "status" then
     return wrk.format("GET", "/sessions/" .. s[1] .. "/status", headers)
   end
   headers["Content-Type"] = "application/json"
+  if %(request)s == "typing" then
+    local path = "/sessions/" .. s[1] .. "/chats/+15551230001/typing"
+    return wrk.format("POST", path, headers, '{"state":"composing"}')
+  end
   local body = '{"to":"+15551230001","text":"bench ' .. thread_id .. '-' .. counter .. '"}'
   return wrk.format("POST", "/sessions/" .. s[1] .. "/send/text", headers, body)
 end
@@ -60,18 +64,23 @@ def _lua_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid Lua string literal for these characters
 
 
+REQUESTS = ("send", "status", "typing")
+
+
 async def closed_loop(
-    api: Api, sids: list[str], clients: int, seconds: float, *, status_only: bool = False
+    api: Api, sids: list[str], clients: int, seconds: float, *, request: str = "send"
 ) -> dict[str, Any]:
     """`clients` connections for `seconds`: the same summary as `apistack.Latencies.summary`, plus the
-    CPU seconds wrk used. `status_only`: GET /sessions/{id}/status instead (an actor call, no storage)."""
+    CPU seconds wrk used. `request`: POST send/text; GET /sessions/{id}/status (a PostgreSQL read, no
+    Ray); POST .../typing `composing` to one chat (an actor call that does nothing: coalesced)."""
+    assert request in REQUESTS
     sessions = ", ".join(f"{{{_lua_string(sid)}, {_lua_string(user_of(k))}}}" for k, sid in enumerate(sids))
     with tempfile.TemporaryDirectory(prefix="wab-wrk-") as tmp:
         script = Path(tmp) / "send.lua"
         values = {
             "sessions": sessions,
             "key": _lua_string(api.api_key),
-            "status_only": str(status_only).lower(),
+            "request": _lua_string(request),
         }
         script.write_text(SCRIPT % values)
         threads = min(2, clients)
