@@ -32,7 +32,7 @@ import psutil
 
 from tests.benchmarks import apistack
 from tests.benchmarks import benchkit as bk
-from tests.benchmarks.bare import create_bare_actor
+from tests.benchmarks.bench_memory import up_bare
 
 HEALTH_P99_MS = 100.0
 SEND_P99_MS = 250.0
@@ -116,7 +116,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for step in steps:
                     print(f"\n== {step} {what}", flush=True)
                     if args.floor:
-                        bare += await _bare_actors(namespace, len(bare), step - len(bare), args.timeout)
+                        started = await up_bare(node, step - len(bare), 2.0, args.timeout, first=len(bare))
+                        bare += started.values()
                     else:
                         sids += await apistack.connect_sessions(
                             api, client, step - len(sids), args.timeout, first=len(sids)
@@ -138,18 +139,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     size = "bare_actors" if args.floor else "sessions"
     passed = [r[size] for r in results if r["passed"]]
     return {"capacity": max(passed) if passed else 0, "steps": results}
-
-
-async def _bare_actors(namespace: str, first: int, count: int, timeout: float) -> list[int]:
-    """Start `count` more of Ray's bare actors (`tests.benchmarks.bare`), 2 a second; their pids."""
-    import ray
-
-    for i in range(first, first + count):
-        create_bare_actor(namespace, i)
-        await asyncio.sleep(0.5)
-    handles = [ray.get_actor(f"bare-{i}", namespace=namespace) for i in range(first, first + count)]
-    pids: list[int] = await asyncio.wait_for(asyncio.gather(*(h.ping.remote() for h in handles)), timeout)
-    return pids
 
 
 def report(out: dict[str, Any]) -> None:

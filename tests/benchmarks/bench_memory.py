@@ -52,9 +52,11 @@ async def _paced(count: int, rate: float, create: Any) -> None:
         await asyncio.sleep(1.0 / rate)
 
 
-async def up_bare(node: bk.RayNode, n: int, rate: float, timeout: float) -> dict[str, int]:
-    await _paced(n, rate, lambda i: create_bare_actor(node.namespace, i))
-    handles = {f"bare-{i}": ray.get_actor(f"bare-{i}", namespace=node.namespace) for i in range(n)}
+async def up_bare(node: bk.RayNode, n: int, rate: float, timeout: float, *, first: int = 0) -> dict[str, int]:
+    """Start bare actors `first` .. `first + n - 1`, `rate` a second; their pids by name."""
+    await _paced(n, rate, lambda i: create_bare_actor(node.namespace, first + i))
+    names = [f"bare-{i}" for i in range(first, first + n)]
+    handles = {name: ray.get_actor(name, namespace=node.namespace) for name in names}
     pids: list[int] = await asyncio.wait_for(
         asyncio.gather(*(h.ping.remote() for h in handles.values())), timeout
     )

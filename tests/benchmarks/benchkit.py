@@ -665,13 +665,13 @@ async def pair_all(
         await pairer.close()
     # A refused pairing shows `connected` for a moment before the session recycles: ask again, for up
     # to 30 s (on an overloaded node, at a capacity step past its limit, a ping can time out).
-    checks = 30 if ok else 0
-    for _ in range(checks):
-        await asyncio.sleep(1.0)
-        placements = await ping_all(sids, namespace)
-        ok = sum(1 for p in placements.values() if p.status == "connected") == len(sids)
-        if ok:
-            break
+    if ok:
+        for _ in range(30):
+            await asyncio.sleep(1.0)
+            placements = await ping_all(sids, namespace)
+            ok = sum(1 for p in placements.values() if p.status == "connected") == len(sids)
+            if ok:
+                break
     if pairer.failures:
         example = next(iter(pairer.failures.values()))
         print(f"  scan failures (retried): {len(pairer.failures)}, e.g. {example}")
